@@ -1,0 +1,99 @@
+"""Probes: one module per domain, registered in one list with tags.
+
+A probe is a name, the manifest section it fills, the layer that section belongs to
+(``software`` goes into ``env_id``, ``platform`` into ``platform_id``), tags a user can
+select or skip by, and a ``collect(ctx)`` function. ``collect`` returns a
+:class:`Finding`: the section (hashed) and observations (kept, never hashed). Probes do
+not know where they run and never read each other's results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from ..errors import UsageError
+from .context import Context
+
+SOFTWARE = "software"
+PLATFORM = "platform"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """What a probe found: ``section`` is hashed, ``observed`` is not."""
+
+    section: dict[str, Any] | None
+    observed: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    name: str
+    section: str
+    layer: str
+    tags: frozenset[str]
+    collect: Callable[[Context], Finding]
+    # Whether the probe can work from files alone (and so under --root).
+    reads_files: bool = True
+
+
+def _registry() -> tuple[Probe, ...]:
+    from . import (
+        compilers,
+        conda,
+        container,
+        cpu,
+        cuda,
+        environment,
+        gpu,
+        kernel,
+        libc,
+        memory,
+        os_release,
+        python,
+        system,
+    )
+
+    return (
+        os_release.PROBE,
+        kernel.PROBE,
+        libc.PROBE,
+        cpu.PROBE,
+        memory.PROBE,
+        python.PROBE,
+        system.PROBE,
+        conda.PROBE,
+        compilers.PROBE,
+        cuda.PROBE,
+        gpu.PROBE,
+        container.PROBE,
+        environment.PROBE,
+    )
+
+
+_PROBES: tuple[Probe, ...] | None = None
+
+
+def all_probes() -> tuple[Probe, ...]:
+    """Every registered probe, in registration order."""
+    global _PROBES
+    if _PROBES is None:
+        _PROBES = _registry()
+    return _PROBES
+
+
+def choose(
+    probes: Iterable[Probe], select: Iterable[str] = (), skip: Iterable[str] = ()
+) -> list[Probe]:
+    """The probes named or tagged by ``select`` (all when empty), less those in ``skip``."""
+    probes = list(probes)
+    known = {p.name for p in probes} | {t for p in probes for t in p.tags}
+    select, skip = set(select), set(skip)
+    unknown = sorted((select | skip) - known)
+    if unknown:
+        raise UsageError(
+            f"no probe or tag named {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    chosen = [p for p in probes if not select or p.name in select or p.tags & select]
+    return [p for p in chosen if p.name not in skip and not (p.tags & skip)]

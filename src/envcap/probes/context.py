@@ -1,0 +1,158 @@
+"""How a probe sees the machine.
+
+A probe never touches the file system, the environment or other programs directly: it
+asks its :class:`Context`. A context over ``/`` reads the live machine; a context over
+another directory reads that tree (a fixture, an unpacked container file system) as if
+it were ``/``, resolving absolute symbolic links inside the tree, and refuses to run
+commands, so the same probe code serves every case.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import shutil
+from pathlib import Path, PurePosixPath
+from typing import Mapping, Sequence
+
+from .. import _subprocess
+from ..errors import NotApplicable
+from ..redact import Redactor, default_redactor
+
+_MAX_LINKS = 40
+
+
+class Context:
+    """The machine as one probe run sees it."""
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str] = "/",
+        *,
+        env: Mapping[str, str] | None = None,
+        python: str | None = None,
+        conda_prefix: str | None = None,
+        redactor: Redactor | None = None,
+        env_allow: Sequence[str] = (),
+        command_timeout: float = 10.0,
+    ) -> None:
+        self.root = Path(root).resolve()
+        self.live = str(self.root) == "/"
+        # Under --root the tree's own environment is unknown; envcap's is not the tree's.
+        self.env: Mapping[str, str] = dict(os.environ if env is None else env) if self.live else {}
+        self.python = python
+        self.conda_prefix = conda_prefix
+        self.redactor = redactor or default_redactor()
+        self.env_allow = tuple(env_allow)
+        self.command_timeout = command_timeout
+
+    # -- files ---------------------------------------------------------------------
+
+    def host_path(self, path: str) -> Path:
+        """Where ``path`` (absolute, as seen inside the tree) lies on this machine."""
+        if self.live:
+            return Path(path)
+        return self.root / self._resolve(path).lstrip("/")
+
+    def _resolve(self, path: str) -> str:
+        """Resolve ``path`` inside the tree, following links as the tree would."""
+        parts = [p for p in PurePosixPath("/", path).parts[1:]]
+        resolved: list[str] = []
+        hops = 0
+        while parts:
+            part = parts.pop(0)
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if resolved:
+                    resolved.pop()
+                continue
+            candidate = self.root.joinpath(*resolved, part)
+            if candidate.is_symlink():
+                hops += 1
+                if hops > _MAX_LINKS:
+                    raise OSError(f"too many levels of symbolic links in {path}")
+                target = os.readlink(candidate)
+                if target.startswith("/"):
+                    resolved = []
+                parts = [p for p in PurePosixPath(target).parts if p != "/"] + parts
+                continue
+            resolved.append(part)
+        return "/" + "/".join(resolved)
+
+    def read_text(self, path: str, limit: int | None = None) -> str | None:
+        """The text of a file, or ``None`` when it does not exist or cannot be read."""
+        try:
+            with open(self.host_path(path), "rb") as fh:
+                data = fh.read() if limit is None else fh.read(limit)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError):
+            return None
+        return data.decode("utf-8", "replace")
+
+    def read_bytes(self, path: str) -> bytes | None:
+        try:
+            return self.host_path(path).read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError):
+            return None
+
+    def exists(self, path: str) -> bool:
+        try:
+            return self.host_path(path).exists()
+        except OSError:
+            return False
+
+    def is_dir(self, path: str) -> bool:
+        try:
+            return self.host_path(path).is_dir()
+        except OSError:
+            return False
+
+    def listdir(self, path: str) -> list[str]:
+        """Sorted entry names of a directory; empty when it is absent."""
+        try:
+            return sorted(os.listdir(self.host_path(path)))
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            return []
+
+    def glob(self, directory: str, pattern: str) -> list[str]:
+        """Absolute (tree) paths of the entries of ``directory`` matching ``pattern``."""
+        base = directory.rstrip("/")
+        return [f"{base}/{name}" for name in fnmatch.filter(self.listdir(directory), pattern)]
+
+    def readlink(self, path: str) -> str | None:
+        """The target of a symbolic link, as written in the link; ``None`` if not a link."""
+        if self.live:
+            target = path
+        else:
+            parent, _, name = path.rstrip("/").rpartition("/")
+            target = str(self.root / self._resolve(parent or "/").lstrip("/") / name)
+        try:
+            return os.readlink(target)
+        except OSError:
+            return None
+
+    def realpath(self, path: str) -> str:
+        """``path`` with every link resolved, as a path inside the tree."""
+        if self.live:
+            return os.path.realpath(path)
+        return self._resolve(path)
+
+    def stat_size(self, path: str) -> int | None:
+        try:
+            return self.host_path(path).stat().st_size
+        except OSError:
+            return None
+
+    # -- programs ------------------------------------------------------------------
+
+    def which(self, name: str) -> str | None:
+        """The program ``name`` on the live machine's PATH."""
+        if not self.live:
+            return None
+        return shutil.which(name, path=self.env.get("PATH", os.defpath))
+
+    def run(self, argv: Sequence[str], timeout: float | None = None) -> _subprocess.Result | None:
+        """Run a program on the live machine; not applicable under --root."""
+        if not self.live:
+            raise NotApplicable("runs programs, which cannot be done for a file tree")
+        return _subprocess.run(argv, timeout=timeout or self.command_timeout, env=self.env)

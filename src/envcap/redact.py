@@ -1,0 +1,152 @@
+"""Keep secrets on the machine: redaction of environment values, URLs and free text.
+
+Everything envcap keeps from the outside world (environment values, URLs recorded by
+installers, build flags, command lines) passes through here before it is hashed, stored
+or printed. The rules err on the side of redacting, but leave ordinary values intact:
+PATH, CUDA_HOME, SLURM_JOB_ID and their kin come through unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable
+
+REDACTED = "[REDACTED]"
+
+# Variable names whose values are secret whatever they look like. Matched as substrings
+# of the upper-cased name, except KEY and AUTH, which are matched per "_"-separated word
+# (a word ending in KEY, or starting with AUTH) so that names such as KEYBOARD stay
+# readable while API_KEY, APIKEY and AUTH_HEADER do not.
+SECRET_NAME_SUBSTRINGS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE")
+
+# Recognisable secret formats inside any text.
+SECRET_PATTERNS: tuple[str, ...] = (
+    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
+    r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[0-9A-Z]{16}\b",  # AWS access key ids
+    r"\bgh[pousr]_[A-Za-z0-9]{30,}\b",  # GitHub tokens
+    r"\bgithub_pat_[A-Za-z0-9_]{20,}\b",
+    r"\bglpat-[A-Za-z0-9_\-]{20,}\b",  # GitLab personal access tokens
+    r"\bgl(?:dt|ptt|rt|soat|cbt)-[A-Za-z0-9_\-]{20,}\b",
+    r"\bhf_[A-Za-z0-9]{30,}\b",  # Hugging Face
+    r"\bxox[abposr]-[A-Za-z0-9\-]{10,}\b",  # Slack tokens
+    r"https://hooks\.slack\.com/services/[A-Za-z0-9/]+",
+    r"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}",  # JWTs
+    r"\bAIza[0-9A-Za-z_\-]{35}\b",  # Google API keys
+    r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_\-]{20,}\b",  # OpenAI / Anthropic style keys
+    r"\bnpm_[A-Za-z0-9]{36}\b",
+    r"\bpypi-[A-Za-z0-9_\-]{50,}\b",
+)
+
+# user:pass@ and bare token@ in a URL's authority. "git@" (the ssh user of every git
+# host) is kept: it names no one and hides nothing.
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/@\s?#]+)@")
+_BENIGN_USERS = frozenset({"git", "hg", "svn"})
+# Query parameters that carry credentials (?token=, &sig= for cloud SAS URLs, ...).
+_SECRET_QUERY = re.compile(
+    r"(?i)([?&;](?:[a-z0-9_\-]*(?:token|secret|password|passwd|key|sig|signature|auth|credential)[a-z0-9_\-]*)=)[^&#\s]+"
+)
+# conda's token-in-path form: https://conda.anaconda.org/t/<token>/channel
+_CONDA_TOKEN = re.compile(r"(/t/)[A-Za-z0-9\-_]{6,}(/)")
+
+
+class Redactor:
+    """Decides which names are secret and scrubs secret content out of text."""
+
+    def __init__(
+        self,
+        extra_names: Iterable[str] = (),
+        extra_patterns: Iterable[str] = (),
+    ) -> None:
+        self._name_substrings = tuple(SECRET_NAME_SUBSTRINGS) + tuple(n.upper() for n in extra_names)
+        self._text = re.compile(
+            "|".join(f"(?:{p})" for p in (*SECRET_PATTERNS, *extra_patterns)), re.DOTALL
+        )
+
+    def is_secret_name(self, name: str) -> bool:
+        upper = name.upper()
+        if any(s in upper for s in self._name_substrings):
+            return True
+        for word in re.split(r"[^A-Z0-9]+", upper):
+            if word.endswith("KEY") or word == "KEYS" or word.startswith("AUTH"):
+                return True
+        return False
+
+    def text(self, value: str) -> str:
+        """Return ``value`` with every recognisable secret replaced."""
+        if not value:
+            return value
+        out = self._text.sub(REDACTED, value)
+        if "@" in out:
+            out = _URL_USERINFO.sub(_scrub_userinfo, out)
+        if "=" in out:
+            out = _SECRET_QUERY.sub(lambda m: m.group(1) + REDACTED, out)
+        if "/t/" in out:
+            out = _CONDA_TOKEN.sub(lambda m: m.group(1) + REDACTED + m.group(2), out)
+        return out
+
+    def value(self, name: str, value: str) -> str:
+        """Redact an environment-style NAME=value pair's value."""
+        if self.is_secret_name(name):
+            return REDACTED
+        return self.text(value)
+
+    def deep(self, obj: Any) -> Any:
+        """Redact every string inside a JSON value (a safety net over whole records)."""
+        if isinstance(obj, str):
+            return self.text(obj)
+        if isinstance(obj, dict):
+            return {k: self.deep(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [self.deep(v) for v in obj]
+        return obj
+
+    def argv(self, args: Iterable[str]) -> list[str]:
+        """Redact a command line: ``--token X``, ``--api-key=X`` and ``KEY=V`` forms."""
+        out: list[str] = []
+        hide_next = False
+        for arg in args:
+            if hide_next:
+                out.append(REDACTED)
+                hide_next = False
+                continue
+            if arg.startswith("-") and "=" in arg:
+                flag, _, val = arg.partition("=")
+                out.append(f"{flag}={REDACTED}" if self.is_secret_name(flag.lstrip("-").replace("-", "_")) else self.text(arg))
+                continue
+            if arg.startswith("-") and self.is_secret_name(arg.lstrip("-").replace("-", "_")):
+                out.append(arg)
+                hide_next = True
+                continue
+            name, eq, val = arg.partition("=")
+            if eq and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) and self.is_secret_name(name):
+                out.append(f"{name}={REDACTED}")
+                continue
+            out.append(self.text(arg))
+        return out
+
+
+def _scrub_userinfo(m: re.Match[str]) -> str:
+    userinfo = m.group("userinfo")
+    if ":" not in userinfo and userinfo in _BENIGN_USERS:
+        return m.group(0)
+    return f"{m.group('scheme')}{REDACTED}@"
+
+
+_default: Redactor | None = None
+
+
+def default_redactor() -> Redactor:
+    """The redactor configured for this process (built-in lists plus the user's config)."""
+    global _default
+    if _default is None:
+        from . import config
+
+        cfg = config.load()
+        _default = Redactor(cfg.redact_names, cfg.redact_patterns)
+    return _default
+
+
+def reset_default() -> None:
+    """Forget the cached redactor (tests that change the configuration call this)."""
+    global _default
+    _default = None
