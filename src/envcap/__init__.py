@@ -1,0 +1,50 @@
+"""envcap: capture, record, rebuild and verify the environments ML results come from.
+
+The library is the product; the ``envcap`` command is a thin layer over it::
+
+    import envcap
+    m = envcap.snapshot()          # an immutable Manifest
+    print(m.env_id)
+    envcap.Store().add(m)           # keep it in the embedded store
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "snapshot",
+    "Manifest",
+    "Store",
+    "EnvcapError",
+    "load_manifest",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # Imports are deferred so that ``import envcap`` (and the CLI's start-up, which
+    # sits on the path of every run) costs only what is used.
+    if name == "snapshot":
+        from .capture import snapshot
+
+        return snapshot
+    if name in ("Manifest",):
+        from .manifest import Manifest
+
+        return Manifest
+    if name == "load_manifest":
+        from .store import load_manifest
+
+        return load_manifest
+    if name == "Store":
+        from .store import Store
+
+        return Store
+    if name == "EnvcapError":
+        from .errors import EnvcapError
+
+        return EnvcapError
+    raise AttributeError(f"module 'envcap' has no attribute {name!r}")

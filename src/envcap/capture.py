@@ -1,0 +1,142 @@
+"""Run the probes and assemble a manifest.
+
+Probes run concurrently, each in a daemon thread with a time budget: most of their time
+is spent waiting on files and child processes, and one probe that hangs must neither
+hold up the others nor keep the process alive. A probe that fails or runs out of time
+becomes an entry in ``unknowns``; the snapshot always completes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping, Sequence
+
+from . import config as config_mod
+from .errors import NotApplicable, UsageError
+from .manifest import Manifest, Unknown
+from .probes import Finding, Probe, all_probes, choose
+from .probes.context import Context
+from .redact import default_redactor
+
+_LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}$")
+
+
+def parse_labels(items: Iterable[str]) -> dict[str, str]:
+    """``k=v`` strings to a dict, refusing malformed keys."""
+    labels: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not _LABEL_KEY.match(key):
+            raise UsageError(f"label {item!r} must look like key=value (key: letters, digits, . _ - /)")
+        labels[key] = value
+    return labels
+
+
+def snapshot(
+    *,
+    root: str | os.PathLike[str] = "/",
+    python: str | None = None,
+    conda_prefix: str | None = None,
+    select: Sequence[str] = (),
+    skip: Sequence[str] = (),
+    labels: Mapping[str, str] | None = None,
+    probes: Sequence[Probe] | None = None,
+    timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Manifest:
+    """Fingerprint a machine (or a file tree with ``root``) and return its manifest."""
+    started = time.monotonic()
+    cfg = config_mod.load()
+    if not os.path.isdir(root):
+        raise UsageError(f"--root {root}: no such directory")
+    if python is not None and str(root) == "/" and not os.path.exists(python):
+        raise UsageError(f"--python {python}: no such file")
+    redactor = default_redactor()
+    ctx = Context(
+        root,
+        env=env,
+        python=python,
+        conda_prefix=conda_prefix,
+        redactor=redactor,
+        env_allow=cfg.env_allow,
+    )
+    chosen = choose(all_probes() if probes is None else probes, select, skip)
+    budget = cfg.probe_timeout if timeout is None else timeout
+    results = _run_all(ctx, chosen, budget)
+
+    sections: dict[str, Any] = {}
+    layers: dict[str, list[str]] = {"software": [], "platform": []}
+    observed: dict[str, Any] = {}
+    unknowns: list[Unknown] = []
+    statuses: dict[str, dict[str, Any]] = {}
+    for probe in chosen:
+        status, value, elapsed = results[probe.name]
+        statuses[probe.name] = {"status": status, "ms": elapsed}
+        if status in ("failed", "timeout"):
+            unknowns.append(Unknown(probe.name, str(value)))
+        elif status == "ok" and isinstance(value, Finding):
+            if value.section is not None:
+                sections[probe.section] = redactor.deep(value.section)
+                layers[probe.layer].append(probe.section)
+            if value.observed:
+                observed[probe.section] = redactor.deep(value.observed)
+
+    from . import __version__
+
+    observed.update(
+        {
+            "hostname": socket.gethostname() if ctx.live else None,
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "root": str(ctx.root),
+            "envcap_version": __version__,
+            "probes": statuses,
+            "duration_ms": int((time.monotonic() - started) * 1000),
+        }
+    )
+    return Manifest.create(
+        sections,
+        layers,
+        observed=observed,
+        unknowns=unknowns,
+        labels=dict(labels or {}),
+    )
+
+
+def _run_all(ctx: Context, probes: list[Probe], budget: float) -> dict[str, tuple[str, Any, int]]:
+    results: dict[str, tuple[str, Any, int]] = {}
+    threads: list[tuple[Probe, threading.Thread, float]] = []
+    for probe in probes:
+        if not ctx.live and not probe.reads_files:
+            results[probe.name] = ("not-applicable", None, 0)
+            continue
+        thread = threading.Thread(
+            target=_run_one, args=(probe, ctx, results), name=f"envcap-probe-{probe.name}", daemon=True
+        )
+        threads.append((probe, thread, time.monotonic()))
+        thread.start()
+    deadline = time.monotonic() + budget
+    for probe, thread, _ in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            # The thread is abandoned (it is a daemon); what it may still write into
+            # ``results`` later is never read.
+            results[probe.name] = ("timeout", f"timed out after {budget:g} s", int(budget * 1000))
+    return dict(results)
+
+
+def _run_one(probe: Probe, ctx: Context, results: dict[str, tuple[str, Any, int]]) -> None:
+    start = time.monotonic()
+    try:
+        finding = probe.collect(ctx)
+        outcome: tuple[str, Any] = ("ok", finding)
+    except NotApplicable:
+        outcome = ("not-applicable", None)
+    except Exception as exc:  # noqa: BLE001 - any probe failure is an unknown, never fatal
+        outcome = ("failed", f"{type(exc).__name__}: {exc}")
+    elapsed = int((time.monotonic() - start) * 1000)
+    results.setdefault(probe.name, (outcome[0], outcome[1], elapsed))

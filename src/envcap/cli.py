@@ -1,0 +1,175 @@
+"""The ``envcap`` command: click code only, every command a call into the library.
+
+Only this module turns :class:`envcap.errors.EnvcapError` into a message and an exit
+code: 0 success, 1 a check found a difference or a problem, 2 an error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from .errors import EnvcapError
+
+
+class _Group(click.Group):
+    """Turns envcap's errors into one line on stderr instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EnvcapError as exc:
+            click.echo(f"envcap: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("envcap: interrupted", err=True)
+            ctx.exit(130)
+        except BrokenPipeError:
+            ctx.exit(0)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="envcap")
+def main() -> None:
+    """Capture, record, rebuild and verify the environments ML results come from."""
+
+
+def _open_store(create: bool = False) -> Any:
+    from .store import Store
+
+    return Store(create=create)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Also write the manifest to FILE.")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Attach a label (repeatable), e.g. cluster=a.")
+@click.option("--root", type=click.Path(file_okay=False), default="/", show_default=True,
+              help="Capture a file tree (an unpacked image) instead of this machine: file-reading probes only.")
+@click.option("--python", "python", metavar="PATH", help="Capture this interpreter (a venv's or conda env's python).")
+@click.option("--conda-prefix", metavar="DIR", help="Capture this conda prefix (default: $CONDA_PREFIX).")
+@click.option("--select", multiple=True, metavar="PROBE|TAG", help="Run only these probes (repeatable).")
+@click.option("--skip", multiple=True, metavar="PROBE|TAG", help="Leave these probes out (repeatable).")
+@click.option("--no-store", is_flag=True, help="Do not record the snapshot in the store.")
+def snapshot(as_json: bool, output: str | None, labels: tuple[str, ...], root: str, python: str | None,
+             conda_prefix: str | None, select: tuple[str, ...], skip: tuple[str, ...], no_store: bool) -> None:
+    """Fingerprint this machine into an immutable manifest and store it."""
+    from .capture import parse_labels, snapshot as take
+    from .summary import summary_lines
+
+    started = time.monotonic()
+    manifest = take(root=root, python=python, conda_prefix=conda_prefix, select=select, skip=skip,
+                    labels=parse_labels(labels))
+    where = None
+    if not no_store:
+        with _open_store(create=True) as store:
+            store.add(manifest)
+            where = store.path
+    if output:
+        _write_file(Path(output), manifest.to_json() + "\n")
+    if as_json:
+        click.echo(manifest.to_json())
+        return
+    click.echo("envcap snapshot")
+    for line in summary_lines(manifest):
+        click.echo(line)
+    tail = f"stored in {where}" if where else "not stored"
+    click.echo(f"\n{tail} ({time.monotonic() - started:.2f} s)")
+
+
+@main.command()
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
+def show(ref: str, as_json: bool) -> None:
+    """Show a stored manifest (by id, env_id or unique prefix) or a manifest FILE."""
+    from .summary import summary_lines
+
+    manifest = _load_ref(ref)
+    if as_json:
+        click.echo(manifest.to_json())
+        return
+    for line in summary_lines(manifest):
+        click.echo(line)
+    obs = manifest.observed
+    click.echo(f"\n  taken {obs.get('time')} on {obs.get('hostname') or obs.get('root')}")
+
+
+def _load_ref(ref: str) -> Any:
+    from .store import load_manifest
+
+    if Path(ref).is_file():
+        return load_manifest(ref)
+    with _open_store() as store:
+        return store.get(ref)
+
+
+@main.command(name="ls")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def list_snapshots(as_json: bool) -> None:
+    """List the snapshots in the store."""
+    from .summary import short
+
+    with _open_store() as store:
+        rows = store.snapshots()
+    if as_json:
+        click.echo(json.dumps([
+            {"record": r.record, "id": r.manifest_id, "env_id": r.env_id, "platform_id": r.platform_id,
+             "time": r.taken_at, "hostname": r.hostname, "labels": r.labels} for r in rows
+        ], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for col in ("time", "host", "id", "env_id", "platform_id", "labels"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r.taken_at or "", r.hostname or "", short(r.manifest_id), short(r.env_id),
+                      short(r.platform_id), " ".join(f"{k}={v}" for k, v in sorted(r.labels.items())))
+    Console().print(table)
+
+
+@main.command(name="import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def import_(files: tuple[str, ...]) -> None:
+    """Verify manifest FILEs and add them to the store (all or nothing)."""
+    from .store import load_manifest
+
+    manifests = [load_manifest(f) for f in files]  # Every file is checked before any is stored.
+    with _open_store(create=True) as store:
+        for path, m in zip(files, manifests):
+            store.add(m)
+            click.echo(f"imported {path}: {m.id}")
+
+
+@main.command()
+def verify() -> None:
+    """Re-hash every object in the store; exit 1 and list what is wrong."""
+    with _open_store() as store:
+        problems = store.verify()
+        count = len(store.snapshots())
+    if problems:
+        for p in problems:
+            click.echo(p)
+        click.echo(f"{len(problems)} problem(s) found", err=True)
+        sys.exit(1)
+    click.echo(f"store verified: {count} snapshot(s), every object intact")
+
+
+def _write_file(path: Path, text: str) -> None:
+    """Write a file whole or not at all (temporary file, then rename)."""
+    from .errors import UsageError
+
+    tmp = path.with_name(f".{path.name}.envcap-tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from exc
+

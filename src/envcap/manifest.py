@@ -1,0 +1,214 @@
+"""The manifest: an immutable, content-addressed description of one machine.
+
+Layout (see docs/manifest.md)::
+
+    {
+      "schema_version": "1.0.0",
+      "id": "sha256:…",          # software + platform sections
+      "env_id": "sha256:…",      # software sections only
+      "platform_id": "sha256:…", # platform sections only
+      "layers": {"software": [...section names], "platform": [...]},
+      "sections": {"os": {...}, "python": {...}, "gpu": {...}, ...},
+      "observed": {...},         # hostname, time, durations, per-host ids: never hashed
+      "unknowns": [{"probe": "...", "error": "..."}],
+      "labels": {"cluster": "a"}
+    }
+
+Each id is ``sha256:`` + the hex digest of the RFC 8785 bytes of a small object that
+names the schema's major version and holds the sections of its layer. Everything
+outside ``sections`` (and the layer assignment) is outside every hash, so two
+identical nodes get the same ids whatever their hostnames and clocks say.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from .canonical import canonical_bytes, compose_object, digest
+from .errors import ManifestError, SchemaVersionError
+
+SCHEMA_VERSION = "1.0.0"
+SCHEMA_MAJOR = 1
+SCHEMA_TAG = f"envcap.manifest/{SCHEMA_MAJOR}"
+LAYERS = ("software", "platform")
+TOP_LEVEL = ("schema_version", "id", "env_id", "platform_id", "layers", "sections", "observed", "unknowns", "labels")
+
+
+@dataclass(frozen=True, slots=True)
+class Ids:
+    id: str
+    env_id: str
+    platform_id: str
+    body: bytes  # canonical bytes of the object hashed into ``id``
+
+
+def compute_ids(sections: Mapping[str, Any], layers: Mapping[str, list[str]]) -> Ids:
+    """The three ids of a set of sections, serializing each section once."""
+    canon = {name: canonical_bytes(value) for name, value in sections.items()}
+    tag = canonical_bytes(SCHEMA_TAG)
+
+    def body(names: list[str], layer: str | None) -> bytes:
+        parts = {"schema": tag, "sections": compose_object({n: canon[n] for n in names})}
+        if layer is None:
+            parts["layers"] = canonical_bytes({k: sorted(v) for k, v in layers.items()})
+        else:
+            parts["layer"] = canonical_bytes(layer)
+        return compose_object(parts)
+
+    full = body(sorted(canon), None)
+    return Ids(
+        id=digest(full),
+        env_id=digest(body(sorted(layers.get("software", [])), "software")),
+        platform_id=digest(body(sorted(layers.get("platform", [])), "platform")),
+        body=full,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    probe: str
+    error: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"probe": self.probe, "error": self.error}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Manifest:
+    """One snapshot. Build with :func:`Manifest.create` or :func:`Manifest.from_dict`."""
+
+    id: str
+    env_id: str
+    platform_id: str
+    sections: Mapping[str, Any]
+    layers: Mapping[str, tuple[str, ...]]
+    observed: Mapping[str, Any] = field(default_factory=dict)
+    unknowns: tuple[Unknown, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    schema_version: str = SCHEMA_VERSION
+
+    @classmethod
+    def create(
+        cls,
+        sections: dict[str, Any],
+        layers: Mapping[str, list[str]],
+        *,
+        observed: dict[str, Any] | None = None,
+        unknowns: list[Unknown] | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> "Manifest":
+        ids = compute_ids(sections, layers)
+        return cls(
+            id=ids.id,
+            env_id=ids.env_id,
+            platform_id=ids.platform_id,
+            sections=MappingProxyType(dict(sections)),
+            layers=MappingProxyType({k: tuple(sorted(v)) for k, v in layers.items()}),
+            observed=MappingProxyType(dict(observed or {})),
+            unknowns=tuple(unknowns or ()),
+            labels=MappingProxyType(dict(labels or {})),
+        )
+
+    def section(self, name: str) -> Any:
+        return self.sections.get(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "id": self.id,
+            "env_id": self.env_id,
+            "platform_id": self.platform_id,
+            "layers": {k: list(v) for k, v in self.layers.items()},
+            "sections": dict(self.sections),
+            "observed": dict(self.observed),
+            "unknowns": [u.to_dict() for u in self.unknowns],
+            "labels": dict(self.labels),
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=True, ensure_ascii=False)
+
+    def body_bytes(self) -> bytes:
+        """The canonical bytes whose digest is ``id``."""
+        return compute_ids(self.sections, self.layers).body  # type: ignore[arg-type]
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "manifest") -> "Manifest":
+        """Validate and load a manifest; refuse anything whose content is not its id."""
+        if not isinstance(data, dict):
+            raise ManifestError(f"{source}: a manifest is a JSON object, not {type(data).__name__}")
+        check_schema_version(data.get("schema_version"), source)
+        missing = [k for k in TOP_LEVEL if k not in data]
+        if missing:
+            raise ManifestError(f"{source}: missing field{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+        sections = _expect(data, "sections", dict, source)
+        layers = _expect(data, "layers", dict, source)
+        for layer, names in layers.items():
+            if layer not in LAYERS or not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise ManifestError(f"{source}: layers.{layer} must be one of {LAYERS} listing section names")
+        assigned = [n for names in layers.values() for n in names]
+        if sorted(assigned) != sorted(sections) or len(set(assigned)) != len(assigned):
+            raise ManifestError(f"{source}: layers must name every section exactly once")
+        unknowns = []
+        for i, item in enumerate(_expect(data, "unknowns", list, source)):
+            if not (isinstance(item, dict) and isinstance(item.get("probe"), str) and isinstance(item.get("error"), str)):
+                raise ManifestError(f"{source}: unknowns[{i}] must have string fields probe and error")
+            unknowns.append(Unknown(item["probe"], item["error"]))
+        labels = _expect(data, "labels", dict, source)
+        if not all(isinstance(v, str) for v in labels.values()):
+            raise ManifestError(f"{source}: labels must map names to strings")
+        _expect(data, "observed", dict, source)
+        try:
+            ids = compute_ids(sections, layers)
+        except ValueError as exc:
+            raise ManifestError(f"{source}: sections hold a value JSON cannot canonicalize: {exc}") from exc
+        for key in ("id", "env_id", "platform_id"):
+            if data[key] != getattr(ids, key):
+                raise ManifestError(
+                    f"{source}: content does not match its {key} (recorded {data[key]}, "
+                    f"content hashes to {getattr(ids, key)}); it was changed after it was written"
+                )
+        return cls(
+            id=ids.id,
+            env_id=ids.env_id,
+            platform_id=ids.platform_id,
+            sections=MappingProxyType(sections),
+            layers=MappingProxyType({k: tuple(sorted(v)) for k, v in layers.items()}),
+            observed=MappingProxyType(data["observed"]),
+            unknowns=tuple(unknowns),
+            labels=MappingProxyType(labels),
+            schema_version=data["schema_version"],
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes, *, source: str = "manifest") -> "Manifest":
+        try:
+            data = json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
+        except UnicodeDecodeError as exc:
+            raise ManifestError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        except json.JSONDecodeError as exc:
+            raise ManifestError(
+                f"{source}: not valid JSON (truncated or corrupt?): {exc.msg} at line {exc.lineno} column {exc.colno}"
+            ) from exc
+        return cls.from_dict(data, source=source)
+
+
+def check_schema_version(version: Any, source: str) -> None:
+    if not isinstance(version, str) or not version.split(".")[0].isdigit():
+        raise ManifestError(f"{source}: no schema_version; this does not look like an envcap manifest")
+    major = int(version.split(".")[0])
+    if major != SCHEMA_MAJOR:
+        raise SchemaVersionError(
+            f"{source}: schema version {version} is not one this envcap reads (major {SCHEMA_MAJOR}); "
+            "use an envcap release that writes that version"
+        )
+
+
+def _expect(data: dict[str, Any], key: str, kind: type, source: str) -> Any:
+    value = data.get(key)
+    if not isinstance(value, kind):
+        raise ManifestError(f"{source}: {key} must be a JSON {'object' if kind is dict else 'array'}")
+    return value

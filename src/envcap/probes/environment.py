@@ -1,0 +1,64 @@
+"""Environment variables, by allow-list.
+
+Only variables that change what software does keep their values (redacted where they
+look secret); every other variable is recorded by name only. Variables that belong to
+one job or one shell rather than to the environment (which GPUs this job sees, its
+rank, the Slurm job) are kept as observations, outside every hash.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+
+from . import SOFTWARE, Finding, Probe
+from .context import Context
+
+ALLOW = (
+    "PATH", "LD_LIBRARY_PATH", "LD_PRELOAD", "LIBRARY_PATH", "CPATH",
+    "PYTHONPATH", "PYTHONHOME", "PYTHONHASHSEED", "PYTHONNOUSERSITE", "PYTHONOPTIMIZE",
+    "PYTHONSAFEPATH", "PYTHONUTF8", "PYTHONWARNINGS", "VIRTUAL_ENV",
+    "CUDA_*", "CUDNN_*", "CUBLAS_*", "CUBLASLT_*", "NCCL_*", "NVIDIA_*", "NV_*",
+    "OMP_*", "KMP_*", "MKL_*", "OPENBLAS_*", "BLIS_*", "VECLIB_*", "GOTO_NUM_THREADS",
+    "TORCH_*", "PYTORCH_*", "TF_*", "XLA_*", "JAX_*", "HF_*", "TRANSFORMERS_*",
+    "TOKENIZERS_PARALLELISM", "CONDA_*", "HIP_*", "ROCM_*", "HSA_*", "MIOPEN_*",
+    "LANG", "LC_*", "TZ",
+)
+# Allowed, but per job or per shell: observed, never hashed.
+VOLATILE = (
+    "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES",
+    "ROCR_VISIBLE_DEVICES", "CONDA_SHLVL", "CONDA_PROMPT_MODIFIER", "CONDA_PREFIX_*",
+    "SLURM_*", "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
+    "MASTER_PORT", "TORCHELASTIC_*",
+)
+
+
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def collect(ctx: Context) -> Finding:
+    if not ctx.live:
+        return Finding(None)
+    allow = ALLOW + ctx.env_allow
+    kept: dict[str, str] = {}
+    volatile: dict[str, str] = {}
+    names_only: list[str] = []
+    for name in sorted(ctx.env):
+        value = ctx.redactor.value(name, ctx.env[name])
+        if _matches(name, VOLATILE):
+            volatile[name] = value
+        elif _matches(name, allow):
+            kept[name] = value
+        else:
+            names_only.append(name)
+    return Finding({"variables": kept}, {"variables": volatile, "other_names": names_only})
+
+
+PROBE = Probe(
+    name="environment",
+    section="environment",
+    layer=SOFTWARE,
+    tags=frozenset({"environment", "env"}),
+    collect=collect,
+    reads_files=False,
+)

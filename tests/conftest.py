@@ -1,0 +1,107 @@
+"""Shared fixtures. Every test runs with its own store and no user configuration."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTDATA = Path(__file__).parent / "testdata"
+H200 = TESTDATA / "gpu-h200-ubuntu24"
+H200_TREE = H200 / "fstree"
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh ENVCAP_HOME, no config file, and no envcap variables from the caller."""
+    home = tmp_path_factory.mktemp("envcap-home")
+    for name in list(os.environ):
+        if name.startswith("ENVCAP_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("ENVCAP_HOME", str(home))
+    monkeypatch.setenv("ENVCAP_CONFIG", str(home / "no-config.toml"))
+    from envcap import redact
+
+    redact.reset_default()
+    return home
+
+
+def run_envcap(*args: str, env: dict[str, str] | None = None, check: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run the real ``envcap`` entry point in a child process."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "envcap", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"envcap {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
+
+
+class Venv:
+    """A real virtual environment made with ``python -m venv`` and filled by pip."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.python = str(path / "bin" / "python")
+
+    def pip(self, *args: str) -> str:
+        proc = subprocess.run(
+            [self.python, "-m", "pip", "--disable-pip-version-check", *args],
+            capture_output=True, text=True, timeout=600,
+        )
+        if proc.returncode != 0:
+            raise AssertionError(f"pip {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc.stdout
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True, env=env).stdout.strip()
+
+
+def make_project(path: Path, name: str, version: str = "0.1.0") -> Path:
+    """A minimal installable project in its own git repository."""
+    module = name.replace("-", "_")
+    (path / module).mkdir(parents=True)
+    (path / module / "__init__.py").write_text(f"VERSION = {version!r}\n")
+    (path / "pyproject.toml").write_text(
+        "[build-system]\nrequires = ['setuptools>=61']\nbuild-backend = 'setuptools.build_meta'\n"
+        f"[project]\nname = {name!r}\nversion = {version!r}\n"
+        f"[tool.setuptools]\npackages = [{module!r}]\n"
+    )
+    git(path, "init", "-q", "-b", "main")
+    git(path, "add", "-A")
+    git(path, "commit", "-qm", "initial")
+    return path
+
+
+@pytest.fixture(scope="session")
+def venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
+    """A venv holding packages from every kind of origin pip records.
+
+    From the index (six), a local wheel file, a VCS checkout (git+file://) and an
+    editable checkout, so that origins are tested against what pip really writes.
+    """
+    base = tmp_path_factory.mktemp("venv")
+    subprocess.run([sys.executable, "-m", "venv", str(base / "env")], check=True, timeout=300)
+    env = Venv(base / "env")
+    env.pip("install", "-q", "six==1.16.0", "setuptools>=70", "wheel")
+    wheel_src = make_project(base / "wheelsrc", "envcap-test-wheel", "1.2.3")
+    env.pip("wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(base / "wheels"), str(wheel_src))
+    wheel = next((base / "wheels").glob("*.whl"))
+    env.pip("install", "-q", str(wheel))
+    vcs_src = make_project(base / "vcssrc", "envcap-test-vcs", "2.0.0")
+    env.pip("install", "-q", "--no-build-isolation", f"git+file://{vcs_src}")
+    editable_src = make_project(base / "editsrc", "envcap-test-editable", "0.0.1")
+    env.pip("install", "-q", "--no-build-isolation", "-e", str(editable_src))
+    env.wheel = wheel  # type: ignore[attr-defined]
+    env.vcs_src = vcs_src  # type: ignore[attr-defined]
+    env.editable_src = editable_src  # type: ignore[attr-defined]
+    return env
