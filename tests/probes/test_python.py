@@ -102,3 +102,17 @@ def test_local_version_labels_are_kept_exactly(tmp_path) -> None:
     assert section["packages"] == [
         {"name": "torch", "version": "2.11.0+cu130", "installer": "pip", "requested": False, "origin": {"kind": "index"}}
     ]
+
+
+def test_debian_layout_takes_the_version_from_the_stdlib_folder(tmp_path) -> None:
+    dist = tmp_path / "usr/lib/python3/dist-packages/foo-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Name: Foo\nVersion: 1.0\n")
+    (tmp_path / "usr/lib/python3.11").mkdir()
+    (tmp_path / "usr/lib/python3.11/os.py").write_text("")
+    (tmp_path / "usr/bin").mkdir()
+    (tmp_path / "usr/bin/python3").write_text("")
+    section = python_probe.collect(Context(tmp_path)).section
+    assert section is not None
+    assert (section["version"], section["prefix"], section["executable"]) == ("3.11", "/usr", "/usr/bin/python3")
+    assert [p["name"] for p in section["packages"]] == ["foo"]

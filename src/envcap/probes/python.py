@@ -113,8 +113,16 @@ def _tree_prefixes(ctx: Context) -> list[tuple[str, str, list[str]]]:
                     if ctx.is_dir(f"{prefix}/{lib}/{name}/{leaf}")
                 ]
                 if dirs:
-                    found.append((prefix, match.group(2), dirs))
+                    found.append((prefix, _full_version(ctx, f"{prefix}/{lib}", match.group(2)), dirs))
     return found
+
+
+def _full_version(ctx: Context, lib: str, version: str) -> str:
+    """Debian keeps packages in lib/python3/dist-packages: take X.Y from the stdlib folder."""
+    if "." in version:
+        return version
+    stdlibs = [n for n in ctx.listdir(lib) if n.startswith(f"python{version}.") and ctx.exists(f"{lib}/{n}/os.py")]
+    return max(stdlibs, key=lambda n: [int(x) for x in n[6:].split(".") if x.isdigit()], default=f"python{version}")[6:]
 
 
 def _expand(ctx: Context, pattern: str) -> list[str]:

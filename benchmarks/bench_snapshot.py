@@ -1,0 +1,66 @@
+"""Snapshot speed and memory, side by side with `pip freeze` and a bare interpreter.
+
+Runs, interleaved and on the same interpreter (a venv's own python, not a shim):
+`envcap snapshot` (default probes, stored in a scratch store), `python -m pip freeze`
+and `python -c pass`; prints the medians, the ratios the snapshot issue sets targets
+for, and the peak RSS of each command (from wait4, per child).
+
+    python benchmarks/bench_snapshot.py [--python .venv/bin/python] [--rounds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def measure(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(argv)} failed: {proc.stderr.read().decode() if proc.stderr else ''}")
+    return elapsed, usage.ru_maxrss * 1024
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--python", default=sys.executable, help="the interpreter to measure (envcap installed in it)")
+    parser.add_argument("--rounds", type=int, default=15)
+    args = parser.parse_args()
+    python = args.python
+    with tempfile.TemporaryDirectory() as home:
+        env = {**os.environ, "ENVCAP_HOME": home}
+        commands = {
+            "envcap snapshot": [python, "-m", "envcap", "snapshot"],
+            "pip freeze": [python, "-m", "pip", "freeze"],
+            "python -c pass": [python, "-c", "pass"],
+        }
+        for argv in commands.values():  # warm the page cache once
+            measure(argv, env)
+        times: dict[str, list[float]] = {k: [] for k in commands}
+        rss: dict[str, int] = {k: 0 for k in commands}
+        for _ in range(args.rounds):
+            for name, argv in commands.items():
+                t, r = measure(argv, env)
+                times[name].append(t)
+                rss[name] = max(rss[name], r)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"interpreter: {python}   rounds: {args.rounds}")
+    for name in commands:
+        print(f"  {name:<16} median {med[name] * 1000:7.1f} ms   peak RSS {rss[name] / 2**20:5.1f} MiB")
+    snap = med["envcap snapshot"]
+    print(f"ratio snapshot / pip freeze:     {snap / med['pip freeze']:.2f}  (target <= 0.30)")
+    print(f"ratio snapshot / python -c pass: {snap / med['python -c pass']:.2f}  (target <= 6)")
+    print(f"snapshot peak RSS: {rss['envcap snapshot'] / 2**20:.1f} MiB  (target <= 40)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
