@@ -101,6 +101,9 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
     env.pip("install", "-q", "--no-build-isolation", f"git+file://{vcs_src}")
     editable_src = make_project(base / "editsrc", "envcap-test-editable", "0.0.1")
     env.pip("install", "-q", "--no-build-isolation", "-e", str(editable_src))
+    extra_src = make_project(base / "extrasrc", "envcap-test-extra", "0.9")
+    env.pip("wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(base / "extra"), str(extra_src))
+    env.extra_wheel = next((base / "extra").glob("*.whl"))  # type: ignore[attr-defined]
     env.wheel = wheel  # type: ignore[attr-defined]
     env.vcs_src = vcs_src  # type: ignore[attr-defined]
     env.editable_src = editable_src  # type: ignore[attr-defined]
