@@ -1,11 +1,13 @@
 """Snapshot speed and memory, side by side with `pip freeze` and a bare interpreter.
 
-Runs, interleaved and on the same interpreter (a venv's own python, not a shim):
-`envcap snapshot` (default probes, stored in a scratch store), `python -m pip freeze`
+Makes a fresh venv and installs envcap into it the way a user would (`pip install .`,
+which also compiles its bytecode), unless `--venv DIR` names one that has it. Then runs,
+interleaved and on that venv's own python (not a shell shim): `envcap snapshot`
+(the console script, default probes, stored in a scratch store), `python -m pip freeze`
 and `python -c pass`; prints the medians, the ratios the snapshot issue sets targets
 for, and the peak RSS of each command (from wait4, per child).
 
-    python benchmarks/bench_snapshot.py [--python .venv/bin/python] [--rounds 15]
+    python benchmarks/bench_snapshot.py [--venv DIR] [--rounds 15]
 """
 
 from __future__ import annotations
@@ -29,16 +31,25 @@ def measure(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
     return elapsed, usage.ru_maxrss * 1024
 
 
+def make_venv(path: str) -> str:
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run([sys.executable, "-m", "venv", path], check=True)
+    subprocess.run([os.path.join(path, "bin", "python"), "-m", "pip", "install", "-q",
+                    "--disable-pip-version-check", repo], check=True)
+    return path
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--python", default=sys.executable, help="the interpreter to measure (envcap installed in it)")
+    parser.add_argument("--venv", help="a venv with envcap installed (default: make one)")
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
-    python = args.python
-    with tempfile.TemporaryDirectory() as home:
-        env = {**os.environ, "ENVCAP_HOME": home}
+    with tempfile.TemporaryDirectory() as scratch:
+        venv = args.venv or make_venv(os.path.join(scratch, "venv"))
+        python = os.path.join(venv, "bin", "python")
+        env = {**os.environ, "ENVCAP_HOME": os.path.join(scratch, "store")}
         commands = {
-            "envcap snapshot": [python, "-m", "envcap", "snapshot"],
+            "envcap snapshot": [os.path.join(venv, "bin", "envcap"), "snapshot"],
             "pip freeze": [python, "-m", "pip", "freeze"],
             "python -c pass": [python, "-c", "pass"],
         }

@@ -64,3 +64,23 @@ def test_integers_beyond_the_json_safe_range_are_refused() -> None:
 
     with pytest.raises(ValueError, match="cannot be canonicalized"):
         canonical_bytes({"n": 2**53})
+
+
+any_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    max_leaves=30,
+)
+
+
+@given(any_json)
+@settings(max_examples=500)
+def test_fast_path_agrees_with_the_reference_implementation(obj) -> None:
+    # Floats, non-ASCII keys and strings that look like numbers all included.
+    assert canonical_bytes(obj) == rfc8785.dumps(obj)
+
+
+def test_number_lookalikes_inside_strings_stay_on_the_fast_path() -> None:
+    obj = {"v": "1.5e3", "n": 15, "s": "\u0007\n\"\\"}
+    assert canonical_bytes(obj) == rfc8785.dumps(obj)

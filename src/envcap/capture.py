@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import threading
 import time
-from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
 from . import config as config_mod
@@ -21,7 +19,8 @@ from .errors import NotApplicable, UsageError
 from .manifest import Manifest, Unknown
 from .probes import Finding, Probe, all_probes, choose
 from .probes.context import Context
-from .redact import default_redactor
+from .canonical import canonical_bytes
+from .redact import Redactor, default_redactor
 
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}$")
 
@@ -70,6 +69,7 @@ def snapshot(
     results = _run_all(ctx, chosen, budget)
 
     sections: dict[str, Any] = {}
+    canonical: dict[str, bytes] = {}
     layers: dict[str, list[str]] = {"software": [], "platform": []}
     observed: dict[str, Any] = {}
     unknowns: list[Unknown] = []
@@ -81,7 +81,8 @@ def snapshot(
             unknowns.append(Unknown(probe.name, str(value)))
         elif status == "ok" and isinstance(value, Finding):
             if value.section is not None:
-                sections[probe.section] = redactor.deep(value.section)
+                section, canonical[probe.section] = _redacted(redactor, value.section)
+                sections[probe.section] = section
                 layers[probe.layer].append(probe.section)
             if value.observed:
                 observed[probe.section] = redactor.deep(value.observed)
@@ -90,8 +91,8 @@ def snapshot(
 
     observed.update(
         {
-            "hostname": socket.gethostname() if ctx.live else None,
-            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "hostname": os.uname().nodename if ctx.live else None,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
             "root": str(ctx.root),
             "envcap_version": __version__,
             "probes": statuses,
@@ -104,7 +105,18 @@ def snapshot(
         observed=observed,
         unknowns=unknowns,
         labels=dict(labels or {}),
+        canonical=canonical,
     )
+
+
+def _redacted(redactor: Redactor, section: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+    """A section with secrets scrubbed (a safety net behind the probes' own redaction),
+    and its canonical bytes, serialized once when nothing needed scrubbing."""
+    data = canonical_bytes(section)
+    if not redactor.may_contain_secret(data.decode("utf-8")):
+        return section, data
+    clean = redactor.deep(section)
+    return clean, canonical_bytes(clean)
 
 
 def _run_all(ctx: Context, probes: list[Probe], budget: float) -> dict[str, tuple[str, Any, int]]:

@@ -45,9 +45,17 @@ class Ids:
     body: bytes  # canonical bytes of the object hashed into ``id``
 
 
-def compute_ids(sections: Mapping[str, Any], layers: Mapping[str, list[str]]) -> Ids:
-    """The three ids of a set of sections, serializing each section once."""
-    canon = {name: canonical_bytes(value) for name, value in sections.items()}
+def compute_ids(
+    sections: Mapping[str, Any],
+    layers: Mapping[str, Any],
+    canonical: Mapping[str, bytes] | None = None,
+) -> Ids:
+    """The three ids of a set of sections, serializing each section once.
+
+    ``canonical`` may hold sections' canonical bytes already computed by the caller.
+    """
+    known = canonical or {}
+    canon = {name: known.get(name) or canonical_bytes(value) for name, value in sections.items()}
     tag = canonical_bytes(SCHEMA_TAG)
 
     def body(names: list[str], layer: str | None) -> bytes:
@@ -89,6 +97,9 @@ class Manifest:
     unknowns: tuple[Unknown, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
     schema_version: str = SCHEMA_VERSION
+    # The canonical bytes hashed into ``id``, kept from when the ids were computed so that
+    # storing the manifest does not serialize every section again.
+    _body: bytes | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def create(
@@ -99,8 +110,9 @@ class Manifest:
         observed: dict[str, Any] | None = None,
         unknowns: list[Unknown] | None = None,
         labels: dict[str, str] | None = None,
+        canonical: Mapping[str, bytes] | None = None,
     ) -> "Manifest":
-        ids = compute_ids(sections, layers)
+        ids = compute_ids(sections, layers, canonical)
         return cls(
             id=ids.id,
             env_id=ids.env_id,
@@ -110,6 +122,7 @@ class Manifest:
             observed=MappingProxyType(dict(observed or {})),
             unknowns=tuple(unknowns or ()),
             labels=MappingProxyType(dict(labels or {})),
+            _body=ids.body,
         )
 
     def section(self, name: str) -> Any:
@@ -133,7 +146,9 @@ class Manifest:
 
     def body_bytes(self) -> bytes:
         """The canonical bytes whose digest is ``id``."""
-        return compute_ids(self.sections, self.layers).body  # type: ignore[arg-type]
+        if self._body is not None:
+            return self._body
+        return compute_ids(self.sections, self.layers).body
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "manifest") -> "Manifest":
@@ -181,6 +196,7 @@ class Manifest:
             unknowns=tuple(unknowns),
             labels=MappingProxyType(labels),
             schema_version=data["schema_version"],
+            _body=ids.body,
         )
 
     @classmethod

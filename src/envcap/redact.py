@@ -58,6 +58,9 @@ class Redactor:
         extra_patterns: Iterable[str] = (),
     ) -> None:
         self._name_substrings = tuple(SECRET_NAME_SUBSTRINGS) + tuple(n.upper() for n in extra_names)
+        # A user's pattern may be anchored, and would then miss inside a serialized
+        # record: with any configured, every record is scrubbed string by string.
+        self._always_deep = bool(tuple(extra_patterns))
         self._text = re.compile(
             "|".join(f"(?:{p})" for p in (*SECRET_PATTERNS, *extra_patterns)), re.DOTALL
         )
@@ -83,6 +86,21 @@ class Redactor:
         if "/t/" in out:
             out = _CONDA_TOKEN.sub(lambda m: m.group(1) + REDACTED + m.group(2), out)
         return out
+
+    def may_contain_secret(self, serialized: str) -> bool:
+        """Whether a JSON text (a whole record) may hold anything :meth:`text` replaces.
+
+        One scan of the serialized record, instead of one per string inside it; it can
+        only err towards scrubbing (every pattern matches inside the JSON text wherever
+        it matches inside a string of the record).
+        """
+        return (
+            self._always_deep
+            or self._text.search(serialized) is not None
+            or _URL_USERINFO.search(serialized) is not None
+            or _SECRET_QUERY.search(serialized) is not None
+            or _CONDA_TOKEN.search(serialized) is not None
+        )
 
     def value(self, name: str, value: str) -> str:
         """Redact an environment-style NAME=value pair's value."""

@@ -14,7 +14,6 @@ once all land.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
@@ -289,7 +288,7 @@ class Store:
                 for path in sorted(sub.iterdir()) if sub.is_dir() else []:
                     oid = ID_PREFIX + sub.name + path.name
                     on_disk.add(oid)
-                    actual = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+                    actual = digest(path.read_bytes())
                     if actual != oid:
                         problems.append(f"corrupt object {oid} (bytes hash to {actual})")
         for (oid,) in self.db.execute("SELECT id FROM objects"):

@@ -98,3 +98,14 @@ def test_memory_of_the_h200_tree() -> None:
     finding = memory.collect(TREE)
     assert finding.observed["total_bytes"] == 131981020 * 1024
     assert finding.section == {"total_gib": 126}
+
+
+def test_os_release_quoting_and_the_distro_fallback(tmp_path) -> None:
+    from envcap.probes.os_release import parse_os_release
+
+    assert parse_os_release('NAME="Fedora Linux"\nID=fedora\n# c\nPRETTY_NAME=\'A \\"B\\"\'\nBAD\n') == {
+        "NAME": "Fedora Linux", "ID": "fedora", "PRETTY_NAME": 'A \\"B\\"'}
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/centos-release").write_text("CentOS release 6.10 (Final)\n")
+    section = os_release.collect(Context(tmp_path)).section
+    assert section is not None and (section["id"], section["version_id"]) == ("centos", "6.10")

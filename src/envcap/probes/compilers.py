@@ -67,7 +67,7 @@ def collect(ctx: Context) -> Finding:
     tools: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for name, path in found.items():
-        tools[name], error = describe(name, path, outputs)
+        tools[name], error = describe(ctx, name, path, outputs)
         if error:
             errors[name] = error
     flags = {var: ctx.redactor.value(var, ctx.env[var]) for var in FLAG_VARS if ctx.env.get(var)}
@@ -77,10 +77,7 @@ def collect(ctx: Context) -> Finding:
 
 
 def _jobs(name: str, path: str) -> list[tuple[tuple[str, str], list[str]]]:
-    jobs = [((name, "banner"), [path, "--version"])]
-    if name in _GCC_LIKE:
-        jobs.append(((name, "dump"), [path, *_GCC_DUMP]))
-    return jobs
+    return [((name, "banner"), [path, "--version"])]
 
 
 def run_all(ctx: Context, jobs: dict[Any, Sequence[str]]) -> dict[Any, Result | None]:
@@ -104,17 +101,23 @@ def run_all(ctx: Context, jobs: dict[Any, Sequence[str]]) -> dict[Any, Result | 
     return results
 
 
-def describe(name: str, path: str, outputs: dict[Any, Result | None]) -> tuple[dict[str, Any], str | None]:
+def describe(
+    ctx: Context, name: str, path: str, outputs: dict[Any, Result | None]
+) -> tuple[dict[str, Any], str | None]:
     """The tool's section entry, and why it could not be described (or ``None``)."""
     result = outputs.get((name, "banner"))
     entry: dict[str, Any] = {"path": path, "version": None, "banner": None}
     if result is None or result.returncode != 0:
         detail = "" if result is None else (result.stderr or result.stdout).strip()[:200]
         return entry, f"{path} --version failed" + (f": {detail}" if detail else "")
-    dump = outputs.get((name, "dump"))
-    version = parse_dump_version(dump.stdout) if dump and dump.returncode == 0 else None
     text = result.stdout or result.stderr
-    entry["version"] = version or parse_version(name, text)
+    version = parse_version(name, text)
+    if version is None and name in _GCC_LIKE:
+        # A vendor banner without the usual "(...) X.Y.Z": ask the driver itself. This
+        # costs a second program start, so only when the banner did not answer.
+        dump = ctx.run([path, *_GCC_DUMP])
+        version = parse_dump_version(dump.stdout) if dump and dump.returncode == 0 else None
+    entry["version"] = version
     entry["banner"] = banner(text, entry["version"])
     return entry, None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import shutil
+import threading
 from pathlib import Path, PurePosixPath
 from typing import Mapping, Sequence
 
@@ -45,6 +46,12 @@ class Context:
         self.redactor = redactor or default_redactor()
         self.env_allow = tuple(env_allow)
         self.command_timeout = command_timeout
+        # Probes are independent, yet two may ask one program the same question (nvcc
+        # --version for the compilers and for the CUDA toolkit): within one snapshot the
+        # answer is asked once and shared, keyed by the program's real path.
+        self._runs: dict[tuple[str, ...], _subprocess.Result | None] = {}
+        self._runs_lock = threading.Lock()
+        self._run_locks: dict[tuple[str, ...], threading.Lock] = {}
 
     # -- files ---------------------------------------------------------------------
 
@@ -155,4 +162,10 @@ class Context:
         """Run a program on the live machine; not applicable under --root."""
         if not self.live:
             raise NotApplicable("runs programs, which cannot be done for a file tree")
-        return _subprocess.run(argv, timeout=timeout or self.command_timeout, env=self.env)
+        key = (os.path.realpath(argv[0]) if "/" in argv[0] else argv[0], *argv[1:])
+        with self._runs_lock:
+            lock = self._run_locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._runs:
+                self._runs[key] = _subprocess.run(argv, timeout=timeout or self.command_timeout, env=self.env)
+            return self._runs[key]

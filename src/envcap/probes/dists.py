@@ -7,11 +7,11 @@ direct_url.json) is an order of magnitude faster than importlib.metadata or
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from typing import Any
 
+from ..canonical import ID_PREFIX, digest
 from .context import Context
 
 _NORMALIZE = re.compile(r"[-_.]+")
@@ -146,7 +146,7 @@ def _archive_sha256(ctx: Context, archive_info: dict[str, Any], url: str) -> str
     if url.startswith("file://"):
         data = ctx.read_bytes(url[len("file://"):])
         if data is not None:
-            return hashlib.sha256(data).hexdigest()
+            return digest(data)[len(ID_PREFIX):]
     return None
 
 

@@ -1,0 +1,265 @@
+"""Fleet speed and memory: ingest, group and report a synthetic fleet of real manifests.
+
+The fleet is made from two real manifests, this machine's (a live snapshot) and the H200
+fixture's (``--root tests/testdata/gpu-h200-ubuntu24/fstree``), with planted variations:
+about 50 distinct environments (package upgrades, an extra package, an environment
+variable) and 10 platforms (kernel, driver, memory) across 5 clusters. Each cluster has a
+majority environment and platform; about 2 % of its nodes run another environment and
+1 % another platform. Every node is one manifest file as ``envcap snapshot -o`` writes it,
+with its own hostname and time.
+
+For each fleet size (default 1,000, 2,500, 5,000 and 10,000 snapshots) a fresh child
+process loads the files (validating each), groups them and renders the JSON, HTML and
+terminal reports; it reports the time of each phase, and the parent its peak RSS (from
+wait4). The report must name exactly the planted outliers, or the benchmark fails.
+
+    python benchmarks/bench_fleet.py [--sizes 1000,2500,5000,10000] [--base FILE --base FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+H200_TREE = ROOT / "tests" / "testdata" / "gpu-h200-ubuntu24" / "fstree"
+CLUSTERS = 5
+ENVS_PER_BASE = 25
+PLATFORMS_PER_BASE = 5
+TARGET_S = 5.0
+TARGET_MIB = 500
+
+
+# -- making the fleet --------------------------------------------------------------------
+
+
+def base_manifests(paths: list[str]) -> list[Any]:
+    """The two real manifests the fleet is made from: given files, or fresh snapshots."""
+    from envcap.capture import snapshot
+    from envcap.store import load_manifest
+
+    if paths:
+        return [load_manifest(p) for p in paths]
+    return [snapshot(), snapshot(root=str(H200_TREE))]
+
+
+def software_variants(base: Any, count: int, rng: random.Random, tag: str) -> list[dict[str, Any]]:
+    """COUNT distinct software layers from BASE: the base itself, then planted changes."""
+    sections = {n: base.sections[n] for n in base.layers["software"]}
+    out = [sections]
+    packages = (sections.get("python") or {}).get("packages") or []
+    for k in range(1, count):
+        variant = json.loads(json.dumps(sections))
+        py = variant.get("python")
+        if py and packages:
+            i = rng.randrange(len(packages))
+            py["packages"][i] = dict(py["packages"][i], version=py["packages"][i]["version"] + f".post{k}")
+            if k % 3 == 0:
+                py["packages"].append({"name": f"extra-{tag}-{k}", "version": "1.0", "installer": "pip",
+                                       "requested": True, "origin": {"kind": "index"}})
+                py["packages"].sort(key=lambda p: p["name"])
+        else:
+            variant.setdefault("environment", {"variables": {}})
+        if k % 4 == 0:
+            env = variant.setdefault("environment", {"variables": {}})
+            env.setdefault("variables", {})["OMP_NUM_THREADS"] = str(k)
+        out.append(variant)
+    return out
+
+
+def platform_variants(base: Any, count: int) -> list[dict[str, Any]]:
+    sections = {n: base.sections[n] for n in base.layers["platform"]}
+    out = [sections]
+    for k in range(1, count):
+        variant = json.loads(json.dumps(sections))
+        if k % 2 and "kernel" in variant:
+            variant["kernel"]["release"] = f"{variant['kernel']['release']}-p{k}"
+        elif "gpu" in variant:
+            variant["gpu"]["driver_version"] = f"580.{k}.01"
+        elif "memory" in variant:
+            variant["memory"]["total_gib"] = (variant["memory"].get("total_gib") or 0) + k
+        else:
+            variant[f"synthetic{k}"] = {"k": k}
+        out.append(variant)
+    return out
+
+
+def plan(n: int, envs: list[list[int]], platforms: list[list[int]], seed: int = 7) -> list[dict[str, Any]]:
+    """Which environment and platform each node runs, with the planted outliers.
+
+    ``envs[b]``/``platforms[b]`` are the indices built from base b. Clusters 0-2 are made
+    of base 0, clusters 3-4 of base 1; cluster c's majority is the c-th of its base's lists.
+    """
+    rng = random.Random(seed)
+    nodes = []
+    for i in range(n):
+        cluster = i % CLUSTERS
+        b = 0 if cluster < 3 else 1
+        local = cluster if b == 0 else cluster - 3
+        env, plat = envs[b][local], platforms[b][local % len(platforms[b])]
+        env_outlier = plat_outlier = False
+        r = rng.random()
+        if r < 0.02:
+            env = rng.choice([e for e in envs[b] if e != envs[b][local]])
+            env_outlier = True
+        elif r < 0.03:
+            plat = rng.choice([p for p in platforms[b] if p != platforms[b][local % len(platforms[b])]])
+            plat_outlier = True
+        nodes.append({"host": f"node-{i:05d}", "cluster": f"c{cluster}", "env": env, "platform": plat,
+                      "env_outlier": env_outlier, "platform_outlier": plat_outlier})
+    return nodes
+
+
+def write_fleet(directory: Path, n: int, bases: list[Any]) -> list[dict[str, Any]]:
+    """Write N manifest files into DIRECTORY; return the plan (who was planted where)."""
+    from envcap.manifest import Manifest
+
+    rng = random.Random(11)
+    softwares: list[dict[str, Any]] = []
+    platforms: list[dict[str, Any]] = []
+    env_index: list[list[int]] = []
+    plat_index: list[list[int]] = []
+    for b, base in enumerate(bases):
+        s = software_variants(base, ENVS_PER_BASE, rng, f"b{b}")
+        p = platform_variants(base, PLATFORMS_PER_BASE)
+        env_index.append(list(range(len(softwares), len(softwares) + len(s))))
+        plat_index.append(list(range(len(platforms), len(platforms) + len(p))))
+        softwares += s
+        platforms += p
+    nodes = plan(n, env_index, plat_index)
+    templates: dict[tuple[int, int], str] = {}
+    observed_base = dict(bases[0].observed)
+    for node in nodes:
+        key = (node["env"], node["platform"])
+        if key not in templates:
+            sw, pf = softwares[key[0]], platforms[key[1]]
+            m = Manifest.create({**sw, **pf}, {"software": list(sw), "platform": list(pf)})
+            doc = m.to_dict()
+            doc["observed"], doc["labels"] = "@OBSERVED@", "@LABELS@"
+            templates[key] = json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False)
+        observed = dict(observed_base, hostname=node["host"], time=f"2026-11-{1 + int(node['host'][5:]) % 28:02d}T00:00:00+00:00")
+        text = templates[key].replace('"@OBSERVED@"', _nested(observed)).replace('"@LABELS@"', _nested({"cluster": node["cluster"]}))
+        (directory / f"{node['host']}.json").write_text(text + "\n", encoding="utf-8")
+    # The template must write exactly what Manifest.to_json writes.
+    from envcap.store import load_manifest
+
+    first = directory / f"{nodes[0]['host']}.json"
+    assert load_manifest(first).to_json() + "\n" == first.read_text(encoding="utf-8")
+    return nodes
+
+
+def _nested(value: Any) -> str:
+    """VALUE as json.dumps(indent=2) writes it one level down."""
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False).replace("\n", "\n  ")
+
+
+# -- measuring ---------------------------------------------------------------------------
+
+
+def child(directory: str) -> int:
+    """Load, group and report DIRECTORY; print the phase times as JSON."""
+    started = time.perf_counter()
+    from rich.console import Console
+
+    from envcap.fleet import analyze, load_fleet, print_report
+    from envcap.fleet_html import render_html
+
+    imported = time.perf_counter()
+    fleet = load_fleet([directory])
+    loaded = time.perf_counter()
+    report = analyze(fleet)
+    grouped = time.perf_counter()
+    as_json = json.dumps(report.to_dict(), indent=2, sort_keys=True)
+    json_done = time.perf_counter()
+    html = render_html(report)
+    html_done = time.perf_counter()
+    print_report(report, Console(file=io.StringIO(), width=160))
+    done = time.perf_counter()
+    print(json.dumps({
+        "import_s": imported - started, "ingest_s": loaded - imported, "group_s": grouped - loaded,
+        "json_s": json_done - grouped, "html_s": html_done - json_done, "terminal_s": done - html_done,
+        "total_s": done - imported, "nodes": report.nodes, "rejected": len(report.rejected),
+        "verified_in_full": len(fleet.manifests), "json_bytes": len(as_json), "html_bytes": len(html),
+        "environments": len(report.groups["software"]), "platforms": len(report.groups["platform"]),
+        "outliers": sorted([o.node.name, o.layer] for o in report.outliers),
+    }))
+    return 0
+
+
+def measure(directory: Path) -> tuple[dict[str, Any], float, float]:
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, __file__, "--child", str(directory)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    out = proc.stdout.read() if proc.stdout else b""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"child failed: {proc.stderr.read().decode() if proc.stderr else ''}")
+    return json.loads(out), wall, usage.ru_maxrss / 1024
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,2500,5000,10000")
+    parser.add_argument("--base", action="append", default=[], metavar="FILE",
+                        help="a manifest file to build from (twice); default: live and H200 fixture snapshots")
+    parser.add_argument("--keep", metavar="DIR", help="write the fleet here and keep it")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args.child)
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    bases = base_manifests(args.base)
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="envcap-fleet-bench-"))
+    try:
+        all_dir = work / "all"
+        all_dir.mkdir(parents=True, exist_ok=True)
+        t = time.perf_counter()
+        nodes = write_fleet(all_dir, sizes[-1], bases)
+        size_mib = sum(f.stat().st_size for f in all_dir.iterdir()) / 2**20
+        print(f"fleet: {len(nodes)} manifest files ({size_mib:.0f} MiB) from {len(bases)} real manifests, "
+              f"written in {time.perf_counter() - t:.1f} s; {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+        rows = []
+        for n in sizes:
+            subset = work / f"n{n}"
+            if not subset.exists():
+                subset.mkdir()
+                for node in nodes[:n]:
+                    os.symlink(all_dir / f"{node['host']}.json", subset / f"{node['host']}.json")
+            stats, wall, rss = measure(subset)
+            planted = sorted([x["host"], layer] for x in nodes[:n]
+                             for layer, flag in (("software", "env_outlier"), ("platform", "platform_outlier")) if x[flag])
+            if stats["outliers"] != planted:
+                raise SystemExit(f"n={n}: the report's outliers are not the planted ones")
+            rows.append((n, stats, wall, rss))
+        print(f"{'snapshots':>9} {'ingest':>7} {'group':>6} {'json':>6} {'html':>6} {'term':>6} {'total':>6} "
+              f"{'process':>8} {'peak RSS':>9} {'per 1k':>7}  envs plats outliers verified-in-full")
+        for n, s, wall, rss in rows:
+            print(f"{n:>9} {s['ingest_s']:>6.2f}s {s['group_s']:>5.2f}s {s['json_s']:>5.2f}s {s['html_s']:>5.2f}s "
+                  f"{s['terminal_s']:>5.2f}s {s['total_s']:>5.2f}s {wall:>7.2f}s {rss:>6.0f} MiB "
+                  f"{s['total_s'] / n * 1000:>6.3f}s  {s['environments']:>4} {s['platforms']:>5} "
+                  f"{len(s['outliers']):>8} {s['verified_in_full']:>5}")
+        (n0, s0, _, r0), (n1, s1, w1, r1) = rows[0], rows[-1]
+        print(f"growth {n0} -> {n1} snapshots ({n1 / n0:.0f}x): time {s1['total_s'] / s0['total_s']:.1f}x, "
+              f"peak RSS {r1 / r0:.2f}x ({r1 - r0:.0f} MiB more)")
+        verdict = "OK" if s1["total_s"] <= TARGET_S and r1 <= TARGET_MIB else "OVER TARGET"
+        print(f"{n1} snapshots: ingest+group+report {s1['total_s']:.2f} s (target <= {TARGET_S:g} s), "
+              f"whole process {w1:.2f} s, peak RSS {r1:.0f} MiB (target <= {TARGET_MIB}): {verdict}")
+        return 0 if verdict == "OK" else 1
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The ``envcap diff`` and ``envcap fleet`` commands: click code only.
+
+The work is in :mod:`envcap.diff` and :mod:`envcap.fleet`. Errors are
+:class:`envcap.errors.EnvcapError`, which the ``envcap`` group turns into a message
+and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("a", metavar="A")
+@click.argument("b", metavar="B")
+@click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
+def diff(a: str, b: str, as_json: bool) -> None:
+    """Show what differs between manifests A and B, by layer and section.
+
+    A and B are manifest files or stored manifest / snapshot ids (or unique prefixes).
+    Changes likely to change numerical results are marked. Exit 0 when identical,
+    1 when different, 2 on error.
+    """
+    from .diff import diff_manifests, render_text, resolve_manifest
+
+    result = diff_manifests(resolve_manifest(a), resolve_manifest(b), a_ref=a, b_ref=b)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True, ensure_ascii=False))
+    else:
+        for line in render_text(result):
+            click.echo(line)
+    click.get_current_context().exit(0 if result.identical else 1)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path(), metavar="[PATH]...")
+@click.option("--store", "use_store", is_flag=True,
+              help="Read the snapshots in the store (the default when no PATH is given).")
+@click.option("--cluster-label", default="cluster", show_default=True, metavar="KEY",
+              help="The label that names a node's cluster (envcap snapshot --label KEY=NAME).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also write a self-contained HTML report to FILE.")
+@click.option("--all-snapshots", is_flag=True,
+              help="Count every snapshot, not only the newest of each host.")
+@click.option("--skip-invalid", is_flag=True,
+              help="Report on the valid inputs when some are not valid manifests (listing those).")
+@click.option("--check", is_flag=True, help="Exit 1 when any node differs from its cluster's majority.")
+def fleet(paths: tuple[str, ...], use_store: bool, cluster_label: str, as_json: bool, html_file: str | None,
+          all_snapshots: bool, skip_invalid: bool, check: bool) -> None:
+    """Compare many nodes: groups, clusters, outliers.
+
+    PATHs are manifest files or directories of them (*.json); with none, the store.
+    Groups nodes with identical fingerprints per layer, shows which environments and
+    platforms each cluster runs, the differences between groups, and the nodes that
+    differ from their cluster's majority.
+    """
+    from .errors import ManifestError, UsageError
+    from .fleet import analyze, load_fleet, print_report
+
+    store = None
+    if use_store or not paths:
+        from .store import Store
+
+        store = Store(create=False)
+    try:
+        loaded = load_fleet(paths, store=store, every_snapshot=all_snapshots)
+    finally:
+        if store is not None:
+            store.close()
+    if loaded.rejected and not skip_invalid:
+        shown = "; ".join(r.error for r in loaded.rejected[:5])
+        more = f" (and {len(loaded.rejected) - 5} more)" if len(loaded.rejected) > 5 else ""
+        raise ManifestError(
+            f"{len(loaded.rejected)} of {loaded.snapshots} inputs are not valid manifests: {shown}{more}; "
+            "--skip-invalid reports on the others"
+        )
+    if not loaded.nodes:
+        raise UsageError("no snapshots to compare" + (" (every input was rejected)" if loaded.rejected else ""))
+    report = analyze(loaded, cluster_label=cluster_label)
+    if html_file:
+        from .fleet_html import render_html
+
+        _write(Path(html_file), render_html(report))
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True, ensure_ascii=False))
+    else:
+        print_report(report)
+        if html_file:
+            click.echo(f"HTML report written to {html_file}")
+    click.get_current_context().exit(1 if check and report.outliers else 0)
+
+
+def _write(path: Path, text: str) -> None:
+    """Write a file whole or not at all (temporary file, then rename)."""
+    from .errors import UsageError
+
+    tmp = path.with_name(f".{path.name}.envcap-tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from exc
