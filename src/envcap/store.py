@@ -121,7 +121,8 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+    def transaction(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        """Run SQL statements as one write transaction (all or nothing)."""
         db = self.db
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -195,7 +196,7 @@ class Store:
         self.put_object(body)
         record_id = self.put_object(record_bytes)
         observed = manifest.observed
-        self._write(
+        self.transaction(
             [
                 ("INSERT OR IGNORE INTO objects VALUES (?, ?, 'manifest')", (manifest.id, len(body))),
                 ("INSERT OR IGNORE INTO objects VALUES (?, ?, 'snapshot')", (record_id, len(record_bytes))),

@@ -1,0 +1,495 @@
+#!/usr/bin/env bash
+# Start, stop and inspect envcap's real container test bed.
+#
+#   scripts/testbed.sh up      install what is missing, start dockerd and a
+#                              registry on 127.0.0.1:5000, build and push the
+#                              Debian base images, write $ENVCAP_TESTBED_DIR/env
+#   scripts/testbed.sh down    stop the registry and dockerd that `up` started
+#   scripts/testbed.sh status  say what is running
+#
+# It targets a fresh Debian 12 machine, run as root, that can reach only
+# Debian's package mirror and PyPI (no Docker Hub). It never creates a
+# private-range network: dockerd runs without a bridge, and every container
+# and build must use --network host.
+#
+# Environment:
+#   ENVCAP_TESTBED_DIR     state, logs, registry storage and the rootfs cache
+#                          (default /var/tmp/envcap-testbed)
+#   ENVCAP_TESTBED_MIRROR  Debian mirror URL; by default it is read from the
+#                          host's apt sources.
+set -euo pipefail
+# Let the ERR trap below fire inside functions and subshells too.
+set -E
+
+TESTBED_DIR=${ENVCAP_TESTBED_DIR:-/var/tmp/envcap-testbed}
+REGISTRY_ADDR=127.0.0.1:5000
+BASE_REPO=envcap-base/debian
+SUITES=(bookworm trixie)
+# Later tests create virtual environments inside the base images, and fetch
+# packages over HTTPS, so these go into the images from the start.
+IMAGE_INCLUDE=python3,python3-venv,ca-certificates
+# The Debian packages the test bed needs. buildah is cheap to install (about
+# 20 MB, its dependencies shared with skopeo) and later reproducible-build
+# tests use it.
+HOST_PACKAGES=(docker.io docker-registry debootstrap skopeo buildah
+               debian-archive-keyring ca-certificates curl xz-utils)
+IMAGE_PATH_ENV=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+RUN_DIR=$TESTBED_DIR/run
+LOG_DIR=$TESTBED_DIR/logs
+CACHE_DIR=$TESTBED_DIR/cache
+WORK_DIR=$TESTBED_DIR/work
+DOCKER_ROOT=$TESTBED_DIR/docker
+REGISTRY_DIR=$TESTBED_DIR/registry
+DOCKERD_PIDFILE=$RUN_DIR/dockerd.pid
+REGISTRY_PIDFILE=$RUN_DIR/registry.pid
+ENV_FILE=$TESTBED_DIR/env
+
+export DEBIAN_FRONTEND=noninteractive
+
+log() { printf '[testbed] %s\n' "$*"; }
+die() { printf '[testbed] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# An unexpected failure under `set -e` would otherwise exit silently, so say
+# where it happened.
+trap 'rc=$?; printf "[testbed] ERROR: command failed (exit %s) at line %s: %s\n" "$rc" "$LINENO" "$BASH_COMMAND" >&2' ERR
+
+# ---------------------------------------------------------------------------
+# Host packages
+# ---------------------------------------------------------------------------
+
+is_installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+install_host_packages() {
+    local missing=() pkg
+    for pkg in "${HOST_PACKAGES[@]}"; do
+        is_installed "$pkg" || missing+=("$pkg")
+    done
+    if ((${#missing[@]} == 0)); then
+        log "host packages: all present"
+        return
+    fi
+    log "host packages: installing ${missing[*]}"
+
+    # On a systemd machine, installing docker.io would start docker.service
+    # with its default bridge (a private-range network), and docker-registry
+    # would take port 5000 with its own storage. A policy-rc.d that refuses
+    # every start keeps the packages from starting anything; we start our own
+    # daemons below. An existing policy-rc.d is left as it is.
+    local own_policy=0
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        own_policy=1
+    fi
+
+    local rc=0
+    {
+        apt-get update -q &&
+        apt-get install -y -q --no-install-recommends "${missing[@]}"
+    } >"$LOG_DIR/apt.log" 2>&1 || rc=$?
+    if ((own_policy)); then rm -f /usr/sbin/policy-rc.d; fi
+    if ((rc != 0)); then
+        tail -n 20 "$LOG_DIR/apt.log" >&2
+        die "apt-get failed (exit $rc); full log in $LOG_DIR/apt.log"
+    fi
+
+    # The same reasoning applies at the next boot: keep the packaged services
+    # disabled so that only this script starts the daemons.
+    if [[ -d /run/systemd/system ]]; then
+        systemctl disable --now docker.service docker.socket docker-registry.service \
+            >>"$LOG_DIR/apt.log" 2>&1 || true
+    fi
+    log "host packages: installed (log in $LOG_DIR/apt.log)"
+}
+
+# ---------------------------------------------------------------------------
+# Debian mirror, read from the host's apt configuration
+# ---------------------------------------------------------------------------
+
+# Print the first URI of an enabled "deb" source for SUITE, from both the
+# deb822 (*.sources) and one-line (*.list) formats. Files with other
+# suffixes (for example *.disabled) are ignored, as apt ignores them.
+find_mirror() {
+    local suite=$1 f uri
+    for f in /etc/apt/sources.list.d/*.sources /etc/apt/sources.list \
+             /etc/apt/sources.list.d/*.list; do
+        if [[ ! -f $f ]]; then continue; fi
+        if [[ $f == *.sources ]]; then
+            # deb822: one stanza per paragraph; comment lines are dropped.
+            uri=$(awk -v suite="$suite" '
+                BEGIN { RS = ""; FS = "\n" }
+                {
+                    types = ""; uris = ""; suites = ""; enabled = "yes"
+                    for (i = 1; i <= NF; i++) {
+                        if ($i ~ /^[ \t]*#/) continue
+                        split($i, kv, ":")
+                        key = tolower(kv[1]); val = substr($i, length(kv[1]) + 2)
+                        gsub(/^[ \t]+|[ \t]+$/, "", val)
+                        if (key == "types") types = val
+                        else if (key == "uris") uris = val
+                        else if (key == "suites") suites = val
+                        else if (key == "enabled") enabled = tolower(val)
+                    }
+                    gsub(/[ \t]+/, " ", types); gsub(/[ \t]+/, " ", suites)
+                    if (enabled == "no") next
+                    if ((" " types " ") !~ / deb /) next
+                    if ((" " suites " ") !~ (" " suite " ")) next
+                    split(uris, u, /[ \t]+/)
+                    if (u[1] != "") { print u[1]; exit }
+                }' "$f")
+        else
+            # One-line format: deb [options] URI SUITE COMPONENTS...
+            uri=$(awk -v suite="$suite" '
+                $1 == "deb" {
+                    i = 2
+                    if ($i ~ /^\[/) { while ($i !~ /\]$/ && i < NF) i++; i++ }
+                    if ($(i + 1) == suite) { print $i; exit }
+                }' "$f")
+        fi
+        if [[ -n $uri ]]; then
+            echo "$uri"
+            return
+        fi
+    done
+}
+
+resolve_mirror() {
+    if [[ -n ${ENVCAP_TESTBED_MIRROR:-} ]]; then
+        MIRROR=$ENVCAP_TESTBED_MIRROR
+    else
+        local codename
+        codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+        [[ -n $codename ]] || die "cannot read VERSION_CODENAME from /etc/os-release"
+        MIRROR=$(find_mirror "$codename")
+        [[ -n $MIRROR ]] || die "no 'deb' source for suite '$codename' in the host's apt sources; set ENVCAP_TESTBED_MIRROR"
+    fi
+    MIRROR=${MIRROR%/}
+    log "mirror: $MIRROR"
+}
+
+# ---------------------------------------------------------------------------
+# Daemons
+# ---------------------------------------------------------------------------
+
+# True if PIDFILE names a live process whose command name is NAME. Checking
+# the name guards against a stale pid file whose number was reused.
+pid_alive() {
+    local pidfile=$1 name=$2 pid
+    [[ -s $pidfile ]] || return 1
+    pid=$(<"$pidfile")
+    [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/comm ]] || return 1
+    [[ $(<"/proc/$pid/comm") == "$name" ]]
+}
+
+docker_answers() { docker info >/dev/null 2>&1; }
+registry_answers() { curl -fsS -o /dev/null --max-time 3 "http://$REGISTRY_ADDR/v2/" 2>/dev/null; }
+
+# Wait up to SECONDS for CHECK to succeed while process PID stays alive.
+wait_until_answers() {
+    local check=$1 pid=$2 limit=$3 what=$4 logfile=$5 i
+    for ((i = 0; i < limit; i++)); do
+        if "$check"; then return 0; fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 20 "$logfile" >&2
+            die "$what exited during start-up; see $logfile"
+        fi
+        sleep 1
+    done
+    "$check" || die "$what did not answer within $limit s; see $logfile"
+}
+
+start_dockerd() {
+    local pid
+    if docker_answers; then
+        if pid_alive "$DOCKERD_PIDFILE" dockerd; then
+            log "dockerd: already running (pid $(<"$DOCKERD_PIDFILE"))"
+        else
+            log "dockerd: a daemon not started by this script already answers; using it"
+        fi
+        return
+    fi
+    if pid_alive "$DOCKERD_PIDFILE" dockerd; then
+        # Ours, but still starting (or stuck): wait for it, never start twice.
+        pid=$(<"$DOCKERD_PIDFILE")
+        log "dockerd: pid $pid is running but does not answer yet; waiting"
+    else
+        # A pid file left by a daemon that died would make dockerd refuse to
+        # start if its number has since been reused.
+        rm -f "$DOCKERD_PIDFILE"
+        log "dockerd: starting (log in $LOG_DIR/dockerd.log)"
+        # No default bridge and no iptables rules: no private-range network
+        # is ever created, and every container and build uses --network host.
+        # --ip-forward=false leaves the host's sysctls alone. The data root
+        # lives in the test bed directory so that all state is in one place.
+        # setsid detaches the daemon from the caller's process group, so that
+        # it outlives the shell or CI step that ran `up`. Closing fd 9 keeps
+        # the daemon from inheriting (and holding forever) the lock of `up`.
+        setsid nohup dockerd \
+            --bridge=none --iptables=false --ip-forward=false \
+            --data-root "$DOCKER_ROOT" \
+            --pidfile "$DOCKERD_PIDFILE" \
+            >>"$LOG_DIR/dockerd.log" 2>&1 </dev/null 9>&- &
+        pid=$!
+    fi
+    wait_until_answers docker_answers "$pid" 60 dockerd "$LOG_DIR/dockerd.log"
+    log "dockerd: running (pid $pid, engine $(docker info --format '{{.ServerVersion}}'))"
+}
+
+write_registry_config() {
+    mkdir -p "$REGISTRY_DIR/storage"
+    cat >"$REGISTRY_DIR/config.yml" <<EOF
+# Written by scripts/testbed.sh: envcap's test registry, on loopback only.
+version: 0.1
+log:
+  level: info
+storage:
+  filesystem:
+    rootdirectory: $REGISTRY_DIR/storage
+  delete:
+    enabled: true
+http:
+  addr: $REGISTRY_ADDR
+EOF
+}
+
+start_registry() {
+    local pid
+    if registry_answers; then
+        if pid_alive "$REGISTRY_PIDFILE" docker-registry; then
+            log "registry: already running (pid $(<"$REGISTRY_PIDFILE"))"
+        else
+            log "registry: something not started by this script already answers on $REGISTRY_ADDR; using it"
+        fi
+        return
+    fi
+    if pid_alive "$REGISTRY_PIDFILE" docker-registry; then
+        pid=$(<"$REGISTRY_PIDFILE")
+        log "registry: pid $pid is running but does not answer yet; waiting"
+    else
+        write_registry_config
+        log "registry: starting on $REGISTRY_ADDR (log in $LOG_DIR/registry.log)"
+        setsid nohup docker-registry serve "$REGISTRY_DIR/config.yml" \
+            >>"$LOG_DIR/registry.log" 2>&1 </dev/null 9>&- &
+        pid=$!
+        echo "$pid" >"$REGISTRY_PIDFILE"
+    fi
+    wait_until_answers registry_answers "$pid" 30 docker-registry "$LOG_DIR/registry.log"
+    log "registry: running (pid $pid, storage $REGISTRY_DIR/storage)"
+}
+
+# Send SIGTERM to the process in PIDFILE (if it is NAME) and wait for it.
+stop_pid() {
+    local pidfile=$1 name=$2 what=$3 pid i
+    if ! pid_alive "$pidfile" "$name"; then
+        log "$what: not running (or not started by this script)"
+        rm -f "$pidfile"
+        return
+    fi
+    pid=$(<"$pidfile")
+    log "$what: stopping pid $pid"
+    kill -TERM "$pid"
+    for ((i = 0; i < 30; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "$what: still running after 30 s; sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$pidfile"
+}
+
+# ---------------------------------------------------------------------------
+# Base images
+# ---------------------------------------------------------------------------
+
+# Unmount anything left mounted inside a rootfs (debootstrap mounts /proc and
+# /sys while it runs and may leave them behind if it is killed), then delete
+# it without ever crossing into another file system.
+remove_rootfs() {
+    local rootfs=$1 mnt
+    [[ -e $rootfs ]] || return 0
+    awk -v root="$rootfs/" 'index($2, root) == 1 { print $2 }' /proc/mounts |
+        sort -r | while read -r mnt; do umount -l "$mnt" || true; done
+    rm -rf --one-file-system "$rootfs"
+}
+
+# Make (or reuse) the cached rootfs tarball for SUITE and print its path.
+# The cache is keyed on everything that goes into it, so a change of mirror
+# or package list rebuilds it.
+rootfs_tarball() {
+    local suite=$1
+    local tarball=$CACHE_DIR/debian-$suite-rootfs.tar
+    local key="suite=$suite variant=minbase include=$IMAGE_INCLUDE mirror=$MIRROR"
+    if [[ -f $tarball && -f $tarball.key && $(<"$tarball.key") == "$key" ]]; then
+        log "$suite: using cached rootfs $tarball" >&2
+        echo "$tarball"
+        return
+    fi
+
+    local rootfs=$WORK_DIR/rootfs-$suite start=$SECONDS
+    remove_rootfs "$rootfs"
+    mkdir -p "$rootfs"
+    log "$suite: debootstrap (log in $LOG_DIR/debootstrap-$suite.log)" >&2
+    if ! debootstrap --variant=minbase --include="$IMAGE_INCLUDE" \
+            "$suite" "$rootfs" "$MIRROR" >"$LOG_DIR/debootstrap-$suite.log" 2>&1; then
+        tail -n 20 "$LOG_DIR/debootstrap-$suite.log" >&2
+        remove_rootfs "$rootfs"
+        die "debootstrap $suite failed; see $LOG_DIR/debootstrap-$suite.log"
+    fi
+
+    # apt inside the image must use the same mirror as the host. debootstrap
+    # wrote a one-line sources.list; replace it with a deb822 file that names
+    # the keyring explicitly (newer keyring packages no longer drop keys into
+    # trusted.gpg.d).
+    local keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+    [[ -e $rootfs$keyring ]] || keyring=/usr/share/keyrings/debian-archive-keyring.pgp
+    [[ -e $rootfs$keyring ]] || die "$suite: no Debian archive keyring inside the rootfs"
+    rm -f "$rootfs/etc/apt/sources.list"
+    cat >"$rootfs/etc/apt/sources.list.d/debian.sources" <<EOF
+Types: deb
+URIs: $MIRROR
+Suites: $suite
+Components: main
+Signed-By: $keyring
+EOF
+    # Drop what is specific to this host or to this build: package lists and
+    # downloaded .debs (containers run `apt-get update` first, as with any
+    # Debian image), and the host's hostname and resolver that debootstrap
+    # copies in (docker supplies its own at run time).
+    rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin \
+           "$rootfs"/var/cache/apt/archives/*.deb
+    mkdir -p "$rootfs/var/lib/apt/lists/partial"
+    echo localhost >"$rootfs/etc/hostname"
+    : >"$rootfs/etc/resolv.conf"
+
+    tar --numeric-owner -C "$rootfs" -cf "$tarball.tmp" .
+    mv "$tarball.tmp" "$tarball"
+    echo "$key" >"$tarball.key"
+    remove_rootfs "$rootfs"
+    log "$suite: rootfs cached in $tarball ($(du -h "$tarball" | cut -f1), $((SECONDS - start)) s)" >&2
+    echo "$tarball"
+}
+
+# Print the registry's manifest digest for REF, or nothing if it is absent.
+registry_digest() {
+    skopeo inspect --tls-verify=false --format '{{.Digest}}' "docker://$1" 2>/dev/null || true
+}
+
+# Make sure 127.0.0.1:5000/envcap-base/debian:SUITE is in the registry, and
+# set DIGEST to its manifest digest.
+ensure_base_image() {
+    local suite=$1
+    local ref=$REGISTRY_ADDR/$BASE_REPO:$suite
+    DIGEST=$(registry_digest "$ref")
+    if [[ -n $DIGEST ]]; then
+        log "$suite: $ref already in the registry ($DIGEST)"
+        return
+    fi
+    local tarball start=$SECONDS
+    tarball=$(rootfs_tarball "$suite")
+    log "$suite: docker import and push $ref"
+    # A plain rootfs import has no config: give it the PATH and command that
+    # Debian's own images have, so that docker, buildah and podman all behave
+    # the same way with it.
+    docker import \
+        --change "ENV PATH=$IMAGE_PATH_ENV" \
+        --change 'CMD ["bash"]' \
+        "$tarball" "$ref" >>"$LOG_DIR/images.log" 2>&1 ||
+        die "docker import of $suite failed; see $LOG_DIR/images.log"
+    docker push "$ref" >>"$LOG_DIR/images.log" 2>&1 ||
+        die "docker push of $ref failed; see $LOG_DIR/images.log"
+    DIGEST=$(registry_digest "$ref")
+    [[ -n $DIGEST ]] || die "$ref was pushed but skopeo cannot see it"
+    log "$suite: pushed $ref ($DIGEST, $((SECONDS - start)) s)"
+}
+
+# ---------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------
+
+cmd_up() {
+    local start=$SECONDS
+    [[ $(id -u) == 0 ]] || die "must run as root (it installs packages and starts dockerd)"
+    mkdir -p "$RUN_DIR" "$LOG_DIR" "$CACHE_DIR" "$WORK_DIR" "$REGISTRY_DIR"
+    # Two `up` runs at the same time would race on apt, the daemons and the
+    # cache; the second one waits for the first.
+    exec 9>"$RUN_DIR/lock"
+    if ! flock -n 9; then
+        log "another 'up' is running; waiting for it (up to 30 min)"
+        flock -w 1800 9 || die "gave up waiting for the lock $RUN_DIR/lock"
+    fi
+
+    install_host_packages
+    resolve_mirror
+    start_dockerd
+    start_registry
+
+    local suite env_lines=("ENVCAP_TEST_REGISTRY=$REGISTRY_ADDR")
+    for suite in "${SUITES[@]}"; do
+        ensure_base_image "$suite"
+        env_lines+=("ENVCAP_TEST_BASE_${suite^^}=$REGISTRY_ADDR/$BASE_REPO@$DIGEST")
+    done
+    env_lines+=("ENVCAP_TEST_APT_MIRROR=$MIRROR")
+
+    printf '%s\n' "${env_lines[@]}" >"$ENV_FILE.tmp"
+    mv "$ENV_FILE.tmp" "$ENV_FILE"
+    log "wrote $ENV_FILE:"
+    sed 's/^/    /' "$ENV_FILE"
+    log "up: done in $((SECONDS - start)) s"
+}
+
+cmd_down() {
+    # The registry goes first so that nothing is mid-push when dockerd stops.
+    stop_pid "$REGISTRY_PIDFILE" docker-registry registry
+    stop_pid "$DOCKERD_PIDFILE" dockerd dockerd
+    log "down: done (cache, images and registry storage kept in $TESTBED_DIR)"
+}
+
+cmd_status() {
+    local suite ref digest
+    if docker_answers; then
+        if pid_alive "$DOCKERD_PIDFILE" dockerd; then
+            log "dockerd: running (pid $(<"$DOCKERD_PIDFILE"), started by this script)"
+        else
+            log "dockerd: a daemon answers, not started by this script"
+        fi
+    else
+        log "dockerd: not running"
+    fi
+    if registry_answers; then
+        if pid_alive "$REGISTRY_PIDFILE" docker-registry; then
+            log "registry: running on $REGISTRY_ADDR (pid $(<"$REGISTRY_PIDFILE"), started by this script)"
+        else
+            log "registry: something answers on $REGISTRY_ADDR, not started by this script"
+        fi
+        for suite in "${SUITES[@]}"; do
+            ref=$REGISTRY_ADDR/$BASE_REPO:$suite
+            if command -v skopeo >/dev/null; then
+                digest=$(registry_digest "$ref")
+                log "  $ref: ${digest:-absent}"
+            fi
+        done
+    else
+        log "registry: not running"
+    fi
+    if [[ -f $ENV_FILE ]]; then
+        log "env file $ENV_FILE:"
+        sed 's/^/    /' "$ENV_FILE"
+    else
+        log "env file: none yet (run '$0 up')"
+    fi
+}
+
+case ${1:-} in
+    up) cmd_up ;;
+    down) cmd_down ;;
+    status) cmd_status ;;
+    *)
+        echo "usage: $0 {up|down|status}" >&2
+        exit 2
+        ;;
+esac
