@@ -45,7 +45,10 @@ def summary_lines(m: Manifest) -> list[str]:
     conda = s.get("conda")
     if conda:
         lines.append(_row("conda", f"{conda.get('prefix')}  {len(conda.get('packages', []))} packages"))
-    lines.append(_row("gpu", _gpu_text(s.get("gpu"), s.get("cuda"))))
+    lines.append(_row("gpu", _gpu_text(s.get("gpu"))))
+    cuda = s.get("cuda")
+    if cuda:
+        lines.append(_row("cuda", _cuda_text(cuda)))
     container = s.get("container")
     if container:
         lines.append(_row("container", str(container.get("runtime"))))
@@ -61,18 +64,28 @@ def summary_lines(m: Manifest) -> list[str]:
     return lines
 
 
-def _gpu_text(gpu: Any, cuda: Any) -> str:
-    parts = []
-    if gpu and gpu.get("devices"):
-        names: dict[str, int] = {}
-        for d in gpu["devices"]:
-            names[d.get("name") or "GPU"] = names.get(d.get("name") or "GPU", 0) + 1
-        parts.append(", ".join(f"{n} x{c}" for n, c in names.items()))
-        if gpu.get("driver_version"):
-            parts.append(f"driver {gpu['driver_version']}")
-    if cuda and cuda.get("version"):
-        parts.append(f"CUDA {cuda['version']}")
-    return ", ".join(parts) if parts else "none"
+def _gpu_text(gpu: Any) -> str:
+    if not gpu or not gpu.get("devices"):
+        return "none"
+    names: dict[str, int] = {}
+    for d in gpu["devices"]:
+        names[d.get("name") or "GPU"] = names.get(d.get("name") or "GPU", 0) + 1
+    parts = [", ".join(f"{n} x{c}" for n, c in names.items())]
+    if gpu.get("driver_version"):
+        parts.append(f"driver {gpu['driver_version']}")
+    if gpu.get("cuda_driver_version"):
+        parts.append(f"driver supports CUDA {gpu['cuda_driver_version']}")
+    return ", ".join(parts)
+
+
+def _cuda_text(cuda: Any) -> str:
+    parts = [f"toolkit {cuda['version']}" if cuda.get("version") else "no toolkit"]
+    for key, label in (("cudnn_version", "cuDNN"), ("nccl_version", "NCCL"), ("cublas_version", "cuBLAS")):
+        if cuda.get(key):
+            parts.append(f"{label} {cuda[key]}")
+    if cuda.get("rocm_version"):
+        parts.append(f"ROCm {cuda['rocm_version']}")
+    return ", ".join(parts)
 
 
 def _row(key: str, value: str) -> str:
