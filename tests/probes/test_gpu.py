@@ -331,3 +331,25 @@ def test_probe_registration() -> None:
     assert gpu.PROBE.layer == PLATFORM
     assert gpu.PROBE.tags == {"gpu", "nvidia", "platform"}
     assert gpu.PROBE.reads_files
+
+
+# -- a second real machine: the H100 read by scripts/device_check.sh -------------------
+
+H100 = Path(__file__).resolve().parents[1] / "testdata" / "gpu-h100-device"
+
+
+def test_h100_nvml_agrees_with_that_machines_nvidia_smi() -> None:
+    from_nvml = gpu.normalise_nvml(json.loads((H100 / "nvml.json").read_text())).section
+    from_xml = gpu.parse_nvidia_smi((H100 / "nvidia-smi-q.xml").read_text()).section
+    rows = list(csv.DictReader((H100 / "smi.csv").read_text().splitlines(), skipinitialspace=True))
+    assert from_nvml is not None and from_xml is not None and len(rows) == 1
+    row = rows[0]
+    device = from_nvml["devices"][0]
+    assert device["name"] == row["name"] == "NVIDIA H100 80GB HBM3"
+    assert device["compute_capability"] == row["compute_cap"] == "9.0"
+    assert device["memory_total_bytes"] == int(row["memory.total [MiB]"].split()[0]) * MIB
+    assert from_nvml["driver_version"] == row["driver_version"]
+    # The XML has no compute capability; everything else is the same section.
+    assert from_xml["devices"][0]["compute_capability"] is None
+    from_xml["devices"][0]["compute_capability"] = device["compute_capability"]
+    assert from_xml == from_nvml
