@@ -32,10 +32,15 @@ def measure(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
 
 
 def make_venv(path: str) -> str:
+    """A venv with envcap installed from a wheel, as from an index (a checkout installed
+    as a directory would make the snapshot also ask git about that checkout)."""
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    python = os.path.join(path, "bin", "python")
     subprocess.run([sys.executable, "-m", "venv", path], check=True)
-    subprocess.run([os.path.join(path, "bin", "python"), "-m", "pip", "install", "-q",
-                    "--disable-pip-version-check", repo], check=True)
+    pip = [python, "-m", "pip", "-q", "--disable-pip-version-check"]
+    wheels = os.path.join(path, "wheels")
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", wheels, repo], check=True)
+    subprocess.run([*pip, "install", *(os.path.join(wheels, w) for w in os.listdir(wheels))], check=True)
     return path
 
 

@@ -19,10 +19,12 @@ def isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
     """A fresh ENVCAP_HOME, no config file, and no envcap variables from the caller."""
     home = tmp_path_factory.mktemp("envcap-home")
     for name in list(os.environ):
-        if name.startswith("ENVCAP_"):
+        # The test bed's coordinates (ENVCAP_TEST_*) stay; envcap's own settings go.
+        if name.startswith("ENVCAP_") and not name.startswith("ENVCAP_TEST_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("ENVCAP_HOME", str(home))
     monkeypatch.setenv("ENVCAP_CONFIG", str(home / "no-config.toml"))
+    monkeypatch.setenv("ENVCAP_CACHE_DIR", str(home / "cache"))
     from envcap import redact
 
     redact.reset_default()

@@ -7,13 +7,12 @@ and a C locale so that its output parses the same everywhere.
 from __future__ import annotations
 
 import os
-import subprocess
-from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 
-@dataclass(frozen=True, slots=True)
-class Result:
+# A NamedTuple, not a dataclass: building a dataclass costs about a millisecond at import,
+# and this module is on the path of every snapshot.
+class Result(NamedTuple):
     returncode: int
     stdout: str
     stderr: str
@@ -31,6 +30,10 @@ def run(
     A timeout raises ``subprocess.TimeoutExpired``, which probes let through to the
     runner so that it is reported as an unknown rather than mistaken for absence.
     """
+    # Imported here: a snapshot whose program answers all come from the cache never
+    # starts a program, and need not pay for the module.
+    import subprocess
+
     run_env = dict(os.environ if env is None else env)
     run_env["LC_ALL"] = "C"
     try:

@@ -173,3 +173,10 @@ def _write_file(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
         raise UsageError(f"cannot write {path}: {exc.strerror}") from exc
 
+
+
+# Commands of other areas live in their own modules; each imports only click at the top.
+from .cli_compare import diff as diff_command, fleet as fleet_command  # noqa: E402
+
+main.add_command(diff_command)
+main.add_command(fleet_command)

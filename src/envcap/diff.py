@@ -82,13 +82,13 @@ NUMERICS: tuple[Rule, ...] = (
     Rule("GPU model", section="gpu", path=r"devices.*"),
     Rule("compiler flags", section="compilers", path=r"flags.*"),
     Rule("numerics setting", section="environment", path=(
-        r"variables\.(OMP_.*|MKL_.*|OPENBLAS_.*|BLIS_.*|CUBLAS_.*|CUDNN_.*|NCCL_.*|NVIDIA_TF32_OVERRIDE"
+        r"variables\.(OMP_.*|MKL_.*|OPENBLAS_.*|BLIS_.*|CUBLAS_.*|(CUDNN|NCCL)_(?!VERSION$).*|NVIDIA_TF32_OVERRIDE"
         r"|TF_(ENABLE_ONEDNN_OPTS|DETERMINISTIC_OPS|CUDNN_.*|XLA_FLAGS)|XLA_FLAGS|JAX_.*"
         r"|TORCH_(ALLOW_TF32_.*|CUDNN_.*|BLAS_.*))"
     )),
 )
 
-_PACKAGE_RULES = tuple((r.reason, re.compile(r.packages, re.I)) for r in NUMERICS if r.packages)
+_PACKAGE_RULES = tuple((r.reason, re.compile(r.packages, re.IGNORECASE)) for r in NUMERICS if r.packages)
 _PATH_RULES = tuple(
     (r.reason, r.section, re.compile(r.path) if r.path is not None else None) for r in NUMERICS if r.section
 )
@@ -141,7 +141,7 @@ class Side:
     unknowns: tuple[Unknown, ...]
 
     @classmethod
-    def of(cls, m: Manifest, ref: str) -> "Side":
+    def of(cls, m: Manifest, ref: str) -> Side:
         return cls(ref=ref, id=m.id, env_id=m.env_id, platform_id=m.platform_id,
                    hostname=m.observed.get("hostname"), time=m.observed.get("time"), unknowns=m.unknowns)
 
@@ -438,9 +438,9 @@ def _section_sensitivity(section: str, value: Any) -> str | None:
         for item in value.values():
             if is_package_list(item):
                 for record in item:
-                    reason = package_sensitivity(record["name"])
-                    if reason:
-                        return reason
+                    found = package_sensitivity(record["name"])
+                    if found:
+                        return found
     return None
 
 
@@ -491,8 +491,9 @@ def describe(change: Change, a: str = "A", b: str = "B") -> str:
         return f"{change.section} {_package_text(change)}"
     if change.kind == "changed":
         return f"{where}: {value_text(change.before)} → {value_text(change.after)}"
-    sign = "+" if change.kind == "added" else "-"
-    return f"{where}: {sign}{value_text(change.after if change.kind == 'added' else change.before)}"
+    if change.kind == "added":
+        return f"{where}: added {value_text(change.after)}"
+    return f"{where}: removed {value_text(change.before)}"
 
 
 def section_summary(changes: Sequence[Change], a: str = "A", b: str = "B") -> list[str]:

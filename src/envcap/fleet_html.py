@@ -13,12 +13,14 @@ from html import escape
 from typing import Any
 
 from .diff import describe, section_summary
-from .fleet import LAYER_KEY, Cluster, FleetReport, cluster_counts, headline
+from .fleet import LAYER_KEY, Cluster, FleetReport, Node, cluster_counts, headline
 from .manifest import LAYERS
 from .summary import short
 
 # Up to this many differences are listed one by one; more are summed up per section.
 _LIST_LIMIT = 12
+# Up to this many outlier nodes of one kind are listed open; more are folded.
+_LIST_NODES = 8
 
 _CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em; color: #1d232a; }
@@ -29,7 +31,7 @@ th, td { border: 1px solid #d5dbe1; padding: .3em .6em; text-align: left; vertic
 th { background: #f1f4f7; font-weight: 600; }
 .scroll { overflow-x: auto; }
 table.matrix td { text-align: center; min-width: 3.2em; font-variant-numeric: tabular-nums; }
-table.matrix th.group { font-size: .85em; max-width: 11em; font-weight: normal; }
+table.matrix th.group { font-size: .8em; font-weight: normal; text-align: center; color: #4a5561; }
 table.matrix th.group b { display: block; font-size: 1.1em; }
 td.major { background: #c9ecd3; font-weight: 600; }
 td.minor { background: #ffd9a8; font-weight: 600; }
@@ -39,7 +41,15 @@ code, .id { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-si
 ul.changes { margin: 0; padding-left: 1.1em; } ul.changes li.sensitive { color: #9b1c1c; }
 .legend span { display: inline-block; padding: 0 .5em; margin-right: .6em; border: 1px solid #d5dbe1; }
 .rejected { color: #9b1c1c; }
+ul.nodes { margin: 0; padding-left: 1.1em; } summary { cursor: pointer; }
 """
+
+
+_LEGEND = (
+    '<p class="legend"><span style="background:#c9ecd3">the cluster\'s majority</span>'
+    '<span style="background:#ffd9a8">nodes that differ from it</span>'
+    '<span style="background:#dde3ea">no majority (split cluster)</span></p>'
+)
 
 
 def render_html(report: FleetReport) -> str:
@@ -51,9 +61,7 @@ def render_html(report: FleetReport) -> str:
         f"<style>{_CSS}</style></head><body>",
         "<h1>envcap fleet report</h1>",
         f'<p class="lead">{escape(headline(report))}</p>',
-        '<p class="legend"><span style="background:#c9ecd3">the cluster\'s majority</span>'
-        '<span style="background:#ffd9a8">nodes that differ from it</span>'
-        '<span style="background:#dde3ea">no majority (split cluster)</span></p>',
+        _LEGEND,
     ]
     for layer, title in (("software", "Clusters × environments"), ("platform", "Clusters × platforms")):
         parts.append(f"<h2>{title}</h2>")
@@ -72,8 +80,10 @@ def render_html(report: FleetReport) -> str:
 
 def _matrix(report: FleetReport, layer: str) -> str:
     groups = report.groups[layer]
+    # Names only in the header, so that the matrix stays narrow; the description shows on
+    # hover and in the group table below.
     head = "".join(
-        f'<th class="group" title="{escape(g.id)}"><b>{escape(g.name)}</b>{escape(g.description)}</th>' for g in groups
+        f'<th class="group" title="{escape(g.description)}"><b>{escape(g.name)}</b>{g.nodes}</th>' for g in groups
     )
     rows = []
     for c in report.clusters:
@@ -110,17 +120,25 @@ def _outliers(report: FleetReport) -> str:
     if not report.outliers:
         return "<h2>Outliers</h2><p>None: every node matches its cluster's majority in both layers.</p>"
     rows = []
-    for o in report.outliers:
-        changes = report.comparison(o.layer, o.majority, o.group).changes
+    for cluster, layer, group, majority, nodes in report.outlier_sets():
+        changes = report.comparison(layer, majority, group).changes
         rows.append(
-            f"<tr><td>{escape(o.cluster or '(no label)')}</td><td>{escape(o.node.name)}"
-            f'<br><span class="id">{escape(o.node.source)}</span></td><td>{o.layer}</td>'
-            f"<td>{escape(o.group)} (majority {escape(o.majority)})</td><td>{_changes(changes, o.majority, o.group)}</td></tr>"
+            f"<tr><td>{escape(cluster or '(no label)')}</td><td>{layer}</td>"
+            f"<td>{escape(group)} (majority {escape(majority)})</td><td>{_nodes(nodes)}</td>"
+            f"<td>{_changes(changes, majority, group)}</td></tr>"
         )
     return ("<h2>Outliers: nodes that differ from their cluster's majority</h2>"
             "<p>Red lines are changes likely to change numerical results.</p>"
-            "<table><tr><th>cluster</th><th>node</th><th>layer</th><th>group</th><th>what differs</th></tr>"
+            "<table><tr><th>cluster</th><th>layer</th><th>group</th><th>nodes</th><th>what differs</th></tr>"
             + "".join(rows) + "</table>")
+
+
+def _nodes(nodes: list[Node]) -> str:
+    items = "".join(f'<li title="{escape(n.source)}">{escape(n.name)}</li>' for n in nodes)
+    if len(nodes) <= _LIST_NODES:
+        return f'<ul class="nodes">{items}</ul>'
+    # <details> folds a long list without any script.
+    return f'<details><summary>{len(nodes)} nodes</summary><ul class="nodes">{items}</ul></details>'
 
 
 def _groups(report: FleetReport, layer: str, title: str) -> str:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 from .canonical import canonical_bytes, compose_object, digest
 from .errors import ManifestError, SchemaVersionError
@@ -37,8 +37,7 @@ LAYERS = ("software", "platform")
 TOP_LEVEL = ("schema_version", "id", "env_id", "platform_id", "layers", "sections", "observed", "unknowns", "labels")
 
 
-@dataclass(frozen=True, slots=True)
-class Ids:
+class Ids(NamedTuple):
     id: str
     env_id: str
     platform_id: str
@@ -75,8 +74,7 @@ def compute_ids(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Unknown:
+class Unknown(NamedTuple):
     probe: str
     error: str
 

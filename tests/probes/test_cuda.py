@@ -262,7 +262,7 @@ class LiveFixture:
     def exists(self, path: str) -> bool:
         return path in self.extra or self._files.exists(path)
 
-    def run(self, argv: Any, timeout: float | None = None) -> Result | None:
+    def run(self, argv: Any, timeout: float | None = None, **_: Any) -> Result | None:
         return self.outputs.get(tuple(argv))
 
 

@@ -50,7 +50,7 @@ class LiveFixture:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._files, name)
 
-    def run(self, argv: Any, timeout: float | None = None) -> Result | None:
+    def run(self, argv: Any, timeout: float | None = None, **_: Any) -> Result | None:
         self.calls.append(tuple(argv))
         return self.outputs.get(tuple(argv))
 

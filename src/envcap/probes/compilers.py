@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._subprocess import Result
-from . import SOFTWARE, Finding, Probe
+from . import SOFTWARE, Finding, Probe, _programs
 from .context import Context
 
 TOOLS = ("gcc", "g++", "clang", "gfortran", "nvcc", "hipcc")
@@ -81,17 +81,29 @@ def _jobs(name: str, path: str) -> list[tuple[tuple[str, str], list[str]]]:
 
 
 def run_all(ctx: Context, jobs: dict[Any, Sequence[str]]) -> dict[Any, Result | None]:
-    """Run every command at once; a timeout or other failure is raised after all end."""
+    """Run every command at once; a timeout or other failure is raised after all end.
+
+    Answers the cache already holds are taken without a thread (starting one costs
+    about as much as the lookup); the rest run concurrently, each a process start.
+    """
     results: dict[Any, Result | None] = {}
     failures: list[Exception] = []
+    uncached = {}
+    for key, argv in jobs.items():
+        cache_key = _programs.key(argv)
+        known = _programs.get(cache_key) if cache_key is not None else None
+        if known is not None:
+            results[key] = known
+        else:
+            uncached[key] = argv
 
     def work(key: Any, argv: Sequence[str]) -> None:
         try:
-            results[key] = ctx.run(argv)
+            results[key] = ctx.run(argv, cacheable=True)
         except Exception as exc:  # noqa: BLE001 - raised again in the calling thread below
             failures.append(exc)
 
-    threads = [threading.Thread(target=work, args=item, daemon=True) for item in jobs.items()]
+    threads = [threading.Thread(target=work, args=item, daemon=True) for item in uncached.items()]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -115,7 +127,7 @@ def describe(
     if version is None and name in _GCC_LIKE:
         # A vendor banner without the usual "(...) X.Y.Z": ask the driver itself. This
         # costs a second program start, so only when the banner did not answer.
-        dump = ctx.run([path, *_GCC_DUMP])
+        dump = ctx.run([path, *_GCC_DUMP], cacheable=True)
         version = parse_dump_version(dump.stdout) if dump and dump.returncode == 0 else None
     entry["version"] = version
     entry["banner"] = banner(text, entry["version"])

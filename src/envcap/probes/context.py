@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import shutil
 import threading
 from pathlib import Path, PurePosixPath
 from typing import Mapping, Sequence
 
 from .. import _subprocess
+from . import _programs
 from ..errors import NotApplicable
 from ..redact import Redactor, default_redactor
 
@@ -153,13 +153,24 @@ class Context:
     # -- programs ------------------------------------------------------------------
 
     def which(self, name: str) -> str | None:
-        """The program ``name`` on the live machine's PATH."""
+        """The program ``name`` on the live machine's PATH (as ``shutil.which``, without
+        importing shutil and the compression modules it brings)."""
         if not self.live:
             return None
-        return shutil.which(name, path=self.env.get("PATH", os.defpath))
+        for directory in self.env.get("PATH", os.defpath).split(os.pathsep):
+            candidate = os.path.join(directory or ".", name)
+            if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+                return candidate
+        return None
 
-    def run(self, argv: Sequence[str], timeout: float | None = None) -> _subprocess.Result | None:
-        """Run a program on the live machine; not applicable under --root."""
+    def run(
+        self, argv: Sequence[str], timeout: float | None = None, *, cacheable: bool = False
+    ) -> _subprocess.Result | None:
+        """Run a program on the live machine; not applicable under --root.
+
+        ``cacheable`` says the answer depends only on the program's file (``--version``):
+        it may then come from the cache in :mod:`envcap.probes._programs`.
+        """
         if not self.live:
             raise NotApplicable("runs programs, which cannot be done for a file tree")
         key = (os.path.realpath(argv[0]) if "/" in argv[0] else argv[0], *argv[1:])
@@ -167,5 +178,18 @@ class Context:
             lock = self._run_locks.setdefault(key, threading.Lock())
         with lock:
             if key not in self._runs:
-                self._runs[key] = _subprocess.run(argv, timeout=timeout or self.command_timeout, env=self.env)
+                self._runs[key] = self._run_or_recall(argv, timeout, cacheable)
             return self._runs[key]
+
+    def _run_or_recall(
+        self, argv: Sequence[str], timeout: float | None, cacheable: bool
+    ) -> _subprocess.Result | None:
+        cache_key = _programs.key(argv) if cacheable and "/" in argv[0] else None
+        if cache_key is not None:
+            known = _programs.get(cache_key)
+            if known is not None:
+                return known
+        result = _subprocess.run(argv, timeout=timeout or self.command_timeout, env=self.env)
+        if cache_key is not None and result is not None and result.returncode == 0:
+            _programs.put(cache_key, result)
+        return result

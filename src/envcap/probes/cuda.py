@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from . import SOFTWARE, Finding, Probe
 from .context import Context
@@ -63,8 +62,9 @@ CUDNN_HEADER_DIRS = (
 PRECEDENCE = ("wheel", "toolkit", "system")
 
 
-@dataclass(frozen=True, slots=True)
-class Copy:
+# A NamedTuple, not a dataclass: building a dataclass costs about a millisecond at import,
+# and this module is on the path of every snapshot.
+class Copy(NamedTuple):
     library: str
     version: str
     path: str
@@ -172,7 +172,7 @@ def _nvcc(ctx: Context, root: str) -> str | None:
     # another toolkit.
     if not ctx.live or not ctx.exists(f"{root}/bin/nvcc"):
         return None
-    result = ctx.run([f"{root}/bin/nvcc", "--version"])
+    result = ctx.run([f"{root}/bin/nvcc", "--version"], cacheable=True)
     return parse_nvcc_version(result.stdout) if result and result.returncode == 0 else None
 
 

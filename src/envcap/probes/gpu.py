@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, NamedTuple
 
 from ..errors import ProbeError
 from . import PLATFORM, Finding, Probe
@@ -42,13 +42,14 @@ class NvmlUnavailable(Exception):
     """NVML cannot answer here: pynvml is missing, or the library or driver refused."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Device:
+# A NamedTuple, not a dataclass: building a dataclass costs about a millisecond at import,
+# and this module is on the path of every snapshot.
+class _Device(NamedTuple):
     bus_id: str | None
     name: str | None
     compute_capability: str | None
     memory_total_bytes: int | None
-    observed: dict[str, Any] = field(default_factory=dict)
+    observed: Mapping[str, Any] = MappingProxyType({})
 
 
 # -- shared normalisation ----------------------------------------------------------
