@@ -88,3 +88,24 @@ def test_configured_names_and_patterns() -> None:
     r = Redactor(extra_names=["SESSIONID"], extra_patterns=[r"mylab_[a-z0-9]{8}"])
     assert r.value("MY_SESSIONID", "v") == REDACTED
     assert r.text("x mylab_abcd1234 y") == f"x {REDACTED} y"
+
+
+def test_every_secret_pattern_has_a_hint() -> None:
+    # may_contain_secret skips the expressions when no hint is present: a pattern whose
+    # matches need no hint would be skipped wrongly.
+    import re
+
+    from envcap.redact import SECRET_HINTS, SECRET_PATTERNS
+
+    for secret in SECRETS:
+        assert any(h in secret for h in SECRET_HINTS), secret
+        assert any(re.search(p, secret, re.DOTALL) for p in SECRET_PATTERNS), secret
+        assert R.may_contain_secret('{"x":' + __import__("json").dumps(secret) + "}")
+
+
+@pytest.mark.parametrize("url", ["https://user:hunter2@h/x", "https://h/f?token=s3cr3t", "https://c.org/t/tk-123456-abc/ch"])
+def test_url_secrets_are_noticed_in_serialized_records(url: str) -> None:
+    import json
+
+    assert R.may_contain_secret(json.dumps({"u": url}))
+    assert not R.may_contain_secret(json.dumps({"u": "https://pypi.org/simple", "p": "/usr/bin"}))
