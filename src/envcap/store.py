@@ -17,10 +17,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 from . import config
 from .canonical import ID_PREFIX, canonical_bytes, digest
@@ -53,8 +51,7 @@ CREATE INDEX IF NOT EXISTS snapshots_manifest ON snapshots(manifest_id);
 """
 
 
-@dataclass(frozen=True, slots=True)
-class SnapshotRow:
+class SnapshotRow(NamedTuple):
     record: str
     manifest_id: str
     env_id: str
@@ -147,7 +144,10 @@ class Store:
         if final.exists():
             return oid
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path / "tmp", prefix="obj-")
+        # A name of our own rather than tempfile's: that module (and the random number
+        # machinery it loads) would cost a snapshot more than writing the object does.
+        tmp = str(self.path / "tmp" / f"obj-{os.getpid()}-{os.urandom(8).hex()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
