@@ -59,6 +59,7 @@ def _open_store(create: bool = False) -> Any:
 def snapshot(as_json: bool, output: str | None, labels: tuple[str, ...], root: str, python: str | None,
              conda_prefix: str | None, select: tuple[str, ...], skip: tuple[str, ...], no_store: bool) -> None:
     """Fingerprint this machine into an immutable manifest and store it."""
+    from ._files import write_text_atomic
     from .capture import parse_labels, snapshot as take
     from .summary import summary_lines
 
@@ -71,7 +72,7 @@ def snapshot(as_json: bool, output: str | None, labels: tuple[str, ...], root: s
             store.add(manifest)
             where = store.path
     if output:
-        _write_file(Path(output), manifest.to_json() + "\n")
+        write_text_atomic(output, manifest.to_json() + "\n")
     if as_json:
         click.echo(manifest.to_json())
         return
@@ -86,9 +87,12 @@ def snapshot(as_json: bool, output: str | None, labels: tuple[str, ...], root: s
 @click.argument("ref")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
 def show(ref: str, as_json: bool) -> None:
-    """Show a stored manifest (by id, env_id or unique prefix) or a manifest FILE."""
+    """Show a stored manifest (by id, env_id or unique prefix), a manifest FILE, or a run."""
+    from .cli_runs import show_run_if_run
     from .summary import summary_lines
 
+    if show_run_if_run(ref, as_json):
+        return
     manifest = _load_ref(ref)
     if as_json:
         click.echo(manifest.to_json())
@@ -137,12 +141,16 @@ def list_snapshots(as_json: bool) -> None:
 @main.command(name="import")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def import_(files: tuple[str, ...]) -> None:
-    """Verify manifest FILEs and add them to the store (all or nothing)."""
+    """Verify manifest FILEs or run bundles (.zip) and add them to the store (all or nothing)."""
+    from .runs.bundle import is_bundle, read_bundle
     from .store import load_manifest
 
-    manifests = [load_manifest(f) for f in files]  # Every file is checked before any is stored.
+    bundles = {f: read_bundle(f) for f in files if is_bundle(f)}  # Verified before anything is stored,
+    manifests = [load_manifest(f) for f in files if f not in bundles]  # like every manifest file.
     with _open_store(create=True) as store:
-        for path, m in zip(files, manifests):
+        for path, b in bundles.items():
+            click.echo(f"imported {path}: run {b.write_into(store)}")
+        for path, m in zip([f for f in files if f not in bundles], manifests):
             store.add(m)
             click.echo(f"imported {path}: {m.id}")
 
@@ -159,20 +167,6 @@ def verify() -> None:
         click.echo(f"{len(problems)} problem(s) found", err=True)
         sys.exit(1)
     click.echo(f"store verified: {count} snapshot(s), every object intact")
-
-
-def _write_file(path: Path, text: str) -> None:
-    """Write a file whole or not at all (temporary file, then rename)."""
-    from .errors import UsageError
-
-    tmp = path.with_name(f".{path.name}.envcap-tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot write {path}: {exc.strerror}") from exc
-
 
 
 # Commands of other areas live in their own modules; each imports only click at the top.

@@ -8,7 +8,6 @@ and exit code 2.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
@@ -82,9 +81,10 @@ def fleet(paths: tuple[str, ...], use_store: bool, cluster_label: str, as_json: 
         raise UsageError("no snapshots to compare" + (" (every input was rejected)" if loaded.rejected else ""))
     report = analyze(loaded, cluster_label=cluster_label)
     if html_file:
+        from ._files import write_text_atomic
         from .fleet_html import render_html
 
-        _write(Path(html_file), render_html(report))
+        write_text_atomic(html_file, render_html(report))
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True, ensure_ascii=False))
     else:
@@ -92,16 +92,3 @@ def fleet(paths: tuple[str, ...], use_store: bool, cluster_label: str, as_json: 
         if html_file:
             click.echo(f"HTML report written to {html_file}")
     click.get_current_context().exit(1 if check and report.outliers else 0)
-
-
-def _write(path: Path, text: str) -> None:
-    """Write a file whole or not at all (temporary file, then rename)."""
-    from .errors import UsageError
-
-    tmp = path.with_name(f".{path.name}.envcap-tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot write {path}: {exc.strerror}") from exc
