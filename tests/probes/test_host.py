@@ -109,3 +109,11 @@ def test_os_release_quoting_and_the_distro_fallback(tmp_path) -> None:
     (tmp_path / "etc/centos-release").write_text("CentOS release 6.10 (Final)\n")
     section = os_release.collect(Context(tmp_path)).section
     assert section is not None and (section["id"], section["version_id"]) == ("centos", "6.10")
+
+
+def test_libc_of_the_h200_tree_comes_from_its_package_database() -> None:
+    # That tree has no libc.so.6; its dpkg database says libc6 2.39-0ubuntu8.x.
+    libc6 = [line.split("\t") for line in (H200_TREE.parent / "dpkg.tsv").read_text().splitlines()
+             if line.startswith("libc6\t")]
+    assert libc6 and libc6[0][1].startswith("2.39-")
+    assert libc.collect(TREE).section == {"family": "glibc", "version": "2.39"}

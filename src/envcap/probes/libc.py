@@ -44,8 +44,21 @@ def _from_musl(ctx: Context) -> dict[str, str] | None:
     return None
 
 
+_DPKG_LIBC6 = re.compile(r"^Package: libc6\n(?:[^\n]+\n)*?Version: (?:\d+:)?(\d+\.\d+(?:\.\d+)?)", re.M)
+
+
+def _from_dpkg(ctx: Context) -> dict[str, str] | None:
+    # A trimmed tree (or one whose libraries were not copied) still says which glibc
+    # its package manager installed: Debian and Ubuntu name the package libc6.
+    status = ctx.read_text("/var/lib/dpkg/status")
+    match = _DPKG_LIBC6.search(status) if status else None
+    return {"family": "glibc", "version": match.group(1)} if match else None
+
+
 def collect(ctx: Context) -> Finding:
-    found = (_from_confstr() if ctx.live else None) or _from_glibc_file(ctx) or _from_musl(ctx)
+    found = (
+        (_from_confstr() if ctx.live else None) or _from_glibc_file(ctx) or _from_musl(ctx) or _from_dpkg(ctx)
+    )
     return Finding(found)
 
 
