@@ -174,3 +174,9 @@ from .cli_compare import diff as diff_command, fleet as fleet_command  # noqa: E
 
 main.add_command(diff_command)
 main.add_command(fleet_command)
+
+from .cli_build import build as build_command, images as images_command, lock as lock_command  # noqa: E402
+
+main.add_command(lock_command)
+main.add_command(build_command)
+main.add_command(images_command)

@@ -1,0 +1,110 @@
+"""The fidelity check: capture the built image and compare it with the source manifest.
+
+envcap must not change what it captures, and installing it into an image would add
+packages to it. So the image is captured from outside: envcap's own package is
+mounted read-only into a container of the image and run by the image's Python
+interpreter with nothing installed, pointed at the environment's interpreter as
+``--python`` would. The probes are those the source snapshot ran.
+
+The result is complete when the image's ``env_id`` equals the source's; otherwise it
+is partial, with exactly what differs, section by section.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..diff import changes_between, describe
+from ..errors import ManifestError
+from ..manifest import Manifest
+from ..probes import all_probes
+from .errors import BuildError
+
+MOUNT = "/.envcap-capture"
+# Run by the image's interpreter with nothing but the standard library and envcap's
+# own package (mounted) on its path.
+CAPTURE_SCRIPT = f"""\
+import json, os, sys
+if sys.version_info < (3, 10):
+    sys.exit("envcap needs Python 3.10 or newer in the image to capture it from the inside")
+sys.path.insert(0, {MOUNT!r})
+args = json.loads(sys.argv[1])
+from envcap.capture import snapshot
+python = args["python"] if args["python"] and os.path.exists(args["python"]) else None
+manifest = snapshot(python=python, select=args["select"])
+sys.stdout.write(manifest.to_json(indent=None))
+"""
+# Finds the first interpreter that exists and runs the capture with it; no manifest
+# value is parsed by this shell, all arrive as arguments.
+_LAUNCH = ('script=$1 args=$2; shift 2; for p in "$@"; do if [ -x "$p" ]; then exec "$p" -B -c "$script" "$args"; '
+           'fi; done; echo "envcap: no Python interpreter in the image ($*)" >&2; exit 3')
+
+
+@dataclass(frozen=True, slots=True)
+class Fidelity:
+    source_env_id: str
+    image_env_id: str
+    differences: tuple[str, ...]
+
+    @property
+    def complete(self) -> bool:
+        return self.source_env_id == self.image_env_id
+
+    @property
+    def status(self) -> str:
+        return "complete" if self.complete else "partial"
+
+    def lines(self) -> list[str]:
+        if self.complete:
+            return [f"fidelity: complete: the image captures as env {self.image_env_id}, the same as its manifest"]
+        out = [f"fidelity: PARTIAL: the image captures as env {self.image_env_id}, not {self.source_env_id}; "
+               f"{len(self.differences)} difference(s):"]
+        out += [f"  {d}" for d in self.differences]
+        return out
+
+
+def capture_args(source: Manifest) -> tuple[list[str], dict[str, Any]]:
+    """The interpreters to try, and the snapshot arguments that mirror the source's."""
+    python = source.sections.get("python") or {}
+    executable = python.get("executable") if isinstance(python.get("executable"), str) else None
+    base = python.get("base_prefix") if isinstance(python.get("base_prefix"), str) else None
+    candidates = [c for c in (f"{base}/bin/python3" if base else None, "/usr/bin/python3", "/usr/local/bin/python3",
+                              "/opt/conda/bin/python3", executable) if c]
+    known = {p.name for p in all_probes()}
+    ran = source.observed.get("probes")
+    select = sorted(n for n in ran if n in known) if isinstance(ran, dict) and ran else []
+    return list(dict.fromkeys(candidates)), {"python": executable, "select": select}
+
+
+def capture_image(engine: Any, image: str, source: Manifest) -> Manifest:
+    import envcap
+
+    package = str(Path(envcap.__file__).resolve().parent)
+    candidates, args = capture_args(source)
+    argv = ["/bin/sh", "-c", _LAUNCH, "envcap-capture", CAPTURE_SCRIPT, json.dumps(args), *candidates]
+    out = engine.run(image, argv, [(package, f"{MOUNT}/envcap")])
+    try:
+        return Manifest.from_json(out, source=f"the capture of {image}")
+    except ManifestError as exc:
+        raise BuildError(f"capturing the built image gave no manifest: {exc}") from exc
+
+
+def compare(source: Manifest, image: Manifest) -> Fidelity:
+    changes = changes_between(source, image, layers=["software"])
+    return Fidelity(source.env_id, image.env_id, tuple(describe(c, "manifest", "image") for c in changes))
+
+
+def check(engine: Any, image: str, source: Manifest) -> tuple[Fidelity, Manifest]:
+    captured = capture_image(engine, image, source)
+    return compare(source, captured), captured
+
+
+def summarize(differences: Sequence[str], limit: int = 20) -> list[str]:
+    shown = list(differences[:limit])
+    if len(differences) > limit:
+        shown.append(f"... and {len(differences) - limit} more")
+    return shown

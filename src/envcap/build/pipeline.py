@@ -1,0 +1,191 @@
+"""``envcap lock`` and ``envcap build`` as library calls.
+
+A build: check the manifest, the engine and the registry; return at once when the
+registry already holds the env's tag; else lock, render, build (private files served
+on loopback for the build only), capture the image and compare it with the manifest
+(the fidelity check), push, and record the registry's digest in the store. Any failure
+before the record leaves nothing recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..manifest import Manifest
+from ..store import Store
+from . import store as image_store
+from .base import choose_base, has_digest
+from .engine import make_engine
+from .errors import BuildError
+from .fidelity import Fidelity, check
+from .hashes import PYPI, IndexHashes
+from .lock import Lock, lock
+from .registry import Registry, Repository
+from .render import DEFAULT_ENV_ALLOW, Rendered, render
+from .serve import serve
+
+Progress = Callable[[str], None]
+
+
+def tag_for(env_id: str) -> str:
+    """The image tag of an environment: its env id, which a tag can hold whole."""
+    return "env-" + env_id.removeprefix("sha256:")
+
+
+@dataclass(frozen=True, slots=True)
+class BuildOptions:
+    registry: str
+    base: str | None = None
+    reproducible: bool = False
+    ca_bundle: Path | None = None
+    env_allow: tuple[str, ...] = ()
+    index_url: str = PYPI
+    extra_index_urls: tuple[str, ...] = ()
+    force: bool = False
+    context_dir: Path | None = None  # keep the rendered build context here
+    buildah_storage: Path | None = None  # buildah's storage root (default: its own)
+    nocache: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BuildResult:
+    record: image_store.ImageRecord
+    already: bool
+    seconds: float
+    notes: tuple[str, ...] = ()
+    fidelity: Fidelity | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def reference(self) -> str:
+        return self.record.reference
+
+
+def make_lock(manifest: Manifest, *, index_url: str = PYPI, extra_index_urls: Iterable[str] = (),
+              offline: bool = False, refresh: bool = False) -> tuple[Lock, IndexHashes]:
+    hashes = IndexHashes(offline=offline, refresh=refresh)
+    try:
+        return lock(manifest, hashes=hashes, index_url=index_url, extra_index_urls=extra_index_urls), hashes
+    finally:
+        hashes.close()
+
+
+def check_arch(lock_: Lock, engine_arch: str) -> None:
+    if lock_.arch and lock_.arch != engine_arch:
+        raise BuildError(f"the manifest is of a {lock_.arch} machine and this engine builds {engine_arch} images: "
+                         f"build it on a {lock_.arch} machine (or a builder of that architecture)")
+
+
+def build(manifest: Manifest, options: BuildOptions, *, store: Store, progress: Progress = lambda _: None,
+          engine: Any = None) -> BuildResult:
+    started = time.monotonic()
+    timings: dict[str, float] = {}
+
+    def lap(name: str, since: float) -> float:
+        now = time.monotonic()
+        timings[name] = round(now - since, 3)
+        return now
+
+    repository = Repository.parse(options.registry)
+    tag = tag_for(manifest.env_id)
+    registry = Registry(repository)
+    registry.ping()
+    if not options.force:
+        found = _already_pushed(store, registry, manifest.env_id, tag)
+        if found is not None:
+            return BuildResult(found, True, time.monotonic() - started, timings=timings)
+    t = time.monotonic()
+    lock_, _ = make_lock(manifest, index_url=options.index_url, extra_index_urls=options.extra_index_urls)
+    t = lap("lock", t)
+    if engine is not None:
+        return _build_with(manifest, options, store, progress, engine, lock_, started, timings, lap, t,
+                           repository, tag)
+    engine = make_engine(options.reproducible, options.buildah_storage)
+    try:
+        return _build_with(manifest, options, store, progress, engine, lock_, started, timings, lap, t,
+                           repository, tag)
+    finally:
+        engine.close()
+
+
+def _build_with(manifest: Manifest, options: BuildOptions, store: Store, progress: Progress, engine: Any,
+                lock_: Lock, started: float, timings: dict[str, float], lap: Callable[[str, float], float],
+                t: float, repository: Repository, tag: str) -> BuildResult:
+    check_arch(lock_, engine.arch())
+    choice = choose_base(manifest, override=options.base)
+    progress(f"base image: {choice.ref} (mapping key {choice.key})")
+    base_ref = engine.resolve_base(choice.ref)
+    if not has_digest(base_ref):
+        raise BuildError(f"the base image {choice.ref} could not be pinned to a digest")
+    t = lap("base", t)
+    rendered = render(manifest, lock_, base_ref, env_allow=DEFAULT_ENV_ALLOW + options.env_allow, tag=tag)
+    t = lap("render", t)
+    for note in rendered.notes:
+        progress(f"note: {note}")
+    image = f"localhost/envcap-build:{tag}"
+    with tempfile.TemporaryDirectory(prefix="envcap-build-") as tmp:
+        context = options.context_dir or Path(tmp) / "context"
+        rendered.write(context)
+        t = time.monotonic()
+        _build(engine, rendered, context, image, options, progress)
+        t = lap("build", t)
+    try:
+        progress("fidelity check: capturing the image from outside it")
+        fidelity, _ = check(engine, image, manifest)
+        t = lap("fidelity", t)
+        progress(f"pushing {repository}:{tag}")
+        digest = engine.push(image, repository, tag, progress)
+        t = lap("push", t)
+    finally:
+        engine.remove(image)
+    record = image_store.record(store, image_store.ImageRecord(
+        env_id=manifest.env_id, repository=str(repository), tag=tag, digest=digest, status=fidelity.status,
+        engine=engine.name, base=base_ref, differences=fidelity.differences))
+    return BuildResult(record, False, time.monotonic() - started, rendered.notes, fidelity, timings)
+
+
+def _already_pushed(store: Store, registry: Registry, env_id: str, tag: str) -> image_store.ImageRecord | None:
+    """The env's image when the registry holds it: the recorded digest, else the tag."""
+    known = image_store.find(store, env_id, str(registry.repository))
+    if known is not None and registry.manifest_digest(known.digest) is not None:
+        return known
+    digest = registry.manifest_digest(tag)
+    if digest is None:
+        return None
+    # Pushed from elsewhere (or recorded in another store): the registry vouches for the
+    # tag, which names the env id; this store did not check its fidelity.
+    return image_store.record(store, image_store.ImageRecord(
+        env_id=env_id, repository=str(registry.repository), tag=tag, digest=digest, status="unchecked",
+        engine="registry", base=""))
+
+
+def _build(engine: Any, rendered: Rendered, context: Path, image: str, options: BuildOptions,
+           progress: Progress) -> None:
+    served: dict[str, Path] = {}
+    buildargs: dict[str, str] = {}
+    if options.ca_bundle is not None:
+        path = Path(options.ca_bundle)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise BuildError(f"--ca-bundle {path}: {exc.strerror}") from exc
+        if b"-----BEGIN CERTIFICATE-----" not in data:
+            raise BuildError(f"--ca-bundle {path} holds no PEM certificate")
+        served["ca.pem"] = path
+        buildargs["ENVCAP_CA_SHA256"] = hashlib.sha256(data).hexdigest()
+    for name, local in rendered.wheels.items():
+        if not Path(local).is_file():
+            raise BuildError(f"the local wheel {local} is gone: put it back, or install that package from an index")
+        served[f"wheels/{name}"] = Path(local)
+    if not served:
+        engine.build(context, image, buildargs, progress, nocache=options.nocache)
+        return
+    with serve(served) as port:
+        buildargs["ENVCAP_SERVER_PORT"] = str(port)
+        engine.build(context, image, buildargs, progress, nocache=options.nocache)

@@ -1,0 +1,86 @@
+"""Built images in the store: which registry digest holds which environment.
+
+One row per pushed image: the env id it was built from, the repository, tag and the
+registry's manifest digest (never a local image id, which no other machine can use),
+whether the fidelity check found it complete or partial, and what differed. The table
+lives in the store's index and is created on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..store import Store
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    env_id TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    status TEXT NOT NULL,
+    engine TEXT NOT NULL,
+    base TEXT NOT NULL,
+    differences TEXT NOT NULL,
+    built_at TEXT NOT NULL,
+    PRIMARY KEY (repository, digest)
+);
+CREATE INDEX IF NOT EXISTS images_env ON images(env_id);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRecord:
+    env_id: str
+    repository: str
+    tag: str
+    digest: str
+    status: str  # "complete", "partial", or "unchecked" (found in the registry, not built here)
+    engine: str
+    base: str
+    differences: tuple[str, ...] = ()
+    built_at: str = ""
+
+    @property
+    def reference(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"env_id": self.env_id, "repository": self.repository, "tag": self.tag, "digest": self.digest,
+                "reference": self.reference, "status": self.status, "engine": self.engine, "base": self.base,
+                "differences": list(self.differences), "built_at": self.built_at}
+
+
+def _ready(store: Store) -> None:
+    store.db.executescript(SCHEMA)
+
+
+def record(store: Store, image: ImageRecord) -> ImageRecord:
+    _ready(store)
+    stamp = image.built_at or time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+    store.transaction([(
+        "INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (image.env_id, image.repository, image.tag, image.digest, image.status, image.engine, image.base,
+         json.dumps(list(image.differences)), stamp),
+    )])
+    return find(store, image.env_id, image.repository) or image
+
+
+def images(store: Store, env_id: str | None = None) -> list[ImageRecord]:
+    _ready(store)
+    sql = "SELECT env_id, repository, tag, digest, status, engine, base, differences, built_at FROM images"
+    params: tuple[Any, ...] = ()
+    if env_id:
+        sql += " WHERE env_id = ?"
+        params = (env_id,)
+    rows = store.db.execute(sql + " ORDER BY built_at, repository, digest", params).fetchall()
+    return [ImageRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], tuple(json.loads(r[7])), r[8]) for r in rows]
+
+
+def find(store: Store, env_id: str, repository: str) -> ImageRecord | None:
+    """The newest image of ``env_id`` recorded in ``repository``."""
+    matches = [i for i in images(store, env_id) if i.repository == repository]
+    return matches[-1] if matches else None

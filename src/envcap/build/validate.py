@@ -1,0 +1,202 @@
+"""Every value a manifest hands the builder is checked against its grammar first.
+
+A manifest is data from another machine, possibly crafted: nothing from it reaches a
+lockfile, a Dockerfile or a command line before it matches the grammar of what it
+claims to be (PEP 508 names and PEP 440 versions through ``packaging``, Debian policy
+for package names and versions, strict shapes for paths, URLs, digests). A value that
+does not is refused with the field that holds it, so the user can find it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from .errors import ManifestRefused
+
+# PEP 508: a name starts and ends with a letter or digit, with . _ - between.
+_PEP508_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+# Debian policy 5.6.1 (Source/Package): lower case letters, digits, + - ., at least two
+# characters, starting with an alphanumeric.
+_DEB_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+# Debian policy 5.6.12: [epoch:]upstream_version[-debian_revision]; the upstream version
+# starts with a digit and holds letters, digits, . + ~ (and - when a revision follows);
+# the revision holds letters, digits, + . ~.
+_DEB_VERSION = re.compile(r"^(?:[0-9]+:)?[0-9][A-Za-z0-9.+~-]*$")
+_DEB_REVISION = re.compile(r"^[A-Za-z0-9+.~]+$")
+_DEB_ARCH = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+# rpm: NAME, and [EPOCH:]VERSION-RELEASE with rpm's own character set.
+_RPM_NAME = re.compile(r"^[A-Za-z0-9_+][A-Za-z0-9._+-]*$")
+_RPM_VERSION = re.compile(r"^(?:[0-9]+:)?[A-Za-z0-9._+~^]+-[A-Za-z0-9._+~^]+$")
+_RPM_ARCH = re.compile(r"^[A-Za-z0-9_]+$")
+# apk: name, and version-rN.
+_APK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+_APK_VERSION = re.compile(r"^[0-9][A-Za-z0-9._]*(?:-r[0-9]+)?$")
+# conda: names are lower case; versions have no "-"; build strings are simple tokens.
+_CONDA_NAME = re.compile(r"^[a-z0-9_][a-z0-9_.-]*$")
+_CONDA_VERSION = re.compile(r"^[A-Za-z0-9_.+!*]+$")
+_CONDA_BUILD = re.compile(r"^[A-Za-z0-9_.+]+$")
+_CONDA_SUBDIR = re.compile(r"^(?:noarch|[a-z0-9]+-[a-z0-9_]+)$")
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_COMMIT = re.compile(r"^[0-9a-f]{7,64}$")
+# An absolute path of plain components: nothing a shell, a Dockerfile or pip would read
+# as anything but a path.
+_PATH = re.compile(r"^/(?:[A-Za-z0-9._+@-]+/?)*$")
+# A URL: scheme, then RFC 3986 characters but never whitespace, quotes or backslashes,
+# so that it cannot end a requirements line or start an option.
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://[A-Za-z0-9._~:/?#\[\]@!$&()*+,;=%-]+$")
+_VCS_SCHEMES = ("git+", "hg+", "svn+", "bzr+")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _refuse(field: str, value: Any, what: str) -> ManifestRefused:
+    shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "...'"
+    return ManifestRefused(f"manifest refused: {field} = {shown} is not {what}")
+
+
+def _text(field: str, value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise _refuse(field, value, what)
+    return value
+
+
+def python_name(field: str, value: Any) -> str:
+    """A PEP 508 distribution name, returned in its PEP 503 normalized form."""
+    text = _text(field, value, "a Python distribution name (PEP 508)")
+    if not _PEP508_NAME.match(text):
+        raise _refuse(field, value, "a Python distribution name (PEP 508)")
+    return canonicalize_name(text)
+
+
+def python_version(field: str, value: Any) -> str:
+    """A PEP 440 version, as written."""
+    text = _text(field, value, "a Python version (PEP 440)")
+    if text != text.strip() or not text:
+        raise _refuse(field, value, "a Python version (PEP 440)")
+    try:
+        Version(text)
+    except InvalidVersion:
+        raise _refuse(field, value, "a Python version (PEP 440)") from None
+    return text
+
+
+def deb_name(field: str, value: Any) -> str:
+    text = _text(field, value, "a Debian package name (policy 5.6.1)")
+    if not _DEB_NAME.match(text):
+        raise _refuse(field, value, "a Debian package name (policy 5.6.1)")
+    return text
+
+
+def deb_version(field: str, value: Any) -> str:
+    text = _text(field, value, "a Debian package version (policy 5.6.12)")
+    ok = bool(_DEB_VERSION.match(text)) and not text.endswith("-")
+    if ok and "-" in text:
+        ok = bool(_DEB_REVISION.match(text.rpartition("-")[2]))
+    if not ok:
+        raise _refuse(field, value, "a Debian package version (policy 5.6.12)")
+    return text
+
+
+def deb_arch(field: str, value: Any) -> str:
+    text = _text(field, value, "a Debian architecture")
+    if not _DEB_ARCH.match(text):
+        raise _refuse(field, value, "a Debian architecture")
+    return text
+
+
+def system_package(field: str, manager: str, record: Any) -> tuple[str, str, str]:
+    """(name, version, arch) of one ``sections.system.packages[]`` record."""
+    if not isinstance(record, Mapping):
+        raise _refuse(field, record, "a package record")
+    name, version, arch = record.get("name"), record.get("version"), record.get("arch", "")
+    if manager == "dpkg":
+        return (deb_name(f"{field}.name", name), deb_version(f"{field}.version", version),
+                deb_arch(f"{field}.arch", arch) if arch else "")
+    if manager == "rpm":
+        checks = ((name, _RPM_NAME, "an rpm package name"), (version, _RPM_VERSION, "an rpm [epoch:]version-release"),
+                  (arch, _RPM_ARCH, "an rpm architecture"))
+    elif manager == "apk":
+        checks = ((name, _APK_NAME, "an apk package name"), (version, _APK_VERSION, "an apk version"),
+                  (arch or "noarch", _RPM_ARCH, "an apk architecture"))
+    else:
+        raise _refuse(field.rsplit(".packages", 1)[0] + ".manager", manager, "dpkg, rpm or apk")
+    for (value, grammar, what), leaf in zip(checks, ("name", "version", "arch")):
+        if not isinstance(value, str) or not grammar.match(value):
+            raise _refuse(f"{field}.{leaf}", value, what)
+    return name, version, arch
+
+
+def conda_record(field: str, record: Any) -> dict[str, str | None]:
+    """One ``sections.conda.packages[]`` record with every field checked."""
+    if not isinstance(record, Mapping):
+        raise _refuse(field, record, "a conda package record")
+    out: dict[str, str | None] = {}
+    for key, grammar, what in (
+        ("name", _CONDA_NAME, "a conda package name"),
+        ("version", _CONDA_VERSION, "a conda version"),
+        ("build", _CONDA_BUILD, "a conda build string"),
+        ("subdir", _CONDA_SUBDIR, "a conda subdir (linux-64, noarch, ...)"),
+        ("md5", _MD5, "an MD5 hex digest"),
+        ("sha256", _SHA256, "a SHA-256 hex digest"),
+    ):
+        value = record.get(key)
+        if value is None and key not in ("name", "version"):
+            out[key] = None
+            continue
+        if not isinstance(value, str) or not grammar.match(value):
+            raise _refuse(f"{field}.{key}", value, what)
+        out[key] = value
+    out["url"] = url(f"{field}.url", record["url"]) if record.get("url") is not None else None
+    return out
+
+
+def url(field: str, value: Any, *, vcs: bool = False) -> str:
+    text = _text(field, value, "a URL")
+    bare = text
+    if vcs:
+        if not text.startswith(_VCS_SCHEMES):
+            raise _refuse(field, value, "a VCS URL (git+, hg+, svn+ or bzr+)")
+        bare = text.split("+", 1)[1]
+    if not _URL.match(bare) or "[REDACTED]" in text:
+        raise _refuse(field, value, "a URL without spaces, quotes or redacted parts")
+    return text
+
+
+def commit(field: str, value: Any) -> str:
+    text = _text(field, value, "a commit id (hex)")
+    if not _COMMIT.match(text):
+        raise _refuse(field, value, "a commit id (hex)")
+    return text
+
+
+def sha256(field: str, value: Any) -> str:
+    text = _text(field, value, "a SHA-256 hex digest")
+    if not _SHA256.match(text):
+        raise _refuse(field, value, "a SHA-256 hex digest")
+    return text
+
+
+def path(field: str, value: Any) -> str:
+    text = _text(field, value, "an absolute path")
+    if not _PATH.match(text) or any(part in (".", "..") for part in text.split("/")):
+        raise _refuse(field, value, "an absolute path of plain components")
+    return text.rstrip("/") or "/"
+
+
+def env_name(field: str, value: Any) -> str:
+    text = _text(field, value, "an environment variable name")
+    if not _ENV_NAME.match(text):
+        raise _refuse(field, value, "an environment variable name")
+    return text
+
+
+def env_value(field: str, value: Any) -> str:
+    text = _text(field, value, "a one-line printable value")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text) or "[REDACTED]" in text:
+        raise _refuse(field, value, "a one-line printable value")
+    return text

@@ -1,0 +1,52 @@
+# pip.sh PYTHON LOCKDIR [WHEEL...]: install requirements.txt (hash-checked), then
+# requirements-vcs.txt, from LOCKDIR with no resolution, and set each distribution's
+# REQUESTED marker as python-requested.txt says. No pip configuration of the image
+# or of any other machine applies: the lockfiles name their indexes.
+source "$(dirname "$0")/prologue.sh"
+python=$1 lockdir=$2
+shift 2
+export PIP_CONFIG_FILE=/dev/null PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore PIP_NO_CACHE_DIR=1 PIP_BREAK_SYSTEM_PACKAGES=1
+links=()
+if [ "$#" -gt 0 ]; then
+    # Local wheels, served by envcap for this build only; pip checks their hashes.
+    mkdir "$envcap_private/wheels"
+    for wheel in "$@"; do envcap_fetch "wheels/$wheel" "$envcap_private/wheels/$wheel"; done
+    links=(--find-links "$envcap_private/wheels")
+fi
+if [ -f "$lockdir/requirements.txt" ]; then
+    "$python" -m pip install --no-deps --require-hashes "${links[@]}" -r "$lockdir/requirements.txt"
+fi
+if [ -f "$lockdir/requirements-vcs.txt" ]; then
+    "$python" -m pip install --no-deps -r "$lockdir/requirements-vcs.txt"
+fi
+"$python" - "$lockdir/python-requested.txt" <<'PY'
+import os, re, sys, sysconfig
+want = {}
+for line in open(sys.argv[1], encoding="utf-8"):
+    name, _, flag = line.strip().partition(" ")
+    if name and not name.startswith("#"):
+        want[name] = flag == "requested"
+seen = set()
+for folder in sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}):
+    for entry in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        meta = os.path.join(folder, entry, "METADATA")
+        if not entry.endswith(".dist-info") or not os.path.isfile(meta):
+            continue
+        name = None
+        with open(meta, encoding="utf-8", errors="replace") as fh:
+            for header in fh:
+                if not header.strip():
+                    break
+                if header.lower().startswith("name:"):
+                    name = re.sub(r"[-_.]+", "-", header.split(":", 1)[1].strip()).lower()
+                    break
+        if name not in want or name in seen:
+            continue
+        seen.add(name)
+        marker = os.path.join(folder, entry, "REQUESTED")
+        if want[name]:
+            open(marker, "a").close()
+        elif os.path.exists(marker):
+            os.remove(marker)
+PY
