@@ -20,6 +20,9 @@ __all__ = [
     "Store",
     "EnvcapError",
     "load_manifest",
+    "start_run",
+    "log_metric",
+    "seed_everything",
     "__version__",
 ]
 
@@ -43,6 +46,10 @@ def __getattr__(name: str) -> Any:
         from .store import Store
 
         return Store
+    if name in ("start_run", "log_metric", "seed_everything"):
+        from .runs import api
+
+        return getattr(api, name)
     if name == "EnvcapError":
         from .errors import EnvcapError
 

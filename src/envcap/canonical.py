@@ -66,8 +66,17 @@ def compose_object(parts: Mapping[str, bytes]) -> bytes:
     return b"{" + b",".join(pieces) + b"}"
 
 
+# Above this size OpenSSL's SHA-256 (through hashlib) is worth loading: it hashes about
+# twenty times faster than the interpreter's own, which wins for manifests and records.
+_LARGE = 1 << 20
+
+
 def digest(data: bytes) -> str:
     """The id of some bytes: ``sha256:<hex>``."""
+    if len(data) > _LARGE:
+        import hashlib
+
+        return ID_PREFIX + hashlib.sha256(data).hexdigest()
     return ID_PREFIX + sha256(data).hexdigest()
 
 

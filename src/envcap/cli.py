@@ -180,3 +180,17 @@ from .cli_build import build as build_command, images as images_command, lock as
 main.add_command(lock_command)
 main.add_command(build_command)
 main.add_command(images_command)
+
+from .cli_runs import (  # noqa: E402
+    audit as audit_command,
+    export as export_command,
+    note as note_command,
+    run as run_command,
+    runs as runs_command,
+)
+
+main.add_command(run_command)
+main.add_command(runs_command)
+main.add_command(note_command)
+main.add_command(audit_command)
+main.add_command(export_command)

@@ -1,0 +1,185 @@
+"""The ``envcap run``, ``runs``, ``note``, ``audit`` and ``export`` commands: click code only.
+
+The work is in :mod:`envcap.runs`. ``envcap show RUN`` and ``envcap import BUNDLE``
+reach runs through :func:`show_run_if_run` and :func:`envcap.runs.bundle`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+
+def _store(create: bool = False) -> Any:
+    from .store import Store
+
+    return Store(create=create)
+
+
+def _err(text: str) -> None:
+    click.echo(f"envcap: {text}", err=True)
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="A hyperparameter (repeatable); VALUE is read as JSON when it is JSON.")
+@click.option("--params-file", "params_files", multiple=True, metavar="FILE",
+              help="Hyperparameters from a YAML, JSON or TOML file (repeatable).")
+@click.option("--seed", "seeds", multiple=True, metavar="N|NAME=N",
+              help="The global seed, or a named one (repeatable); given to the command as ENVCAP_SEED.")
+@click.option("--data", "data", multiple=True, metavar="PATH", help="A file or directory the run reads (repeatable).")
+@click.option("--note", "notes", multiple=True, metavar="TEXT", help="A note to keep with the run.")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="A label (repeatable).")
+@click.option("--output", "outputs", multiple=True, metavar="PATH", help="A file or directory to hash after the run.")
+@click.option("--python", "python", metavar="PATH",
+              help="The interpreter whose environment to record (default: the one the command runs).")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def run(params: tuple[str, ...], params_files: tuple[str, ...], seeds: tuple[str, ...], data: tuple[str, ...],
+        notes: tuple[str, ...], labels: tuple[str, ...], outputs: tuple[str, ...], python: str | None,
+        command: tuple[str, ...]) -> None:
+    """Run COMMAND and record it: environment, code, parameters, seeds, data, metrics.
+
+    \b
+    envcap run --param lr=0.01 --seed 7 --data data/train.csv -- python train.py
+    The command's output streams through untouched; envcap exits with its exit status.
+    """
+    from .runs.runner import execute, plan_run
+
+    plan = plan_run(list(command), params=params, params_files=params_files, seeds=seeds, data=data,
+                    notes=notes, labels=labels, outputs=outputs, python=python)
+    with _store(create=True) as store:
+        record = execute(store, plan, announce=lambda run_id: _err(f"run {run_id}"))
+    from .runs.query import run_json
+    from .runs.render import status_text
+
+    problems = "".join(f"\nenvcap:   {p}" for p in record.problems)
+    _err(f"run {record.id} recorded: {status_text(run_json(record))}, {record.duration_s:.2f} s{problems}")
+    sys.exit(record.exit_code if record.exit_code is not None else 1)
+
+
+@click.command(name="runs")
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+@click.option("--where", "where", multiple=True, metavar="COND",
+              help="Keep runs where COND holds (repeatable), e.g. 'params.lr>0.01', 'env_id=sha256:ab12'.")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Keep runs with this label (repeatable).")
+@click.option("--sort", metavar="FIELD", help="Sort by FIELD (e.g. metrics.acc); -FIELD for descending.")
+@click.option("--limit", type=int, metavar="N", help="Show at most N runs (the newest, unless sorted).")
+def runs(as_json: bool, where: tuple[str, ...], labels: tuple[str, ...], sort: str | None, limit: int | None) -> None:
+    """List recorded runs, oldest first."""
+    from .capture import parse_labels
+    from .errors import StoreError
+    from .runs.query import Condition, select
+    from .runs.render import table_rows
+
+    for w in where:
+        Condition.parse(w)
+    wanted = parse_labels(labels)
+    try:
+        store = _store()
+    except StoreError:
+        views: list[dict[str, Any]] = []
+    else:
+        with store:
+            views = _all_views(store)
+    chosen = select(views, where=where, labels=wanted, sort=sort, limit=limit)
+    if as_json:
+        click.echo(json.dumps(chosen, indent=2, ensure_ascii=False))
+        return
+    if not chosen:
+        click.echo("no runs" if not views else "no runs match")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    header, rows = table_rows(chosen)
+    table = Table(box=None, header_style="bold")
+    for col in header:
+        table.add_column(col, overflow="fold" if col == "id" else "ellipsis", no_wrap=col != "command")
+    for row in rows:
+        table.add_row(*row)
+    Console(width=max(160, Console().width)).print(table)
+
+
+def _all_views(store: Any) -> list[dict[str, Any]]:
+    from .runs import store as runs_store
+    from .runs.query import run_json
+
+    return [run_json(runs_store.load(store, rid), runs_store.notes(store, rid)) for rid in runs_store.all_ids(store)]
+
+
+def _view(store: Any, ref: str) -> dict[str, Any]:
+    from .runs import store as runs_store
+    from .runs.query import run_json
+
+    run_id = runs_store.resolve(store, ref)
+    return run_json(runs_store.load(store, run_id), runs_store.notes(store, run_id))
+
+
+def show_run_if_run(ref: str, as_json: bool) -> bool:
+    """``envcap show REF`` for a run id (or prefix); False when REF names no run."""
+    from .runs.query import find_run_ref
+    from .runs.render import show_lines
+
+    found = find_run_ref(ref)
+    if found is None:
+        return False
+    if as_json:
+        click.echo(json.dumps(found, indent=2, ensure_ascii=False))
+    else:
+        for line in show_lines(found):
+            click.echo(line)
+    return True
+
+
+@click.command()
+@click.argument("run_ref", metavar="RUN")
+@click.argument("text")
+def note(run_ref: str, text: str) -> None:
+    """Add a note to a run (notes are the one thing added to a finished run)."""
+    from .redact import default_redactor
+    from .runs import store as runs_store
+    from .runs.record import utc_now
+
+    with _store() as store:
+        run_id = runs_store.resolve(store, run_ref)
+        runs_store.add_note(store, run_id, runs_store.Note(utc_now(), default_redactor().text(text)))
+    click.echo(f"note added to run {run_id}")
+
+
+@click.command()
+@click.argument("run_ref", metavar="RUN")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+def audit(run_ref: str, as_json: bool) -> None:
+    """Re-verify a run: stored hashes, parameter files, data, outputs, environment.
+
+    Exit 0 when everything matches, 1 on any mismatch, 2 on error.
+    """
+    from .runs import store as runs_store
+    from .runs.audit import audit_run
+
+    with _store() as store:
+        run_id = runs_store.resolve(store, run_ref)
+        report = audit_run(store, run_id)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        for line in report.lines():
+            click.echo(line)
+    sys.exit(0 if report.ok else 1)
+
+
+@click.command()
+@click.argument("run_ref", metavar="RUN")
+@click.option("-o", "--output", required=True, metavar="FILE", help="Where to write the bundle (a .zip file).")
+def export(run_ref: str, output: str) -> None:
+    """Write a run's provenance bundle: record, manifest, code, parameters, data, metrics."""
+    from .runs import store as runs_store
+    from .runs.bundle import export_run
+
+    with _store() as store:
+        run_id = runs_store.resolve(store, run_ref)
+        count = export_run(store, run_id, output)
+    click.echo(f"exported run {run_id} to {output} ({count} files)")

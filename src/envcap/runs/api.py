@@ -1,0 +1,392 @@
+"""The Python API: ``envcap.start_run``, ``envcap.log_metric``, ``envcap.seed_everything``.
+
+::
+
+    import envcap
+
+    with envcap.start_run(params={"lr": 0.01}, seed=7, data="data/train.csv") as run:
+        seeds = run.seeds                      # seeded already; seeds.child("shuffle")
+        for step in range(10):
+            envcap.log_metric("loss", loss, step=step)
+
+Inside ``envcap run`` the script attaches to the run already started (found through
+``ENVCAP_RUN_DIR``) and reports into it; run on its own it records a run itself, as
+``envcap run`` would have. Either way reporting is an append to a file in the run
+directory: the script never waits on the store.
+
+The API needs nothing but envcap: numpy, torch and the rest are used only if the script
+imported them (see :mod:`.seeds`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from types import TracebackType
+from typing import Any, Iterable, Mapping
+
+from ..errors import UsageError
+from . import rundir
+from .seeds import Seeds, check_seed
+
+_lock = threading.RLock()
+_active: Run | None = None
+
+
+class Dataset:
+    """A dataset recorded in a run; its lineage grows with :meth:`step`."""
+
+    def __init__(self, run: Run, entry: dict[str, Any]) -> None:
+        self._run = run
+        self.entry = entry
+
+    @property
+    def name(self) -> str:
+        return str(self.entry["name"])
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.entry["fingerprint"])
+
+    def step(self, kind: str, name: str, *, seed: int | None = None, **params: Any) -> Dataset:
+        """Record a lineage step: ``ds.step("sample", "10-percent", seed=3, fraction=0.1)``."""
+        from .data import lineage_step
+
+        step = lineage_step({"kind": kind, "name": name, "params": params, "seed": seed})
+        self.entry["lineage"].append(step)
+        self._run._event({"kind": "data_step", "dataset": self.name, "step": step})
+        return self
+
+
+class Run:
+    """A run a script reports into (attached to ``envcap run``, or its own)."""
+
+    def __init__(self, run_id: str, directory: str, *, attached: bool, session: Any = None) -> None:
+        self.id = run_id
+        self.dir = directory
+        self.attached = attached
+        self.params: dict[str, Any] = {}
+        self.seeds: Seeds | None = None
+        self.datasets: list[Dataset] = []
+        self._session = session
+        self._snapshot: threading.Thread | None = None
+        self._manifest: Any = None
+        self._depth = 0
+        self._closed = False
+        self._redactor: Any = None
+        self._given: set[str] = set()  # names the user set (a default does not replace them)
+
+    # -- reporting --------------------------------------------------------------------
+
+    def _event(self, event: dict[str, Any]) -> None:
+        if self._closed:
+            raise UsageError(f"run {self.id} is finished: nothing more can be recorded in it")
+        rundir.append(self.dir, rundir.EVENTS, event)
+
+    def log_param(self, name: str, value: Any, source: str = "user") -> None:
+        """Record one parameter; ``source`` is ``user``, ``default`` or ``derived``."""
+        from .params import SOURCES, normalize
+
+        if source not in SOURCES:
+            raise UsageError(f"parameter {name}: source must be one of {', '.join(SOURCES)}, not {source!r}")
+        plain = normalize(value, name)
+        if source == "default" and name in self.params and name in self._given:
+            return
+        self.params[name] = plain
+        if source != "default":
+            self._given.add(name)
+        self._event({"kind": "param", "name": name, "value": self._redacted(name, plain), "source": source})
+
+    def log_params(self, params: Mapping[str, Any], source: str = "user") -> None:
+        """Record many parameters; nested mappings become dotted names (``optim.lr``)."""
+        from .params import flatten
+
+        for name, value in flatten(params).items():
+            self.log_param(name, value, source)
+
+    def log_args(self, namespace: Any, parser: Any = None) -> None:
+        """Record an ``argparse`` namespace; with its parser, values left at their
+        defaults are recorded as ``default``."""
+        for name, value in sorted(vars(namespace).items()):
+            is_default = parser is not None and parser.get_default(name) == value
+            self.log_param(name, value, "default" if is_default else "user")
+
+    def log_metric(self, name: str, value: Any, step: int | None = None) -> None:
+        try:
+            line = rundir.metric_line(name, value, step)
+        except TypeError as exc:
+            raise UsageError(f"metric {name!r}: {exc}") from exc
+        if self._closed:
+            raise UsageError(f"run {self.id} is finished: nothing more can be recorded in it")
+        rundir.append(self.dir, rundir.METRICS, line)
+
+    def log_dataset(self, path: str | os.PathLike[str], *, name: str | None = None, split: str | None = None,
+                    version: str | None = None, lineage: Iterable[Mapping[str, Any]] = ()) -> Dataset:
+        """Fingerprint a file or directory now and record it as data the run read."""
+        from .data import dataset_entry, fingerprint
+
+        path = os.fspath(path)
+        fp = fingerprint(path, _hash_cache())
+        entry = dataset_entry(path, fp, name=name, split=split, version=version, lineage=list(lineage),
+                              source="api")
+        self._event({"kind": "data", "entry": entry})
+        dataset = Dataset(self, entry)
+        self.datasets.append(dataset)
+        return dataset
+
+    def seed_everything(self, seed: int | None = None, *, deterministic: bool = False) -> Seeds:
+        self.seeds = _seed(self, seed, deterministic)
+        return self.seeds
+
+    def note(self, text: str) -> None:
+        import time
+
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self._event({"kind": "note", "time": stamp, "text": str(text)})
+
+    def label(self, key: str, value: str) -> None:
+        from ..capture import parse_labels
+
+        parse_labels([f"{key}={value}"])
+        self._event({"kind": "label", "key": key, "value": str(value)})
+
+    @property
+    def seed(self) -> int | None:
+        """The global seed given to ``envcap run --seed`` or set here, if any."""
+        if self.seeds is not None:
+            return self.seeds.seed
+        raw = os.environ.get("ENVCAP_SEED") if self.attached else None
+        return check_seed(raw, "ENVCAP_SEED") if raw else None
+
+    # -- the life of a run of its own ---------------------------------------------------
+
+    def _redacted(self, name: str, value: Any) -> Any:
+        if self._redactor is None:
+            from ..redact import default_redactor
+            from .params import ParamSet
+
+            self._redactor = ParamSet(default_redactor())
+        return self._redactor.redact(name, value)
+
+    def finish(self, exit_code: int | None = 0) -> None:
+        """End a run of the script's own (a run attached to ``envcap run`` ends with the command)."""
+        global _active
+        with _lock:
+            if self._closed:
+                return
+            self._closed = True
+            if _active is self:
+                _active = None
+        if self.attached or self._session is None:
+            return
+        try:
+            if self._snapshot is not None:
+                self._snapshot.join()
+            self._session.capture(None, manifest=self._manifest)
+            self._session.finish(exit_code)
+        finally:
+            for name in ("ENVCAP_RUN_ID", "ENVCAP_RUN_DIR"):
+                if os.environ.get(name) in (self.id, self.dir):
+                    del os.environ[name]
+            self._session.store.close()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        with _lock:
+            self._depth -= 1
+            if self._depth > 0:
+                return
+        if exc_type is None:
+            code: int | None = 0
+        elif isinstance(exc, SystemExit):
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        elif issubclass(exc_type, KeyboardInterrupt):
+            code = 130
+        else:
+            code = 1
+        self.finish(code)
+
+    def __repr__(self) -> str:
+        return f"<envcap run {self.id}{' (attached)' if self.attached else ''}>"
+
+
+def start_run(params: Mapping[str, Any] | None = None, *, seed: int | None = None,
+              data: Any = None, defaults: Mapping[str, Any] | None = None,
+              labels: Mapping[str, str] | None = None, note: str | None = None,
+              deterministic: bool = False) -> Run:
+    """The run this script reports into: ``envcap run``'s, one already started, or a new one.
+
+    ``params`` are recorded as given by the user, ``defaults`` as defaults (a value the
+    user gave wins), ``seed`` seeds everything (:func:`seed_everything`), and ``data``
+    (a path, a list of paths, or a mapping of names to paths) is fingerprinted.
+    """
+    global _active
+    with _lock:
+        run = _active or _attach() or _own_run()
+        _active = run
+        run._depth += 1
+    try:
+        if defaults:
+            run.log_params(defaults, "default")
+        if params:
+            run.log_params(params, "user")
+        for key, value in (labels or {}).items():
+            run.label(key, value)
+        if note:
+            run.note(note)
+        if seed is not None:
+            run.seed_everything(seed, deterministic=deterministic)
+        for name, path in _datasets(data):
+            run.log_dataset(path, name=name)
+    except BaseException:
+        with _lock:
+            run._depth -= 1
+        raise
+    return run
+
+
+def active_run() -> Run | None:
+    """The run being reported into, attaching to ``envcap run``'s if there is one."""
+    global _active
+    with _lock:
+        if _active is None:
+            _active = _attach()
+        return _active
+
+
+def log_metric(name: str, value: Any, step: int | None = None) -> None:
+    """Record one value of a metric (``step`` optional) in the active run."""
+    run = active_run()
+    if run is None:
+        raise UsageError("no run to record the metric in: use `with envcap.start_run():` "
+                         "or run the script with `envcap run -- python ...`")
+    run.log_metric(name, value, step)
+
+
+def seed_everything(seed: int | None = None, *, deterministic: bool = False) -> Seeds:
+    """Seed random, numpy, torch, TensorFlow (and PYTHONHASHSEED for child processes).
+
+    The seed is the one given, else ``envcap run --seed``'s, else a fresh random one (which
+    is recorded, so the run can still be repeated). ``deterministic=True`` also turns on
+    the frameworks' deterministic modes. Recorded in the active run, if there is one.
+    """
+    run = active_run()
+    seeds = _seed(run, seed, deterministic)
+    if run is not None:
+        run.seeds = seeds
+    return seeds
+
+
+def _seed(run: Run | None, seed: int | None, deterministic: bool) -> Seeds:
+    from .seeds import seed_everything as seed_all
+
+    if seed is None:
+        raw = os.environ.get("ENVCAP_SEED")
+        seed = check_seed(raw, "ENVCAP_SEED") if raw else int.from_bytes(os.urandom(4), "big")
+    recorder = None
+    if run is not None:
+        def recorder(kind: str, event: dict[str, Any]) -> None:
+            if kind == "determinism":
+                run._event({"kind": kind, "state": event})
+            else:
+                run._event({"kind": kind, **event})
+    seeds = seed_all(seed, deterministic=deterministic, recorder=recorder)
+    named = os.environ.get("ENVCAP_SEEDS")
+    if named:
+        try:
+            seeds.named.update({str(k): int(v) for k, v in json.loads(named).items()})
+        except (ValueError, TypeError, AttributeError):
+            pass
+    return seeds
+
+
+def _datasets(data: Any) -> list[tuple[str | None, str]]:
+    if data is None:
+        return []
+    if isinstance(data, (str, os.PathLike)):
+        return [(None, os.fspath(data))]
+    if isinstance(data, Mapping):
+        return [(str(k), os.fspath(v)) for k, v in data.items()]
+    return [(None, os.fspath(p)) for p in data]
+
+
+def _attach() -> Run | None:
+    run_dir = os.environ.get("ENVCAP_RUN_DIR")
+    run_id = os.environ.get("ENVCAP_RUN_ID")
+    if not run_dir or not run_id or not os.path.isdir(run_dir):
+        return None
+    run = Run(run_id, run_dir, attached=True)
+    raw = os.environ.get("ENVCAP_PARAMS")
+    if raw:
+        try:
+            given = json.loads(raw)
+            run.params.update(given)
+            run._given.update(given)
+        except ValueError:
+            pass
+    return run
+
+
+def _own_run() -> Run:
+    """A run of the script's own: recorded as ``envcap run`` would record the script."""
+    from ..redact import default_redactor
+    from ..store import Store
+    from .params import ParamSet
+    from .session import Plan, Session
+
+    store = Store(create=True)
+    redactor = default_redactor()
+    plan = Plan(argv=[sys.executable, *sys.argv], cwd=os.getcwd(), mode="api", params=ParamSet(redactor),
+                python={"executable": sys.executable, "from": "self"})
+    session = Session(store, plan, redactor)
+    env = dict(os.environ)
+    session.begin()
+    run = Run(session.id, session.dir, attached=False, session=session)
+    # Processes the script starts (data-loader workers, ranks) report into this run too.
+    os.environ["ENVCAP_RUN_ID"] = session.id
+    os.environ["ENVCAP_RUN_DIR"] = session.dir
+    os.environ.setdefault("ENVCAP_HOME", str(store.path))
+
+    # The environment as the script found it: what seed_everything sets later
+    # (PYTHONHASHSEED) is recorded with the seeds, not as a change of environment.
+    def take() -> None:
+        run._manifest = session.take_snapshot(None, env)
+
+    run._snapshot = threading.Thread(target=take, name="envcap-run-snapshot", daemon=True)
+    run._snapshot.start()
+    import atexit
+
+    atexit.register(_finish_at_exit, run)
+    return run
+
+
+def _finish_at_exit(run: Run) -> None:
+    if not run._closed and run._session is not None:
+        run._session.note_problem("the script ended without closing its run (envcap.start_run); "
+                                  "its exit status is unknown")
+        run.finish(None)
+
+
+_cache: Any = None
+
+
+def _hash_cache() -> Any:
+    """The store's fingerprint cache (a private one when there is no store yet)."""
+    global _cache
+    from .data import HashCache
+
+    if _cache is None or _cache[0] != threading.get_ident():
+        from ..errors import StoreError
+        from ..store import Store
+
+        try:
+            store: Any = Store(create=False)
+        except StoreError:
+            store = None
+        _cache = (threading.get_ident(), HashCache(store))
+    return _cache[1]

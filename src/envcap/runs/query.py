@@ -1,0 +1,181 @@
+"""Finding runs: the JSON view of a run, ``--where`` conditions, ``--label``, ``--sort``.
+
+A condition is ``FIELD OP VALUE`` with OP one of ``= == != > >= < <= ~`` (``~``: the
+field's text contains VALUE). FIELD is a dotted path into the run's JSON
+(``exit_code``, ``git.branch``, ``seeds.global``); under ``params.``, ``metrics.`` and
+``labels.`` the rest of the path is one name, dots included (``params.optim.lr``).
+Numbers compare as numbers; ``=`` on an id (``env_id=sha256:ab12``, ``git.commit=ab12``)
+also matches by prefix. A run without the field does not match.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
+
+from ..errors import UsageError
+from .record import RunRecord
+from .store import Note
+
+_CONDITION = re.compile(r"^\s*([A-Za-z_][\w.\-/]*)\s*(==|!=|>=|<=|=|>|<|~)\s*(.*?)\s*$")
+_KEYED = ("params", "metrics", "labels")
+_MISSING = object()
+
+
+def run_json(record: RunRecord, notes: Iterable[Note] = ()) -> dict[str, Any]:
+    """A run as ``envcap show --json`` and ``envcap runs --json`` print it."""
+    data = record.to_dict()
+    data["status"] = record.status
+    data["notes"] = [n.to_dict() for n in notes]
+    return data
+
+
+def lookup(view: dict[str, Any], path: str) -> Any:
+    """The value at a dotted path of a run's JSON (``_MISSING`` when there is none)."""
+    head, _, rest = path.partition(".")
+    if head in _KEYED and rest:
+        if head == "params":
+            for p in view.get("params", []):
+                if p["name"] == rest:
+                    return p["value"]
+            return _MISSING
+        return view.get(head, {}).get(rest, _MISSING)
+    value: Any = view
+    for part in path.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return _MISSING
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    field: str
+    op: str
+    raw: str
+
+    @classmethod
+    def parse(cls, text: str) -> Condition:
+        match = _CONDITION.match(text)
+        if not match:
+            raise UsageError(f"--where {text!r}: write FIELD OP VALUE, e.g. 'params.lr>0.01' or 'env_id=sha256:ab12' "
+                             "(OP: = != > >= < <= ~)")
+        field, op, raw = match.groups()
+        return cls(field, "=" if op == "==" else op, raw)
+
+    @property
+    def value(self) -> Any:
+        try:
+            return json.loads(self.raw)
+        except ValueError:
+            return self.raw
+
+    def matches(self, view: dict[str, Any]) -> bool:
+        actual = lookup(view, self.field)
+        if actual is _MISSING:
+            return False
+        wanted = self.value
+        if self.op == "~":
+            return self.raw in (actual if isinstance(actual, str) else json.dumps(actual))
+        if _is_number(actual) and _is_number(wanted):
+            return _compare(self.op, actual, wanted)
+        if self.op in ("=", "!="):
+            equal = actual == wanted or _text(actual) == self.raw or _id_prefix(actual, self.raw)
+            return equal if self.op == "=" else not equal
+        if isinstance(actual, str) and isinstance(wanted, str):
+            return _compare(self.op, actual, wanted)
+        return False
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _text(x: Any) -> str:
+    return x if isinstance(x, str) else json.dumps(x)
+
+
+def _id_prefix(actual: Any, raw: str) -> bool:
+    if not isinstance(actual, str) or len(raw) < 4:
+        return False
+    bare = actual.removeprefix("sha256:")
+    looks_like_id = actual.startswith("sha256:") or re.fullmatch(r"[0-9a-f]{40,64}", actual) is not None
+    return looks_like_id and (actual.startswith(raw) or bare.startswith(raw.removeprefix("sha256:")))
+
+
+def _compare(op: str, a: Any, b: Any) -> bool:
+    ops: dict[str, Callable[[Any, Any], bool]] = {
+        "=": lambda x, y: x == y, "!=": lambda x, y: x != y, ">": lambda x, y: x > y,
+        ">=": lambda x, y: x >= y, "<": lambda x, y: x < y, "<=": lambda x, y: x <= y,
+    }
+    return ops[op](a, b)
+
+
+def select(views: Sequence[dict[str, Any]], *, where: Iterable[str] = (), labels: dict[str, str] | None = None,
+           sort: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    """The runs that meet every condition, sorted (``-field``: descending), at most ``limit``."""
+    conditions = [Condition.parse(w) for w in where]
+    chosen = [
+        v for v in views
+        if all(c.matches(v) for c in conditions)
+        and all(v.get("labels", {}).get(k) == val for k, val in (labels or {}).items())
+    ]
+    if sort:
+        descending = sort.startswith("-")
+        key = sort.lstrip("-")
+        present = [v for v in chosen if lookup(v, key) is not _MISSING]
+        absent = [v for v in chosen if lookup(v, key) is _MISSING]
+        present.sort(key=lambda v: _sort_key(lookup(v, key)), reverse=descending)
+        chosen = present + absent
+    if limit is not None:
+        chosen = chosen[-limit:] if not sort else chosen[:limit]
+    return chosen
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    if _is_number(value):
+        return (0, value)
+    return (1, _text(value))
+
+
+def find_run_ref(ref: str) -> dict[str, Any] | None:
+    """The JSON of the run REF names, for ``envcap show``; None when REF is no run's.
+
+    A lower-case hex prefix may name a manifest as well as a run: when it names both,
+    that is an error, not a guess.
+    """
+    import os
+
+    from ..errors import AmbiguousIdError, NotFoundError, StoreError
+    from ..store import Store
+    from . import store as runs_store
+    from .record import looks_like_run_ref
+
+    if os.path.exists(ref) or not looks_like_run_ref(ref):
+        return None
+    try:
+        store = Store(create=False)
+    except StoreError:
+        return None
+    hexlike = re.fullmatch(r"[0-9a-f]{4,64}", ref) is not None
+    with store:
+        ids = runs_store.find(store, ref)
+        if not ids:
+            if hexlike:
+                return None
+            raise NotFoundError(f"no run with id {ref} in {store.path}")
+        if len(ids) > 1:
+            raise AmbiguousIdError(f"{ref} matches more than one run; give more characters")
+        if hexlike:
+            try:
+                store.resolve(ref)
+            except NotFoundError:
+                pass
+            else:
+                raise AmbiguousIdError(f"{ref} names both a run and a manifest; give more characters")
+        return run_json(runs_store.load(store, ids[0]), runs_store.notes(store, ids[0]))

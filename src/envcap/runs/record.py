@@ -1,0 +1,260 @@
+"""The run record: one immutable JSON object per state of a run, and run ids.
+
+A run is stored as a record object in the content-addressed store. It is written when
+the run starts, marked ``unfinished``, and replaced (the index is pointed at a new
+object, in one transaction) as more is known and once more when the run ends. A reader
+therefore sees one whole record or another, never part of one. Notes are the one thing
+added to a finished run; they live beside the record, not in it (see :mod:`.store`).
+
+Run ids are ULIDs: 26 characters of Crockford base32, the first ten the start time in
+milliseconds, so ids sort by time. They are upper case and contain letters outside
+hexadecimal in practice, which keeps them apart from manifest ids (``sha256:`` and
+lower-case hex).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any, Iterator, Mapping
+
+from ..errors import StoreError
+
+SCHEMA = "envcap.run/1"
+UNFINISHED = "unfinished"
+FINISHED = "finished"
+
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+RUN_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+RUN_PREFIX = re.compile(r"^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{4,26}$")
+
+
+def new_run_id(now_ms: int | None = None) -> str:
+    """A fresh ULID: 48 bits of milliseconds since the epoch, then 80 random bits."""
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def run_id_time(run_id: str) -> float:
+    """The start time (seconds since the epoch) encoded in a run id."""
+    ms = 0
+    for ch in run_id[:10]:
+        ms = ms * 32 + CROCKFORD.index(ch)
+    return ms / 1000
+
+
+def looks_like_run_ref(ref: str) -> bool:
+    """Whether ``ref`` could be a run id or a prefix of one."""
+    return bool(RUN_PREFIX.match(ref))
+
+
+def utc_now() -> str:
+    """The time now, as recorded in runs: ISO 8601, UTC, milliseconds."""
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Param:
+    """One hyperparameter: its name, its JSON value, and where it came from."""
+
+    name: str
+    value: Any
+    source: str  # "default", "user" or "derived"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "value": self.value, "source": self.source}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunRecord:
+    """One state of a run. Nested parts are plain JSON values, read-only by convention."""
+
+    id: str
+    state: str
+    mode: str  # "cli": started by `envcap run`; "api": by envcap.start_run in a script
+    argv: tuple[str, ...]
+    command: str
+    cwd: str
+    host: str | None
+    started_at: str
+    ended_at: str | None = None
+    duration_s: float | None = None
+    exit_code: int | None = None
+    signal: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    manifest: str | None = None
+    snapshot: str | None = None
+    env_id: str | None = None
+    platform_id: str | None = None
+    python: Mapping[str, Any] = field(default_factory=dict)
+    git: Mapping[str, Any] = field(default_factory=dict)
+    params: tuple[Param, ...] = ()
+    params_id: str = ""
+    params_files: tuple[Mapping[str, Any], ...] = ()
+    seeds: Mapping[str, Any] = field(default_factory=dict)
+    data: tuple[Mapping[str, Any], ...] = ()
+    outputs: tuple[Mapping[str, Any], ...] = ()
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    metrics_log: Mapping[str, Any] | None = None
+    problems: tuple[str, ...] = ()
+    envcap_version: str = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.state == FINISHED
+
+    @property
+    def status(self) -> str:
+        """A word for people: unfinished, ok, failed or killed."""
+        if not self.finished:
+            return UNFINISHED
+        if self.signal:
+            return "killed"
+        return "ok" if self.exit_code == 0 else "failed"
+
+    def param_values(self) -> dict[str, Any]:
+        return {p.name: p.value for p in self.params}
+
+    def evolve(self, **changes: Any) -> RunRecord:
+        """A new record with some fields changed (this one is left as it is)."""
+        return replace(self, **changes)
+
+    def objects(self) -> Iterator[tuple[str, str, str]]:
+        """Every stored object this record refers to, as (id, kind, what)."""
+        if self.snapshot:
+            yield self.snapshot, "snapshot", "environment snapshot"
+        if self.manifest:
+            yield self.manifest, "manifest", "environment manifest"
+        diff = self.git.get("diff") or {}
+        if diff.get("object"):
+            yield diff["object"], "run-diff", "uncommitted diff"
+        for item in self.git.get("untracked") or ():
+            if item.get("object"):
+                yield item["object"], "run-file", f"untracked file {item['path']}"
+        for item in self.params_files:
+            if item.get("object"):
+                yield item["object"], "run-file", f"parameter file {item['path']}"
+        if self.metrics_log and self.metrics_log.get("object"):
+            yield self.metrics_log["object"], "run-metrics", "metrics log"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "id": self.id,
+            "state": self.state,
+            "mode": self.mode,
+            "argv": list(self.argv),
+            "command": self.command,
+            "cwd": self.cwd,
+            "host": self.host,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "duration_s": self.duration_s,
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "labels": dict(self.labels),
+            "manifest": self.manifest,
+            "snapshot": self.snapshot,
+            "env_id": self.env_id,
+            "platform_id": self.platform_id,
+            "python": dict(self.python),
+            "git": dict(self.git),
+            "params": [p.to_dict() for p in self.params],
+            "params_id": self.params_id,
+            "params_files": [dict(p) for p in self.params_files],
+            "seeds": dict(self.seeds),
+            "data": [dict(d) for d in self.data],
+            "outputs": [dict(o) for o in self.outputs],
+            "metrics": dict(self.metrics),
+            "metrics_log": dict(self.metrics_log) if self.metrics_log else None,
+            "problems": list(self.problems),
+            "envcap_version": self.envcap_version,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "run record") -> RunRecord:
+        """Validate and load a record; an error names the field that is wrong."""
+        if not isinstance(data, dict):
+            raise StoreError(f"{source}: a run record is a JSON object, not {type(data).__name__}")
+        if data.get("schema") != SCHEMA:
+            raise StoreError(f"{source}: not a run record of a schema this envcap reads ({SCHEMA})")
+        get = _Getter(data, source)
+        run_id = get.value("id", str)
+        if not RUN_ID.match(run_id):
+            raise StoreError(f"{source}: id {run_id!r} is not a run id")
+        state = get.value("state", str)
+        if state not in (UNFINISHED, FINISHED):
+            raise StoreError(f"{source}: state must be {UNFINISHED!r} or {FINISHED!r}, not {state!r}")
+        params = []
+        for i, item in enumerate(get.value("params", list)):
+            if not (isinstance(item, dict) and isinstance(item.get("name"), str) and "value" in item
+                    and item.get("source") in ("default", "user", "derived")):
+                raise StoreError(f"{source}: params[{i}] must have a name, a value and a source "
+                                 "(default, user or derived)")
+            params.append(Param(name=item["name"], value=item["value"], source=item["source"]))
+        return cls(
+            id=run_id,
+            state=state,
+            mode=get.value("mode", str),
+            argv=tuple(get.value("argv", list)),
+            command=get.value("command", str),
+            cwd=get.value("cwd", str),
+            host=get.optional("host", str),
+            started_at=get.value("started_at", str),
+            ended_at=get.optional("ended_at", str),
+            duration_s=get.optional("duration_s", (int, float)),
+            exit_code=get.optional("exit_code", int),
+            signal=get.optional("signal", str),
+            labels=MappingProxyType(get.value("labels", dict)),
+            manifest=get.optional("manifest", str),
+            snapshot=get.optional("snapshot", str),
+            env_id=get.optional("env_id", str),
+            platform_id=get.optional("platform_id", str),
+            python=MappingProxyType(get.value("python", dict)),
+            git=MappingProxyType(get.value("git", dict)),
+            params=tuple(params),
+            params_id=get.value("params_id", str),
+            params_files=tuple(get.records("params_files")),
+            seeds=MappingProxyType(get.value("seeds", dict)),
+            data=tuple(get.records("data")),
+            outputs=tuple(get.records("outputs")),
+            metrics=MappingProxyType(get.value("metrics", dict)),
+            metrics_log=get.optional("metrics_log", dict),
+            problems=tuple(get.value("problems", list)),
+            envcap_version=get.value("envcap_version", str),
+        )
+
+
+class _Getter:
+    def __init__(self, data: dict[str, Any], source: str) -> None:
+        self.data = data
+        self.source = source
+
+    def value(self, key: str, kind: type | tuple[type, ...]) -> Any:
+        if key not in self.data:
+            raise StoreError(f"{self.source}: missing field {key}")
+        value = self.data[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise StoreError(f"{self.source}: field {key} has the wrong type ({type(value).__name__})")
+        return value
+
+    def optional(self, key: str, kind: type | tuple[type, ...]) -> Any:
+        if self.data.get(key) is None:
+            return None
+        return self.value(key, kind)
+
+    def records(self, key: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.value(key, list)
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise StoreError(f"{self.source}: {key}[{i}] must be a JSON object")
+        return items

@@ -1,0 +1,110 @@
+"""Runs as text for people (plain lines: ``envcap show`` and ``envcap runs`` print these)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..summary import short
+
+
+def _value(v: Any, width: int = 60) -> str:
+    text = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _row(key: str, value: str) -> str:
+    return f"  {key:<12}{value}"
+
+
+def status_text(view: dict[str, Any]) -> str:
+    status = view["status"]
+    if status == "unfinished":
+        return "unfinished"
+    if view.get("signal"):
+        return f"killed by {view['signal']} (exit {view['exit_code']})"
+    return f"{status} (exit {view['exit_code']})"
+
+
+def show_lines(view: dict[str, Any]) -> list[str]:
+    lines = [f"run {view['id']}", ""]
+    lines.append(_row("status", status_text(view)))
+    lines.append(_row("command", view["command"]))
+    lines.append(_row("cwd", view["cwd"]))
+    when = view["started_at"] + (f" → {view['ended_at']} ({view['duration_s']:.2f} s)" if view.get("ended_at") else "")
+    lines.append(_row("time", when + (f" on {view['host']}" if view.get("host") else "")))
+    if view.get("labels"):
+        lines.append(_row("labels", " ".join(f"{k}={v}" for k, v in sorted(view["labels"].items()))))
+    lines.append(_row("env_id", view.get("env_id") or "not captured"))
+    if view.get("manifest"):
+        lines.append(_row("manifest", view["manifest"]))
+    python = view.get("python") or {}
+    if python.get("executable"):
+        lines.append(_row("python", f"{python['executable']} (from {python.get('from')})"))
+    lines += _git_lines(view.get("git") or {})
+    if view.get("params"):
+        lines.append(_row("params_id", view["params_id"]))
+        for p in view["params"]:
+            lines.append(_row("", f"{p['name']} = {_value(p['value'])}  ({p['source']})"))
+    for pf in view.get("params_files") or ():
+        lines.append(_row("params file", f"{pf['path']}  {short(pf['sha256'])}"))
+    seeds = view.get("seeds") or {}
+    if seeds.get("global") is not None or seeds.get("named"):
+        named = " ".join(f"{k}={v}" for k, v in sorted((seeds.get("named") or {}).items()))
+        lines.append(_row("seeds", f"global {seeds.get('global')}" + (f"  {named}" if named else "")))
+        libs = ", ".join(s["library"] for s in seeds.get("set") or () if s.get("seed") is not None)
+        if libs:
+            lines.append(_row("", f"seeded: {libs}"))
+    for d in view.get("data") or ():
+        extra = " ".join(f"{k}={d[k]}" for k in ("split", "version") if d.get(k))
+        lines.append(_row("data", f"{d['name']}  {d['path']}  {short(d['fingerprint'])}  {d['files']} file(s) {extra}"
+                          .rstrip()))
+        for step in d.get("lineage") or ():
+            seed = f" seed={step['seed']}" if step.get("seed") is not None else ""
+            lines.append(_row("", f"  {step['kind']} {step['name']} {_value(step.get('params') or {}, 40)}{seed}"))
+    for o in view.get("outputs") or ():
+        lines.append(_row("output", f"{o['path']}  " + ("missing" if o.get("missing") else short(o["fingerprint"]))))
+    if view.get("metrics"):
+        lines.append(_row("metrics", "  ".join(f"{k}={_value(v, 20)}" for k, v in view["metrics"].items())))
+    for note in view.get("notes") or ():
+        lines.append(_row("note", f"{note['time']}  {note['text']}"))
+    for problem in view.get("problems") or ():
+        lines.append(_row("problem", problem))
+    return lines
+
+
+def _git_lines(git: dict[str, Any]) -> list[str]:
+    if not git.get("in_repository"):
+        return [_row("git", git.get("reason") or "not in a git repository")]
+    head = f"{git.get('commit') or '(no commit yet)'}"
+    if git.get("branch"):
+        head += f" on {git['branch']}"
+    if git.get("tags"):
+        head += f" ({', '.join(git['tags'])})"
+    lines = [_row("git", head + ("  dirty" if git.get("dirty") else "  clean"))]
+    if git.get("remote"):
+        lines.append(_row("", f"remote {git['remote']}"))
+    diff = git.get("diff")
+    if diff:
+        lines.append(_row("", f"uncommitted diff {diff['size']} bytes" +
+                          (f" ({diff['withheld']})" if diff.get("withheld") else "")))
+    untracked = git.get("untracked") or []
+    if untracked:
+        kept = sum(1 for u in untracked if u.get("object"))
+        lines.append(_row("", f"{len(untracked)} untracked file(s), {kept} kept"))
+    for sub in git.get("submodules") or ():
+        lines.append(_row("", f"submodule {sub['path']} {sub['commit']} ({sub['state']})"))
+    return lines
+
+
+def table_rows(views: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    header = ["id", "started", "status", "time", "env", "params", "metrics", "command"]
+    rows = []
+    for v in views:
+        duration = f"{v['duration_s']:.1f}s" if v.get("duration_s") is not None else ""
+        status = v["status"] if v["status"] in ("ok", "unfinished") else f"{v['status']}({v.get('exit_code')})"
+        metrics = " ".join(f"{k}={_value(val, 12)}" for k, val in list((v.get("metrics") or {}).items())[:3])
+        rows.append([v["id"], v["started_at"][:19].replace("T", " "), status, duration,
+                     short(v["env_id"]) if v.get("env_id") else "", short(v["params_id"]), metrics,
+                     _value(v["command"], 50)])
+    return header, rows

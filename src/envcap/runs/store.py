@@ -1,0 +1,196 @@
+"""The runs tables, beside the manifests in the store's SQLite index.
+
+::
+
+    runs        one row per run: the id of its newest record object, and the columns
+                that listing and filtering read without opening every record
+    run_notes   notes, appended with their time (the only thing added to a finished run)
+    file_hashes the fingerprint cache: a file's digest keyed by its path and what
+                stat says of it (see :mod:`.data`)
+    tree_hashes a directory's fingerprint keyed by its path and the hash of every
+                file's path and stat key under it
+
+The tables are created on first use. A record is written as an object first; only
+then is the row pointed at it, in one transaction, so the row always names a whole
+record. Every object a record refers to is also entered in the store's ``objects``
+table, so ``envcap verify`` re-hashes it with the rest.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from ..canonical import canonical_bytes
+from ..errors import AmbiguousIdError, NotFoundError, StoreError
+from ..store import Store
+from .record import RUN_PREFIX, RunRecord
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS runs (
+        id TEXT PRIMARY KEY,
+        record TEXT NOT NULL,
+        state TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        ended_at TEXT,
+        exit_code INTEGER,
+        manifest_id TEXT,
+        env_id TEXT,
+        params_id TEXT,
+        git_commit TEXT,
+        labels TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS runs_env ON runs(env_id)",
+    "CREATE INDEX IF NOT EXISTS runs_params ON runs(params_id)",
+    """CREATE TABLE IF NOT EXISTS run_notes (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        time TEXT NOT NULL,
+        text TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS run_notes_run ON run_notes(run_id)",
+    """CREATE TABLE IF NOT EXISTS file_hashes (
+        path TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        ctime_ns INTEGER NOT NULL,
+        inode INTEGER NOT NULL,
+        digest TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS tree_hashes (
+        path TEXT PRIMARY KEY,
+        signature TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        files INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        skipped INTEGER NOT NULL
+    )""",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    time: str
+    text: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"time": self.time, "text": self.text}
+
+
+def ensure_tables(store: Store) -> None:
+    """Create the runs tables if this store has none yet (cheap when it has)."""
+    exists = store.db.execute(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+        "AND name IN ('runs', 'run_notes', 'file_hashes', 'tree_hashes')"
+    ).fetchone()[0]
+    if exists != 4:
+        store.transaction([(sql, ()) for sql in _SCHEMA])
+
+
+def has_runs_table(store: Store) -> bool:
+    row = store.db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'runs'").fetchone()
+    return bool(row[0])
+
+
+def record_statements(record: RunRecord, record_id: str, size: int) -> list[tuple[str, tuple[Any, ...]]]:
+    """The SQL that points the run's row at ``record_id`` (and enters its objects)."""
+    statements: list[tuple[str, tuple[Any, ...]]] = [
+        ("INSERT OR IGNORE INTO objects VALUES (?, ?, 'run')", (record_id, size)),
+        (
+            (
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+                "record = excluded.record, state = excluded.state, ended_at = excluded.ended_at, "
+                "exit_code = excluded.exit_code, manifest_id = excluded.manifest_id, env_id = excluded.env_id, "
+                "params_id = excluded.params_id, git_commit = excluded.git_commit, labels = excluded.labels"
+            ),
+            (record.id, record_id, record.state, record.started_at, record.ended_at, record.exit_code,
+             record.manifest, record.env_id, record.params_id, record.git.get("commit"),
+             json.dumps(dict(record.labels), sort_keys=True)),
+        ),
+    ]
+    return statements
+
+
+def put_record(store: Store, record: RunRecord, *, notes: Iterable[Note] = (),
+               objects: Iterable[tuple[str, int, str]] = ()) -> str:
+    """Store a record and point the run at it, atomically; return the record object's id.
+
+    ``objects`` are (id, size, kind) of objects already stored that the record refers
+    to; ``notes`` are appended in the same transaction.
+    """
+    ensure_tables(store)
+    data = canonical_bytes(record.to_dict())
+    record_id = store.put_object(data)
+    statements: list[tuple[str, tuple[Any, ...]]] = [
+        ("INSERT OR IGNORE INTO objects VALUES (?, ?, ?)", (oid, size, kind)) for oid, size, kind in objects
+    ]
+    statements += record_statements(record, record_id, len(data))
+    statements += [("INSERT INTO run_notes (run_id, time, text) VALUES (?, ?, ?)", (record.id, n.time, n.text))
+                   for n in notes]
+    store.transaction(statements)
+    return record_id
+
+
+def add_note(store: Store, run_id: str, note: Note) -> None:
+    ensure_tables(store)
+    store.transaction([("INSERT INTO run_notes (run_id, time, text) VALUES (?, ?, ?)", (run_id, note.time, note.text))])
+
+
+def notes(store: Store, run_id: str) -> list[Note]:
+    if not has_runs_table(store):
+        return []
+    rows = store.db.execute("SELECT time, text FROM run_notes WHERE run_id = ? ORDER BY seq", (run_id,)).fetchall()
+    return [Note(r[0], r[1]) for r in rows]
+
+
+def resolve(store: Store, prefix: str) -> str:
+    """The run id that a unique prefix (any case) names."""
+    if not RUN_PREFIX.match(prefix):
+        raise NotFoundError(f"{prefix!r} is not a run id or a run id prefix (at least 4 characters)")
+    matches = find(store, prefix)
+    if not matches:
+        raise NotFoundError(f"no run with id {prefix} in {store.path}")
+    if len(matches) > 1:
+        raise AmbiguousIdError(f"{prefix} matches {len(matches)} runs; give more characters")
+    return matches[0]
+
+
+def find(store: Store, prefix: str) -> list[str]:
+    """The ids of the runs whose id starts with ``prefix`` (at most two: enough to tell)."""
+    if not has_runs_table(store):
+        return []
+    needle = prefix.upper()
+    rows = store.db.execute("SELECT id FROM runs WHERE id >= ? AND id < ? ORDER BY id LIMIT 2",
+                            (needle, needle + "\x7f")).fetchall()
+    return [r[0] for r in rows]
+
+
+def record_id(store: Store, run_id: str) -> str:
+    row = store.db.execute("SELECT record FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"no run with id {run_id} in {store.path}")
+    return str(row[0])
+
+
+def load(store: Store, run_id: str) -> RunRecord:
+    """The newest record of a run, verified against its object id."""
+    oid = record_id(store, run_id)
+    return load_object(store, oid)
+
+
+def load_object(store: Store, oid: str) -> RunRecord:
+    data = store.get_object(oid)
+    try:
+        parsed = json.loads(data)
+    except ValueError as exc:
+        raise StoreError(f"run record {oid} is not JSON: {exc}") from exc
+    return RunRecord.from_dict(parsed, source=f"run record {oid}")
+
+
+def all_ids(store: Store) -> list[str]:
+    """Every run id, oldest first."""
+    if not has_runs_table(store):
+        return []
+    return [r[0] for r in store.db.execute("SELECT id FROM runs ORDER BY id")]
