@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,24 +27,12 @@ from envcap.errors import ManifestError, NotFoundError
 from envcap.manifest import Manifest
 from envcap.store import Store
 
-# Read before the autouse fixture clears ENVCAP_* (scripts/testbed.sh writes these).
+# Written by scripts/testbed.sh (the autouse fixture keeps ENVCAP_TEST_*).
 BOOKWORM = os.environ.get("ENVCAP_TEST_BASE_BOOKWORM") or "127.0.0.1:5000/envcap-base/debian:bookworm"
 TRIXIE = os.environ.get("ENVCAP_TEST_BASE_TRIXIE") or "127.0.0.1:5000/envcap-base/debian:trixie"
 
-# Runs the real CLI with the compare commands registered (a no-op once cli.py does it).
-_BOOT = (
-    "from envcap.cli import main; from envcap.cli_compare import diff, fleet; "
-    "[main.add_command(c) for c in (diff, fleet) if c.name not in main.commands]; main(prog_name='envcap')"
-)
-
-
 def envcap(*args: str) -> subprocess.CompletedProcess[str]:
-    from envcap.cli import main
-
-    if "diff" in main.commands and "fleet" in main.commands:
-        return run_envcap(*args)
-    return subprocess.run([sys.executable, "-c", _BOOT, *args], capture_output=True, text=True,
-                          env=dict(os.environ), timeout=120, check=False)
+    return run_envcap(*args)
 
 
 def assert_clean_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:

@@ -7,28 +7,14 @@ import os
 import sqlite3
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
 from conftest import git
 
-# The real `envcap` group, with the runs commands added if cli.py does not register them
-# (yet): the same code path as `python -m envcap`.
-_ENTRY = textwrap.dedent("""
-    import sys
-    from envcap.cli import main
-    from envcap import cli_runs
-    for command in (cli_runs.run, cli_runs.runs, cli_runs.note, cli_runs.audit, cli_runs.export):
-        if command.name not in main.commands:
-            main.add_command(command)
-    main(prog_name="envcap")
-""")
-
-
 def envcap(*args: str, cwd: Path | str | None = None, env: dict[str, str] | None = None,
            check: bool = False, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-c", _ENTRY, *args], capture_output=True, text=True,
+    proc = subprocess.run([*entry_argv(), *args], capture_output=True, text=True,
                           cwd=cwd, env={**os.environ, **(env or {})}, timeout=timeout, check=False)
     if check and proc.returncode != 0:
         raise AssertionError(f"envcap {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
@@ -36,7 +22,8 @@ def envcap(*args: str, cwd: Path | str | None = None, env: dict[str, str] | None
 
 
 def entry_argv() -> list[str]:
-    return [sys.executable, "-c", _ENTRY]
+    """The real ``envcap`` entry point, in a child process."""
+    return [sys.executable, "-m", "envcap"]
 
 
 def run_id_of(proc: subprocess.CompletedProcess[str]) -> str:
