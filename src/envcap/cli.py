@@ -194,3 +194,7 @@ main.add_command(runs_command)
 main.add_command(note_command)
 main.add_command(audit_command)
 main.add_command(export_command)
+
+from .cli_rebuild import rebuild as rebuild_command  # noqa: E402
+
+main.add_command(rebuild_command)

@@ -107,7 +107,8 @@ def _all_views(store: Any) -> list[dict[str, Any]]:
     from .runs import store as runs_store
     from .runs.query import run_json
 
-    return [run_json(runs_store.load(store, rid), runs_store.notes(store, rid)) for rid in runs_store.all_ids(store)]
+    return [run_json(runs_store.load(store, rid), runs_store.notes(store, rid), runs_store.reproductions(store, rid))
+            for rid in runs_store.all_ids(store)]
 
 
 def _view(store: Any, ref: str) -> dict[str, Any]:
@@ -115,7 +116,8 @@ def _view(store: Any, ref: str) -> dict[str, Any]:
     from .runs.query import run_json
 
     run_id = runs_store.resolve(store, ref)
-    return run_json(runs_store.load(store, run_id), runs_store.notes(store, run_id))
+    return run_json(runs_store.load(store, run_id), runs_store.notes(store, run_id),
+                    runs_store.reproductions(store, run_id))
 
 
 def show_run_if_run(ref: str, as_json: bool) -> bool:

@@ -189,8 +189,10 @@ def resolve_manifest(ref: str, *, store: Any = None) -> Manifest:
     """The manifest REF names: a manifest file, else a stored manifest or snapshot id.
 
     Every command that takes a manifest reference goes through here, so a new kind of
-    reference (run ids) is added in this one place.
+    reference is added in this one place. A run id (or a unique prefix) names the
+    environment the run was recorded in.
     """
+    from .runs.record import looks_like_run_ref
     from .store import Store, load_manifest
 
     path = Path(ref)
@@ -199,16 +201,34 @@ def resolve_manifest(ref: str, *, store: Any = None) -> Manifest:
     if path.exists():
         raise UsageError(f"{ref}: not a manifest file")
     hexpart = ref.removeprefix("sha256:")
-    if os.sep in ref or ref.endswith(".json") or not re.fullmatch(r"[0-9a-f]{4,64}", hexpart):
-        raise NotFoundError(f"{ref}: no such file, and not a manifest id or id prefix")
+    is_hex = re.fullmatch(r"[0-9a-f]{4,64}", hexpart) is not None
+    is_run = os.sep not in ref and looks_like_run_ref(ref)
+    if os.sep in ref or ref.endswith(".json") or not (is_hex or is_run):
+        raise NotFoundError(f"{ref}: no such file, and not a manifest id, run id or id prefix")
     if store is not None:
-        return store.get(ref)  # type: ignore[no-any-return]
+        return _stored_manifest(store, ref, is_hex, is_run)
     try:
         opened = Store(create=False)
     except StoreError as exc:
         raise NotFoundError(f"{ref}: no such file, and {exc}") from exc
     with opened:
-        return opened.get(ref)
+        return _stored_manifest(opened, ref, is_hex, is_run)
+
+
+def _stored_manifest(store: Any, ref: str, is_hex: bool, is_run: bool) -> Manifest:
+    """A stored manifest by id, else the environment of the run REF names."""
+    from .runs import store as runs_store
+
+    if is_hex:
+        try:
+            return store.get(ref)  # type: ignore[no-any-return]
+        except NotFoundError:
+            if not is_run:
+                raise
+    record = runs_store.load(store, runs_store.resolve(store, ref))
+    if not record.manifest:
+        raise NotFoundError(f"run {record.id} has no captured environment to compare")
+    return store.get(record.manifest)  # type: ignore[no-any-return]
 
 
 # -- computing a diff ----------------------------------------------------------------------

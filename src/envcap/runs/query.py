@@ -24,11 +24,19 @@ _KEYED = ("params", "metrics", "labels")
 _MISSING = object()
 
 
-def run_json(record: RunRecord, notes: Iterable[Note] = ()) -> dict[str, Any]:
-    """A run as ``envcap show --json`` and ``envcap runs --json`` print it."""
+def run_json(record: RunRecord, notes: Iterable[Note] = (),
+             reproduced_by: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
+    """A run as ``envcap show --json`` and ``envcap runs --json`` print it.
+
+    ``reproduced_by`` lists the runs ``envcap rebuild`` made of this one (the other
+    direction of their ``reproduction.of``); the key is there only when there are any.
+    """
     data = record.to_dict()
     data["status"] = record.status
     data["notes"] = [n.to_dict() for n in notes]
+    later = [dict(r) for r in reproduced_by]
+    if later:
+        data["reproduced_by"] = later
     return data
 
 
@@ -178,4 +186,5 @@ def find_run_ref(ref: str) -> dict[str, Any] | None:
                 pass
             else:
                 raise AmbiguousIdError(f"{ref} names both a run and a manifest; give more characters")
-        return run_json(runs_store.load(store, ids[0]), runs_store.notes(store, ids[0]))
+        return run_json(runs_store.load(store, ids[0]), runs_store.notes(store, ids[0]),
+                        runs_store.reproductions(store, ids[0]))

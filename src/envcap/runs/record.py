@@ -107,6 +107,9 @@ class RunRecord:
     metrics_log: Mapping[str, Any] | None = None
     problems: tuple[str, ...] = ()
     envcap_version: str = ""
+    # Set on a run made by ``envcap rebuild``: ``{"of": ORIGINAL_RUN_ID, "verdict": ...}``.
+    # Written only when set, so that records of every other run keep their bytes.
+    reproduction: Mapping[str, Any] | None = None
 
     @property
     def finished(self) -> bool:
@@ -178,6 +181,7 @@ class RunRecord:
             "metrics_log": dict(self.metrics_log) if self.metrics_log else None,
             "problems": list(self.problems),
             "envcap_version": self.envcap_version,
+            **({"reproduction": dict(self.reproduction)} if self.reproduction is not None else {}),
         }
 
     @classmethod
@@ -231,7 +235,16 @@ class RunRecord:
             metrics_log=get.optional("metrics_log", dict),
             problems=tuple(get.value("problems", list)),
             envcap_version=get.value("envcap_version", str),
+            reproduction=_reproduction(get.optional("reproduction", dict), source),
         )
+
+
+def _reproduction(value: dict[str, Any] | None, source: str) -> Mapping[str, Any] | None:
+    if value is None:
+        return None
+    if not (isinstance(value.get("of"), str) and RUN_ID.match(value["of"])):
+        raise StoreError(f"{source}: reproduction.of must be the id of the run reproduced")
+    return MappingProxyType(value)
 
 
 class _Getter:

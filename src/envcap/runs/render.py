@@ -66,6 +66,11 @@ def show_lines(view: dict[str, Any]) -> list[str]:
         lines.append(_row("output", f"{o['path']}  " + ("missing" if o.get("missing") else short(o["fingerprint"]))))
     if view.get("metrics"):
         lines.append(_row("metrics", "  ".join(f"{k}={_value(v, 20)}" for k, v in view["metrics"].items())))
+    reproduction = view.get("reproduction")
+    if reproduction:
+        lines.append(_row("reproduces", f"run {reproduction['of']}: {reproduction.get('verdict') or 'no verdict yet'}"))
+    for later in view.get("reproduced_by") or ():
+        lines.append(_row("reproduced", f"by run {later['run']}: {later.get('verdict') or 'no verdict yet'}"))
     for note in view.get("notes") or ():
         lines.append(_row("note", f"{note['time']}  {note['text']}"))
     for problem in view.get("problems") or ():

@@ -9,6 +9,9 @@
                 stat says of it (see :mod:`.data`)
     tree_hashes a directory's fingerprint keyed by its path and the hash of every
                 file's path and stat key under it
+    run_reproductions
+                which run reproduces which (``envcap rebuild``), so that a run's
+                reproductions are found without opening every record
 
 The tables are created on first use. A record is written as an object first; only
 then is the row pointed at it, in one transaction, so the row always names a whole
@@ -67,7 +70,14 @@ _SCHEMA = (
         bytes INTEGER NOT NULL,
         skipped INTEGER NOT NULL
     )""",
+    """CREATE TABLE IF NOT EXISTS run_reproductions (
+        run_id TEXT PRIMARY KEY,
+        original_id TEXT NOT NULL,
+        verdict TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS run_reproductions_original ON run_reproductions(original_id)",
 )
+_TABLES = ("runs", "run_notes", "file_hashes", "tree_hashes", "run_reproductions")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +92,10 @@ class Note:
 def ensure_tables(store: Store) -> None:
     """Create the runs tables if this store has none yet (cheap when it has)."""
     exists = store.db.execute(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' "
-        "AND name IN ('runs', 'run_notes', 'file_hashes', 'tree_hashes')"
+        f"SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ({', '.join('?' * len(_TABLES))})",
+        _TABLES,
     ).fetchone()[0]
-    if exists != 4:
+    if exists != len(_TABLES):
         store.transaction([(sql, ()) for sql in _SCHEMA])
 
 
@@ -110,6 +120,9 @@ def record_statements(record: RunRecord, record_id: str, size: int) -> list[tupl
              json.dumps(dict(record.labels), sort_keys=True)),
         ),
     ]
+    if record.reproduction is not None:
+        statements.append(("INSERT OR REPLACE INTO run_reproductions VALUES (?, ?, ?)",
+                           (record.id, record.reproduction["of"], record.reproduction.get("verdict"))))
     return statements
 
 
@@ -143,6 +156,17 @@ def notes(store: Store, run_id: str) -> list[Note]:
         return []
     rows = store.db.execute("SELECT time, text FROM run_notes WHERE run_id = ? ORDER BY seq", (run_id,)).fetchall()
     return [Note(r[0], r[1]) for r in rows]
+
+
+def reproductions(store: Store, run_id: str) -> list[dict[str, Any]]:
+    """The runs that reproduce ``run_id`` (``envcap rebuild``), oldest first, with their verdicts."""
+    present = store.db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+                               "AND name = 'run_reproductions'").fetchone()[0]
+    if not present:
+        return []
+    rows = store.db.execute("SELECT run_id, verdict FROM run_reproductions WHERE original_id = ? ORDER BY run_id",
+                            (run_id,)).fetchall()
+    return [{"run": r[0], "verdict": r[1]} for r in rows]
 
 
 def resolve(store: Store, prefix: str) -> str:

@@ -1,0 +1,476 @@
+"""``envcap rebuild`` as a library call: every step in order, the result recorded as a run.
+
+1. The run and its environment's manifest are loaded; the command, parameters, seeds
+   and environment it will be given are worked out (:mod:`.plan`).
+2. The data is fingerprinted where it will be read from. Data that is not what the run
+   read stops the rebuild here, before anything runs, unless drift is allowed.
+3. GPU pre-flight (:mod:`.preflight`), for runs that had NVIDIA GPUs and CUDA.
+4. The image: the env's image recorded in the store's ``images`` table, pulled by
+   digest when this engine lacks it; else, with ``--registry``, the registry's image
+   of the env (its tag names the env id), or a new build through :mod:`envcap.build`.
+5. The code in a fresh workspace (:mod:`.workspace`), then the new run's first record
+   (a reproduction of the original), then the container (:mod:`.container`): the command
+   runs with the run's parameters, seeds and environment while envcap captures the
+   environment inside it.
+6. The new run is finished like any other (metrics, outputs), and compared with the
+   original (:mod:`.verdict`); its record keeps the verdict.
+
+``action`` is ``run``, or ``build-only`` (steps 1 and 4), ``dry-run`` (what would happen,
+nothing pulled, built, written or run) or ``print`` (the equivalent ``docker run`` and
+``apptainer exec`` command lines, with the workspace prepared for them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from ..build.fidelity import MOUNT as CAPTURE_MOUNT
+from ..errors import EnvcapError
+from ..manifest import Manifest
+from . import plan as plan_mod
+from . import preflight as preflight_mod
+from .container import ContainerSpec, Mount, default_output, launcher, make_runner, secret_values
+from .errors import RebuildError
+from .plan import CONTAINER_LIB, OUT_DIR, RUN_DIR, Original, RebuildOptions
+from .verdict import NOT_REPRODUCED, REPRODUCED
+
+Progress = Callable[[str], None]
+ACTIONS = ("run", "build-only", "dry-run", "print")
+
+
+@dataclass
+class Report:
+    """What a rebuild did or would do, as one JSON object; ``exit_code`` is the CLI's."""
+
+    data: dict[str, Any]
+    exit_code: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.data
+
+
+@dataclass
+class _Clock:
+    started: float = field(default_factory=time.monotonic)
+    last: float = field(default_factory=time.monotonic)
+    laps: dict[str, float] = field(default_factory=dict)
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps[name] = round(self.laps.get(name, 0.0) + now - self.last, 3)
+        self.last = now
+
+    def total(self) -> dict[str, float]:
+        return {**self.laps, "total": round(time.monotonic() - self.started, 3)}
+
+
+def rebuild(store: Any, ref: str, options: RebuildOptions, *, action: str = "run",
+            progress: Progress = lambda _: None, output: BinaryIO | None = None,
+            cwd: str | None = None) -> Report:
+    if action not in ACTIONS:
+        raise RebuildError(f"unknown action {action!r}")
+    clock = _Clock()
+    original = plan_mod.load_original(store, ref)
+    record = original.record
+    report: dict[str, Any] = {"action": action, "original": record.id, "rebuild": None,
+                              "env_id": original.manifest.env_id}
+    if action == "build-only":
+        report["image"] = _image(store, original, options, action, progress)
+        clock.lap("image")
+        report["timings"] = clock.total()
+        return Report(report)
+    argv = plan_mod.command(record)
+    code = plan_mod.code_paths(original)
+    env_plan = plan_mod.environment(original, secret_names=options.secret_env)
+    clock.lap("load")
+    checks = _check_data(store, original, code, options)
+    report["data"] = [c.to_dict() for c in checks]
+    clock.lap("data")
+    drifted = [c for c in checks if c.drifted]
+    caveats: list[str] = []
+    if drifted and not options.allow_data_drift:
+        reason = "; ".join(f"data {c.name} changed: the run read {c.recorded[:19]}…, {c.source} is now "
+                           f"{(c.now or '')[:19]}…" for c in drifted)
+        report.update(verdict=NOT_REPRODUCED, reproduced=False,
+                      reasons=[f"{reason}. Nothing was run (--allow-data-drift runs it anyway)"],
+                      timings=clock.total())
+        return Report(report, 1)
+    if drifted:
+        caveats.append("--allow-data-drift: the run read other data (" + ", ".join(c.name for c in drifted) + ")")
+    gpu = preflight_mod.check(original.manifest, _host_gpu(original), no_gpu=options.no_gpu)
+    report["gpu"] = gpu.to_dict()
+    caveats += gpu.notes
+    clock.lap("gpu")
+    report.update(command=argv, workdir=code.workdir, environment_plan=env_plan.to_dict())
+    if action == "dry-run":
+        report["image"] = _image(store, original, options, action, progress)
+        report["code"] = _code_plan(original, options, cwd, code)
+        report["caveats"] = caveats
+        report["timings"] = clock.total()
+        return Report(report)
+    image = _image(store, original, options, action, progress)
+    report["image"] = image
+    clock.lap("image")
+    if action == "print":
+        return _print(store, original, options, report, image, code, env_plan, checks, gpu, cwd, progress)
+    return _run(store, original, options, report, image, code, env_plan, checks, gpu, caveats, clock,
+                progress, output or default_output(), cwd)
+
+
+# -- steps -------------------------------------------------------------------------------
+
+
+def _check_data(store: Any, original: Original, code: plan_mod.CodePaths, options: RebuildOptions) -> list[Any]:
+    from ..runs.data import HashCache
+
+    return plan_mod.check_data(original, code, options.data, HashCache(store))
+
+
+def _host_gpu(original: Original) -> Any:
+    facts = preflight_mod.GpuFacts.of(original.manifest.sections.get("gpu"))
+    return preflight_mod.host_gpu_section() if facts is not None else None
+
+
+def _image(store: Any, original: Original, options: RebuildOptions, action: str, progress: Progress) -> dict[str, Any]:
+    """The run's image by digest: from the store's images table, the registry, or a build."""
+    from ..build import store as image_store
+    from ..build.pipeline import BuildOptions, build, tag_for
+    from ..build.registry import Registry, Repository
+
+    manifest = original.manifest
+    repository = str(Repository.parse(options.registry)) if options.registry else None
+    rows = [r for r in image_store.images(store, manifest.env_id) if repository in (None, r.repository)]
+    rank = {"complete": 0, "unchecked": 1, "partial": 2}
+    rows.sort(key=lambda r: r.built_at, reverse=True)  # the newest first,
+    rows.sort(key=lambda r: rank.get(r.status, 3))  # and complete images before the others
+    if action in ("dry-run", "print"):
+        if rows:
+            return _image_info(rows[0], "in the store")
+        if repository is None:
+            raise RebuildError(_no_image(original))
+        registry = Registry(Repository.parse(repository))
+        digest = registry.manifest_digest(tag_for(manifest.env_id))
+        if digest is not None:
+            return {"reference": f"{repository}@{digest}", "how": "in the registry", "status": "unchecked",
+                    "digest": digest}
+        if action == "print":
+            raise RebuildError(f"{repository} holds no image of env {manifest.env_id} yet: build it first "
+                               f"(envcap rebuild {original.record.id} --build-only --registry {repository})")
+        return {"reference": None, "how": f"would be built and pushed to {repository}", "status": None,
+                "base": options.base}
+    if not rows and repository is None:
+        raise RebuildError(_no_image(original))
+    runner = make_runner(options.engine)
+    try:
+        for row in rows:
+            try:
+                pulled = runner.ensure_image(row.reference, progress)
+            except RebuildError as exc:
+                progress(f"warning: {exc}")
+                continue
+            return {**_image_info(row, "in the store"), "pulled": pulled == "pulled"}
+        if repository is None:
+            raise RebuildError(_no_image(original))
+        progress(f"looking for env {manifest.env_id} in {repository}, building it if it is not there")
+        result = build(manifest, BuildOptions(registry=repository, base=options.base, ca_bundle=options.ca_bundle,
+                                              reproducible=options.engine == "podman"),
+                       store=store, progress=progress)
+        how = "in the registry" if result.already else "built"
+        pulled = runner.ensure_image(result.reference, progress)
+        return {**_image_info(result.record, how), "pulled": pulled == "pulled"}
+    finally:
+        runner.close()
+
+
+def _image_info(row: Any, how: str) -> dict[str, Any]:
+    return {"reference": row.reference, "how": how, "status": row.status, "digest": row.digest,
+            "differences": list(row.differences)}
+
+
+def _no_image(original: Original) -> str:
+    return (f"run {original.record.id}'s environment (env {original.manifest.env_id}) has no image in this store: "
+            "give --registry HOST[:PORT]/REPOSITORY to take it from that registry, or to build and push it there "
+            "(with --base REF to choose its base image)")
+
+
+def _code_plan(original: Original, options: RebuildOptions, cwd: str | None,
+               code: plan_mod.CodePaths) -> dict[str, Any]:
+    from .workspace import candidates, has_commit
+
+    git = original.record.git
+    found = []
+    for what, where in candidates(git, options.repo, cwd or os.getcwd()):
+        local = os.path.isdir(where)
+        state = ("has the commit" if git.get("commit") and has_commit(where, git["commit"]) else "no such commit") \
+            if local else "would be cloned"
+        found.append({"where": where, "what": what, "state": state})
+    diff = git.get("diff") or {}
+    return {"commit": git.get("commit"), "diff_bytes": diff.get("size"),
+            "untracked": len(git.get("untracked") or ()), "candidates": found, **code.to_dict()}
+
+
+def _spec(original: Original, code: plan_mod.CodePaths, env_plan: plan_mod.EnvPlan, checks: list[Any],
+          outputs: list[plan_mod.OutputPlan], *, image: str, workspace: str, run_id: str, run_dir: str,
+          gpus: bool, extra_mounts: tuple[Mount, ...] = ()) -> ContainerSpec:
+    import envcap
+
+    package = str(Path(envcap.__file__).resolve().parent)
+    params, _ = plan_mod.user_params(original.record)
+    env = {**env_plan.values, "ENVCAP_RUN_ID": run_id, "ENVCAP_RUN_DIR": RUN_DIR,
+           "ENVCAP_PARAMS": json.dumps(params, sort_keys=True), **plan_mod.seed_env(original.record)}
+    uid, gid = os.getuid(), os.getgid()
+    if uid != 0:
+        env.setdefault("HOME", "/tmp")  # the caller's uid has no home in the image
+    mounts = [Mount(workspace, code.target, False), Mount(run_dir, RUN_DIR, False),
+              Mount(package, f"{CONTAINER_LIB}/envcap", True)]
+    mounts += [Mount(c.source, c.target, True) for c in checks]
+    mounts += [Mount(o.mount[0], o.mount[1], False) for o in outputs if o.mount]
+    mounts += extra_mounts
+    return ContainerSpec(image=image, argv=tuple(plan_mod.command(original.record)), workdir=code.workdir, env=env,
+                         secrets=env_plan.secrets, mounts=tuple(sorted(mounts, key=lambda m: m.target)),
+                         user=f"{uid}:{gid}", gpus=gpus, label=original.record.id)
+
+
+def _print(store: Any, original: Original, options: RebuildOptions, report: dict[str, Any], image: dict[str, Any],
+           code: plan_mod.CodePaths, env_plan: plan_mod.EnvPlan, checks: list[Any], gpu: Any, cwd: str | None,
+           progress: Progress) -> Report:
+    from ..build.registry import Repository
+    from ..runs.record import new_run_id
+    from .printcmd import apptainer_command, docker_run_command
+    from .workspace import prepare
+
+    run_id = new_run_id()
+    base = Path(store.path) / "rebuilds" / run_id
+    base.mkdir(parents=True)
+    workspace = prepare(original.record.git, store, str(base / "code"), repo=options.repo, cwd=cwd)
+    run_dir = base / "run"
+    run_dir.mkdir()
+    outputs = plan_mod.plan_outputs(original, code, workspace.path, str(base))
+    for o in outputs:
+        if o.mount:
+            os.makedirs(o.mount[0], exist_ok=True)
+    spec = _spec(original, code, env_plan, checks, outputs, image=image["reference"], workspace=workspace.path,
+                 run_id=run_id, run_dir=str(run_dir), gpus=gpu.use_gpus)
+    plain = Repository.parse(image["reference"].split("@", 1)[0]).loopback
+    report["code"] = workspace.to_dict()
+    report["commands"] = {"docker": docker_run_command(spec), "apptainer": apptainer_command(spec, plain_http=plain)}
+    report["spec"] = spec.to_dict()
+    progress(f"workspace prepared in {workspace.path}; metrics go to {run_dir}")
+    return Report(report)
+
+
+def _run(store: Any, original: Original, options: RebuildOptions, report: dict[str, Any], image: dict[str, Any],
+         code: plan_mod.CodePaths, env_plan: plan_mod.EnvPlan, checks: list[Any], gpu: Any, caveats: list[str],
+         clock: _Clock, progress: Progress, output: BinaryIO, cwd: str | None) -> Report:
+    from ..redact import default_redactor
+    from ..runs.session import Session
+    from ..runs.store import put_record
+    from .workspace import prepare
+
+    record = original.record
+    secrets = secret_values(env_plan.secrets)  # asked first: a secret that is not set stops it before anything
+    redactor = default_redactor()
+    run_plan = _session_plan(original, checks, env_plan, caveats, redactor)
+    runner = make_runner(options.engine)  # before anything is recorded: an engine that is down stops it here
+    try:
+        session = Session(store, run_plan, redactor)
+        session.record = session.record.evolve(reproduction={"of": record.id, "verdict": None})
+        report["rebuild"] = session.id
+        base = Path(store.path) / "rebuilds" / session.id
+        base.mkdir(parents=True)
+        progress(f"code: commit {record.git.get('commit')} into {base / 'code'}")
+        workspace = prepare(record.git, store, str(base / "code"), repo=options.repo, cwd=cwd)
+        report["code"] = workspace.to_dict()
+        if workspace.missing:
+            caveats.append("code the run's record did not keep: " + "; ".join(workspace.missing))
+        outputs = plan_mod.plan_outputs(original, code, workspace.path, str(base))
+        for o in outputs:
+            if o.mount:
+                os.makedirs(o.mount[0], exist_ok=True)
+        # Session.begin reads the git state of the workspace, where the command will run.
+        run_plan.cwd = os.path.normpath(os.path.join(workspace.path, os.path.relpath(code.workdir, code.target)))
+        run_plan.outputs = [o.host for o in outputs if o.host]
+        clock.lap("workspace")
+        session.begin()
+        clock.lap("record_start")
+        spec = _spec(original, code, env_plan, checks, outputs, image=image["reference"], workspace=workspace.path,
+                     run_id=session.id, run_dir=session.dir, gpus=gpu.use_gpus,
+                     extra_mounts=(Mount(_package(), f"{CAPTURE_MOUNT}/envcap", True),
+                                   Mount(str(base / "capture"), OUT_DIR, False)))
+        progress(f"run {session.id}: {record.command}  (in {image['reference']})")
+        status = _execute(runner, spec, original, secrets, output, base / "capture", store, session)
+        clock.lap("container")
+        captured = _captured(base / "capture", session.id)
+        session.capture(None, manifest=captured)
+        new = session.finish(status)
+        clock.lap("record_finish")
+        result = _compare(store, original, new, captured, outputs, options, caveats, workspace)
+    finally:
+        runner.close()
+    report.update(result)
+    report["timings"] = _timings(clock, base / "capture")
+    put_record(store, new.evolve(reproduction={
+        "of": record.id, "verdict": result["verdict"], "reasons": result["reasons"], "image": image["reference"],
+        "env_same": result["environment"].get("same")}))
+    return Report(report, 0 if result["reproduced"] else 1)
+
+
+def _session_plan(original: Original, checks: list[Any], env_plan: plan_mod.EnvPlan, caveats: list[str],
+                  redactor: Any) -> Any:
+    """The new run as ``envcap run`` would have planned it: the run's command, parameters,
+    seeds and data (the data the script records itself, it records again)."""
+    from ..runs.params import ParamSet
+    from ..runs.session import Plan
+
+    record = original.record
+    params, withheld = plan_mod.user_params(record)
+    if withheld:
+        caveats.append("secret parameters are not restored: " + ", ".join(withheld))
+    if env_plan.withheld:
+        caveats.append("variables recorded as secrets are not set (--secret-env NAME passes them): "
+                       + ", ".join(env_plan.withheld))
+    caveats += list(env_plan.added.values())
+    param_set = ParamSet(redactor)
+    for name, value in params.items():
+        param_set.set(name, value, "user")
+    seeds = record.seeds
+    return Plan(argv=list(record.argv), cwd="", mode="rebuild", params=param_set,
+                seed=seeds.get("global") if isinstance(seeds.get("global"), int) else None,
+                named_seeds=dict(seeds.get("named") or {}),
+                data=[{"path": c.source, "name": c.name, "split": c.entry.get("split"),
+                       "version": c.entry.get("version"), "lineage": c.entry.get("lineage") or ()}
+                      for c in checks if not c.by_api],
+                python=dict(record.python))
+
+
+def _execute(runner: Any, spec: ContainerSpec, original: Original, secrets: dict[str, str], output: BinaryIO,
+             out_dir: Path, store: Any, session: Any) -> int:
+    """The command in its container, the environment captured beside it; its exit status."""
+    from ..build import fidelity
+
+    out_dir.mkdir()
+    interpreters, capture_args = fidelity.capture_args(original.manifest)
+    entry = launcher(spec, OUT_DIR, fidelity.CAPTURE_SCRIPT, capture_args, interpreters)
+    try:
+        return int(runner.run(spec, entry, secrets, output))
+    except KeyboardInterrupt:
+        _abandon(store, session, original.record, "interrupted", exit_code=130, signal_name="SIGINT")
+        raise
+    except EnvcapError as exc:
+        _abandon(store, session, original.record, str(exc))
+        raise
+
+
+def _timings(clock: _Clock, out_dir: Path) -> dict[str, float]:
+    timings = clock.total()
+    script = _script_seconds(out_dir)
+    if script is not None:
+        timings["script"] = round(script, 3)
+        timings["overhead"] = round(timings["total"] - script, 3)
+    return timings
+
+
+def _package() -> str:
+    import envcap
+
+    return str(Path(envcap.__file__).resolve().parent)
+
+
+def _abandon(store: Any, session: Any, record: Any, why: str, *, exit_code: int | None = None,
+             signal_name: str | None = None) -> None:
+    """Finish a rebuild that could not run to the end, so that no record is left unfinished."""
+    from ..runs.store import put_record
+
+    try:
+        session.note_problem(f"the rebuild did not complete: {why}")
+        new = session.finish(exit_code, signal_name)
+        put_record(store, new.evolve(reproduction={"of": record.id, "verdict": NOT_REPRODUCED, "reasons": [why]}))
+    except EnvcapError:
+        pass
+
+
+def _captured(out_dir: Path, run_id: str) -> Manifest | EnvcapError:
+    """The manifest captured in the container, labelled with the new run (labels are not hashed)."""
+    from ..errors import ManifestError
+
+    path = out_dir / "manifest.json"
+    if not path.is_file():
+        err = (out_dir / "capture.err").read_text(errors="replace").strip().splitlines() \
+            if (out_dir / "capture.err").is_file() else []
+        return ManifestError("the capture inside the container gave no manifest"
+                             + (f": {err[-1]}" if err else ""))
+    try:
+        m = Manifest.from_json(path.read_bytes(), source="the capture inside the container")
+        data = m.to_dict()
+        data["labels"] = {**data.get("labels", {}), "run": run_id}
+        return Manifest.from_dict(data, source="the capture inside the container")
+    except ManifestError as exc:
+        return exc
+
+
+def _script_seconds(out_dir: Path) -> float | None:
+    try:
+        started = float((out_dir / "started").read_text().strip())
+        ended = float((out_dir / "ended").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return max(0.0, ended - started)
+
+
+def _compare(store: Any, original: Original, new: Any, captured: Manifest | EnvcapError,
+             outputs: list[plan_mod.OutputPlan], options: RebuildOptions, caveats: list[str],
+             workspace: Any) -> dict[str, Any]:
+    from ..diff import changes_between, describe
+    from .verdict import compare_metrics, compare_outputs, decide, read_log
+    from .workspace import compare_code
+
+    record = original.record
+    # Shell-style statuses on both sides (128 + N for a signal N): the container's shell
+    # reports a signal only that way, so the status decides, not the signal's name.
+    exit_same = record.exit_code == new.exit_code
+    exit_text = f"exit status {new.exit_code}, not {record.exit_code}" + (f" ({record.signal})" if record.signal else "")
+    metrics = compare_metrics(record.metrics, new.metrics, rtol=options.rtol, atol=options.atol,
+                              original_log=read_log(store, record.metrics_log),
+                              rebuilt_log=read_log(store, new.metrics_log))
+    by_path = {o.get("path"): o for o in new.outputs}
+    rebuilt = [by_path.get(o.host) if o.host else None for o in outputs]
+    rows = compare_outputs(record.outputs, rebuilt, [o.note for o in outputs])
+    reproduced, reasons = decide(exit_same, exit_text, metrics, rows)
+    env: dict[str, Any] = {"original": original.manifest.env_id}
+    if isinstance(captured, Manifest):
+        software = changes_between(original.manifest, captured, layers=["software"])
+        platform = changes_between(original.manifest, captured, layers=["platform"])
+        env.update(captured=True, rebuild=captured.env_id, same=captured.env_id == original.manifest.env_id,
+                   platform_same=captured.platform_id == original.manifest.platform_id,
+                   original_platform=original.manifest.platform_id, rebuild_platform=captured.platform_id,
+                   software=[describe(c, "run", "rebuild") for c in software],
+                   platform=[describe(c, "run", "rebuild") for c in platform],
+                   changes=[c.to_dict() for c in (*software, *platform)])
+        if not env["same"]:
+            caveats.append(f"the environment in the container differs from the run's: {len(software)} software "
+                           "difference(s), listed above")
+    else:
+        env.update(captured=False, same=None, error=str(captured))
+        caveats.append(f"the environment inside the container was not captured: {captured}")
+    code_diff = compare_code(record.git, new.git)
+    if code_diff:
+        caveats.append("the rebuilt code is not the run's: " + "; ".join(code_diff))
+    return {
+        "verdict": REPRODUCED if reproduced else NOT_REPRODUCED,
+        "reproduced": reproduced,
+        "reasons": reasons,
+        "exit": {"original": {"exit_code": record.exit_code, "signal": record.signal},
+                 "reproduced": {"exit_code": new.exit_code, "signal": new.signal}, "match": exit_same},
+        "metrics": [m.to_dict() for m in metrics],
+        "outputs": [r.to_dict() for r in rows],
+        "environment": env,
+        "code": {**workspace.to_dict(), "same": not code_diff, "differences": code_diff},
+        "caveats": caveats,
+        "problems": list(new.problems),
+    }

@@ -1,0 +1,291 @@
+"""Did it reproduce? Exit status, metrics, metric histories and output files compared.
+
+A rebuild reproduces its run when the command exits the same way, every metric has the
+same final value and the same history (step by step), and every output file hashes the
+same. Metrics compare exactly by default: the same JSON number, bit for bit for floats.
+With ``--rtol``/``--atol`` two finite numbers match when ``|a - b| <= atol + rtol * |a|``
+(``a`` the original's), as ``numpy.isclose`` has it. A metric on one side only is a
+difference.
+
+The environment captured in the container is compared with the run's too, and listed
+(software, then platform), but it does not decide the verdict: a run can reproduce in
+an environment that differs, and that is worth knowing as well.
+
+The report is one JSON object; the terminal table is drawn from that same object.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+REPRODUCED = "reproduced"
+NOT_REPRODUCED = "not reproduced"
+
+
+@dataclass(frozen=True, slots=True)
+class Compared:
+    match: bool
+    how: str  # "identical", "within tolerance", "differs", "missing in the rebuild", "only in the rebuild"
+    abs_diff: float | None = None
+    rel_diff: float | None = None
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def compare_values(a: Any, b: Any, *, rtol: float = 0.0, atol: float = 0.0) -> Compared:
+    """The original's value ``a`` against the rebuild's ``b``."""
+    if _number(a) and _number(b):
+        diff = abs(float(a) - float(b)) if math.isfinite(a) and math.isfinite(b) else None
+        rel = diff / abs(float(a)) if diff is not None and a != 0 else None
+        if a == b:  # 3 and 3.0 are one number; JSON need not keep them apart
+            return Compared(True, "identical", 0.0, 0.0)
+        if diff is not None and (rtol or atol) and diff <= atol + rtol * abs(float(a)):
+            return Compared(True, "within tolerance", diff, rel)
+        return Compared(False, "differs", diff, rel)
+    if a == b and type(a) is type(b):
+        return Compared(True, "identical")
+    return Compared(False, "differs")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricRow:
+    name: str
+    original: Any
+    reproduced: Any
+    result: Compared
+    history: str | None = None  # where the metric's history first differs, if it does
+
+    @property
+    def match(self) -> bool:
+        return self.result.match and self.history is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "original": self.original, "reproduced": self.reproduced, "match": self.match,
+                "how": "history differs" if self.result.match and self.history else self.result.how,
+                "abs_diff": self.result.abs_diff, "rel_diff": self.result.rel_diff, "history": self.history}
+
+
+_MISSING = object()
+
+
+def compare_metrics(original: Mapping[str, Any], rebuilt: Mapping[str, Any], *, rtol: float = 0.0,
+                    atol: float = 0.0, original_log: Sequence[Mapping[str, Any]] | None = None,
+                    rebuilt_log: Sequence[Mapping[str, Any]] | None = None) -> list[MetricRow]:
+    rows = []
+    histories = compare_histories(original_log, rebuilt_log, rtol=rtol, atol=atol) \
+        if original_log is not None and rebuilt_log is not None else {}
+    for name in sorted(set(original) | set(rebuilt)):
+        a, b = original.get(name, _MISSING), rebuilt.get(name, _MISSING)
+        if b is _MISSING:
+            rows.append(MetricRow(name, a, None, Compared(False, "missing in the rebuild")))
+        elif a is _MISSING:
+            rows.append(MetricRow(name, None, b, Compared(False, "only in the rebuild")))
+        else:
+            rows.append(MetricRow(name, a, b, compare_values(a, b, rtol=rtol, atol=atol), histories.get(name)))
+    return rows
+
+
+def compare_histories(original: Sequence[Mapping[str, Any]], rebuilt: Sequence[Mapping[str, Any]], *,
+                      rtol: float = 0.0, atol: float = 0.0) -> dict[str, str]:
+    """Per metric, where its logged points first differ (the times they were logged do not count)."""
+    def series(points: Iterable[Mapping[str, Any]]) -> dict[str, list[tuple[Any, Any]]]:
+        out: dict[str, list[tuple[Any, Any]]] = {}
+        for p in points:
+            out.setdefault(str(p.get("name")), []).append((p.get("step"), p.get("value")))
+        return out
+
+    a, b = series(original), series(rebuilt)
+    found: dict[str, str] = {}
+    for name in sorted(set(a) & set(b)):
+        for i, (pa, pb) in enumerate(zip(a[name], b[name])):
+            if pa[0] != pb[0] or not compare_values(pa[1], pb[1], rtol=rtol, atol=atol).match:
+                where = f"step {pa[0]}" if pa[0] is not None else f"point {i + 1}"
+                found[name] = f"first differs at {where}: {_text(pa[1])} → {_text(pb[1])}"
+                break
+        else:
+            if len(a[name]) != len(b[name]):
+                found[name] = f"{len(a[name])} point(s) logged, {len(b[name])} in the rebuild"
+    return found
+
+
+def read_log(store: Any, metrics_log: Mapping[str, Any] | None) -> list[dict[str, Any]] | None:
+    """A run's stored metric points (None when it kept none)."""
+    if not metrics_log or not metrics_log.get("object"):
+        return None
+    data = store.get_object(metrics_log["object"])
+    return [json.loads(line) for line in data.splitlines() if line.strip()]
+
+
+@dataclass(frozen=True, slots=True)
+class OutputRow:
+    path: str
+    original: str | None
+    reproduced: str | None
+    note: str | None = None
+
+    @property
+    def match(self) -> bool:
+        return self.original is not None and self.original == self.reproduced
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "original": self.original, "reproduced": self.reproduced, "match": self.match,
+                "note": self.note}
+
+
+def compare_outputs(recorded: Sequence[Mapping[str, Any]], rebuilt: Sequence[Mapping[str, Any] | None],
+                    notes: Sequence[str | None]) -> list[OutputRow]:
+    """Outputs in the run's order; ``rebuilt[i]`` is the rebuild's entry for the run's ``recorded[i]``."""
+    rows = []
+    for entry, new, note in zip(recorded, rebuilt, notes):
+        before = None if entry.get("missing") else entry.get("fingerprint")
+        after = None if new is None or new.get("missing") else new.get("fingerprint")
+        if note is None and after is None:
+            note = "not written by the rebuild"
+        elif note is None and before is None:
+            note = "the run did not write it"
+        rows.append(OutputRow(str(entry.get("path")), before, after, note))
+    return rows
+
+
+def decide(exit_same: bool, exit_text: str, metrics: Sequence[MetricRow], outputs: Sequence[OutputRow],
+           refused: str | None = None) -> tuple[bool, list[str]]:
+    """The verdict and, when it is not reproduced, every reason, most telling first."""
+    if refused:
+        return False, [refused]
+    reasons = []
+    if not exit_same:
+        reasons.append(exit_text)
+    for m in metrics:
+        if not m.result.match:
+            if m.result.how == "differs":
+                reasons.append(f"metric {m.name} differs: {_text(m.original)} → {_text(m.reproduced)}")
+            else:
+                reasons.append(f"metric {m.name}: {m.result.how}")
+        elif m.history:
+            reasons.append(f"metric {m.name}: its history {m.history}")
+    for o in outputs:
+        if not o.match and o.original is not None:
+            reasons.append(f"output {o.path} differs: {_short(o.original)} → {_short(o.reproduced)}"
+                           if o.reproduced else f"output {o.path}: {o.note}")
+    return not reasons, reasons
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, float):
+        return repr(v)
+    return v if isinstance(v, str) else json.dumps(v)
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, str) and v.startswith("sha256:"):
+        return v[:19]
+    return _text(v)
+
+
+# -- the table ---------------------------------------------------------------------------------
+
+
+def render(report: Mapping[str, Any], file: TextIO | None = None) -> None:
+    """The report as people read it: what ran where, a table of results, then the verdict."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=file, highlight=False, soft_wrap=False, width=max(100, Console(file=file).width))
+    original, rebuild = report.get("original"), report.get("rebuild")
+    console.print(f"[bold]envcap rebuild[/bold] run {original}" + (f" → run {rebuild}" if rebuild else ""))
+    facts = Table(box=None, show_header=False, pad_edge=False)
+    facts.add_column(style="bold")
+    facts.add_column(overflow="fold")
+    for key, value in _facts(report):
+        facts.add_row(key, value)
+    console.print(facts)
+    if report.get("exit") or report.get("metrics") or report.get("outputs"):
+        table = Table(header_style="bold", show_lines=False)
+        for col in ("", "original", "reproduced", ""):
+            table.add_column(col, overflow="fold")
+        ex = report.get("exit")
+        if ex:
+            table.add_row("exit status", _status(ex["original"]), _status(ex["reproduced"]), _mark(ex["match"], None))
+        for m in report.get("metrics") or ():
+            table.add_row(f"metric {m['name']}", _cell(m["original"]), _cell(m["reproduced"]),
+                          _mark(m["match"], m["how"]))
+        for o in report.get("outputs") or ():
+            table.add_row(f"output {o['path']}", _short(o["original"]) if o["original"] else "—",
+                          _short(o["reproduced"]) if o["reproduced"] else "—", _mark(o["match"], o.get("note")))
+        console.print(table)
+    env = report.get("environment") or {}
+    for title, key in (("software differences", "software"), ("platform differences", "platform")):
+        lines = env.get(key) or []
+        if lines:
+            console.print(f"[bold]{title}[/bold] (original → rebuild), {len(lines)}:")
+            for line in lines[:25]:
+                console.print(f"  {line}", markup=False)
+            if len(lines) > 25:
+                console.print(f"  … and {len(lines) - 25} more (--json lists them all)")
+    for caveat in report.get("caveats") or ():
+        console.print(f"note: {caveat}", markup=False)
+    if report.get("verdict") == REPRODUCED:
+        console.print("[bold green]REPRODUCED[/bold green]")
+    else:
+        console.print("[bold red]NOT REPRODUCED[/bold red]")
+        for reason in report.get("reasons") or ():
+            console.print(f"  {reason}", markup=False)
+
+
+def _facts(report: Mapping[str, Any]) -> list[tuple[str, str]]:
+    out = []
+    image = report.get("image") or {}
+    if image.get("reference"):
+        out.append(("image", f"{image['reference']} ({image.get('how')}, {image.get('status')})"))
+    code = report.get("code") or {}
+    if code.get("commit"):
+        extra = []
+        if code.get("diff_applied"):
+            extra.append("diff applied")
+        if code.get("untracked_restored"):
+            extra.append(f"{code['untracked_restored']} untracked file(s)")
+        out.append(("code", f"{code['commit'][:12]}" + (f" + {', '.join(extra)}" if extra else "")
+                    + (f"  in {code['path']}" if code.get("path") else "")))
+    for d in report.get("data") or ():
+        state = "same" if d["same"] else f"CHANGED (now {_short(d['now'])})"
+        out.append(("data", f"{d['name']}  {_short(d['recorded'])}  {state}"))
+    env = report.get("environment") or {}
+    if env.get("captured"):
+        if env.get("same"):
+            out.append(("environment", f"same env_id {_short(env['original'])}"))
+        else:
+            out.append(("environment", (f"env_id {_short(env['original'])} → {_short(env['rebuild'])}: "
+                                        f"{len(env.get('software') or [])} difference(s)")))
+        out.append(("platform", "same" if env.get("platform_same") else
+                    f"differs: {len(env.get('platform') or [])} difference(s) (this machine is not the run's)"))
+    elif env:
+        out.append(("environment", f"not captured: {env.get('error')}"))
+    gpu = report.get("gpu") or {}
+    if gpu.get("gpu_run"):
+        out.append(("gpu", ("GPUs given" if gpu.get("use_gpus") else "no GPUs (--no-gpu)")
+                    + (f", image CUDA {gpu.get('image_cuda')}" if gpu.get("image_cuda") else "")))
+    timings = report.get("timings") or {}
+    if "total" in timings:
+        script = timings.get("script")
+        out.append(("time", f"{timings['total']:.2f} s" + (f" (the command {script:.2f} s)" if script else "")))
+    return out
+
+
+def _status(v: Mapping[str, Any]) -> str:
+    return f"killed by {v['signal']}" if v.get("signal") else str(v.get("exit_code"))
+
+
+def _cell(v: Any) -> str:
+    return "—" if v is None else _text(v)
+
+
+def _mark(ok: bool, how: str | None) -> str:
+    if ok:
+        return "[green]identical[/green]" if how in (None, "identical") else f"[green]{how}[/green]"
+    return f"[red]{how or 'differs'}[/red]"

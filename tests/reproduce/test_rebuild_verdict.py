@@ -1,0 +1,89 @@
+"""The verdict: exact by default, tolerant when asked, every difference named."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from envcap.reproduce.verdict import (
+    NOT_REPRODUCED,
+    REPRODUCED,
+    compare_histories,
+    compare_metrics,
+    compare_outputs,
+    compare_values,
+    decide,
+    render,
+)
+
+
+def test_exact_means_bit_for_bit() -> None:
+    assert compare_values(0.1 + 0.2, 0.1 + 0.2).how == "identical"
+    assert not compare_values(0.1 + 0.2, 0.3).match
+    assert compare_values(3, 3.0).match  # one number, however JSON wrote it
+    assert compare_values("NaN", "NaN").match and not compare_values("NaN", 1.0).match
+    assert not compare_values(True, 1).match
+
+
+def test_tolerances_are_numpy_isclose() -> None:
+    r = compare_values(1.0, 1.0 + 1e-9, rtol=1e-6)
+    assert r.match and r.how == "within tolerance" and r.abs_diff == pytest.approx(1e-9)
+    assert not compare_values(1.0, 1.1, rtol=1e-6).match
+    assert compare_values(0.0, 1e-12, atol=1e-9).match
+    assert not compare_values("Infinity", 1e308, rtol=1.0).match
+
+
+def test_metrics_on_one_side_only_differ() -> None:
+    rows = {r.name: r for r in compare_metrics({"loss": 0.5, "acc": 0.9}, {"loss": 0.5, "f1": 0.1})}
+    assert rows["loss"].match and not rows["acc"].match and not rows["f1"].match
+    assert rows["acc"].result.how == "missing in the rebuild" and rows["f1"].result.how == "only in the rebuild"
+
+
+def test_a_history_that_differs_is_found_even_when_the_last_value_agrees() -> None:
+    a = [{"name": "loss", "step": 0, "value": 1.0, "time": 1}, {"name": "loss", "step": 1, "value": 0.5, "time": 2}]
+    b = [{"name": "loss", "step": 0, "value": 1.5, "time": 9}, {"name": "loss", "step": 1, "value": 0.5, "time": 9}]
+    assert compare_histories(a, a[:]) == {}
+    assert compare_histories(a, b) == {"loss": "first differs at step 0: 1.0 → 1.5"}
+    [row] = compare_metrics({"loss": 0.5}, {"loss": 0.5}, original_log=a, rebuilt_log=b)
+    assert not row.match and row.to_dict()["how"] == "history differs"
+
+
+def test_the_verdict_names_what_differs() -> None:
+    metrics = compare_metrics({"loss": 0.25, "acc": 0.5}, {"loss": 0.26, "acc": 0.5})
+    outputs = compare_outputs([{"path": "model.bin", "fingerprint": "sha256:" + "a" * 64}],
+                              [{"path": "/ws/model.bin", "fingerprint": "sha256:" + "b" * 64}], [None])
+    ok, reasons = decide(True, "", metrics, outputs)
+    assert not ok
+    assert reasons[0] == "metric loss differs: 0.25 → 0.26"
+    assert reasons[1].startswith("output model.bin differs: sha256:aaaa")
+    ok, reasons = decide(False, "exit status 1, not 0", compare_metrics({}, {}), [])
+    assert not ok and reasons == ["exit status 1, not 0"]
+    assert decide(True, "", compare_metrics({"x": 1}, {"x": 1}), []) == (True, [])
+
+
+def test_table_and_json_say_the_same() -> None:
+    report = {
+        "original": "01AAAAAAAAAAAAAAAAAAAAAAAA", "rebuild": "01BBBBBBBBBBBBBBBBBBBBBBBB",
+        "verdict": NOT_REPRODUCED, "reasons": ["metric loss differs: 0.25 → 0.26"],
+        "exit": {"original": {"exit_code": 0, "signal": None}, "reproduced": {"exit_code": 0, "signal": None},
+                 "match": True},
+        "metrics": [m.to_dict() for m in compare_metrics({"loss": 0.25}, {"loss": 0.26})],
+        "outputs": [], "environment": {"captured": True, "same": False, "original": "sha256:" + "1" * 64,
+                                       "rebuild": "sha256:" + "2" * 64, "software": ["python numpy 2.2.6 → 2.3.0"],
+                                       "platform": ["gpu.devices[0].name: NVIDIA H200 → NVIDIA H100 80GB HBM3"],
+                                       "platform_same": False},
+        "caveats": [],
+    }
+    out = io.StringIO()
+    render(report, out)
+    text = out.getvalue()
+    json.dumps(report)
+    assert "NOT REPRODUCED" in text and "metric loss differs: 0.25 → 0.26" in text
+    assert "software differences" in text and "python numpy 2.2.6 → 2.3.0" in text
+    assert "platform differences" in text and "NVIDIA H100 80GB HBM3" in text
+    report.update(verdict=REPRODUCED, reasons=[])
+    out = io.StringIO()
+    render(report, out)
+    assert "REPRODUCED" in out.getvalue() and "NOT REPRODUCED" not in out.getvalue()
