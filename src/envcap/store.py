@@ -20,7 +20,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
-from . import config
+from . import _sqlite, config
 from .canonical import ID_PREFIX, canonical_bytes, digest
 from .errors import AmbiguousIdError, ManifestError, NotFoundError, StoreError
 from .manifest import Manifest
@@ -96,14 +96,7 @@ class Store:
     @property
     def db(self) -> sqlite3.Connection:
         if self._db is None:
-            try:
-                db = sqlite3.connect(self.path / "index.sqlite", timeout=30, isolation_level=None)
-                db.execute("PRAGMA busy_timeout = 30000")
-                db.execute("PRAGMA journal_mode = WAL")
-                db.execute("PRAGMA synchronous = NORMAL")
-                db.executescript(_SCHEMA)
-            except sqlite3.DatabaseError as exc:
-                raise StoreError(f"the store index {self.path / 'index.sqlite'} cannot be used: {exc}") from exc
+            db = _sqlite.connect(self.path / "index.sqlite", _SCHEMA)
             self._db = db
         return self._db
 

@@ -34,7 +34,7 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-from .. import config
+from .. import _sqlite, config
 from .errors import LockError
 
 PYPI = "https://pypi.org/simple"
@@ -91,10 +91,7 @@ class IndexHashes:
     def db(self) -> sqlite3.Connection:
         if self._db is None:
             self.cache.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.cache, timeout=30, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode = WAL")
-            db.executescript(_SCHEMA)
-            self._db = db
+            self._db = _sqlite.connect(self.cache, _SCHEMA, what="the index hash cache")
         return self._db
 
     def close(self) -> None:
