@@ -145,7 +145,8 @@ def test_missing_and_unusable_stores(tmp_path: Path) -> None:
 def test_unknown_ids_and_names_with_shell_characters() -> None:
     run_envcap("snapshot", check=True)
     assert_clean_failure(run_envcap("show", "deadbeef"), "no manifest")
-    assert_clean_failure(run_envcap("show", "$(touch /tmp/x); rm -rf ~"), "not an id")
+    assert_clean_failure(run_envcap("show", "$(touch /tmp/x); rm -rf ~"), "not a manifest id")
+    assert_clean_failure(run_envcap("show", "x;y`id`"), "not a manifest id")
     assert_clean_failure(run_envcap("snapshot", "--label", "bad key=1"), "label")
     assert_clean_failure(run_envcap("snapshot", "--select", "nosuchprobe"), "no probe or tag")
     assert_clean_failure(run_envcap("snapshot", "--python", "/no/such/python"), "no such file")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import click
@@ -93,7 +92,9 @@ def show(ref: str, as_json: bool) -> None:
 
     if show_run_if_run(ref, as_json):
         return
-    manifest = _load_ref(ref)
+    from .diff import resolve_manifest
+
+    manifest = resolve_manifest(ref)
     if as_json:
         click.echo(manifest.to_json())
         return
@@ -101,15 +102,6 @@ def show(ref: str, as_json: bool) -> None:
         click.echo(line)
     obs = manifest.observed
     click.echo(f"\n  taken {obs.get('time')} on {obs.get('hostname') or obs.get('root')}")
-
-
-def _load_ref(ref: str) -> Any:
-    from .store import load_manifest
-
-    if Path(ref).is_file():
-        return load_manifest(ref)
-    with _open_store() as store:
-        return store.get(ref)
 
 
 @main.command(name="ls")

@@ -225,7 +225,12 @@ def _stored_manifest(store: Any, ref: str, is_hex: bool, is_run: bool) -> Manife
         except NotFoundError:
             if not is_run:
                 raise
-    record = runs_store.load(store, runs_store.resolve(store, ref))
+    try:
+        record = runs_store.load(store, runs_store.resolve(store, ref))
+    except NotFoundError as exc:
+        if is_hex:  # It could have been either: say so rather than only "no run".
+            raise NotFoundError(f"no manifest, snapshot or run with id {ref} in {store.path}") from exc
+        raise
     if not record.manifest:
         raise NotFoundError(f"run {record.id} has no captured environment to compare")
     return store.get(record.manifest)  # type: ignore[no-any-return]
