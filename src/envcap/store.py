@@ -76,6 +76,7 @@ class Store:
     """The store at ``path`` (default: :func:`envcap.config.home`)."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, create: bool = True) -> None:
+        self._db: sqlite3.Connection | None = None
         self.path = Path(path) if path is not None else config.home()
         self.objects = self.path / "objects" / "sha256"
         if not (self.path / "index.sqlite").exists():
@@ -89,7 +90,6 @@ class Store:
                 self.objects.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"cannot create the store at {self.path}: {exc.strerror}") from exc
-        self._db: sqlite3.Connection | None = None
 
     # -- SQLite ----------------------------------------------------------------------
 
@@ -104,6 +104,11 @@ class Store:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+    def __del__(self) -> None:
+        # A store used without ``with`` still closes its connection (Python 3.13 warns
+        # about a connection left to the garbage collector).
+        self.close()
 
     def __enter__(self) -> "Store":
         return self
