@@ -191,7 +191,7 @@ LEAKS = ["CanaryCanaryCanary", "Canary-Pass-777", "Canary-Secret-888", "eyJjYW5h
 
 def test_canary_secrets_appear_in_no_output_and_no_byte_of_the_store(isolated: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.json"
-    human = run_envcap("snapshot", "-o", str(out), env=CANARIES, check=True)
+    human = run_envcap("snapshot", "-o", str(out), "--label", f"token={CANARIES['HF_TOKEN']}", env=CANARIES, check=True)
     as_json = run_envcap("snapshot", "--json", env=CANARIES, check=True)
     shown = run_envcap("show", json.loads(as_json.stdout)["id"], "--json", check=True)
     blobs = [human.stdout, human.stderr, as_json.stdout, shown.stdout, out.read_text()]

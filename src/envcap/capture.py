@@ -104,7 +104,7 @@ def snapshot(
         layers,
         observed=observed,
         unknowns=unknowns,
-        labels=dict(labels or {}),
+        labels={k: redactor.text(v) for k, v in (labels or {}).items()},
         canonical=canonical,
     )
 
