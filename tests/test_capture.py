@@ -57,3 +57,16 @@ def test_sections_are_redacted_before_hashing() -> None:
     a, b = snapshot(probes=[leak]), snapshot(probes=[clean])
     assert a.sections["leak"]["url"] == "https://[REDACTED]@h/x"
     assert a.id == b.id
+
+
+def test_files_only_reads_the_live_machine_as_a_tree_would() -> None:
+    from envcap.probes import all_probes
+
+    live = snapshot(select=["system", "compilers", "environment"])
+    tree = snapshot(select=["system", "compilers", "environment"], files_only=True)
+    assert tree.sections["system"] == live.sections["system"]
+    assert {"compilers", "environment"} <= set(live.sections)
+    assert tree.observed["probes"]["compilers"]["status"] == "not-applicable"
+    assert tree.observed["probes"]["environment"]["status"] == "not-applicable"
+    assert tree.observed["hostname"] is None
+    assert {p.name for p in all_probes()} >= {"system", "compilers", "environment"}

@@ -47,8 +47,13 @@ def snapshot(
     probes: Sequence[Probe] | None = None,
     timeout: float | None = None,
     env: Mapping[str, str] | None = None,
+    files_only: bool = False,
 ) -> Manifest:
-    """Fingerprint a machine (or a file tree with ``root``) and return its manifest."""
+    """Fingerprint a machine (or a file tree with ``root``) and return its manifest.
+
+    ``files_only`` captures the machine as ``root`` would a tree: file-reading probes
+    only, no programs, no environment (to compare an image with a --root capture).
+    """
     started = time.monotonic()
     cfg = config_mod.load()
     if not os.path.isdir(root):
@@ -63,6 +68,7 @@ def snapshot(
         conda_prefix=conda_prefix,
         redactor=redactor,
         env_allow=cfg.env_allow,
+        files_only=files_only,
     )
     chosen = choose(all_probes() if probes is None else probes, select, skip)
     budget = cfg.probe_timeout if timeout is None else timeout

@@ -169,4 +169,7 @@ def test_fidelity_lists_what_differs_and_marks_the_build_partial() -> None:
     assert compare(source, source).status == "complete"
     candidates, args = capture_args(source)
     assert candidates[:2] == ["/usr/bin/python3", "/usr/local/bin/python3"]
-    assert args == {"python": "/opt/venv/bin/python", "select": ["python", "system"]}
+    assert args == {"python": "/opt/venv/bin/python", "select": ["python", "system"], "files_only": False}
+    # A source read from a file tree is compared with the image read as one.
+    from_tree = manifest_from(BOOKWORM_SECTIONS, observed={"root": "/srv/unpacked", "probes": {"python": {}}})
+    assert capture_args(from_tree)[1] == {"python": None, "select": ["python"], "files_only": True}

@@ -35,7 +35,7 @@ sys.path.insert(0, {MOUNT!r})
 args = json.loads(sys.argv[1])
 from envcap.capture import snapshot
 python = args["python"] if args["python"] and os.path.exists(args["python"]) else None
-manifest = snapshot(python=python, select=args["select"])
+manifest = snapshot(python=python, select=args["select"], files_only=args.get("files_only", False))
 sys.stdout.write(manifest.to_json(indent=None))
 """
 # Finds the first interpreter that exists and runs the capture with it; no manifest
@@ -68,7 +68,12 @@ class Fidelity:
 
 
 def capture_args(source: Manifest) -> tuple[list[str], dict[str, Any]]:
-    """The interpreters to try, and the snapshot arguments that mirror the source's."""
+    """The interpreters to try, and the snapshot arguments that mirror the source's.
+
+    A source captured from a file tree (``--root``) is compared with the image read the
+    same way, files only: a live capture would add what no tree shows (compilers, the
+    environment, build flags) and call the build partial for it.
+    """
     python = source.sections.get("python") or {}
     executable = python.get("executable") if isinstance(python.get("executable"), str) else None
     base = python.get("base_prefix") if isinstance(python.get("base_prefix"), str) else None
@@ -77,7 +82,9 @@ def capture_args(source: Manifest) -> tuple[list[str], dict[str, Any]]:
     known = {p.name for p in all_probes()}
     ran = source.observed.get("probes")
     select = sorted(n for n in ran if n in known) if isinstance(ran, dict) and ran else []
-    return list(dict.fromkeys(candidates)), {"python": executable, "select": select}
+    from_tree = source.observed.get("root") not in (None, "/")
+    args = {"python": None if from_tree else executable, "select": select, "files_only": from_tree}
+    return list(dict.fromkeys(candidates)), args
 
 
 def capture_image(engine: Any, image: str, source: Manifest) -> Manifest:

@@ -36,9 +36,12 @@ class Context:
         redactor: Redactor | None = None,
         env_allow: Sequence[str] = (),
         command_timeout: float = 10.0,
+        files_only: bool = False,
     ) -> None:
         self.root = Path(root).resolve()
-        self.live = str(self.root) == "/"
+        # ``files_only`` reads even "/" as a file tree: what a capture of an unpacked image
+        # with --root sees, taken from inside that image instead.
+        self.live = str(self.root) == "/" and not files_only
         # Under --root the tree's own environment is unknown; envcap's is not the tree's.
         self.env: Mapping[str, str] = dict(os.environ if env is None else env) if self.live else {}
         self.python = python
