@@ -136,6 +136,25 @@ def test_rebuilt_image_captures_as_the_same_env(bed: Bed, source: Manifest, buil
     assert labels["org.opencontainers.image.base.digest"] == bed.base.split("@")[1]
 
 
+def test_a_source_read_as_a_file_tree_is_checked_as_one(bed: Bed, built: tuple[BuildResult, Path]) -> None:
+    # The same source container, unpacked and captured with --root: the built image,
+    # read files-only from inside, matches it (a live capture would add compilers,
+    # environment variables and build flags that no tree shows).
+    from test_diff import export_rootfs
+
+    from envcap.capture import snapshot
+
+    root = bed.tmp / "source-tree"
+    root.mkdir()
+    export_rootfs(bed.source_image, root)
+    tree = snapshot(root=root, select=["os", "libc", "python", "system"])
+    assert {p["name"] for p in tree.sections["python"]["packages"]} >= {"six", "packaging"}
+    result, _ = built
+    checked, captured = fidelity.check(bed.engine, result.reference, tree)
+    assert captured.observed["probes"]["python"]["status"] == "ok"
+    assert checked.complete, "\n".join(checked.lines())
+
+
 def test_the_ca_bundle_is_in_no_layer(bed: Bed, built: tuple[BuildResult, Path]) -> None:
     result, _ = built
     image = bed.engine.client.images.get(result.reference)
