@@ -65,12 +65,17 @@ def _text(field: str, value: Any, what: str) -> str:
     return value
 
 
+def _matching(field: str, value: Any, pattern: re.Pattern[str], what: str) -> str:
+    """``value`` when it is a string that ``pattern`` matches, else refused as not ``what``."""
+    text = _text(field, value, what)
+    if not pattern.match(text):
+        raise _refuse(field, value, what)
+    return text
+
+
 def python_name(field: str, value: Any) -> str:
     """A PEP 508 distribution name, returned in its PEP 503 normalized form."""
-    text = _text(field, value, "a Python distribution name (PEP 508)")
-    if not _PEP508_NAME.match(text):
-        raise _refuse(field, value, "a Python distribution name (PEP 508)")
-    return canonicalize_name(text)
+    return canonicalize_name(_matching(field, value, _PEP508_NAME, "a Python distribution name (PEP 508)"))
 
 
 def python_version(field: str, value: Any) -> str:
@@ -86,10 +91,7 @@ def python_version(field: str, value: Any) -> str:
 
 
 def deb_name(field: str, value: Any) -> str:
-    text = _text(field, value, "a Debian package name (policy 5.6.1)")
-    if not _DEB_NAME.match(text):
-        raise _refuse(field, value, "a Debian package name (policy 5.6.1)")
-    return text
+    return _matching(field, value, _DEB_NAME, "a Debian package name (policy 5.6.1)")
 
 
 def deb_version(field: str, value: Any) -> str:
@@ -103,10 +105,7 @@ def deb_version(field: str, value: Any) -> str:
 
 
 def deb_arch(field: str, value: Any) -> str:
-    text = _text(field, value, "a Debian architecture")
-    if not _DEB_ARCH.match(text):
-        raise _refuse(field, value, "a Debian architecture")
-    return text
+    return _matching(field, value, _DEB_ARCH, "a Debian architecture")
 
 
 def system_package(field: str, manager: str, record: Any) -> tuple[str, str, str]:
@@ -168,17 +167,11 @@ def url(field: str, value: Any, *, vcs: bool = False) -> str:
 
 
 def commit(field: str, value: Any) -> str:
-    text = _text(field, value, "a commit id (hex)")
-    if not _COMMIT.match(text):
-        raise _refuse(field, value, "a commit id (hex)")
-    return text
+    return _matching(field, value, _COMMIT, "a commit id (hex)")
 
 
 def sha256(field: str, value: Any) -> str:
-    text = _text(field, value, "a SHA-256 hex digest")
-    if not _SHA256.match(text):
-        raise _refuse(field, value, "a SHA-256 hex digest")
-    return text
+    return _matching(field, value, _SHA256, "a SHA-256 hex digest")
 
 
 def path(field: str, value: Any) -> str:
@@ -189,10 +182,7 @@ def path(field: str, value: Any) -> str:
 
 
 def env_name(field: str, value: Any) -> str:
-    text = _text(field, value, "an environment variable name")
-    if not _ENV_NAME.match(text):
-        raise _refuse(field, value, "an environment variable name")
-    return text
+    return _matching(field, value, _ENV_NAME, "an environment variable name")
 
 
 def env_value(field: str, value: Any) -> str:
