@@ -110,3 +110,6 @@ def test_where_conditions() -> None:
     assert ids(select(views, sort="metrics.acc", limit=1)) == ["A"]
     with pytest.raises(UsageError):
         Condition.parse("params.lr")
+    for typo in ("params.lr>>1", "params.lr=", "params.lr=>0.1", "exit_code!==0"):
+        with pytest.raises(UsageError, match="two operators|no value"):
+            Condition.parse(typo)

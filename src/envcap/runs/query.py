@@ -74,6 +74,9 @@ class Condition:
             raise UsageError(f"--where {text!r}: write FIELD OP VALUE, e.g. 'params.lr>0.01' or 'env_id=sha256:ab12' "
                              "(OP: = != > >= < <= ~)")
         field, op, raw = match.groups()
+        if not raw or raw[0] in "<>=!":
+            # 'params.lr>>1' or 'lr=' is a typo, not a comparison with the text ">1" or "".
+            raise UsageError(f"--where {text!r}: no value after {op!r}, or two operators in a row")
         return cls(field, "=" if op == "==" else op, raw)
 
     @property
