@@ -202,3 +202,15 @@ def test_canary_secrets_appear_in_no_output_and_no_byte_of_the_store(isolated: P
     assert variables["CUDA_CANARY_MIRROR"] == "https://[REDACTED]@mirror.example.com/cuda"
     assert "MY_APP_SECRET" not in variables  # not allow-listed: name only
     assert "MY_APP_SECRET" in json.loads(as_json.stdout)["observed"]["environment"]["other_names"]
+
+
+def test_every_command_is_listed_and_loads() -> None:
+    from click.testing import CliRunner
+
+    from envcap.cli import LAZY_COMMANDS, main
+
+    listed = CliRunner().invoke(main, ["--help"]).output
+    for name in [*LAZY_COMMANDS, "snapshot", "show", "ls", "import", "verify"]:
+        assert f"  {name} " in listed, name
+        assert main.get_command(None, name) is not None  # type: ignore[arg-type]
+        assert CliRunner().invoke(main, [name, "--help"]).exit_code == 0, name

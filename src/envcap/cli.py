@@ -16,8 +16,42 @@ import click
 from .errors import EnvcapError
 
 
+# Commands of other areas live in their own modules, imported only when that command is
+# asked for (or listed by --help): `envcap snapshot` sits on the start path of every run
+# and should not pay for the builder's or the reproducer's modules.
+LAZY_COMMANDS = {
+    "run": "envcap.cli_runs:run",
+    "runs": "envcap.cli_runs:runs",
+    "note": "envcap.cli_runs:note",
+    "audit": "envcap.cli_runs:audit",
+    "export": "envcap.cli_runs:export",
+    "lock": "envcap.cli_build:lock",
+    "build": "envcap.cli_build:build",
+    "images": "envcap.cli_build:images",
+    "rebuild": "envcap.cli_rebuild:rebuild",
+    "diff": "envcap.cli_compare:diff",
+    "fleet": "envcap.cli_compare:fleet",
+}
+
+
 class _Group(click.Group):
-    """Turns envcap's errors into one line on stderr instead of a traceback."""
+    """Turns envcap's errors into one line on stderr instead of a traceback, and loads
+    the commands named in ``lazy`` on first use."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands and name in self.lazy:
+            import importlib
+
+            module, _, attr = self.lazy[name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -32,7 +66,7 @@ class _Group(click.Group):
             ctx.exit(0)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, lazy=LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="envcap")
 def main() -> None:
     """Capture, record, rebuild and verify the environments ML results come from."""
@@ -159,34 +193,3 @@ def verify() -> None:
         click.echo(f"{len(problems)} problem(s) found", err=True)
         sys.exit(1)
     click.echo(f"store verified: {count} snapshot(s), every object intact")
-
-
-# Commands of other areas live in their own modules; each imports only click at the top.
-from .cli_compare import diff as diff_command, fleet as fleet_command  # noqa: E402
-
-main.add_command(diff_command)
-main.add_command(fleet_command)
-
-from .cli_build import build as build_command, images as images_command, lock as lock_command  # noqa: E402
-
-main.add_command(lock_command)
-main.add_command(build_command)
-main.add_command(images_command)
-
-from .cli_runs import (  # noqa: E402
-    audit as audit_command,
-    export as export_command,
-    note as note_command,
-    run as run_command,
-    runs as runs_command,
-)
-
-main.add_command(run_command)
-main.add_command(runs_command)
-main.add_command(note_command)
-main.add_command(audit_command)
-main.add_command(export_command)
-
-from .cli_rebuild import rebuild as rebuild_command  # noqa: E402
-
-main.add_command(rebuild_command)

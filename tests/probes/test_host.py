@@ -117,3 +117,13 @@ def test_libc_of_the_h200_tree_comes_from_its_package_database() -> None:
              if line.startswith("libc6\t")]
     assert libc6 and libc6[0][1].startswith("2.39-")
     assert libc.collect(TREE).section == {"family": "glibc", "version": "2.39"}
+
+
+def test_environment_allow_list_patterns() -> None:
+    from envcap.probes.environment import _matcher
+
+    match = _matcher(("PATH", "CUDA_*", "LC_*", "MY_?AB", "X[YZ]"))
+    for name in ("PATH", "CUDA_HOME", "CUDA_", "LC_ALL", "MY_LAB", "XZ"):
+        assert match(name), name
+    for name in ("PATHS", "XPATH", "CUDA", "MY_LLAB", "XA", "cuda_home"):
+        assert not match(name), name

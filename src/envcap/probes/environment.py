@@ -34,10 +34,21 @@ VOLATILE = (
 )
 
 
-def _matcher(patterns: tuple[str, ...]) -> Callable[[str], object]:
-    # One expression for the whole list: a hundred fnmatch calls per variable, each
-    # compiling its pattern on first use, would cost more than the rest of the probe.
-    return re.compile("|".join(fnmatch.translate(p) for p in patterns)).match
+def _matcher(patterns: tuple[str, ...]) -> Callable[[str], bool]:
+    """A test for names matching any of the shell-style ``patterns``.
+
+    The built-in lists are plain names and ``PREFIX*`` patterns: a set and a tuple of
+    prefixes answer those without compiling anything, which a snapshot would otherwise
+    pay for on every start. Other patterns (from a user's config) go through fnmatch.
+    """
+    exact = {p for p in patterns if not _GLOB_CHARS.search(p)}
+    prefixes = tuple(p[:-1] for p in patterns if p.endswith("*") and not _GLOB_CHARS.search(p[:-1]))
+    rest = [p for p in patterns if p not in exact and p[:-1] not in prefixes]
+    regex = re.compile("|".join(fnmatch.translate(p) for p in rest)).match if rest else None
+    return lambda name: name in exact or name.startswith(prefixes) or (regex is not None and bool(regex(name)))
+
+
+_GLOB_CHARS = re.compile(r"[*?\[]")
 
 
 def collect(ctx: Context) -> Finding:
@@ -49,11 +60,10 @@ def collect(ctx: Context) -> Finding:
     volatile: dict[str, str] = {}
     names_only: list[str] = []
     for name in sorted(ctx.env):
-        value = ctx.redactor.value(name, ctx.env[name])
         if volatile_name(name):
-            volatile[name] = value
+            volatile[name] = ctx.redactor.value(name, ctx.env[name])
         elif allowed(name):
-            kept[name] = value
+            kept[name] = ctx.redactor.value(name, ctx.env[name])
         else:
             names_only.append(name)
     return Finding({"variables": kept}, {"variables": volatile, "other_names": names_only})
