@@ -220,3 +220,13 @@ def test_malformed_status_field_is_an_error() -> None:
     text = "Package: badstat\nStatus: install ok\nArchitecture: amd64\nVersion: 1.0\n"
     with pytest.raises(ProbeError, match=r"status:1: package 'badstat' has a malformed Status field"):
         system.parse_dpkg_status(text, "status")
+
+
+def test_field_names_in_another_case_are_read_as_dpkg_reads_them() -> None:
+    from envcap.probes.system import parse_dpkg_status
+
+    canonical = "Package: a\nStatus: install ok installed\nVersion: 1.0\nArchitecture: all\n\n"
+    odd = "package: b\nSTATUS: install ok installed\nversion:  2.0 \nArchitecture: amd64\n"
+    packages = parse_dpkg_status(canonical + odd, "status")
+    assert [(p.name, p.version, p.arch, p.status) for p in packages] == [
+        ("a", "1.0", "all", "installed"), ("b", "2.0", "amd64", "installed")]
