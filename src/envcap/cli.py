@@ -103,7 +103,7 @@ def snapshot(as_json: bool, output: str | None, labels: tuple[str, ...], root: s
     if not no_store:
         with _open_store(create=True) as store:
             store.add(manifest)
-            where = store.path
+            where = store.root
     if output:
         write_text_atomic(output, manifest.to_json() + "\n")
     if as_json:

@@ -16,8 +16,10 @@ Only the environment and this file are read; nothing is written.
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 from .errors import UsageError
 
@@ -31,27 +33,45 @@ class Config(NamedTuple):
     redact_patterns: tuple[str, ...] = ()
 
 
-def config_path() -> Path:
+# Paths are worked out as strings and turned into pathlib objects only for callers that
+# want one: pathlib costs a snapshot a few milliseconds to import.
+
+
+def config_file() -> str:
     explicit = os.environ.get("ENVCAP_CONFIG")
     if explicit:
-        return Path(explicit)
+        return explicit
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "envcap" / "config.toml"
+    return os.path.join(base, "envcap", "config.toml")
 
 
-def home() -> Path:
+def config_path() -> Path:
+    from pathlib import Path
+
+    return Path(config_file())
+
+
+def home_dir() -> str:
     """The store's directory: ``$ENVCAP_HOME``, else ``$XDG_DATA_HOME/envcap``."""
     explicit = os.environ.get("ENVCAP_HOME")
     if explicit:
-        return Path(explicit)
+        return explicit
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "envcap"
+    return os.path.join(base, "envcap")
+
+
+def home() -> Path:
+    """:func:`home_dir` as a path object."""
+    from pathlib import Path
+
+    return Path(home_dir())
 
 
 def load() -> Config:
-    path = config_path()
+    path = config_file()
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as fh:
+            raw = fh.read()
     except FileNotFoundError:
         raw = None
     except OSError as exc:

@@ -17,13 +17,15 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
 
 from . import _sqlite, config
 from .canonical import ID_PREFIX, canonical_bytes, digest
 from .errors import AmbiguousIdError, ManifestError, NotFoundError, StoreError
 from .manifest import Manifest
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -64,7 +66,8 @@ class SnapshotRow(NamedTuple):
 def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     """Read and verify a manifest file."""
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as fh:
+            data = fh.read()
     except FileNotFoundError as exc:
         raise NotFoundError(f"{path}: no such file") from exc
     except OSError as exc:
@@ -77,26 +80,41 @@ class Store:
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, create: bool = True) -> None:
         self._db: sqlite3.Connection | None = None
-        self.path = Path(path) if path is not None else config.home()
-        self.objects = self.path / "objects" / "sha256"
-        if not (self.path / "index.sqlite").exists():
+        # Strings inside (pathlib costs a snapshot a few milliseconds to import); ``path``
+        # and ``objects`` give path objects to callers that want them.
+        self.root = os.fspath(path) if path is not None else config.home_dir()
+        self._objects = os.path.join(self.root, "objects", "sha256")
+        self._index = os.path.join(self.root, "index.sqlite")
+        if not os.path.exists(self._index):
             if not create:
                 raise StoreError(
-                    f"no envcap store at {self.path}: run `envcap snapshot` to create one, "
+                    f"no envcap store at {self.root}: run `envcap snapshot` to create one, "
                     "or point ENVCAP_HOME at an existing store"
                 )
             try:
-                (self.path / "tmp").mkdir(parents=True, exist_ok=True)
-                self.objects.mkdir(parents=True, exist_ok=True)
+                os.makedirs(os.path.join(self.root, "tmp"), exist_ok=True)
+                os.makedirs(self._objects, exist_ok=True)
             except OSError as exc:
-                raise StoreError(f"cannot create the store at {self.path}: {exc.strerror}") from exc
+                raise StoreError(f"cannot create the store at {self.root}: {exc.strerror}") from exc
+
+    @property
+    def path(self) -> Path:
+        from pathlib import Path
+
+        return Path(self.root)
+
+    @property
+    def objects(self) -> Path:
+        from pathlib import Path
+
+        return Path(self._objects)
 
     # -- SQLite ----------------------------------------------------------------------
 
     @property
     def db(self) -> sqlite3.Connection:
         if self._db is None:
-            db = _sqlite.connect(self.path / "index.sqlite", _SCHEMA)
+            db = _sqlite.connect(self._index, _SCHEMA)
             self._db = db
         return self._db
 
@@ -132,19 +150,25 @@ class Store:
     # -- objects ---------------------------------------------------------------------
 
     def object_path(self, oid: str) -> Path:
+        from pathlib import Path
+
+        return Path(self._object_file(oid))
+
+    def _object_file(self, oid: str) -> str:
         hexd = oid[len(ID_PREFIX):]
-        return self.objects / hexd[:2] / hexd[2:]
+        return os.path.join(self._objects, hexd[:2], hexd[2:])
 
     def put_object(self, data: bytes) -> str:
         """Store bytes; return their id. Writing the same bytes twice is a no-op."""
         oid = digest(data)
-        final = self.object_path(oid)
-        if final.exists():
+        final = self._object_file(oid)
+        if os.path.exists(final):
             return oid
-        final.parent.mkdir(parents=True, exist_ok=True)
+        folder = os.path.dirname(final)
+        os.makedirs(folder, exist_ok=True)
         # A name of our own rather than tempfile's: that module (and the random number
         # machinery it loads) would cost a snapshot more than writing the object does.
-        tmp = str(self.path / "tmp" / f"obj-{os.getpid()}-{os.urandom(8).hex()}")
+        tmp = os.path.join(self.root, "tmp", f"obj-{os.getpid()}-{os.urandom(8).hex()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -156,18 +180,18 @@ class Store:
                 os.link(tmp, final)
             except FileExistsError:
                 pass  # Another writer stored the same bytes first.
-            _fsync_dir(final.parent)
+            _fsync_dir(folder)
         finally:
             os.unlink(tmp)
         return oid
 
     def get_object(self, oid: str) -> bytes:
         """The bytes of an object, verified against its id."""
-        path = self.object_path(oid)
         try:
-            data = path.read_bytes()
+            with open(self._object_file(oid), "rb") as fh:
+                data = fh.read()
         except FileNotFoundError as exc:
-            raise StoreError(f"object {oid} is missing from {self.objects}; run `envcap verify`") from exc
+            raise StoreError(f"object {oid} is missing from {self._objects}; run `envcap verify`") from exc
         except OSError as exc:
             raise StoreError(f"cannot read object {oid}: {exc.strerror}") from exc
         if digest(data) != oid:
@@ -304,7 +328,7 @@ class Store:
         return problems
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_dir(path: str) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import fnmatch
 import os
 import threading
-from pathlib import Path, PurePosixPath
 from typing import Mapping, Sequence
 
 from .. import _subprocess
@@ -38,10 +37,12 @@ class Context:
         command_timeout: float = 10.0,
         files_only: bool = False,
     ) -> None:
-        self.root = Path(root).resolve()
+        # Plain strings rather than pathlib: this module is on the path of every snapshot,
+        # and pathlib (with the URL and address modules it imports) costs a few ms to load.
+        self.root = os.path.realpath(os.fspath(root))
         # ``files_only`` reads even "/" as a file tree: what a capture of an unpacked image
         # with --root sees, taken from inside that image instead.
-        self.live = str(self.root) == "/" and not files_only
+        self.live = self.root == "/" and not files_only
         # Under --root the tree's own environment is unknown; envcap's is not the tree's.
         self.env: Mapping[str, str] = dict(os.environ if env is None else env) if self.live else {}
         self.python = python
@@ -58,15 +59,15 @@ class Context:
 
     # -- files ---------------------------------------------------------------------
 
-    def host_path(self, path: str) -> Path:
+    def host_path(self, path: str) -> str:
         """Where ``path`` (absolute, as seen inside the tree) lies on this machine."""
         if self.live:
-            return Path(path)
-        return self.root / self._resolve(path).lstrip("/")
+            return path
+        return os.path.join(self.root, self._resolve(path).lstrip("/"))
 
     def _resolve(self, path: str) -> str:
         """Resolve ``path`` inside the tree, following links as the tree would."""
-        parts = [p for p in PurePosixPath("/", path).parts[1:]]
+        parts = [p for p in path.split("/") if p]
         resolved: list[str] = []
         hops = 0
         while parts:
@@ -77,15 +78,15 @@ class Context:
                 if resolved:
                     resolved.pop()
                 continue
-            candidate = self.root.joinpath(*resolved, part)
-            if candidate.is_symlink():
+            candidate = os.path.join(self.root, *resolved, part)
+            if os.path.islink(candidate):
                 hops += 1
                 if hops > _MAX_LINKS:
                     raise OSError(f"too many levels of symbolic links in {path}")
                 target = os.readlink(candidate)
                 if target.startswith("/"):
                     resolved = []
-                parts = [p for p in PurePosixPath(target).parts if p != "/"] + parts
+                parts = [p for p in target.split("/") if p] + parts
                 continue
             resolved.append(part)
         return "/" + "/".join(resolved)
@@ -101,19 +102,20 @@ class Context:
 
     def read_bytes(self, path: str) -> bytes | None:
         try:
-            return self.host_path(path).read_bytes()
+            with open(self.host_path(path), "rb") as fh:
+                return fh.read()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError):
             return None
 
     def exists(self, path: str) -> bool:
         try:
-            return self.host_path(path).exists()
+            return os.path.exists(self.host_path(path))
         except OSError:
             return False
 
     def is_dir(self, path: str) -> bool:
         try:
-            return self.host_path(path).is_dir()
+            return os.path.isdir(self.host_path(path))
         except OSError:
             return False
 
@@ -135,7 +137,7 @@ class Context:
             target = path
         else:
             parent, _, name = path.rstrip("/").rpartition("/")
-            target = str(self.root / self._resolve(parent or "/").lstrip("/") / name)
+            target = os.path.join(self.root, self._resolve(parent or "/").lstrip("/"), name)
         try:
             return os.readlink(target)
         except OSError:
@@ -149,7 +151,7 @@ class Context:
 
     def stat_size(self, path: str) -> int | None:
         try:
-            return self.host_path(path).stat().st_size
+            return os.stat(self.host_path(path)).st_size
         except OSError:
             return None
 

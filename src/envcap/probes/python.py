@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from pathlib import Path
 from typing import Any
 
 from . import SOFTWARE, Finding, Probe, dists
@@ -43,7 +42,8 @@ def _interpreter_info(ctx: Context) -> dict[str, Any]:
 
         return _pyinfo.info()
     executable = ctx.python
-    source = Path(__file__).with_name("_pyinfo.py").read_text()
+    with open(os.path.join(os.path.dirname(__file__), "_pyinfo.py"), encoding="utf-8") as fh:
+        source = fh.read()
     result = ctx.run([executable, "-c", source])
     if result is None:
         raise FileNotFoundError(f"no Python interpreter at {executable}")

@@ -12,10 +12,10 @@ prints them (``dpkg-query -W``, ``rpm -qa``, ``apk``'s database), sorted by
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..errors import ProbeError
@@ -225,12 +225,14 @@ def parse_rpm_qa(text: str) -> list[Package]:
     return packages
 
 
-def read_rpmdb_sqlite(path: Path, source: str) -> list[tuple[int, bytes]]:
+def read_rpmdb_sqlite(location: str | os.PathLike[str], source: str) -> list[tuple[int, bytes]]:
     """(hnum, header blob) of each row of an rpmdb.sqlite's Packages table."""
-    # sqlite3 costs a few milliseconds to import, so only machines with an rpmdb pay.
+    # sqlite3 (and pathlib) cost a few milliseconds to import: only machines with an rpmdb pay.
     import sqlite3
     from contextlib import closing
+    from pathlib import Path
 
+    path = Path(location)
     # rpm keeps its database in WAL mode. When the write-ahead log is empty, everything
     # is in the main file and the database can be opened immutable, which takes no lock
     # and writes no -shm file: the only way to read a read-only tree, and the way to
