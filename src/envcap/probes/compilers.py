@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._subprocess import Result
-from . import SOFTWARE, Finding, Probe, _programs
+from . import SOFTWARE, Finding, Probe
 from .context import Context
 
 TOOLS = ("gcc", "g++", "clang", "gfortran", "nvcc", "hipcc")
@@ -49,9 +49,9 @@ FLAG_VARS = (
     "CMAKE_BUILD_TYPE",
 )
 
-_VERSION_PATTERNS = {
+VERSION_PATTERNS = {
     # "Cuda compilation tools, release 13.0, V13.0.88"
-    "nvcc": re.compile(r"release \S+, V(\d+(?:\.\d+)+)"),
+    "nvcc": re.compile(r"release \d+\.\d+, V(\d+(?:\.\d+)+)"),
     # "HIP version: 6.2.41133-dd7f95766"
     "hipcc": re.compile(r"HIP version: (\S+)"),
     # "Ubuntu clang version 18.1.3 (1ubuntu1)", "Apple clang version 15.0.0 (...)"
@@ -90,8 +90,7 @@ def run_all(ctx: Context, jobs: dict[Any, Sequence[str]]) -> dict[Any, Result | 
     failures: list[Exception] = []
     uncached = {}
     for key, argv in jobs.items():
-        cache_key = _programs.key(argv)
-        known = _programs.get(cache_key) if cache_key is not None else None
+        known = ctx.recall(argv)
         if known is not None:
             results[key] = known
         else:
@@ -143,9 +142,9 @@ def parse_dump_version(text: str) -> str | None:
 def parse_version(name: str, text: str) -> str | None:
     """The version number in a tool's ``--version`` output."""
     # g++ may be clang (macOS), so the banner's own form decides, not just the tool's name.
-    order = [name, "clang", "gcc"] if name in _VERSION_PATTERNS else ["clang", "gcc"]
+    order = [name, "clang", "gcc"] if name in VERSION_PATTERNS else ["clang", "gcc"]
     for key in order:
-        match = _VERSION_PATTERNS[key].search(text)
+        match = VERSION_PATTERNS[key].search(text)
         if match:
             return match.group(1)
     return None

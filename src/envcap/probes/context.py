@@ -186,10 +186,18 @@ class Context:
                 self._runs[key] = self._run_or_recall(argv, timeout, cacheable)
             return self._runs[key]
 
+    def recall(self, argv: Sequence[str]) -> _subprocess.Result | None:
+        """The cached answer of a cacheable ``argv`` (see :meth:`run`), without running it."""
+        cache_key = self._cache_key(argv)
+        return _programs.get(cache_key) if cache_key is not None else None
+
+    def _cache_key(self, argv: Sequence[str]) -> str | None:
+        return _programs.key(argv) if self.live and "/" in argv[0] else None
+
     def _run_or_recall(
         self, argv: Sequence[str], timeout: float | None, cacheable: bool
     ) -> _subprocess.Result | None:
-        cache_key = _programs.key(argv) if cacheable and "/" in argv[0] else None
+        cache_key = self._cache_key(argv) if cacheable else None
         if cache_key is not None:
             known = _programs.get(cache_key)
             if known is not None:

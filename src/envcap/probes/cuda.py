@@ -18,7 +18,7 @@ import json
 import re
 from typing import Any, Iterable, NamedTuple
 
-from . import SOFTWARE, Finding, Probe
+from . import SOFTWARE, Finding, Probe, compilers
 from .context import Context
 
 LIBRARIES = ("cudart", "cublas", "cudnn", "nccl")
@@ -102,7 +102,8 @@ def parse_version_txt(text: str | None) -> str | None:
 
 def parse_nvcc_version(text: str | None) -> str | None:
     """The full version in ``nvcc --version`` (``... release 13.0, V13.0.88``)."""
-    match = re.search(r"release \d+\.\d+, V(\d+(?:\.\d+)+)", text or "")
+    # The compilers probe reads the same banner; one expression serves both.
+    match = compilers.VERSION_PATTERNS["nvcc"].search(text or "")
     return match.group(1) if match else None
 
 
