@@ -60,7 +60,7 @@ def snapshot(
         raise UsageError(f"--root {root}: no such directory")
     if python is not None and str(root) == "/" and not os.path.exists(python):
         raise UsageError(f"--python {python}: no such file")
-    redactor = default_redactor()
+    redactor = default_redactor(cfg)
     ctx = Context(
         root,
         env=env,

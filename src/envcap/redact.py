@@ -9,7 +9,10 @@ PATH, CUDA_HOME, SLURM_JOB_ID and their kin come through unchanged.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
+
+if TYPE_CHECKING:
+    from .config import Config
 
 REDACTED = "[REDACTED]"
 
@@ -163,13 +166,17 @@ def _scrub_userinfo(m: re.Match[str]) -> str:
 _default: Redactor | None = None
 
 
-def default_redactor() -> Redactor:
-    """The redactor configured for this process (built-in lists plus the user's config)."""
+def default_redactor(cfg: Config | None = None) -> Redactor:
+    """The redactor configured for this process (built-in lists plus the user's config).
+
+    A caller that has already read the configuration passes it, so it is read once.
+    """
     global _default
     if _default is None:
-        from . import config
+        if cfg is None:
+            from . import config
 
-        cfg = config.load()
+            cfg = config.load()
         _default = Redactor(cfg.redact_names, cfg.redact_patterns)
     return _default
 
