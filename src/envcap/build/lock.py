@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._files import write_text_atomic
 from ..manifest import Manifest
 from . import validate as v
 from .errors import LockError
@@ -99,15 +100,12 @@ class Lock:
         out = Path(directory)
         try:
             out.mkdir(parents=True, exist_ok=True)
-            written = []
-            for name, text in sorted(self.files.items()):
-                path = out / name
-                tmp = out / f".{name}.envcap-tmp"
-                tmp.write_text(text, encoding="utf-8")
-                tmp.replace(path)
-                written.append(path)
         except OSError as exc:
             raise LockError(f"cannot write lockfiles to {out}: {exc.strerror}") from exc
+        written = []
+        for name, text in sorted(self.files.items()):
+            write_text_atomic(out / name, text)
+            written.append(out / name)
         return written
 
 
