@@ -52,8 +52,7 @@ RUN python3 -m venv /opt/venv
 RUN PIP_CONFIG_FILE=/dev/null PIP_CERT=/tmp/ca.crt /opt/venv/bin/pip install --no-cache-dir \\
     --index-url https://pypi.org/simple six==1.17.0 packaging==24.2
 """
-CLI = ("import sys; from envcap.cli import _Group; from envcap.cli_build import build; "
-       "g = _Group(name='envcap'); g.add_command(build); g(sys.argv[1:], prog_name='envcap')")
+CLI = "import sys; from envcap.cli import main; main(sys.argv[1:], prog_name='envcap')"
 
 
 def testbed() -> dict[str, str]:
@@ -63,10 +62,10 @@ def testbed() -> dict[str, str]:
 
 
 def bench_render(rounds: int) -> float:
-    from envcap.build.hashes import IndexHashes
-    from envcap.build.lock import lock
-    from envcap.build.render import render
-    from envcap.manifest import Manifest
+    from envcap.builder.hashes import IndexHashes
+    from envcap.builder.lock import lock
+    from envcap.builder.dockerfile import render
+    from envcap.core.manifest import Manifest
 
     def fetch(url: str) -> tuple[int, str, bytes]:
         name = url.rstrip("/").rsplit("/", 1)[1]
@@ -106,8 +105,8 @@ def bench_render(rounds: int) -> float:
 def make_source(engine, base: str):  # type: ignore[no-untyped-def]
     import docker
 
-    from envcap.build import fidelity
-    from envcap.manifest import Manifest
+    from envcap.builder import fidelity
+    from envcap.core.manifest import Manifest
 
     mount = docker.types.Mount(str(HOST_CA), str(HOST_CA), type="bind", read_only=True)
     container = engine.client.containers.run(base, ["/bin/bash", "-c", SOURCE_SCRIPT], detach=True,
@@ -128,7 +127,7 @@ def make_source(engine, base: str):  # type: ignore[no-untyped-def]
 
 
 def hand_written(engine, base: str, jq: str, repository: str) -> float:  # type: ignore[no-untyped-def]
-    from envcap.build.registry import Repository
+    from envcap.builder.registry import Repository
 
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "Dockerfile").write_text(HAND_WRITTEN.format(base=base, jq=jq))
@@ -157,9 +156,9 @@ def main() -> int:
     repository = f"{facts.get('ENVCAP_TEST_REGISTRY', '127.0.0.1:5000')}/envcap-bench-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["ENVCAP_HOME"] = str(Path(tmp) / "home")
-        from envcap.build.engine import DockerEngine
-        from envcap.build.pipeline import BuildOptions, build
-        from envcap.store import Store
+        from envcap.builder.engine import DockerEngine
+        from envcap.builder.pipeline import BuildOptions, build
+        from envcap.store.embedded import Store
 
         engine = DockerEngine()
         source = make_source(engine, base)

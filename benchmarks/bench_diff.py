@@ -28,15 +28,12 @@ from typing import Any, Callable
 
 PACKAGES = 1000
 TARGET_MS = 50.0
-# Runs the real CLI with the compare commands registered (a no-op once cli.py does it).
-BOOT = (
-    "from envcap.cli import main; from envcap.cli_compare import diff, fleet; "
-    "[main.add_command(c) for c in (diff, fleet) if c.name not in main.commands]; main(prog_name='envcap')"
-)
+# Runs the real CLI, as the console script does.
+BOOT = "from envcap.cli import main; main(prog_name='envcap')"
 
 
 def pair(base: Any) -> tuple[Any, Any]:
-    from envcap.manifest import Manifest
+    from envcap.core.manifest import Manifest
 
     sections = copy.deepcopy(dict(base.sections))
     layers = {k: list(v) for k, v in base.layers.items()}
@@ -86,9 +83,9 @@ def main() -> int:
     parser.add_argument("--base", metavar="FILE", help="a manifest file to build from (default: a live snapshot)")
     parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()
-    from envcap.capture import snapshot
-    from envcap.diff import diff_manifests, render_text
-    from envcap.store import load_manifest
+    from envcap.capture.collect import snapshot
+    from envcap.compare.diff import diff_manifests, render_text
+    from envcap.store.embedded import load_manifest
 
     base = load_manifest(args.base) if args.base else snapshot()
     a, b = pair(base)

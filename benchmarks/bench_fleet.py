@@ -45,8 +45,8 @@ TARGET_MIB = 500
 
 def base_manifests(paths: list[str]) -> list[Any]:
     """The two real manifests the fleet is made from: given files, or fresh snapshots."""
-    from envcap.capture import snapshot
-    from envcap.store import load_manifest
+    from envcap.capture.collect import snapshot
+    from envcap.store.embedded import load_manifest
 
     if paths:
         return [load_manifest(p) for p in paths]
@@ -122,7 +122,7 @@ def plan(n: int, envs: list[list[int]], platforms: list[list[int]], seed: int = 
 
 def write_fleet(directory: Path, n: int, bases: list[Any]) -> list[dict[str, Any]]:
     """Write N manifest files into DIRECTORY; return the plan (who was planted where)."""
-    from envcap.manifest import Manifest
+    from envcap.core.manifest import Manifest
 
     rng = random.Random(11)
     softwares: list[dict[str, Any]] = []
@@ -151,7 +151,7 @@ def write_fleet(directory: Path, n: int, bases: list[Any]) -> list[dict[str, Any
         text = templates[key].replace('"@OBSERVED@"', _nested(observed)).replace('"@LABELS@"', _nested({"cluster": node["cluster"]}))
         (directory / f"{node['host']}.json").write_text(text + "\n", encoding="utf-8")
     # The template must write exactly what Manifest.to_json writes.
-    from envcap.store import load_manifest
+    from envcap.store.embedded import load_manifest
 
     first = directory / f"{nodes[0]['host']}.json"
     assert load_manifest(first).to_json() + "\n" == first.read_text(encoding="utf-8")
@@ -171,8 +171,8 @@ def child(directory: str) -> int:
     started = time.perf_counter()
     from rich.console import Console
 
-    from envcap.fleet import analyze, load_fleet, print_report
-    from envcap.fleet_html import render_html
+    from envcap.compare.fleet import analyze, load_fleet, print_report
+    from envcap.compare.html import render_html
 
     imported = time.perf_counter()
     fleet = load_fleet([directory])

@@ -94,9 +94,9 @@ def set_up(tmp: Path, facts: dict[str, str], seconds: float, client: Any, made: 
     """The recorded run and its image's reference (present in the daemon)."""
     import docker
 
-    from envcap.build.pipeline import BuildOptions, build
-    from envcap.runs import store as runs_store
-    from envcap.store import Store
+    from envcap.builder.pipeline import BuildOptions, build
+    from envcap.store import runs as runs_store
+    from envcap.store.embedded import Store
 
     base = facts["ENVCAP_TEST_BASE_BOOKWORM"]
     source = f"localhost/envcap-bench-rebuild-source:{uuid.uuid4().hex[:8]}"

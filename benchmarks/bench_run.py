@@ -29,15 +29,8 @@ import sys
 import tempfile
 import time
 
-# The envcap command group, with the runs commands added when cli.py does not register
-# them: the same code path as the console script.
-_ENTRY = (
-    "from envcap.cli import main\n"
-    "from envcap import cli_runs\n"
-    "for c in (cli_runs.run, cli_runs.runs, cli_runs.note, cli_runs.audit, cli_runs.export):\n"
-    "    main.commands.get(c.name) or main.add_command(c)\n"
-    "main(prog_name='envcap')\n"
-)
+# The envcap command group: the same code path as the console script.
+_ENTRY = "from envcap.cli import main\nmain(prog_name='envcap')\n"
 
 
 def timed(argv: list[str], env: dict[str, str], cwd: str) -> float:
@@ -103,7 +96,7 @@ def overhead(python: str, rounds: int, scratch: str) -> None:
 def fingerprints(files: int, size: int, scratch: str) -> None:
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
     from envcap.runs.data import HashCache, fingerprint
-    from envcap.store import Store
+    from envcap.store.embedded import Store
 
     root = os.path.join(scratch, "dataset")
     for i in range(files):

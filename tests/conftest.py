@@ -25,7 +25,7 @@ def isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
     monkeypatch.setenv("ENVCAP_HOME", str(home))
     monkeypatch.setenv("ENVCAP_CONFIG", str(home / "no-config.toml"))
     monkeypatch.setenv("ENVCAP_CACHE_DIR", str(home / "cache"))
-    from envcap import redact
+    from envcap.core import redact
 
     redact.reset_default()
     return home

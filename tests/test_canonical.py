@@ -9,8 +9,8 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envcap.canonical import canonical_bytes, compose_object, content_id, digest
-from envcap.manifest import compute_ids
+from envcap.core.canonical import canonical_bytes, compose_object, content_id, digest
+from envcap.core.manifest import compute_ids
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from envcap.capture import snapshot
+from envcap.capture.collect import snapshot
 from envcap.probes import PLATFORM, SOFTWARE, Finding, Probe
 
 release = threading.Event()

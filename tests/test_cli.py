@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import H200, H200_TREE, Venv, run_envcap
 
-from envcap.manifest import Manifest
+from envcap.core.manifest import Manifest
 
 
 def snapshot_json(*args: str, env: dict[str, str] | None = None) -> dict:
@@ -207,7 +207,7 @@ def test_canary_secrets_appear_in_no_output_and_no_byte_of_the_store(isolated: P
 def test_every_command_is_listed_and_loads() -> None:
     from click.testing import CliRunner
 
-    from envcap.cli import LAZY_COMMANDS, main
+    from envcap.cli.main import LAZY_COMMANDS, main
 
     listed = CliRunner().invoke(main, ["--help"]).output
     for name in [*LAZY_COMMANDS, "snapshot", "show", "ls", "import", "verify"]:

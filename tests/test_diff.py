@@ -13,19 +13,19 @@ from typing import Any, Callable
 import pytest
 from conftest import H200_TREE, run_envcap
 
-from envcap.capture import snapshot
-from envcap.diff import (
+from envcap.capture.collect import snapshot
+from envcap.compare.diff import (
     NUMERICS,
     Change,
     diff_manifests,
     package_sensitivity,
     path_sensitivity,
     render_text,
-    resolve_manifest,
 )
-from envcap.errors import ManifestError, NotFoundError
-from envcap.manifest import Manifest
-from envcap.store import Store
+from envcap.store.resolve import resolve_manifest
+from envcap.core.errors import ManifestError, NotFoundError
+from envcap.core.manifest import Manifest
+from envcap.store.embedded import Store
 
 # Written by scripts/testbed.sh (the autouse fixture keeps ENVCAP_TEST_*).
 BOOKWORM = os.environ.get("ENVCAP_TEST_BASE_BOOKWORM") or "127.0.0.1:5000/envcap-base/debian:bookworm"

@@ -12,11 +12,11 @@ import pytest
 from conftest import H200_TREE
 from test_diff import assert_clean_error, envcap
 
-from envcap.capture import snapshot
-from envcap.fleet import Loader, analyze, load_fleet
-from envcap.fleet_html import render_html
-from envcap.manifest import Manifest
-from envcap.store import Store
+from envcap.capture.collect import snapshot
+from envcap.compare.fleet import Loader, analyze, load_fleet
+from envcap.compare.html import render_html
+from envcap.core.manifest import Manifest
+from envcap.store.embedded import Store
 
 
 @pytest.fixture(scope="module")

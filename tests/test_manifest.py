@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from envcap.errors import ManifestError, SchemaVersionError
-from envcap.manifest import Manifest, Unknown
+from envcap.core.errors import ManifestError, SchemaVersionError
+from envcap.core.manifest import Manifest, Unknown
 
 
 def sample() -> Manifest:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from envcap.redact import REDACTED, Redactor
+from envcap.core.redact import REDACTED, Redactor
 
 R = Redactor()
 
@@ -95,7 +95,7 @@ def test_every_secret_pattern_has_a_hint() -> None:
     # matches need no hint would be skipped wrongly.
     import re
 
-    from envcap.redact import SECRET_HINTS, SECRET_PATTERNS
+    from envcap.core.redact import SECRET_HINTS, SECRET_PATTERNS
 
     for secret in SECRETS:
         assert any(h in secret for h in SECRET_HINTS), secret

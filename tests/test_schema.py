@@ -10,7 +10,7 @@ import pytest
 from conftest import H200_TREE, TESTDATA, run_envcap
 
 import envcap
-from envcap.manifest import SCHEMA_VERSION
+from envcap.core.manifest import SCHEMA_VERSION
 from envcap.probes import all_probes
 
 SCHEMA_FILE = Path(envcap.__file__).parent / "schema" / "manifest-1.schema.json"

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from envcap.errors import NotFoundError, StoreError
-from envcap.manifest import Manifest
-from envcap.store import Store
+from envcap.core.errors import NotFoundError, StoreError
+from envcap.core.manifest import Manifest
+from envcap.store.embedded import Store
 
 
 def manifest(version: str = "12", host: str = "node-1") -> Manifest:
@@ -107,8 +107,8 @@ def test_a_clean_store_verifies(tmp_path: Path) -> None:
 
 WRITER = """
 import sys
-from envcap.manifest import Manifest
-from envcap.store import Store
+from envcap.core.manifest import Manifest
+from envcap.store.embedded import Store
 store = Store(sys.argv[1])
 for i in range(int(sys.argv[3])):
     m = Manifest.create({"os": {"n": sys.argv[2], "i": i}}, {"software": ["os"], "platform": []},

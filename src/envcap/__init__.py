@@ -31,19 +31,19 @@ def __getattr__(name: str) -> Any:
     # Imports are deferred so that ``import envcap`` (and the CLI's start-up, which
     # sits on the path of every run) costs only what is used.
     if name == "snapshot":
-        from .capture import snapshot
+        from .capture.collect import snapshot
 
         return snapshot
     if name in ("Manifest",):
-        from .manifest import Manifest
+        from .core.manifest import Manifest
 
         return Manifest
     if name == "load_manifest":
-        from .store import load_manifest
+        from .store.embedded import load_manifest
 
         return load_manifest
     if name == "Store":
-        from .store import Store
+        from .store.embedded import Store
 
         return Store
     if name in ("start_run", "log_metric", "seed_everything"):
@@ -51,7 +51,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(api, name)
     if name == "EnvcapError":
-        from .errors import EnvcapError
+        from .core.errors import EnvcapError
 
         return EnvcapError
     raise AttributeError(f"module 'envcap' has no attribute {name!r}")

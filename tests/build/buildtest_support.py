@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from envcap.manifest import Manifest
+from envcap.core.manifest import Manifest
 
 TESTBED_ENV = Path(os.environ.get("ENVCAP_TESTBED_DIR", "/var/tmp/envcap-testbed")) / "env"
 # Read at import: the autouse ``isolated`` fixture clears every ENVCAP_* variable

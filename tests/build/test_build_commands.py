@@ -11,18 +11,18 @@ import pytest
 from buildtest_support import BOOKWORM_SECTIONS, CONDA_SECTIONS, indexes, manifest_from
 from click.testing import CliRunner
 
-from envcap.build import store as image_store
-from envcap.build.base import base_keys, choose_base, load_map
-from envcap.build.errors import BuildError
-from envcap.build.lock import lock
-from envcap.build.pipeline import BuildOptions, build, check_arch, tag_for
-from envcap.build.registry import Registry, Repository
-from envcap.cli import _Group
-from envcap.cli_build import build as build_cmd
-from envcap.cli_build import images as images_cmd
-from envcap.cli_build import lock as lock_cmd
-from envcap.errors import UsageError
-from envcap.store import Store
+from envcap.store import images as image_store
+from envcap.builder.base import base_keys, choose_base, load_map
+from envcap.builder.errors import BuildError
+from envcap.builder.lock import lock
+from envcap.builder.pipeline import BuildOptions, build, check_arch, tag_for
+from envcap.builder.registry import Registry, Repository
+from envcap.cli.main import _Group
+from envcap.cli.build import build as build_cmd
+from envcap.cli.build import images as images_cmd
+from envcap.cli.build import lock as lock_cmd
+from envcap.core.errors import UsageError
+from envcap.store.embedded import Store
 
 
 @pytest.fixture()
@@ -156,7 +156,7 @@ def test_repository_parsing() -> None:
 
 
 def test_fidelity_lists_what_differs_and_marks_the_build_partial() -> None:
-    from envcap.build.fidelity import capture_args, compare
+    from envcap.builder.fidelity import capture_args, compare
 
     source = manifest_from(BOOKWORM_SECTIONS, observed={"probes": {"python": {}, "system": {}, "nosuch": {}}})
     changed = {**BOOKWORM_SECTIONS, "system": {"manager": "dpkg", "packages": [

@@ -22,16 +22,16 @@ import pytest
 from buildtest_support import HOST_CA, bed_facts
 from click.testing import CliRunner
 
-from envcap.build import fidelity
-from envcap.build import store as image_store
-from envcap.build.errors import BuildError
-from envcap.build.pipeline import BuildOptions, BuildResult, build, tag_for
-from envcap.build.registry import Registry, Repository
-from envcap.cli import _Group
-from envcap.cli_build import build as build_cmd
-from envcap.cli_build import images as images_cmd
-from envcap.manifest import Manifest
-from envcap.store import Store
+from envcap.builder import fidelity
+from envcap.store import images as image_store
+from envcap.builder.errors import BuildError
+from envcap.builder.pipeline import BuildOptions, BuildResult, build, tag_for
+from envcap.builder.registry import Registry, Repository
+from envcap.cli.main import _Group
+from envcap.cli.build import build as build_cmd
+from envcap.cli.build import images as images_cmd
+from envcap.core.manifest import Manifest
+from envcap.store.embedded import Store
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 
@@ -52,7 +52,7 @@ class Bed:
     def __init__(self, facts: dict[str, str], tmp: Path) -> None:
         import docker
 
-        from envcap.build.engine import DockerEngine
+        from envcap.builder.engine import DockerEngine
 
         self.facts = facts
         self.docker = docker
@@ -142,7 +142,7 @@ def test_a_source_read_as_a_file_tree_is_checked_as_one(bed: Bed, built: tuple[B
     # environment variables and build flags that no tree shows).
     from test_diff import export_rootfs
 
-    from envcap.capture import snapshot
+    from envcap.capture.collect import snapshot
 
     root = bed.tmp / "source-tree"
     root.mkdir()
@@ -227,7 +227,7 @@ def test_reproducible_builds_from_clean_storage_give_one_digest(bed: Bed, source
                                                 ca_bundle=HOST_CA, buildah_storage=storage), store=store)
         assert result.record.status == "complete", result.record.differences
         digests.append(result.record.digest)
-        from envcap.build.engine import BuildahEngine
+        from envcap.builder.engine import BuildahEngine
 
         BuildahEngine(storage).remove_all()
     assert digests[0] == digests[1]

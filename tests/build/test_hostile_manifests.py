@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from buildtest_support import BOOKWORM_SECTIONS, manifest_from
 
-from envcap.build import validate as v
-from envcap.build.errors import ManifestRefused
-from envcap.build.lock import lock
-from envcap.build.render import render
+from envcap.builder import validate as v
+from envcap.builder.errors import ManifestRefused
+from envcap.builder.lock import lock
+from envcap.builder.dockerfile import render
 
 BASE = "registry.example/base/debian@sha256:" + "1" * 64
 

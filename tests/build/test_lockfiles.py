@@ -19,10 +19,10 @@ from buildtest_support import (
     manifest_from,
 )
 
-from envcap.build import hashes as hashes_mod
-from envcap.build.errors import LockError
-from envcap.build.hashes import IndexHashes, indexes_for
-from envcap.build.lock import lock
+from envcap.builder import hashes as hashes_mod
+from envcap.builder.errors import LockError
+from envcap.builder.hashes import IndexHashes, indexes_for
+from envcap.builder.lock import lock
 
 
 def _lock(manifest, main, torch, cache: Path, **kw):

@@ -20,10 +20,10 @@ from buildtest_support import (
     manifest_from,
 )
 
-from envcap.build.base import choose_base
-from envcap.build.hashes import IndexHashes
-from envcap.build.lock import lock
-from envcap.build.render import render
+from envcap.builder.base import choose_base
+from envcap.builder.hashes import IndexHashes
+from envcap.builder.lock import lock
+from envcap.builder.dockerfile import render
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("ENVCAP_UPDATE_GOLDEN") == "1"
@@ -95,11 +95,11 @@ def test_dockerfile_shape(tmp_path: Path) -> None:
 
 
 def test_templates_ship_inside_the_package() -> None:
-    # A wheel carries src/envcap/build/{images,Dockerfile.base} (links to the top-level
+    # A wheel carries src/envcap/builder/{images,Dockerfile.base} (links to the top-level
     # files), so an installed envcap finds its templates without a checkout.
     from pathlib import Path
 
-    import envcap.build
+    import envcap.builder
 
     package = Path(envcap.build.__file__).parent
     assert (package / "images" / "base-map.toml").is_file()

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from envcap.errors import ProbeError
+from envcap.core.errors import ProbeError
 from envcap.probes import conda
 from envcap.probes.context import Context
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from envcap.probes import Finding, container
+from envcap.probes import Finding, container_context as container
 from envcap.probes.context import Context
 
 TESTDATA = Path(__file__).resolve().parents[1] / "testdata"

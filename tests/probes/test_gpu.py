@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import pytest
 
-from envcap._subprocess import Result
+from envcap.core.proc import Result
 from envcap.probes import PLATFORM, Finding, gpu
 from envcap.probes.context import Context
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from envcap.errors import NotApplicable, ProbeError
+from envcap.core.errors import NotApplicable, ProbeError
 from envcap.probes import system
 from envcap.probes.context import Context
 

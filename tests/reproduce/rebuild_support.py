@@ -144,7 +144,7 @@ class Bed:
     def __init__(self, tmp: Path) -> None:
         import docker
 
-        from envcap.build.engine import DockerEngine
+        from envcap.builder.engine import DockerEngine
 
         self.facts = bed_facts()
         self.docker = docker
@@ -202,9 +202,9 @@ class Bed:
 
     def build_image(self, run_id: str) -> Any:
         """The run's image, built once and pushed (by the original machine's store)."""
-        from envcap.build.pipeline import BuildOptions, build
-        from envcap.runs import store as runs_store
-        from envcap.store import Store
+        from envcap.builder.pipeline import BuildOptions, build
+        from envcap.store import runs as runs_store
+        from envcap.store.embedded import Store
 
         with Store(self.store) as store:
             manifest = store.get(runs_store.load(store, run_id).manifest)

@@ -12,10 +12,10 @@ import pytest
 from conftest import git
 from rebuild_support import envcap
 
-from envcap.build import store as image_store
-from envcap.runs import store as runs_store
-from envcap.runs.record import FINISHED, RunRecord, new_run_id
-from envcap.store import Store
+from envcap.store import images as image_store
+from envcap.store import runs as runs_store
+from envcap.core.run import FINISHED, RunRecord, new_run_id
+from envcap.store.embedded import Store
 
 SCRIPT = """\
 import json, os
@@ -127,7 +127,7 @@ def test_a_reproduction_is_linked_both_ways(recorded: dict[str, Any], tmp_path: 
 
 
 def test_a_reproduction_field_must_name_a_run() -> None:
-    from envcap.errors import StoreError
+    from envcap.core.errors import StoreError
 
     record = RunRecord(id=new_run_id(), state=FINISHED, mode="rebuild", argv=("x",), command="x", cwd=".",
                        host=None, started_at="t", reproduction={"of": "nope"})

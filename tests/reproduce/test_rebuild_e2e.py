@@ -55,10 +55,10 @@ def carried(bed: Bed) -> dict[str, Any]:
     proc = envcap("import", *bundles, env={"ENVCAP_HOME": str(home)})
     assert proc.returncode == 0, proc.stderr
     bed.forget_local(built.reference)
-    from envcap.store import Store
+    from envcap.store.embedded import Store
 
     with Store(bed.store) as store:
-        from envcap.runs import store as runs_store
+        from envcap.store import runs as runs_store
 
         originals = {r: runs_store.load(store, r) for r in (a, b)}
     return {"a": a, "b": b, "home": home, "built": built, "originals": originals}
@@ -121,8 +121,8 @@ def test_an_unrecorded_variable_that_changed_does_not_reproduce(bed: Bed, carrie
 
 
 def test_changed_data_is_refused_before_running(bed: Bed, carried: dict[str, Any]) -> None:
-    from envcap.runs import store as runs_store
-    from envcap.store import Store
+    from envcap.store import runs as runs_store
+    from envcap.store.embedded import Store
 
     with Store(carried["home"]) as store:
         before = runs_store.all_ids(store)

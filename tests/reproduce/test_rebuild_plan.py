@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from envcap.manifest import Manifest
+from envcap.core.manifest import Manifest
 from envcap.reproduce import plan
 from envcap.reproduce.errors import RebuildError
 from envcap.runs.data import HashCache
-from envcap.runs.record import FINISHED, Param, RunRecord, new_run_id
+from envcap.core.run import FINISHED, Param, RunRecord, new_run_id
 
 SECTIONS: dict[str, Any] = {
     "python": {"version": "3.11.2", "executable": "/opt/venv/bin/python", "prefix": "/opt/venv",

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from envcap.capture import snapshot
-from envcap.manifest import Manifest
+from envcap.capture.collect import snapshot
+from envcap.core.manifest import Manifest
 from envcap.probes import gpu
 from envcap.reproduce import preflight
 from envcap.reproduce.errors import PreflightError
@@ -124,7 +124,7 @@ def test_runs_without_gpus_or_without_cuda_need_none(h200: Manifest) -> None:
 
 def test_gpu_runs_get_the_gpus_from_docker() -> None:
     pytest.importorskip("docker")
-    from envcap.reproduce.container import ContainerSpec, docker_create_kwargs
+    from envcap.reproduce.launch import ContainerSpec, docker_create_kwargs
 
     spec = ContainerSpec(image="r/x@sha256:" + "0" * 64, argv=("python", "t.py"), workdir="/w", gpus=True)
     kwargs = docker_create_kwargs(spec, ["python", "t.py"], {})

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from conftest import git
 
-from envcap.redact import default_redactor
+from envcap.core.redact import default_redactor
 from envcap.reproduce.errors import RebuildError
 from envcap.reproduce.workspace import compare_code, prepare
 from envcap.runs.git import capture
-from envcap.store import Store
+from envcap.store.embedded import Store
 
 
 def record_code(repo: Path, store: Store) -> dict[str, Any]:

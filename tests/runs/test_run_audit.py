@@ -11,8 +11,8 @@ from pathlib import Path
 from conftest import git
 from runs_helpers import envcap, make_repo, run_id_of, show
 
-from envcap.runs import store as runs_store
-from envcap.store import Store
+from envcap.store import runs as runs_store
+from envcap.store.embedded import Store
 
 
 def recorded_run(tmp_path: Path, **env: str) -> tuple[Path, str]:

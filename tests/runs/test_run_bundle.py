@@ -17,9 +17,9 @@ from runs_helpers import (
     show,
 )
 
-from envcap.runs import store as runs_store
+from envcap.store import runs as runs_store
 from envcap.runs.git import restore
-from envcap.store import Store
+from envcap.store.embedded import Store
 
 
 def exported(tmp_path: Path) -> tuple[str, Path, Path]:
@@ -113,7 +113,7 @@ def test_a_forged_record_and_index_are_still_refused(tmp_path: Path) -> None:
     record["exit_code"] = 0
     record["metrics"] = {"acc": 0.99}
     forged = json.dumps(record).encode()
-    from envcap.canonical import digest
+    from envcap.core.canonical import digest
 
     index["files"]["run.json"] = digest(forged)
     out = rewrite(bundle, tmp_path / "forged.zip", {"run.json": forged, "envcap-bundle.json": json.dumps(index).encode()})

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from envcap.errors import UsageError
+from envcap.core.errors import UsageError
 from envcap.runs import data
 from envcap.runs.data import HashCache, fingerprint
-from envcap.store import Store
+from envcap.store.embedded import Store
 
 
 def tree(root: Path) -> Path:

@@ -9,10 +9,10 @@ from pathlib import Path
 from conftest import git
 from runs_helpers import envcap, make_repo, run_id_of, show
 
-from envcap.redact import Redactor
-from envcap.runs import store as runs_store
+from envcap.core.redact import Redactor
+from envcap.store import runs as runs_store
 from envcap.runs.git import capture, file_at, restore, strip_credentials
-from envcap.store import Store
+from envcap.store.embedded import Store
 
 LATIN1 = "caf\xe9 cr\xe8me\n".encode("latin-1")
 BINARY = bytes(range(256)) * 8

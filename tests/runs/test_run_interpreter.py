@@ -10,7 +10,7 @@ import pytest
 from conftest import Venv
 from runs_helpers import envcap, run_id_of, show
 
-from envcap.errors import UsageError
+from envcap.core.errors import UsageError
 from envcap.runs.runner import resolve_python
 
 HERE = os.path.dirname(sys.executable)

@@ -6,18 +6,11 @@ import json
 
 import pytest
 
-from envcap.errors import StoreError, UsageError
-from envcap.redact import REDACTED, Redactor
+from envcap.core.errors import StoreError, UsageError
+from envcap.core.redact import REDACTED, Redactor
 from envcap.runs.params import ParamSet, flatten, params_id, parse_assignment
 from envcap.runs.query import Condition, select
-from envcap.runs.record import (
-    RUN_ID,
-    Param,
-    RunRecord,
-    looks_like_run_ref,
-    new_run_id,
-    run_id_time,
-)
+from envcap.core.run import RUN_ID, Param, RunRecord, looks_like_run_ref, new_run_id, run_id_time
 
 
 def test_run_ids_sort_by_time_and_are_not_manifest_ids() -> None:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from envcap.errors import UsageError
+from envcap.core.errors import UsageError
 from envcap.runs.seeds import (
     Seeds,
     check_seed,

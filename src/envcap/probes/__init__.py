@@ -12,7 +12,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 from .context import Context
 
 SOFTWARE = "software"
@@ -45,7 +45,7 @@ def _registry() -> tuple[Probe, ...]:
     from . import (
         compilers,
         conda,
-        container,
+        container_context as container,
         cpu,
         cuda,
         environment,

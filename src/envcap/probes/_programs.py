@@ -18,7 +18,7 @@ import os
 import threading
 from typing import Any, Sequence
 
-from .._subprocess import Result
+from ..core.proc import Result
 
 _FILE = "programs.json"
 _lock = threading.Lock()

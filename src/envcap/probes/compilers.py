@@ -13,7 +13,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from .._subprocess import Result
+from ..core.proc import Result
 from . import SOFTWARE, Finding, Probe
 from .context import Context
 

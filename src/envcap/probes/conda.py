@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-from ..errors import ProbeError
+from ..core.errors import ProbeError
 from . import SOFTWARE, Finding, Probe
 from .context import Context
 

@@ -14,10 +14,10 @@ import os
 import threading
 from typing import Mapping, Sequence
 
-from .. import _subprocess
+from ..core import proc as _subprocess
 from . import _programs
-from ..errors import NotApplicable
-from ..redact import Redactor, default_redactor
+from ..core.errors import NotApplicable
+from ..core.redact import Redactor, default_redactor
 
 _MAX_LINKS = 40
 

@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any
 
-from ..canonical import ID_PREFIX, digest
+from ..core.canonical import ID_PREFIX, digest
 from .context import Context
 
 _NORMALIZE = re.compile(r"[-_.]+")

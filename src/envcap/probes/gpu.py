@@ -20,7 +20,7 @@ import re
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, NamedTuple
 
-from ..errors import ProbeError
+from ..core.errors import ProbeError
 from . import PLATFORM, Finding, Probe
 from .context import Context
 

@@ -18,7 +18,7 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
-from ..errors import ProbeError
+from ..core.errors import ProbeError
 from . import SOFTWARE, Finding, Probe
 from .context import Context
 

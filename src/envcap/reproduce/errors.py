@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import EnvcapError
+from ..core.errors import EnvcapError
 
 
 class RebuildError(EnvcapError):

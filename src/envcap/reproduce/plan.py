@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..manifest import Manifest
-from ..redact import REDACTED
-from ..runs.record import RunRecord
+from ..core.manifest import Manifest
+from ..core.redact import REDACTED
+from ..core.run import RunRecord
 from .errors import RebuildError
 
 # Where envcap puts its own things in the container, out of the way of any image.
@@ -81,7 +81,7 @@ class Original:
 
 
 def load_original(store: Any, ref: str) -> Original:
-    from ..runs import store as runs_store
+    from ..store import runs as runs_store
 
     record = runs_store.load(store, runs_store.resolve(store, ref))
     if not record.finished:
@@ -304,7 +304,7 @@ def parse_overrides(items: Sequence[str], record: RunRecord) -> dict[int, str]:
 
 def check_data(original: Original, code: CodePaths, overrides: Sequence[str], cache: Any) -> list[DataCheck]:
     """Every dataset of the run fingerprinted where it will be read from."""
-    from ..errors import UsageError
+    from ..core.errors import UsageError
     from ..runs.data import fingerprint
 
     record = original.record

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..manifest import Manifest
+from ..core.manifest import Manifest
 from .errors import PreflightError
 
 # The oldest Linux driver branch of each CUDA release (CUDA Toolkit release notes,

@@ -7,7 +7,7 @@
 3. GPU pre-flight (:mod:`.preflight`), for runs that had NVIDIA GPUs and CUDA.
 4. The image: the env's image recorded in the store's ``images`` table, pulled by
    digest when this engine lacks it; else, with ``--registry``, the registry's image
-   of the env (its tag names the env id), or a new build through :mod:`envcap.build`.
+   of the env (its tag names the env id), or a new build through :mod:`envcap.builder`.
 5. The code in a fresh workspace (:mod:`.workspace`), then the new run's first record
    (a reproduction of the original), then the container (:mod:`.container`): the command
    runs with the run's parameters, seeds and environment while envcap captures the
@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..build.fidelity import MOUNT as CAPTURE_MOUNT
-from ..errors import EnvcapError
-from ..manifest import Manifest
+from ..builder.fidelity import MOUNT as CAPTURE_MOUNT
+from ..core.errors import EnvcapError
+from ..core.manifest import Manifest
 from . import plan as plan_mod
 from . import preflight as preflight_mod
-from .container import ContainerSpec, Mount, default_output, launcher, make_runner, secret_values
+from .launch import ContainerSpec, Mount, default_output, launcher, make_runner, secret_values
 from .errors import RebuildError
 from .plan import CONTAINER_LIB, OUT_DIR, RUN_DIR, Original, RebuildOptions
 from .verdict import NOT_REPRODUCED, REPRODUCED
@@ -139,9 +139,9 @@ def _host_gpu(original: Original) -> Any:
 
 def _image(store: Any, original: Original, options: RebuildOptions, action: str, progress: Progress) -> dict[str, Any]:
     """The run's image by digest: from the store's images table, the registry, or a build."""
-    from ..build import store as image_store
-    from ..build.pipeline import BuildOptions, build, tag_for
-    from ..build.registry import Registry, Repository
+    from ..store import images as image_store
+    from ..builder.pipeline import BuildOptions, build, tag_for
+    from ..builder.registry import Registry, Repository
 
     manifest = original.manifest
     repository = str(Repository.parse(options.registry)) if options.registry else None
@@ -240,8 +240,8 @@ def _spec(original: Original, code: plan_mod.CodePaths, env_plan: plan_mod.EnvPl
 def _print(store: Any, original: Original, options: RebuildOptions, report: dict[str, Any], image: dict[str, Any],
            code: plan_mod.CodePaths, env_plan: plan_mod.EnvPlan, checks: list[Any], gpu: Any, cwd: str | None,
            progress: Progress) -> Report:
-    from ..build.registry import Repository
-    from ..runs.record import new_run_id
+    from ..builder.registry import Repository
+    from ..core.run import new_run_id
     from .printcmd import apptainer_command, docker_run_command
     from .workspace import prepare
 
@@ -268,9 +268,9 @@ def _print(store: Any, original: Original, options: RebuildOptions, report: dict
 def _run(store: Any, original: Original, options: RebuildOptions, report: dict[str, Any], image: dict[str, Any],
          code: plan_mod.CodePaths, env_plan: plan_mod.EnvPlan, checks: list[Any], gpu: Any, caveats: list[str],
          clock: _Clock, progress: Progress, output: BinaryIO, cwd: str | None) -> Report:
-    from ..redact import default_redactor
+    from ..core.redact import default_redactor
     from ..runs.session import Session
-    from ..runs.store import put_record
+    from ..store.runs import put_record
     from .workspace import prepare
 
     record = original.record
@@ -352,7 +352,7 @@ def _session_plan(original: Original, checks: list[Any], env_plan: plan_mod.EnvP
 def _execute(runner: Any, spec: ContainerSpec, original: Original, secrets: dict[str, str], output: BinaryIO,
              out_dir: Path, store: Any, session: Any) -> int:
     """The command in its container, the environment captured beside it; its exit status."""
-    from ..build import fidelity
+    from ..builder import fidelity
 
     out_dir.mkdir()
     interpreters, capture_args = fidelity.capture_args(original.manifest)
@@ -385,7 +385,7 @@ def _package() -> str:
 def _abandon(store: Any, session: Any, record: Any, why: str, *, exit_code: int | None = None,
              signal_name: str | None = None) -> None:
     """Finish a rebuild that could not run to the end, so that no record is left unfinished."""
-    from ..runs.store import put_record
+    from ..store.runs import put_record
 
     try:
         session.note_problem(f"the rebuild did not complete: {why}")
@@ -397,7 +397,7 @@ def _abandon(store: Any, session: Any, record: Any, why: str, *, exit_code: int 
 
 def _captured(out_dir: Path, run_id: str) -> Manifest | EnvcapError:
     """The manifest captured in the container, labelled with the new run (labels are not hashed)."""
-    from ..errors import ManifestError
+    from ..core.errors import ManifestError
 
     path = out_dir / "manifest.json"
     if not path.is_file():
@@ -426,7 +426,7 @@ def _script_seconds(out_dir: Path) -> float | None:
 def _compare(store: Any, original: Original, new: Any, captured: Manifest | EnvcapError,
              outputs: list[plan_mod.OutputPlan], options: RebuildOptions, caveats: list[str],
              workspace: Any) -> dict[str, Any]:
-    from ..diff import changes_between, describe
+    from ..compare.diff import changes_between, describe
     from .verdict import compare_metrics, compare_outputs, decide, read_log
     from .workspace import compare_code
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import StoreError, UsageError
+from ..core.errors import StoreError, UsageError
 from .errors import RebuildError
 
 _TIMEOUT = 120.0

@@ -27,7 +27,7 @@ import threading
 from types import TracebackType
 from typing import Any, Iterable, Mapping
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 from . import rundir
 from .seeds import Seeds, check_seed
 
@@ -147,7 +147,7 @@ class Run:
         self._event({"kind": "note", "time": stamp, "text": str(text)})
 
     def label(self, key: str, value: str) -> None:
-        from ..capture import parse_labels
+        from ..capture.collect import parse_labels
 
         parse_labels([f"{key}={value}"])
         self._event({"kind": "label", "key": key, "value": str(value)})
@@ -164,7 +164,7 @@ class Run:
 
     def _redacted(self, name: str, value: Any) -> Any:
         if self._redactor is None:
-            from ..redact import default_redactor
+            from ..core.redact import default_redactor
             from .params import ParamSet
 
             self._redactor = ParamSet(default_redactor())
@@ -334,8 +334,8 @@ def _attach() -> Run | None:
 
 def _own_run() -> Run:
     """A run of the script's own: recorded as ``envcap run`` would record the script."""
-    from ..redact import default_redactor
-    from ..store import Store
+    from ..core.redact import default_redactor
+    from ..store.embedded import Store
     from .params import ParamSet
     from .session import Plan, Session
 
@@ -381,8 +381,8 @@ def _hash_cache() -> Any:
     from .data import HashCache
 
     if _cache is None or _cache[0] != threading.get_ident():
-        from ..errors import StoreError
-        from ..store import Store
+        from ..core.errors import StoreError
+        from ..store.embedded import Store
 
         try:
             store: Any = Store(create=False)

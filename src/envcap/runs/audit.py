@@ -20,10 +20,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import EnvcapError, ManifestError, StoreError
-from . import store as runs_store
+from ..core.errors import EnvcapError, ManifestError, StoreError
+from ..store import runs as runs_store
 from .data import HashCache, fingerprint, hash_bytes, hash_file
-from .record import RunRecord
+from ..core.run import RunRecord
 
 OK, MISMATCH, UNCHECKED, INFO = "ok", "mismatch", "unchecked", "info"
 
@@ -179,7 +179,7 @@ def _check_paths(entries: Any, kind: str, cache: HashCache, report: AuditReport)
 
 
 def _check_environment(record: RunRecord, recorded: Any, report: AuditReport) -> None:
-    from ..capture import snapshot
+    from ..capture.collect import snapshot
 
     if recorded is None:
         report.add(UNCHECKED, "environment", "the run has no manifest to compare with")
@@ -196,7 +196,7 @@ def _check_environment(record: RunRecord, recorded: Any, report: AuditReport) ->
     if now.env_id == recorded.env_id:
         report.add(OK, "environment", f"env_id {now.env_id} unchanged")
     else:
-        from ..diff import changes_between, describe
+        from ..compare.diff import changes_between, describe
 
         changes = changes_between(recorded, now, layers=["software"])
         report.drift = [describe(c, "run", "now") for c in changes]

@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..canonical import digest
-from ..errors import ManifestError, StoreError, UsageError
-from . import store as runs_store
-from .record import RUN_ID, RunRecord
+from ..core.canonical import digest
+from ..core.errors import ManifestError, StoreError, UsageError
+from ..store import runs as runs_store
+from ..core.run import RUN_ID, RunRecord
 
 FORMAT = "envcap.bundle/1"
 INDEX = "envcap-bundle.json"
@@ -296,7 +296,7 @@ def _assemble(source: str, index: dict[str, Any], members: dict[str, bytes]) -> 
         text = members.get("environment/manifest.json")
         if text is None:
             raise StoreError(f"{source}: the run's manifest is not in the bundle")
-        from ..manifest import Manifest
+        from ..core.manifest import Manifest
 
         try:
             manifest = Manifest.from_json(text, source=f"{source}: environment/manifest.json")

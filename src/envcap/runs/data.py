@@ -23,8 +23,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
-from ..canonical import ID_PREFIX
-from ..errors import UsageError
+from ..core.canonical import ID_PREFIX
+from ..core.errors import UsageError
 
 RACY_NS = 1_000_000_000
 _CHUNK = 1 << 20
@@ -69,7 +69,7 @@ class HashCache:
         self._trees: dict[str, tuple[str, Fingerprint]] = {}
         self._new_trees: dict[str, tuple[str, Fingerprint]] = {}
         if store is not None:
-            from .store import ensure_tables
+            from ..store.runs import ensure_tables
 
             ensure_tables(store)
 

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
-from ..errors import StoreError, UsageError
-from ..redact import Redactor
+from ..core.errors import StoreError, UsageError
+from ..core.redact import Redactor
 from .data import HashCache, hash_bytes, stat_key
 
 DEFAULT_FILE_CAP = 1 << 20  # untracked content kept per file

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ..canonical import canonical_bytes, content_id, digest
-from ..errors import UsageError
-from ..redact import REDACTED, Redactor
-from .record import Param
+from ..core.canonical import canonical_bytes, content_id, digest
+from ..core.errors import UsageError
+from ..core.redact import REDACTED, Redactor
+from ..core.run import Param
 
 SOURCES = ("default", "user", "derived")
 _FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".toml": "toml"}

@@ -15,9 +15,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
-from ..errors import UsageError
-from .record import RunRecord
-from .store import Note
+from ..core.errors import UsageError
+from ..core.run import RunRecord
+from ..store.runs import Note
 
 _CONDITION = re.compile(r"^\s*([A-Za-z_][\w.\-/]*)\s*(==|!=|>=|<=|=|>|<|~)\s*(.*?)\s*$")
 _KEYED = ("params", "metrics", "labels")
@@ -162,10 +162,10 @@ def find_run_ref(ref: str) -> dict[str, Any] | None:
     """
     import os
 
-    from ..errors import AmbiguousIdError, NotFoundError, StoreError
-    from ..store import Store
-    from . import store as runs_store
-    from .record import looks_like_run_ref
+    from ..core.errors import AmbiguousIdError, NotFoundError, StoreError
+    from ..store.embedded import Store
+    from ..store import runs as runs_store
+    from ..core.run import looks_like_run_ref
 
     if os.path.exists(ref) or not looks_like_run_ref(ref):
         return None

@@ -22,8 +22,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from ..errors import UsageError
-from .record import RunRecord
+from ..core.errors import UsageError
+from ..core.run import RunRecord
 from .session import Plan, Session
 
 FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
@@ -205,8 +205,8 @@ def plan_run(argv: Sequence[str], *, params: Sequence[str] = (), params_files: S
 
     ``params`` are ``name=value``; ``seeds`` are ``N`` (the global seed) or ``name=N``.
     """
-    from ..capture import parse_labels
-    from ..redact import default_redactor
+    from ..capture.collect import parse_labels
+    from ..core.redact import default_redactor
     from .params import ParamSet, parse_assignment, read_params_file
     from .seeds import check_seed
 
@@ -239,7 +239,7 @@ def plan_run(argv: Sequence[str], *, params: Sequence[str] = (), params_files: S
 
 def execute(store: Any, plan: Plan, *, announce: Callable[[str], None] | None = None) -> RunRecord:
     """Run ``plan.argv`` as a recorded run; return the finished record."""
-    from ..redact import default_redactor
+    from ..core.redact import default_redactor
 
     env = dict(os.environ)
     session = Session(store, plan, default_redactor())

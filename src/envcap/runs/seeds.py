@@ -24,7 +24,7 @@ import random
 import sys
 from typing import Any, Callable
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 
 Recorder = Callable[[str, dict[str, Any]], None]
 

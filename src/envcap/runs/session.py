@@ -23,17 +23,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..canonical import canonical_bytes
-from ..errors import EnvcapError
-from ..redact import Redactor
+from ..core.canonical import canonical_bytes
+from ..core.errors import EnvcapError
+from ..core.redact import Redactor
 from . import rundir
 from .data import HashCache, dataset_entry, fingerprint, lineage_step
 from .git import Capture, caps_from_env
 from .git import capture as capture_git
 from .params import ParamSet, ParamsFile, params_id
-from .record import FINISHED, UNFINISHED, RunRecord, new_run_id, utc_now
+from ..core.run import FINISHED, UNFINISHED, RunRecord, new_run_id, utc_now
 from .seeds import determinism_state
-from .store import Note, put_record
+from ..store.runs import Note, put_record
 
 _NOT_STORED_YET = "unfinished: the uncommitted changes, untracked files and parameter files are not stored yet"
 
@@ -169,7 +169,7 @@ class Session:
 
     def take_snapshot(self, python: str | None, env: dict[str, str] | None = None) -> Any:
         """The environment's manifest, or the error that kept it from being taken."""
-        from ..capture import snapshot
+        from ..capture.collect import snapshot
 
         try:
             return snapshot(python=python, labels={"run": self.id}, env=env)

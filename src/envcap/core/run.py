@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Iterator, Mapping
 
-from ..errors import StoreError
+from .errors import StoreError
 
 SCHEMA = "envcap.run/1"
 UNFINISHED = "unfinished"

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..diff import changes_between, describe
-from ..errors import ManifestError
-from ..manifest import Manifest
+from ..compare.diff import changes_between, describe
+from ..core.errors import ManifestError
+from ..core.manifest import Manifest
 from ..probes import all_probes
 from .errors import BuildError
 
@@ -33,7 +33,7 @@ if sys.version_info < (3, 10):
     sys.exit("envcap needs Python 3.10 or newer in the image to capture it from the inside")
 sys.path.insert(0, {MOUNT!r})
 args = json.loads(sys.argv[1])
-from envcap.capture import snapshot
+from envcap.capture.collect import snapshot
 python = args["python"] if args["python"] and os.path.exists(args["python"]) else None
 manifest = snapshot(python=python, select=args["select"], files_only=args.get("files_only", False))
 sys.stdout.write(manifest.to_json(indent=None))

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import config
-from ..errors import UsageError
-from ..manifest import Manifest
+from ..core import config
+from ..core.errors import UsageError
+from ..core.manifest import Manifest
 from .errors import BuildError
 
 # The distribution reference grammar, reduced to what a FROM line needs.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..summary import short
+from ..capture.summary import short
 
 
 def _value(v: Any, width: int = 60) -> str:

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .diff import Change, changes_between, features
-from .errors import ManifestError, NotFoundError, StoreError, UsageError
-from .manifest import LAYERS, Manifest, compute_ids
+from ..core.errors import ManifestError, NotFoundError, StoreError, UsageError
+from ..core.manifest import LAYERS, Manifest, compute_ids
 
 LAYER_KEY = {"software": "env_id", "platform": "platform_id"}
 GROUP_PREFIX = {"software": "E", "platform": "P"}
@@ -152,7 +152,7 @@ class Loader:
     # the store
 
     def add_store(self, store: Any) -> None:
-        """Every snapshot in STORE (an :class:`envcap.store.Store`)."""
+        """Every snapshot in STORE (an :class:`envcap.store.embedded.Store`)."""
         for row in store.snapshots():
             source = f"store snapshot {row.record}"
             self.fleet.snapshots += 1
@@ -585,7 +585,7 @@ def print_report(report: FleetReport, console: Any = None) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from .summary import short
+    from ..capture.summary import short
 
     def table(title: str, *columns: str) -> Any:
         t = Table(title=title, title_justify="left", box=None, header_style="bold")

@@ -9,7 +9,7 @@ environment variables. The same manifest, base and options give byte-identical o
 Nothing from the manifest is ever parsed by a shell: each RUN is exec form, running
 one of envcap's own scripts (``bash /usr/share/envcap/steps/STEP.sh ARG...``, copied from
 ``images/steps``) whose arguments are values
-that passed :mod:`envcap.build.validate`, or lockfiles copied into the image. Captured
+that passed :mod:`envcap.builder.validate`, or lockfiles copied into the image. Captured
 environment values become ``ENV`` only when allow-listed.
 """
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from ..manifest import Manifest
+from ..core.manifest import Manifest
 from . import validate as v
 from .base import images_dir
 from .errors import ManifestRefused

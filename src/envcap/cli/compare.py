@@ -1,7 +1,7 @@
 """The ``envcap diff`` and ``envcap fleet`` commands: click code only.
 
-The work is in :mod:`envcap.diff` and :mod:`envcap.fleet`. Errors are
-:class:`envcap.errors.EnvcapError`, which the ``envcap`` group turns into a message
+The work is in :mod:`envcap.compare.diff` and :mod:`envcap.compare.fleet`. Errors are
+:class:`envcap.core.errors.EnvcapError`, which the ``envcap`` group turns into a message
 and exit code 2.
 """
 
@@ -23,7 +23,8 @@ def diff(a: str, b: str, as_json: bool) -> None:
     Changes likely to change numerical results are marked. Exit 0 when identical,
     1 when different, 2 on error.
     """
-    from .diff import diff_manifests, render_text, resolve_manifest
+    from ..compare.diff import diff_manifests, render_text
+    from ..store.resolve import resolve_manifest
 
     result = diff_manifests(resolve_manifest(a), resolve_manifest(b), a_ref=a, b_ref=b)
     if as_json:
@@ -57,12 +58,12 @@ def fleet(paths: tuple[str, ...], use_store: bool, cluster_label: str, as_json: 
     platforms each cluster runs, the differences between groups, and the nodes that
     differ from their cluster's majority.
     """
-    from .errors import ManifestError, UsageError
-    from .fleet import analyze, load_fleet, print_report
+    from ..core.errors import ManifestError, UsageError
+    from ..compare.fleet import analyze, load_fleet, print_report
 
     store = None
     if use_store or not paths:
-        from .store import Store
+        from ..store.embedded import Store
 
         store = Store(create=False)
     try:
@@ -81,8 +82,8 @@ def fleet(paths: tuple[str, ...], use_store: bool, cluster_label: str, as_json: 
         raise UsageError("no snapshots to compare" + (" (every input was rejected)" if loaded.rejected else ""))
     report = analyze(loaded, cluster_label=cluster_label)
     if html_file:
-        from ._files import write_text_atomic
-        from .fleet_html import render_html
+        from ..core.files import write_text_atomic
+        from ..compare.html import render_html
 
         write_text_atomic(html_file, render_html(report))
     if as_json:

@@ -34,7 +34,7 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-from .. import _sqlite, config
+from ..core import sqlite as _sqlite, config
 from .errors import LockError
 
 PYPI = "https://pypi.org/simple"

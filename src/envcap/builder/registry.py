@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 from .errors import BuildError
 
 MANIFEST_TYPES = ", ".join((

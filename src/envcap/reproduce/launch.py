@@ -130,8 +130,8 @@ class DockerRunner:
     name = "docker"
 
     def __init__(self) -> None:
-        from ..build.engine import DockerEngine
-        from ..build.errors import BuildError
+        from ..builder.engine import DockerEngine
+        from ..builder.errors import BuildError
 
         try:
             self._engine = DockerEngine()

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..manifest import Manifest
-from ..store import Store
-from . import store as image_store
+from ..core.manifest import Manifest
+from ..store.embedded import Store
+from ..store import images as image_store
 from .base import choose_base, has_digest
 from .engine import make_engine
 from .errors import BuildError
@@ -27,7 +27,7 @@ from .fidelity import Fidelity, check
 from .hashes import PYPI, IndexHashes
 from .lock import Lock, lock
 from .registry import Registry, Repository
-from .render import DEFAULT_ENV_ALLOW, Rendered, render
+from .dockerfile import DEFAULT_ENV_ALLOW, Rendered, render
 from .serve import serve
 
 Progress = Callable[[str], None]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .manifest import Manifest
+from ..core.manifest import Manifest
 
 
 def short(oid: str, digits: int = 12) -> str:

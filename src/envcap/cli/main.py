@@ -1,6 +1,6 @@
 """The ``envcap`` command: click code only, every command a call into the library.
 
-Only this module turns :class:`envcap.errors.EnvcapError` into a message and an exit
+Only this module turns :class:`envcap.core.errors.EnvcapError` into a message and an exit
 code: 0 success, 1 a check found a difference or a problem, 2 an error.
 """
 
@@ -13,24 +13,26 @@ from typing import Any
 
 import click
 
-from .errors import EnvcapError
+from .common import open_store
+
+from ..core.errors import EnvcapError
 
 
 # Commands of other areas live in their own modules, imported only when that command is
 # asked for (or listed by --help): `envcap snapshot` sits on the start path of every run
 # and should not pay for the builder's or the reproducer's modules.
 LAZY_COMMANDS = {
-    "run": "envcap.cli_runs:run",
-    "runs": "envcap.cli_runs:runs",
-    "note": "envcap.cli_runs:note",
-    "audit": "envcap.cli_runs:audit",
-    "export": "envcap.cli_runs:export",
-    "lock": "envcap.cli_build:lock",
-    "build": "envcap.cli_build:build",
-    "images": "envcap.cli_build:images",
-    "rebuild": "envcap.cli_rebuild:rebuild",
-    "diff": "envcap.cli_compare:diff",
-    "fleet": "envcap.cli_compare:fleet",
+    "run": "envcap.cli.runs:run",
+    "runs": "envcap.cli.runs:runs",
+    "note": "envcap.cli.runs:note",
+    "audit": "envcap.cli.runs:audit",
+    "export": "envcap.cli.runs:export",
+    "lock": "envcap.cli.build:lock",
+    "build": "envcap.cli.build:build",
+    "images": "envcap.cli.build:images",
+    "rebuild": "envcap.cli.rebuild:rebuild",
+    "diff": "envcap.cli.compare:diff",
+    "fleet": "envcap.cli.compare:fleet",
 }
 
 
@@ -72,11 +74,6 @@ def main() -> None:
     """Capture, record, rebuild and verify the environments ML results come from."""
 
 
-def _open_store(create: bool = False) -> Any:
-    from .store import Store
-
-    return Store(create=create)
-
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
@@ -92,16 +89,16 @@ def _open_store(create: bool = False) -> Any:
 def snapshot(as_json: bool, output: str | None, labels: tuple[str, ...], root: str, python: str | None,
              conda_prefix: str | None, select: tuple[str, ...], skip: tuple[str, ...], no_store: bool) -> None:
     """Fingerprint this machine into an immutable manifest and store it."""
-    from ._files import write_text_atomic
-    from .capture import parse_labels, snapshot as take
-    from .summary import summary_lines
+    from ..core.files import write_text_atomic
+    from ..capture.collect import parse_labels, snapshot as take
+    from ..capture.summary import summary_lines
 
     started = time.monotonic()
     manifest = take(root=root, python=python, conda_prefix=conda_prefix, select=select, skip=skip,
                     labels=parse_labels(labels))
     where = None
     if not no_store:
-        with _open_store(create=True) as store:
+        with open_store(create=True) as store:
             store.add(manifest)
             where = store.root
     if output:
@@ -121,12 +118,12 @@ def snapshot(as_json: bool, output: str | None, labels: tuple[str, ...], root: s
 @click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
 def show(ref: str, as_json: bool) -> None:
     """Show a stored manifest (by id, env_id or unique prefix), a manifest FILE, or a run."""
-    from .cli_runs import show_run_if_run
-    from .summary import summary_lines
+    from .runs import show_run_if_run
+    from ..capture.summary import summary_lines
 
     if show_run_if_run(ref, as_json):
         return
-    from .diff import resolve_manifest
+    from ..store.resolve import resolve_manifest
 
     manifest = resolve_manifest(ref)
     if as_json:
@@ -142,9 +139,9 @@ def show(ref: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 def list_snapshots(as_json: bool) -> None:
     """List the snapshots in the store."""
-    from .summary import short
+    from ..capture.summary import short
 
-    with _open_store() as store:
+    with open_store() as store:
         rows = store.snapshots()
     if as_json:
         click.echo(json.dumps([
@@ -168,12 +165,12 @@ def list_snapshots(as_json: bool) -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def import_(files: tuple[str, ...]) -> None:
     """Verify manifest FILEs or run bundles (.zip) and add them to the store (all or nothing)."""
-    from .runs.bundle import is_bundle, read_bundle
-    from .store import load_manifest
+    from ..runs.bundle import is_bundle, read_bundle
+    from ..store.embedded import load_manifest
 
     bundles = {f: read_bundle(f) for f in files if is_bundle(f)}  # Verified before anything is stored,
     manifests = [load_manifest(f) for f in files if f not in bundles]  # like every manifest file.
-    with _open_store(create=True) as store:
+    with open_store(create=True) as store:
         for path, b in bundles.items():
             click.echo(f"imported {path}: run {b.write_into(store)}")
         for path, m in zip([f for f in files if f not in bundles], manifests):
@@ -184,7 +181,7 @@ def import_(files: tuple[str, ...]) -> None:
 @main.command()
 def verify() -> None:
     """Re-hash every object in the store; exit 1 and list what is wrong."""
-    with _open_store() as store:
+    with open_store() as store:
         problems = store.verify()
         count = len(store.snapshots())
     if problems:

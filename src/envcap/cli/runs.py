@@ -12,15 +12,9 @@ from typing import Any
 
 import click
 
-
-def _store(create: bool = False) -> Any:
-    from .store import Store
-
-    return Store(create=create)
+from .common import err, open_store
 
 
-def _err(text: str) -> None:
-    click.echo(f"envcap: {text}", err=True)
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -46,17 +40,17 @@ def run(params: tuple[str, ...], params_files: tuple[str, ...], seeds: tuple[str
     envcap run --param lr=0.01 --seed 7 --data data/train.csv -- python train.py
     The command's output streams through untouched; envcap exits with its exit status.
     """
-    from .runs.runner import execute, plan_run
+    from ..runs.runner import execute, plan_run
 
     plan = plan_run(list(command), params=params, params_files=params_files, seeds=seeds, data=data,
                     notes=notes, labels=labels, outputs=outputs, python=python)
-    with _store(create=True) as store:
-        record = execute(store, plan, announce=lambda run_id: _err(f"run {run_id}"))
-    from .runs.query import run_json
-    from .runs.render import status_text
+    with open_store(create=True) as store:
+        record = execute(store, plan, announce=lambda run_id: err(f"run {run_id}"))
+    from ..runs.query import run_json
+    from ..runs.describe import status_text
 
     problems = "".join(f"\nenvcap:   {p}" for p in record.problems)
-    _err(f"run {record.id} recorded: {status_text(run_json(record))}, {record.duration_s:.2f} s{problems}")
+    err(f"run {record.id} recorded: {status_text(run_json(record))}, {record.duration_s:.2f} s{problems}")
     sys.exit(record.exit_code if record.exit_code is not None else 1)
 
 
@@ -69,16 +63,16 @@ def run(params: tuple[str, ...], params_files: tuple[str, ...], seeds: tuple[str
 @click.option("--limit", type=int, metavar="N", help="Show at most N runs (the newest, unless sorted).")
 def runs(as_json: bool, where: tuple[str, ...], labels: tuple[str, ...], sort: str | None, limit: int | None) -> None:
     """List recorded runs, oldest first."""
-    from .capture import parse_labels
-    from .errors import StoreError
-    from .runs.query import Condition, select
-    from .runs.render import table_rows
+    from ..capture.collect import parse_labels
+    from ..core.errors import StoreError
+    from ..runs.query import Condition, select
+    from ..runs.describe import table_rows
 
     for w in where:
         Condition.parse(w)
     wanted = parse_labels(labels)
     try:
-        store = _store()
+        store = open_store()
     except StoreError:
         views: list[dict[str, Any]] = []
     else:
@@ -104,16 +98,16 @@ def runs(as_json: bool, where: tuple[str, ...], labels: tuple[str, ...], sort: s
 
 
 def _all_views(store: Any) -> list[dict[str, Any]]:
-    from .runs import store as runs_store
-    from .runs.query import run_json
+    from ..store import runs as runs_store
+    from ..runs.query import run_json
 
     return [run_json(runs_store.load(store, rid), runs_store.notes(store, rid), runs_store.reproductions(store, rid))
             for rid in runs_store.all_ids(store)]
 
 
 def _view(store: Any, ref: str) -> dict[str, Any]:
-    from .runs import store as runs_store
-    from .runs.query import run_json
+    from ..store import runs as runs_store
+    from ..runs.query import run_json
 
     run_id = runs_store.resolve(store, ref)
     return run_json(runs_store.load(store, run_id), runs_store.notes(store, run_id),
@@ -122,8 +116,8 @@ def _view(store: Any, ref: str) -> dict[str, Any]:
 
 def show_run_if_run(ref: str, as_json: bool) -> bool:
     """``envcap show REF`` for a run id (or prefix); False when REF names no run."""
-    from .runs.query import find_run_ref
-    from .runs.render import show_lines
+    from ..runs.query import find_run_ref
+    from ..runs.describe import show_lines
 
     found = find_run_ref(ref)
     if found is None:
@@ -141,11 +135,11 @@ def show_run_if_run(ref: str, as_json: bool) -> bool:
 @click.argument("text")
 def note(run_ref: str, text: str) -> None:
     """Add a note to a run (notes are the one thing added to a finished run)."""
-    from .redact import default_redactor
-    from .runs import store as runs_store
-    from .runs.record import utc_now
+    from ..core.redact import default_redactor
+    from ..store import runs as runs_store
+    from ..core.run import utc_now
 
-    with _store() as store:
+    with open_store() as store:
         run_id = runs_store.resolve(store, run_ref)
         runs_store.add_note(store, run_id, runs_store.Note(utc_now(), default_redactor().text(text)))
     click.echo(f"note added to run {run_id}")
@@ -159,10 +153,10 @@ def audit(run_ref: str, as_json: bool) -> None:
 
     Exit 0 when everything matches, 1 on any mismatch, 2 on error.
     """
-    from .runs import store as runs_store
-    from .runs.audit import audit_run
+    from ..store import runs as runs_store
+    from ..runs.audit import audit_run
 
-    with _store() as store:
+    with open_store() as store:
         run_id = runs_store.resolve(store, run_ref)
         report = audit_run(store, run_id)
     if as_json:
@@ -178,10 +172,10 @@ def audit(run_ref: str, as_json: bool) -> None:
 @click.option("-o", "--output", required=True, metavar="FILE", help="Where to write the bundle (a .zip file).")
 def export(run_ref: str, output: str) -> None:
     """Write a run's provenance bundle: record, manifest, code, parameters, data, metrics."""
-    from .runs import store as runs_store
-    from .runs.bundle import export_run
+    from ..store import runs as runs_store
+    from ..runs.bundle import export_run
 
-    with _store() as store:
+    with open_store() as store:
         run_id = runs_store.resolve(store, run_ref)
         count = export_run(store, run_id, output)
     click.echo(f"exported run {run_id} to {output} ({count} files)")

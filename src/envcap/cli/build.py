@@ -1,6 +1,6 @@
 """The ``envcap lock``, ``envcap build`` and ``envcap images`` commands: click code only.
 
-The work is in :mod:`envcap.build`. Errors are :class:`envcap.errors.EnvcapError`,
+The work is in :mod:`envcap.builder`. Errors are :class:`envcap.core.errors.EnvcapError`,
 which the ``envcap`` group turns into a message and exit code 2.
 """
 
@@ -38,8 +38,8 @@ def lock(env: str, output: str, index_url: str, extra: tuple[str, ...], offline:
     release (pip install --require-hashes); VCS installs pinned to their commit. conda:
     an explicit lockfile. OS packages: name=version pins. Nothing is resolved again.
     """
-    from .build.pipeline import make_lock
-    from .diff import resolve_manifest
+    from ..builder.pipeline import make_lock
+    from ..store.resolve import resolve_manifest
 
     manifest = resolve_manifest(env)
     result, hashes = make_lock(manifest, index_url=index_url, extra_index_urls=extra, offline=offline,
@@ -79,10 +79,10 @@ def build(env: str, registry: str, base: str | None, reproducible: bool, ca_bund
     it at once. Exit 0 when the image captures as the same env id, 1 when it is
     partial (the differences are listed), 2 on error (nothing is recorded).
     """
-    from .build.pipeline import BuildOptions
-    from .build.pipeline import build as run_build
-    from .diff import resolve_manifest
-    from .store import Store
+    from ..builder.pipeline import BuildOptions
+    from ..builder.pipeline import build as run_build
+    from ..store.resolve import resolve_manifest
+    from ..store.embedded import Store
 
     started = time.monotonic()
     manifest = resolve_manifest(env)
@@ -113,14 +113,14 @@ def build(env: str, registry: str, base: str | None, reproducible: bool, ca_bund
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 def images(env: str | None, as_json: bool) -> None:
     """List the images built and pushed, by env id (of ENV only, when given)."""
-    from .build import store as image_store
-    from .store import Store
-    from .summary import short
+    from ..store import images as image_store
+    from ..store.embedded import Store
+    from ..capture.summary import short
 
     env_id = None
     with Store(create=False) as store:
         if env:
-            from .diff import resolve_manifest
+            from ..store.resolve import resolve_manifest
 
             env_id = resolve_manifest(env, store=store).env_id
         rows = image_store.images(store, env_id)

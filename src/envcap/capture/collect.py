@@ -14,13 +14,13 @@ import threading
 import time
 from typing import Any, Iterable, Mapping, Sequence
 
-from . import config as config_mod
-from .errors import NotApplicable, UsageError
-from .manifest import Manifest, Unknown
-from .probes import Finding, Probe, all_probes, choose
-from .probes.context import Context
-from .canonical import canonical_bytes
-from .redact import Redactor, default_redactor
+from ..core import config as config_mod
+from ..core.errors import NotApplicable, UsageError
+from ..core.manifest import Manifest, Unknown
+from ..probes import Finding, Probe, all_probes, choose
+from ..probes.context import Context
+from ..core.canonical import canonical_bytes
+from ..core.redact import Redactor, default_redactor
 
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}$")
 
@@ -93,7 +93,7 @@ def snapshot(
             if value.observed:
                 observed[probe.section] = redactor.deep(value.observed)
 
-    from . import __version__
+    from .. import __version__
 
     observed.update(
         {

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..store import Store
+from .embedded import Store
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (

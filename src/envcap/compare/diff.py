@@ -22,15 +22,12 @@ clocks and labels say.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from .errors import NotFoundError, StoreError, UsageError
-from .manifest import LAYERS, Manifest, Unknown
+from ..core.manifest import LAYERS, Manifest, Unknown
 
 # Reading order of the sections envcap knows (the issue's order: OS and kernel, libc,
 # driver and CUDA, Python, packages, compilers, environment). It only orders output:
@@ -180,60 +177,6 @@ class Diff:
                 "sections": dict(Counter(c.section for c in self.changes)),
             },
         }
-
-
-# -- resolving references ----------------------------------------------------------------
-
-
-def resolve_manifest(ref: str, *, store: Any = None) -> Manifest:
-    """The manifest REF names: a manifest file, else a stored manifest or snapshot id.
-
-    Every command that takes a manifest reference goes through here, so a new kind of
-    reference is added in this one place. A run id (or a unique prefix) names the
-    environment the run was recorded in.
-    """
-    from .runs.record import looks_like_run_ref
-    from .store import Store, load_manifest
-
-    path = Path(ref)
-    if path.is_file():
-        return load_manifest(path)
-    if path.exists():
-        raise UsageError(f"{ref}: not a manifest file")
-    hexpart = ref.removeprefix("sha256:")
-    is_hex = re.fullmatch(r"[0-9a-f]{4,64}", hexpart) is not None
-    is_run = os.sep not in ref and looks_like_run_ref(ref)
-    if os.sep in ref or ref.endswith(".json") or not (is_hex or is_run):
-        raise NotFoundError(f"{ref}: no such file, and not a manifest id, run id or id prefix")
-    if store is not None:
-        return _stored_manifest(store, ref, is_hex, is_run)
-    try:
-        opened = Store(create=False)
-    except StoreError as exc:
-        raise NotFoundError(f"{ref}: no such file, and {exc}") from exc
-    with opened:
-        return _stored_manifest(opened, ref, is_hex, is_run)
-
-
-def _stored_manifest(store: Any, ref: str, is_hex: bool, is_run: bool) -> Manifest:
-    """A stored manifest by id, else the environment of the run REF names."""
-    from .runs import store as runs_store
-
-    if is_hex:
-        try:
-            return store.get(ref)  # type: ignore[no-any-return]
-        except NotFoundError:
-            if not is_run:
-                raise
-    try:
-        record = runs_store.load(store, runs_store.resolve(store, ref))
-    except NotFoundError as exc:
-        if is_hex:  # It could have been either: say so rather than only "no run".
-            raise NotFoundError(f"no manifest, snapshot or run with id {ref} in {store.path}") from exc
-        raise
-    if not record.manifest:
-        raise NotFoundError(f"run {record.id} has no captured environment to compare")
-    return store.get(record.manifest)  # type: ignore[no-any-return]
 
 
 # -- computing a diff ----------------------------------------------------------------------
@@ -590,7 +533,7 @@ def value_text(value: Any, width: int = 72) -> str:
 
 def render_text(d: Diff) -> list[str]:
     """The diff as lines of plain text, grouped by layer and section."""
-    from .summary import short
+    from ..capture.summary import short
 
     lines = []
     for label, side in (("A", d.a), ("B", d.b)):

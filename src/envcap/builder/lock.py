@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._files import write_text_atomic
-from ..manifest import Manifest
+from ..core.files import write_text_atomic
+from ..core.manifest import Manifest
 from . import validate as v
 from .errors import LockError
 from .hashes import PYPI, FileHash, IndexHashes, indexes_for

@@ -25,10 +25,10 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from ..canonical import canonical_bytes
-from ..errors import AmbiguousIdError, NotFoundError, StoreError
-from ..store import Store
-from .record import RUN_PREFIX, RunRecord
+from ..core.canonical import canonical_bytes
+from ..core.errors import AmbiguousIdError, NotFoundError, StoreError
+from .embedded import Store
+from ..core.run import RUN_PREFIX, RunRecord
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS runs (

@@ -19,10 +19,10 @@ import os
 import sqlite3
 from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
 
-from . import _sqlite, config
-from .canonical import ID_PREFIX, canonical_bytes, digest
-from .errors import AmbiguousIdError, ManifestError, NotFoundError, StoreError
-from .manifest import Manifest
+from ..core import sqlite as _sqlite, config
+from ..core.canonical import ID_PREFIX, canonical_bytes, digest
+from ..core.errors import AmbiguousIdError, ManifestError, NotFoundError, StoreError
+from ..core.manifest import Manifest
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -76,7 +76,7 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
 
 
 class Store:
-    """The store at ``path`` (default: :func:`envcap.config.home`)."""
+    """The store at ``path`` (default: :func:`envcap.core.config.home`)."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, create: bool = True) -> None:
         self._db: sqlite3.Connection | None = None

@@ -13,9 +13,8 @@ from typing import Any
 
 import click
 
+from .common import err
 
-def _err(text: str) -> None:
-    click.echo(f"envcap: {text}", err=True)
 
 
 @click.command()
@@ -58,14 +57,14 @@ def rebuild(run_ref: str, registry: str | None, base: str | None, ca_bundle: str
     """
     from pathlib import Path
 
-    from .reproduce.plan import RebuildOptions
-    from .reproduce.rebuild import rebuild as run_rebuild
-    from .store import Store
+    from ..reproduce.plan import RebuildOptions
+    from ..reproduce.rebuild import rebuild as run_rebuild
+    from ..store.embedded import Store
 
     chosen = [name for name, on in (("--print", print_only), ("--build-only", build_only), ("--dry-run", dry_run))
               if on]
     if len(chosen) > 1:
-        from .errors import UsageError
+        from ..core.errors import UsageError
 
         raise UsageError(f"{' and '.join(chosen)} cannot be combined: choose one")
     action = {"--print": "print", "--build-only": "build-only", "--dry-run": "dry-run"}.get(chosen[0] if chosen
@@ -74,13 +73,13 @@ def rebuild(run_ref: str, registry: str | None, base: str | None, ca_bundle: str
                              data=data, allow_data_drift=allow_data_drift, secret_env=secret_env, rtol=rtol,
                              atol=atol, engine=engine, repo=repo, no_gpu=no_gpu)
     with Store(create=False) as store:
-        report = run_rebuild(store, run_ref, options, action=action, progress=_err,
+        report = run_rebuild(store, run_ref, options, action=action, progress=err,
                              output=click.get_binary_stream("stderr"))
     data_out = report.to_dict()
     if as_json:
         click.echo(json.dumps(data_out, indent=2, ensure_ascii=False))
     elif action == "run":
-        from .reproduce.verdict import render
+        from ..reproduce.verdict import render
 
         render(data_out, sys.stdout)
     else:

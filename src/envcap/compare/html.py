@@ -14,8 +14,8 @@ from typing import Any
 
 from .diff import describe, section_summary
 from .fleet import LAYER_KEY, Cluster, FleetReport, Node, cluster_counts, headline
-from .manifest import LAYERS
-from .summary import short
+from ..core.manifest import LAYERS
+from ..capture.summary import short
 
 # Up to this many differences are listed one by one; more are summed up per section.
 _LIST_LIMIT = 12

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import EnvcapError, ManifestError
+from ..core.errors import EnvcapError, ManifestError
 
 
 class ManifestRefused(ManifestError):

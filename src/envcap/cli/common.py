@@ -1,0 +1,18 @@
+"""What every command module shares: opening the store and writing to standard error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+
+def open_store(create: bool = False) -> Any:
+    """The store the commands use (imported on first use: ``--help`` never opens it)."""
+    from ..store.embedded import Store
+
+    return Store(create=create)
+
+
+def err(text: str) -> None:
+    click.echo(f"envcap: {text}", err=True)

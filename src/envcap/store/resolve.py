@@ -1,0 +1,67 @@
+"""Resolving what a user typed to a stored manifest.
+
+Every command that takes a manifest reference (``show``, ``diff``, ``lock``, ``build``,
+``images``) goes through :func:`resolve_manifest`, so a new kind of reference is added in
+this one place.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import NotFoundError, StoreError, UsageError
+from ..core.manifest import Manifest
+
+
+def resolve_manifest(ref: str, *, store: Any = None) -> Manifest:
+    """The manifest REF names: a manifest file, else a stored manifest or snapshot id.
+
+    Every command that takes a manifest reference goes through here, so a new kind of
+    reference is added in this one place. A run id (or a unique prefix) names the
+    environment the run was recorded in.
+    """
+    from ..core.run import looks_like_run_ref
+    from .embedded import Store, load_manifest
+
+    path = Path(ref)
+    if path.is_file():
+        return load_manifest(path)
+    if path.exists():
+        raise UsageError(f"{ref}: not a manifest file")
+    hexpart = ref.removeprefix("sha256:")
+    is_hex = re.fullmatch(r"[0-9a-f]{4,64}", hexpart) is not None
+    is_run = os.sep not in ref and looks_like_run_ref(ref)
+    if os.sep in ref or ref.endswith(".json") or not (is_hex or is_run):
+        raise NotFoundError(f"{ref}: no such file, and not a manifest id, run id or id prefix")
+    if store is not None:
+        return _stored_manifest(store, ref, is_hex, is_run)
+    try:
+        opened = Store(create=False)
+    except StoreError as exc:
+        raise NotFoundError(f"{ref}: no such file, and {exc}") from exc
+    with opened:
+        return _stored_manifest(opened, ref, is_hex, is_run)
+
+
+def _stored_manifest(store: Any, ref: str, is_hex: bool, is_run: bool) -> Manifest:
+    """A stored manifest by id, else the environment of the run REF names."""
+    from . import runs as runs_store
+
+    if is_hex:
+        try:
+            return store.get(ref)  # type: ignore[no-any-return]
+        except NotFoundError:
+            if not is_run:
+                raise
+    try:
+        record = runs_store.load(store, runs_store.resolve(store, ref))
+    except NotFoundError as exc:
+        if is_hex:  # It could have been either: say so rather than only "no run".
+            raise NotFoundError(f"no manifest, snapshot or run with id {ref} in {store.path}") from exc
+        raise
+    if not record.manifest:
+        raise NotFoundError(f"run {record.id} has no captured environment to compare")
+    return store.get(record.manifest)  # type: ignore[no-any-return]
