@@ -249,11 +249,11 @@ class Session:
             try:
                 kind = event["kind"]
                 if kind == "param":
-                    params.set(event["name"], event["value"], event["source"])
+                    said = params.set(event["name"], event["value"], event["source"], used=bool(event.get("used")))
+                    if said:
+                        problems.append(said)
                 elif kind == "seed_global":
-                    if seeds.get("global") not in (None, event["value"]):
-                        problems.append(f"the script seeded with {event['value']}, not the --seed "
-                                        f"{seeds['global']} it was given")
+                    self._check_seed(seeds, event["value"], problems)
                     seeds["global"] = event["value"]
                 elif kind == "seed_named":
                     seeds["named"][event["name"]] = event["value"]
@@ -278,6 +278,16 @@ class Session:
                 problems.append(f"{rundir.EVENTS} line {number}: {exc}")
         seeds["named"] = dict(sorted(seeds["named"].items()))
         return notes
+
+    def _check_seed(self, seeds: dict[str, Any], value: Any, problems: list[str]) -> None:
+        """Say when the script seeds otherwise than it was told, naming who told it what."""
+        current = seeds.get("global")
+        if current in (None, value):
+            return
+        if self.plan.seed is not None and current == self.plan.seed:
+            problems.append(f"the script seeded with {value}, not the --seed {current} it was given")
+        else:
+            problems.append(f"the script seeded twice: with {current}, then with {value} (recorded: the last)")
 
     @staticmethod
     def _add_step(data: list[dict[str, Any]], name: str, step: Any, problems: list[str]) -> None:

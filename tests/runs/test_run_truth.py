@@ -1,0 +1,104 @@
+"""A run's record says what really happened: the parameters and seeds the script used."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+from runs_helpers import envcap, make_repo, run_id_of, run_rows, show
+
+from envcap.runs.seeds import derive
+
+TRAIN = textwrap.dedent("""
+    import argparse
+    import envcap
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--epochs", type=int, default=3)
+    args = parser.parse_args()
+    with envcap.start_run() as run:
+        run.log_args(args, parser)
+        print("loss", args.lr * args.epochs)
+""")
+
+
+def test_what_the_script_reports_wins_over_param_and_the_disagreement_is_recorded(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "proj", {"train.py": TRAIN})
+    proc = envcap("run", "--param", "lr=0.2", "--param", "epochs=3", "--", sys.executable, "train.py",
+                  cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["loss", str(0.1 * 3)]
+    view = show(run_id_of(proc))
+    params = {p["name"]: p for p in view["params"]}
+    # The script ran with its argparse default: that is what the record says, and it says
+    # what --param asked for instead.
+    assert params["lr"] == {"name": "lr", "value": 0.1, "source": "default",
+                            "given": {"value": 0.2, "source": "user"}}
+    # Where the two agree nothing is said.
+    assert params["epochs"] == {"name": "epochs", "value": 3, "source": "user"}
+    assert any("lr" in p and "0.2" in p and "0.1" in p for p in view["problems"]), view["problems"]
+
+
+def test_a_value_the_script_was_given_on_its_own_command_line_is_recorded_as_user(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "proj", {"train.py": TRAIN})
+    proc = envcap("run", "--param", "lr=0.2", "--", sys.executable, "train.py", "--lr", "0.3", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    params = {p["name"]: p for p in show(run_id_of(proc))["params"]}
+    assert params["lr"]["value"] == 0.3 and params["lr"]["source"] == "user"
+    assert params["lr"]["given"] == {"value": 0.2, "source": "user"}
+    assert params["epochs"] == {"name": "epochs", "value": 3, "source": "default"}
+
+
+def test_a_named_seed_given_on_the_command_line_is_the_one_the_script_gets(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "proj", {"train.py": textwrap.dedent("""
+        import envcap
+        with envcap.start_run() as run:
+            seeds = envcap.seed_everything()
+            print(seeds.seed, seeds.child("shuffle"), seeds.child("augment"))
+    """)})
+    proc = envcap("run", "--seed", "7", "--seed", "shuffle=5", "--", sys.executable, "train.py", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["7", "5", str(derive(7, "augment"))]
+    view = show(run_id_of(proc))
+    assert view["seeds"]["global"] == 7
+    assert view["seeds"]["named"] == {"shuffle": 5, "augment": derive(7, "augment")}
+    assert not [p for p in view["problems"] if "seed" in p], view["problems"]
+
+
+def test_seed_everything_after_start_run_uses_its_seed_and_blames_no_seed_option(
+        tmp_path: Path, isolated: Path) -> None:
+    import subprocess
+
+    repo = make_repo(tmp_path / "proj")
+    code = textwrap.dedent("""
+        import random, envcap
+        with envcap.start_run(seed=11) as run:
+            first = random.random()
+            seeds = envcap.seed_everything()
+            print(seeds.seed, random.random() == first)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["11", "True"]
+    (row,) = run_rows(isolated)
+    view = show(row[0])
+    assert view["seeds"]["global"] == 11
+    assert not [p for p in view["problems"] if "seed" in p], view["problems"]
+
+
+def test_a_script_that_seeds_otherwise_than_seed_says_so_in_the_words_of_what_happened(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "proj", {"train.py": textwrap.dedent("""
+        import envcap
+        with envcap.start_run(seed=11) as run:
+            envcap.seed_everything(12)
+    """)})
+    proc = envcap("run", "--", sys.executable, "train.py", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    view = show(run_id_of(proc))
+    assert view["seeds"]["global"] == 12
+    (problem,) = [p for p in view["problems"] if "seed" in p]
+    assert "--seed" not in problem and "11" in problem and "12" in problem
+    proc = envcap("run", "--seed", "3", "--", sys.executable, "train.py", cwd=repo)
+    (problem, *_) = [p for p in show(run_id_of(proc))["problems"] if "seed" in p]
+    assert "--seed 3" in problem
