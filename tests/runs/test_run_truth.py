@@ -102,3 +102,46 @@ def test_a_script_that_seeds_otherwise_than_seed_says_so_in_the_words_of_what_ha
     proc = envcap("run", "--seed", "3", "--", sys.executable, "train.py", cwd=repo)
     (problem, *_) = [p for p in show(run_id_of(proc))["problems"] if "seed" in p]
     assert "--seed 3" in problem
+
+
+# -- envcap diff RUN_A RUN_B ------------------------------------------------------------
+
+METRIC = textwrap.dedent("""
+    import json, os, sys
+    with open(os.path.join(os.environ["ENVCAP_RUN_DIR"], "metrics.jsonl"), "a") as fh:
+        fh.write(json.dumps({"name": "loss", "value": float(sys.argv[1])}) + "\\n")
+""")
+
+
+def test_diff_of_two_runs_compares_code_params_seeds_data_and_metrics(tmp_path: Path) -> None:
+    import json
+
+    from conftest import git
+
+    repo = make_repo(tmp_path / "proj", {"train.py": METRIC, "data/a.txt": "one\n"})
+    first = run_id_of(envcap("run", "--param", "lr=0.1", "--seed", "1", "--data", "data", "--",
+                             sys.executable, "train.py", "0.5", cwd=repo, check=True))
+    (repo / "data" / "a.txt").write_text("two\n")
+    (repo / "README.md").write_text("changed\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "second")
+    second = run_id_of(envcap("run", "--param", "lr=0.2", "--seed", "2", "--data", "data", "--",
+                              sys.executable, "train.py", "0.25", cwd=repo, check=True))
+    proc = envcap("diff", first, second)
+    assert proc.returncode == 1, proc.stderr
+    text = proc.stdout
+    for line in ("code: differs", "params: differs", "  ~ lr: 0.1 → 0.2", "seeds: differs", "  ~ global: 1 → 2",
+                 "data: differs", "metrics: differs", "  ~ loss: 0.5 → 0.25", "environment: same"):
+        assert line in text, text
+    assert "  ~ commit: " in text and "identical" not in text
+    report = json.loads(envcap("diff", first, second, "--json").stdout)
+    assert report["identical"] is False
+    assert {c["key"] for c in report["parts"]["code"]["changes"]} == {"commit"}
+    (data,) = report["parts"]["data"]["changes"]
+    assert data["key"] == "data" and data["before"]["fingerprint"] != data["after"]["fingerprint"]
+    assert report["parts"]["environment"]["same"] is True
+    # A run compared with itself is identical; a run with a manifest compares environments.
+    same = envcap("diff", first, first)
+    assert same.returncode == 0 and "identical: same command, code" in same.stdout
+    env_id = show(first)["env_id"]
+    assert envcap("diff", first, env_id).returncode == 0
