@@ -145,3 +145,59 @@ def test_diff_of_two_runs_compares_code_params_seeds_data_and_metrics(tmp_path: 
     assert same.returncode == 0 and "identical: same command, code" in same.stdout
     env_id = show(first)["env_id"]
     assert envcap("diff", first, env_id).returncode == 0
+
+
+# -- lineage and audit of data -------------------------------------------------------------
+
+PRODUCE = textwrap.dedent("""
+    import os, sys
+    os.makedirs("out", exist_ok=True)
+    for i in range(3):
+        with open(f"out/part-{i}.txt", "w") as fh:
+            fh.write(f"row {i}\\n")
+""")
+
+
+def test_a_run_reading_an_earlier_runs_output_is_linked_to_it(tmp_path: Path) -> None:
+    import json
+
+    repo = make_repo(tmp_path / "proj", {"produce.py": PRODUCE, "consume.py": "print(open('out/part-0.txt').read())\n"})
+    producer = run_id_of(envcap("run", "--output", "out", "--", sys.executable, "produce.py", cwd=repo, check=True))
+    consumer = run_id_of(envcap("run", "--data", "out", "--", sys.executable, "consume.py", cwd=repo, check=True))
+    (data,) = show(consumer)["data"]
+    assert data["lineage"] == [{"kind": "output", "name": producer, "params": {"output": "out"}, "seed": None}]
+    # Through the API too, and a dataset no run wrote has no such step.
+    (repo / "api.py").write_text(textwrap.dedent("""
+        import envcap
+        with envcap.start_run(data={"made": "out", "own": "produce.py"}) as run:
+            pass
+    """))
+    api_run = run_id_of(envcap("run", "--", sys.executable, "api.py", cwd=repo, check=True))
+    lineage = {d["name"]: d["lineage"] for d in show(api_run)["data"]}
+    assert lineage == {"made": [{"kind": "output", "name": producer, "params": {"output": "out"}, "seed": None}],
+                       "own": []}
+    # The producer is not linked to itself, nor to a run after it.
+    assert all(not d["lineage"] for d in show(producer)["data"])
+    report = json.loads(envcap("diff", producer, consumer, "--json").stdout)
+    assert report["parts"]["data"]["changes"][0]["kind"] == "added"
+
+
+def test_audit_names_the_files_that_changed_in_a_dataset(tmp_path: Path) -> None:
+    import json
+
+    files = {f"data/f{i:02d}.txt": f"{i}\n" for i in range(30)}
+    repo = make_repo(tmp_path / "proj", {"noop.py": "pass\n", **files})
+    run_id = run_id_of(envcap("run", "--data", "data", "--", sys.executable, "noop.py", cwd=repo, check=True))
+    assert envcap("audit", run_id).returncode == 0
+    (repo / "data" / "f03.txt").write_text("three\n")
+    (repo / "data" / "f07.txt").unlink()
+    (repo / "data" / "sub").mkdir()
+    (repo / "data" / "sub" / "new.txt").write_text("new\n")
+    proc = envcap("audit", run_id)
+    assert proc.returncode == 1
+    assert "1 changed, 1 added, 1 removed" in proc.stdout, proc.stdout
+    for line in ("changed f03.txt", "added   sub/new.txt", "removed f07.txt"):
+        assert line in proc.stdout, proc.stdout
+    report = json.loads(envcap("audit", run_id, "--json").stdout)
+    (finding,) = [f for f in report["findings"] if f["what"] == "data data"]
+    assert finding["files"] == {"changed": ["f03.txt"], "added": ["sub/new.txt"], "removed": ["f07.txt"]}
