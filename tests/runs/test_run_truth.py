@@ -201,3 +201,65 @@ def test_audit_names_the_files_that_changed_in_a_dataset(tmp_path: Path) -> None
     report = json.loads(envcap("audit", run_id, "--json").stdout)
     (finding,) = [f for f in report["findings"] if f["what"] == "data data"]
     assert finding["files"] == {"changed": ["f03.txt"], "added": ["sub/new.txt"], "removed": ["f07.txt"]}
+
+
+# -- envcap runs and envcap metrics -----------------------------------------------------------
+
+CURVE = textwrap.dedent("""
+    import envcap
+    with envcap.start_run() as run:
+        for step in range(4):
+            envcap.log_metric("loss", 1.0 / (step + 1), step=step)
+        envcap.log_metric("acc", 0.9)
+""")
+
+
+def test_runs_lists_params_by_name_and_value(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "proj", {"noop.py": "pass\n"})
+    envcap("run", "--param", "lr=0.01", "--param", "model=resnet", "--", sys.executable, "noop.py",
+           cwd=repo, check=True)
+    out = envcap("runs", check=True).stdout
+    assert "lr=0.01" in out and "model=resnet" in out, out
+
+
+def test_metrics_shows_every_point_of_a_metric_history(tmp_path: Path) -> None:
+    import json
+
+    repo = make_repo(tmp_path / "proj", {"curve.py": CURVE})
+    run_id = run_id_of(envcap("run", "--", sys.executable, "curve.py", cwd=repo, check=True))
+    proc = envcap("metrics", run_id, check=True)
+    lines = proc.stdout.splitlines()
+    assert any(line.split() == ["loss", "0", "1.0"] for line in lines), proc.stdout
+    assert any(line.split() == ["loss", "3", "0.25"] for line in lines), proc.stdout
+    assert any(line.split() == ["acc", "-", "0.9"] for line in lines), proc.stdout
+    history = json.loads(envcap("metrics", run_id, "--name", "loss", "--json", check=True).stdout)
+    assert history["run"] == run_id and list(history["metrics"]) == ["loss"]
+    points = history["metrics"]["loss"]
+    assert [(p["step"], p["value"]) for p in points] == [(0, 1.0), (1, 0.5), (2, 1 / 3), (3, 0.25)]
+    assert all(isinstance(p["time"], float) for p in points)  # the API stamps each point
+    missing = envcap("metrics", run_id, "--name", "nope")
+    assert missing.returncode == 2 and "no metric nope" in missing.stderr and "loss" in missing.stderr
+
+
+def test_one_missing_object_does_not_break_the_runs_listing(tmp_path: Path, isolated: Path) -> None:
+    import json
+    import sqlite3
+
+    repo = make_repo(tmp_path / "proj", {"noop.py": "pass\n"})
+    good = run_id_of(envcap("run", "--param", "a=1", "--", sys.executable, "noop.py", cwd=repo, check=True))
+    bad = run_id_of(envcap("run", "--param", "a=2", "--", sys.executable, "noop.py", cwd=repo, check=True))
+    db = sqlite3.connect(isolated / "index.sqlite")
+    (record,) = db.execute("SELECT record FROM runs WHERE id = ?", (bad,)).fetchone()
+    db.close()
+    obj = isolated / "objects" / "sha256" / record[7:9] / record[9:]
+    obj.chmod(0o644)
+    obj.unlink()
+    proc = envcap("runs")
+    assert proc.returncode == 0, proc.stderr
+    assert good in proc.stdout and bad in proc.stdout and "unreadable" in proc.stdout, proc.stdout
+    views = {v["id"]: v for v in json.loads(envcap("runs", "--json", check=True).stdout)}
+    assert views[good]["status"] == "ok"
+    assert views[bad]["status"] == "unreadable" and "missing" in views[bad]["problems"][0]
+    # A filter still works on the rows that can be read.
+    kept = json.loads(envcap("runs", "--json", "--where", "params.a=1", check=True).stdout)
+    assert [v["id"] for v in kept] == [good]

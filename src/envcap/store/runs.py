@@ -245,3 +245,15 @@ def all_ids(store: Store) -> list[str]:
     if not has_runs_table(store):
         return []
     return [r[0] for r in store.db.execute("SELECT id FROM runs ORDER BY id")]
+
+
+def index_view(store: Store, run_id: str, problem: str) -> dict[str, Any]:
+    """What the index row says of a run whose record cannot be read, marked as such."""
+    row = store.db.execute("SELECT id, state, started_at, ended_at, exit_code, manifest_id, env_id, params_id, "
+                           "git_commit, labels FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"no run with id {run_id} in {store.path}")
+    return {"id": row[0], "state": row[1], "status": "unreadable", "started_at": row[2], "ended_at": row[3],
+            "exit_code": row[4], "manifest": row[5], "env_id": row[6], "params_id": row[7],
+            "git": {"commit": row[8]}, "labels": json.loads(row[9] or "{}"), "command": "", "params": [],
+            "metrics": {}, "problems": [f"the run's record cannot be read: {problem}"], "unreadable": True}
