@@ -38,6 +38,7 @@ def test_what_the_script_reports_wins_over_param_and_the_disagreement_is_recorde
     # Where the two agree nothing is said.
     assert params["epochs"] == {"name": "epochs", "value": 3, "source": "user"}
     assert any("lr" in p and "0.2" in p and "0.1" in p for p in view["problems"]), view["problems"]
+    assert "lr = 0.1  (default; given 0.2, not used)" in envcap("show", view["id"], check=True).stdout
 
 
 def test_a_value_the_script_was_given_on_its_own_command_line_is_recorded_as_user(tmp_path: Path) -> None:

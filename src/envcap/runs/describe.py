@@ -45,7 +45,9 @@ def show_lines(view: dict[str, Any]) -> list[str]:
     if view.get("params"):
         lines.append(_row("params_id", view["params_id"]))
         for p in view["params"]:
-            lines.append(_row("", f"{p['name']} = {_value(p['value'])}  ({p['source']})"))
+            given = p.get("given")
+            note = f"; given {_value(given['value'], 30)}, not used" if isinstance(given, dict) else ""
+            lines.append(_row("", f"{p['name']} = {_value(p['value'])}  ({p['source']}{note})"))
     for pf in view.get("params_files") or ():
         lines.append(_row("params file", f"{pf['path']}  {short(pf['sha256'])}"))
     seeds = view.get("seeds") or {}
