@@ -2,17 +2,20 @@
 
 One row per pushed image: the env id it was built from, the repository, tag and the
 registry's manifest digest (never a local image id, which no other machine can use),
-whether the fidelity check found it complete or partial, and what differed. The table
-lives in the store's index and is created on first use.
+whether the fidelity check found it complete or partial, and what differed, and the
+build's inputs (the manifest id and the digests of the Dockerfile and lockfiles) that
+``envcap attest`` states. The table lives in the store's index and is created on first
+use; a table made before ``inputs`` existed gets the column added, empty for old rows.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
+from ..core.errors import StoreError
 from .embedded import Store
 
 SCHEMA = """
@@ -26,6 +29,7 @@ CREATE TABLE IF NOT EXISTS images (
     base TEXT NOT NULL,
     differences TEXT NOT NULL,
     built_at TEXT NOT NULL,
+    inputs TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (repository, digest)
 );
 CREATE INDEX IF NOT EXISTS images_env ON images(env_id);
@@ -43,6 +47,9 @@ class ImageRecord:
     base: str
     differences: tuple[str, ...] = ()
     built_at: str = ""
+    # {"manifest": id, "dockerfile": sha256, "lockfiles": {name: sha256}}; empty when the
+    # image was not built here or was recorded before envcap kept its inputs.
+    inputs: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def reference(self) -> str:
@@ -51,33 +58,49 @@ class ImageRecord:
     def to_dict(self) -> dict[str, Any]:
         return {"env_id": self.env_id, "repository": self.repository, "tag": self.tag, "digest": self.digest,
                 "reference": self.reference, "status": self.status, "engine": self.engine, "base": self.base,
-                "differences": list(self.differences), "built_at": self.built_at}
+                "differences": list(self.differences), "built_at": self.built_at,
+                "inputs": dict(self.inputs)}
+
+
+_COLUMNS = "env_id, repository, tag, digest, status, engine, base, differences, built_at, inputs"
 
 
 def _ready(store: Store) -> None:
     store.db.executescript(SCHEMA)
+    if "inputs" in _columns(store):
+        return
+    try:
+        store.transaction([("ALTER TABLE images ADD COLUMN inputs TEXT NOT NULL DEFAULT '{}'", ())])
+    except StoreError:
+        if "inputs" not in _columns(store):  # Not another process adding it at the same time.
+            raise
+
+
+def _columns(store: Store) -> set[str]:
+    return {row[1] for row in store.db.execute("PRAGMA table_info(images)")}
 
 
 def record(store: Store, image: ImageRecord) -> ImageRecord:
     _ready(store)
     stamp = image.built_at or time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
     store.transaction([(
-        "INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT OR REPLACE INTO images ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (image.env_id, image.repository, image.tag, image.digest, image.status, image.engine, image.base,
-         json.dumps(list(image.differences)), stamp),
+         json.dumps(list(image.differences)), stamp, json.dumps(dict(image.inputs), sort_keys=True)),
     )])
     return find(store, image.env_id, image.repository) or image
 
 
 def images(store: Store, env_id: str | None = None) -> list[ImageRecord]:
     _ready(store)
-    sql = "SELECT env_id, repository, tag, digest, status, engine, base, differences, built_at FROM images"
+    sql = f"SELECT {_COLUMNS} FROM images"
     params: tuple[Any, ...] = ()
     if env_id:
         sql += " WHERE env_id = ?"
         params = (env_id,)
     rows = store.db.execute(sql + " ORDER BY built_at, repository, digest", params).fetchall()
-    return [ImageRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], tuple(json.loads(r[7])), r[8]) for r in rows]
+    return [ImageRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], tuple(json.loads(r[7])), r[8], json.loads(r[9]))
+            for r in rows]
 
 
 def find(store: Store, env_id: str, repository: str) -> ImageRecord | None:
