@@ -126,6 +126,6 @@ def verify_signature(file: str | None, signature: str | None, key: str | None) -
     try:
         done = verify(file, signature or f"{file}.sig", key=key)
     except SignatureError as exc:
-        click.echo(f"NOT VERIFIED: {exc}", err=True)
+        err(f"not verified: {exc}")
         sys.exit(exc.exit_code)
     click.echo(f"verified {file} ({done.digest}): signed by key {done.key_id}")
