@@ -30,7 +30,8 @@ class RecordedRun:
         return "sha256:" + hashlib.sha256((self.repo / rel).read_bytes()).hexdigest()
 
 
-def record_run(tmp_path: Path, *extra: str, env: dict[str, str] | None = None) -> RecordedRun:
+def record_run(tmp_path: Path, *extra: str, env: dict[str, str] | None = None,
+               remote: str | None = None) -> RecordedRun:
     repo = tmp_path / "proj"
     repo.mkdir()
     (repo / "train.py").write_text(TRAIN)
@@ -39,6 +40,8 @@ def record_run(tmp_path: Path, *extra: str, env: dict[str, str] | None = None) -
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "initial")
+    if remote:
+        git(repo, "remote", "add", "origin", remote)
     proc = run_envcap_in(repo, "run", "--param", "lr=0.01", "--param", "epochs=3", "--seed", "7",
                          "--data", "train.csv", "--output", "model.bin", *extra, "--", sys.executable, "train.py",
                          env=env)

@@ -81,8 +81,9 @@ SECRET = "ghp_" + "Zq7" * 12  # The shape of a GitHub token: the redactor knows 
 
 def test_no_export_carries_a_secret_the_run_was_given(tmp_path: Path) -> None:
     run = record_run(tmp_path, "--param", f"note={SECRET}", "--label", f"by={SECRET}",
-                     env={"GITHUB_TOKEN": SECRET, "MY_API_KEY": SECRET})
-    git(run.repo, "remote", "add", "origin", f"https://user:{SECRET}@example.org/me/proj.git")
+                     env={"GITHUB_TOKEN": SECRET, "MY_API_KEY": SECRET},
+                     remote=f"https://user:{SECRET}@example.org/me/proj.git")
+    assert "example.org/me/proj.git" in json.dumps(run.view["git"])
     texts = []
     for fmt, out in (("bundle", "b.zip"), ("ro-crate", "c.zip"), ("cyclonedx", "s.cdx.json"),
                      ("spdx", "s.spdx.json")):
