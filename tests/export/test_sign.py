@@ -130,3 +130,19 @@ def test_verify_without_a_file_still_verifies_the_store() -> None:
     assert proc.returncode == 0 and "store verified" in proc.stdout
     proc = run_envcap("verify", "--signature", "x.sig")
     assert proc.returncode == 2 and "checks a FILE" in proc.stderr
+
+
+def test_without_the_export_extra_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    import sys
+
+    from click.testing import CliRunner
+
+    from envcap.cli.main import main
+
+    target = tmp_path / "f"
+    target.write_text("x")
+    monkeypatch.setitem(sys.modules, "cryptography", None)  # As if it were not installed.
+    result = CliRunner().invoke(main, ["sign", str(target)])
+    assert result.exit_code == 2
+    assert "pip install 'envcap[export]'" in result.output

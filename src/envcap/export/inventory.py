@@ -20,8 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
-from packageurl import PackageURL
-
 from ..core.manifest import Manifest
 
 SYSTEM_TYPES = {"dpkg": "deb", "rpm": "rpm", "apk": "apk"}
@@ -41,6 +39,14 @@ class Package:
 def packages(manifest: Manifest) -> list[Package]:
     """Every package of the manifest, Python first, then system, then conda."""
     return [*_python(manifest), *_system(manifest), *_conda(manifest)]
+
+
+def purl(kind: str, namespace: str | None, name: str, version: str | None,
+         qualifiers: Mapping[str, str] | None = None) -> str:
+    from .sbom import need
+
+    PackageURL = need("packageurl", "packageurl-python").PackageURL
+    return str(PackageURL(kind, namespace, name, version, dict(qualifiers) if qualifiers else None).to_string())
 
 
 def counts(manifest: Manifest) -> dict[str, int]:
@@ -74,9 +80,9 @@ def _python(manifest: Manifest) -> Iterator[Package]:
         if origin.get("kind") == "vcs" and origin.get("url"):
             vcs_url = f"{origin.get('vcs') or 'git'}+{origin['url']}"
             qualifiers["vcs_url"] = vcs_url + (f"@{origin['commit']}" if origin.get("commit") else "")
-        purl = PackageURL("pypi", None, p["name"], p["version"], qualifiers or None).to_string()
+        locator = purl("pypi", None, p["name"], p["version"], qualifiers)
         hashes = (("sha256", origin["sha256"]),) if origin.get("sha256") else ()
-        yield Package(ecosystem="python", name=p["name"], version=p["version"], purl=purl, hashes=hashes,
+        yield Package(ecosystem="python", name=p["name"], version=p["version"], purl=locator, hashes=hashes,
                       properties=_props(installer=p.get("installer"), requested=p.get("requested"),
                                         origin=origin.get("kind")),
                       ref=_ref("python", i, p["name"]))
@@ -102,9 +108,9 @@ def _system(manifest: Manifest) -> Iterator[Package]:
         if kind == "rpm" and ":" in version:
             epoch, _, version = version.partition(":")
             qualifiers["epoch"] = epoch
-        purl = PackageURL(kind, vendor, p["name"], version, qualifiers or None).to_string()
-        yield Package(ecosystem=str(manager), name=p["name"], version=str(p["version"]), purl=purl,
-                      properties=_props(manager=manager, arch=p.get("arch"), status=p.get("status")),
+        locator = purl(kind, vendor, p["name"], version, qualifiers)
+        yield Package(ecosystem=str(manager), name=p["name"], version=str(p["version"]), purl=locator,
+                      properties=_props(arch=p.get("arch"), status=p.get("status")),
                       ref=_ref(str(manager), i, p["name"]))
 
 
@@ -124,9 +130,9 @@ def _conda(manifest: Manifest) -> Iterator[Package]:
             qualifiers["type"] = "conda"
         elif url.endswith(".tar.bz2"):
             qualifiers["type"] = "tar.bz2"
-        purl = PackageURL("conda", None, p["name"], p.get("version") or None, qualifiers or None).to_string()
+        locator = purl("conda", None, p["name"], p.get("version") or None, qualifiers)
         hashes = tuple((alg, p[alg]) for alg in ("sha256", "md5") if p.get(alg))
-        yield Package(ecosystem="conda", name=p["name"], version=str(p.get("version") or ""), purl=purl,
+        yield Package(ecosystem="conda", name=p["name"], version=str(p.get("version") or ""), purl=locator,
                       hashes=hashes, properties=_props(channel=p.get("channel"), build=p.get("build")),
                       ref=_ref("conda", i, p["name"]))
 
