@@ -146,3 +146,21 @@ def test_without_the_export_extra_the_error_says_what_to_install(monkeypatch: py
     result = CliRunner().invoke(main, ["sign", str(target)])
     assert result.exit_code == 2
     assert "pip install 'envcap[export]'" in result.output
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl")
+def test_openssl_verifies_what_envcap_signed(signed: tuple[Path, Path], tmp_path: Path) -> None:
+    # Ground truth from another implementation: the signed message is documented, so
+    # openssl checks an envcap signature with the public key file alone.
+    import base64
+    import hashlib
+
+    target, sig = signed
+    doc = json.loads(sig.read_text())
+    (tmp_path / "msg").write_text(f"envcap.signature/1\nsha256:{hashlib.sha256(target.read_bytes()).hexdigest()}\n")
+    (tmp_path / "sig.bin").write_bytes(base64.b64decode(doc["signature"]))
+    argv = ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", str(signing.default_key().with_suffix(".pub")),
+            "-rawin", "-in", str(tmp_path / "msg"), "-sigfile", str(tmp_path / "sig.bin")]
+    assert subprocess.run(argv, capture_output=True).returncode == 0
+    (tmp_path / "msg").write_text("envcap.signature/1\nsha256:" + "0" * 64 + "\n")
+    assert subprocess.run(argv, capture_output=True).returncode != 0

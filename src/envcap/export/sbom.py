@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import uuid
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -147,9 +148,9 @@ def spdx(manifest: Manifest) -> str:
         created=taken_at(manifest).replace(tzinfo=None),
         document_comment=f"{describe(manifest)}; " + ", ".join(f"{k} {v}" for k, v in _ids(manifest)))
     pkgs = []
-    for i, pkg in enumerate(packages(manifest)):
+    for pkg in packages(manifest):
         pkgs.append(SpdxPackage(
-            spdx_id=f"SPDXRef-{pkg.ecosystem}-{i}", name=pkg.name, version=pkg.version or None,
+            spdx_id="SPDXRef-" + re.sub(r"[^A-Za-z0-9.-]", "-", pkg.ref), name=pkg.name, version=pkg.version or None,
             download_location=SpdxNoAssertion(), files_analyzed=False,
             checksums=[Checksum(algorithms[a], h) for a, h in pkg.hashes],
             external_references=[ExternalPackageRef(ExternalPackageRefCategory.PACKAGE_MANAGER, "purl", pkg.purl)],
