@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-from ..core.errors import NotFoundError, UsageError
+from ..core.errors import AmbiguousIdError, NotFoundError, UsageError
 from .sbom import ExportError, envcap_version, need
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -243,11 +243,11 @@ def find_image(rows: list[Any], ref: str) -> Any:
         if len(hexpart) < 4 or any(c not in "0123456789abcdef" for c in hexpart):
             raise NotFoundError(f"{ref}: not a run, and not an image reference (REPO@DIGEST, REPO:TAG, "
                                 "an image digest or an env id)")
-        hits = [r for r in rows if _hex(r.digest).startswith(hexpart)] or \
-            [r for r in rows if _hex(r.env_id).startswith(hexpart)]
-        if len({(r.repository, r.digest) for r in hits}) > 1 and not any(_hex(r.env_id).startswith(hexpart)
-                                                                            for r in hits):
-            raise UsageError(f"{ref}: matches {len(hits)} images; give more of the digest or REPO@DIGEST")
+        hits = [r for r in rows if _hex(r.digest).startswith(hexpart)]
+        if len({(r.repository, r.digest) for r in hits}) > 1:
+            raise AmbiguousIdError(f"{ref}: matches {len(hits)} images; give more of the digest, or REPO@DIGEST")
+        # Else an env id: its newest image (rows are oldest first).
+        hits = hits or [r for r in rows if _hex(r.env_id).startswith(hexpart)]
     if not hits:
         raise NotFoundError(f"{ref}: no run or built image with that id (envcap runs, envcap images)")
     return hits[-1]
