@@ -149,7 +149,7 @@ def test_conda_packages_carry_their_hashes_and_no_channel_token(tmp_path: Path) 
     assert checksums["numpy"] == {"SHA256", "MD5"}
 
 
-def test_a_live_snapshot_by_id_and_by_run(tmp_path: Path) -> None:
+def test_a_live_snapshot_by_id(tmp_path: Path) -> None:
     out = run_envcap("snapshot", "--json", check=True)
     manifest = json.loads(out.stdout)
     doc = export(manifest["id"][:19], "cyclonedx", tmp_path)
@@ -165,6 +165,17 @@ def test_a_live_snapshot_by_id_and_by_run(tmp_path: Path) -> None:
     spdx_doc = export(manifest["id"], "spdx", tmp_path)
     assert sbom.validate_spdx(json.dumps(spdx_doc)) == []
     assert len(spdx_doc["packages"]) == len(doc["components"])
+
+
+def test_a_run_names_the_environment_it_was_recorded_in(tmp_path: Path) -> None:
+    from export_helpers import record_run
+
+    run = record_run(tmp_path)
+    doc = export(run.id[:10], "cyclonedx", tmp_path)
+    assert doc["metadata"]["component"]["version"] == run.view["env_id"]
+    recorded = json.loads(run_envcap("show", run.view["manifest"], "--json", check=True).stdout)
+    assert len(doc["components"]) == sum(len((recorded["sections"].get(name) or {}).get("packages") or [])
+                                         for name in ("python", "system", "conda"))
 
 
 def test_an_sbom_goes_to_standard_output_without_o(h200: Path) -> None:
