@@ -198,3 +198,18 @@ def test_bad_references_are_clear_errors(tmp_path: Path) -> None:
     proc = run_envcap("export", str(tmp_path / "broken.json"), "--format", "spdx", "-o", str(tmp_path / "x.json"))
     assert proc.returncode == 2 and "not valid JSON" in proc.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+def test_the_snapshot_path_imports_no_export_library() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom envcap.cli.main import main\n"
+            "r = CliRunner().invoke(main, ['snapshot', '--no-store', '--select', 'memory'])\n"
+            "assert r.exit_code == 0, r.output\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('cyclonedx', 'spdx_tools', 'in_toto_attestation', 'rocrate', 'cryptography', 'packageurl', "
+            "'google', 'envcap') and not m.startswith(('envcap.core', 'envcap.probes', 'envcap.capture', "
+            "'envcap.store', 'envcap.cli'))))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['envcap']", out
