@@ -135,20 +135,32 @@ def test_an_image_found_in_the_registry_is_not_attested(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_an_images_table_from_before_inputs_gets_the_column(tmp_path: Path) -> None:
+def test_a_store_from_before_build_inputs_reads_and_is_still_written_the_old_way(tmp_path: Path) -> None:
     with Store(create=True) as store:
         path = store.path
     db = sqlite3.connect(Path(path) / "index.sqlite")
+    # The images table as an envcap from before inputs made it, and a row as it wrote one.
     db.executescript("""CREATE TABLE images (env_id TEXT NOT NULL, repository TEXT NOT NULL, tag TEXT NOT NULL,
         digest TEXT NOT NULL, status TEXT NOT NULL, engine TEXT NOT NULL, base TEXT NOT NULL,
         differences TEXT NOT NULL, built_at TEXT NOT NULL, PRIMARY KEY (repository, digest));""")
-    db.execute("INSERT INTO images VALUES (?, ?, ?, ?, 'complete', 'docker', ?, '[]', '2026-01-01T00:00:00+00:00')",
-               ("sha256:" + "e" * 64, REPO, "env-x", "sha256:" + "d" * 64, BASE))
+    old_insert = "INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    db.execute(old_insert, ("sha256:" + "e" * 64, REPO, "env-x", "sha256:" + "d" * 64, "complete", "docker", BASE,
+                            "[]", "2026-01-01T00:00:00+00:00"))
     db.commit()
-    db.close()
     with Store() as store:
         [old] = image_store.images(store)
         assert old.inputs == {} and old.digest == "sha256:" + "d" * 64
+        image_store.record(store, image_store.ImageRecord(
+            env_id="sha256:" + "c" * 64, repository=REPO, tag="env-c", digest="sha256:" + "c" * 64,
+            status="complete", engine="docker", base=BASE, inputs={"manifest": "sha256:" + "a" * 64}))
+    # An older envcap can still record images in the store this one has written to.
+    db.execute(old_insert, ("sha256:" + "b" * 64, REPO, "env-b", "sha256:" + "b" * 64, "complete", "docker", BASE,
+                            "[]", "2026-01-02T00:00:00+00:00"))
+    db.commit()
+    db.close()
+    with Store() as store:
+        assert {i.digest[-1]: dict(i.inputs) for i in image_store.images(store)} == {
+            "d": {}, "b": {}, "c": {"manifest": "sha256:" + "a" * 64}}
     proc = run_envcap("attest", "sha256:dddd")
     assert proc.returncode == 2 and "built before envcap kept build inputs" in proc.stderr, proc.stderr
 

@@ -2,10 +2,11 @@
 
 One row per pushed image: the env id it was built from, the repository, tag and the
 registry's manifest digest (never a local image id, which no other machine can use),
-whether the fidelity check found it complete or partial, and what differed, and the
-build's inputs (the manifest id and the digests of the Dockerfile and lockfiles) that
-``envcap attest`` states. The table lives in the store's index and is created on first
-use; a table made before ``inputs`` existed gets the column added, empty for old rows.
+whether the fidelity check found it complete or partial, and what differed. Beside it,
+``image_inputs`` keeps what each image was built from (the manifest id and the digests
+of the Dockerfile and lockfiles), which ``envcap attest`` states; a table of its own, so
+that a store written by this envcap still works with one from before. The tables live
+in the store's index and are created on first use.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..core.errors import StoreError
 from .embedded import Store
 
 SCHEMA = """
@@ -29,10 +29,15 @@ CREATE TABLE IF NOT EXISTS images (
     base TEXT NOT NULL,
     differences TEXT NOT NULL,
     built_at TEXT NOT NULL,
-    inputs TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (repository, digest)
 );
 CREATE INDEX IF NOT EXISTS images_env ON images(env_id);
+CREATE TABLE IF NOT EXISTS image_inputs (
+    repository TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    inputs TEXT NOT NULL,
+    PRIMARY KEY (repository, digest)
+);
 """
 
 
@@ -62,45 +67,38 @@ class ImageRecord:
                 "inputs": dict(self.inputs)}
 
 
-_COLUMNS = "env_id, repository, tag, digest, status, engine, base, differences, built_at, inputs"
-
-
 def _ready(store: Store) -> None:
     store.db.executescript(SCHEMA)
-    if "inputs" in _columns(store):
-        return
-    try:
-        store.transaction([("ALTER TABLE images ADD COLUMN inputs TEXT NOT NULL DEFAULT '{}'", ())])
-    except StoreError:
-        if "inputs" not in _columns(store):  # Not another process adding it at the same time.
-            raise
-
-
-def _columns(store: Store) -> set[str]:
-    return {row[1] for row in store.db.execute("PRAGMA table_info(images)")}
 
 
 def record(store: Store, image: ImageRecord) -> ImageRecord:
     _ready(store)
     stamp = image.built_at or time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
     store.transaction([(
-        f"INSERT OR REPLACE INTO images ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (image.env_id, image.repository, image.tag, image.digest, image.status, image.engine, image.base,
-         json.dumps(list(image.differences)), stamp, json.dumps(dict(image.inputs), sort_keys=True)),
-    )])
+         json.dumps(list(image.differences)), stamp),
+    ), (
+        # Replaced with the image: a record without inputs leaves none behind.
+        "DELETE FROM image_inputs WHERE repository = ? AND digest = ?", (image.repository, image.digest),
+    ), *([(
+        "INSERT INTO image_inputs VALUES (?, ?, ?)",
+        (image.repository, image.digest, json.dumps(dict(image.inputs), sort_keys=True)),
+    )] if image.inputs else [])])
     return find(store, image.env_id, image.repository) or image
 
 
 def images(store: Store, env_id: str | None = None) -> list[ImageRecord]:
     _ready(store)
-    sql = f"SELECT {_COLUMNS} FROM images"
+    sql = ("SELECT i.env_id, i.repository, i.tag, i.digest, i.status, i.engine, i.base, i.differences, i.built_at, "
+           "n.inputs FROM images i LEFT JOIN image_inputs n ON n.repository = i.repository AND n.digest = i.digest")
     params: tuple[Any, ...] = ()
     if env_id:
-        sql += " WHERE env_id = ?"
+        sql += " WHERE i.env_id = ?"
         params = (env_id,)
-    rows = store.db.execute(sql + " ORDER BY built_at, repository, digest", params).fetchall()
-    return [ImageRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], tuple(json.loads(r[7])), r[8], json.loads(r[9]))
-            for r in rows]
+    rows = store.db.execute(sql + " ORDER BY i.built_at, i.repository, i.digest", params).fetchall()
+    return [ImageRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], tuple(json.loads(r[7])), r[8],
+                        json.loads(r[9]) if r[9] else {}) for r in rows]
 
 
 def find(store: Store, env_id: str, repository: str) -> ImageRecord | None:
