@@ -33,9 +33,10 @@ from typing import Any, BinaryIO
 from ..builder.fidelity import MOUNT as CAPTURE_MOUNT
 from ..core.errors import EnvcapError
 from ..core.manifest import Manifest
+from ..engines import ContainerSpec, Mount, make_runner
 from . import plan as plan_mod
 from . import preflight as preflight_mod
-from .launch import ContainerSpec, Mount, default_output, launcher, make_runner, secret_values
+from .launch import default_output, launcher, secret_values
 from .errors import RebuildError
 from .plan import CONTAINER_LIB, OUT_DIR, RUN_DIR, Original, RebuildOptions
 from .verdict import NOT_REPRODUCED, REPRODUCED
