@@ -38,7 +38,9 @@ _REF = re.compile(
 
 
 def images_dir() -> Path:
-    """The folder of Dockerfile templates and the default base map."""
+    """The folder of Dockerfile templates and the default base map (``Dockerfile.base`` is
+    beside it): ``ENVCAP_IMAGES_DIR``, else the copy an installed wheel carries in this
+    package (setup.py puts it there), else the top of a source or editable checkout."""
     explicit = os.environ.get("ENVCAP_IMAGES_DIR")
     candidates = [Path(explicit)] if explicit else []
     here = Path(__file__).resolve()
