@@ -4,10 +4,13 @@ and its imports checked against docs/architecture.md."""
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "src" / "envcap"
+REPO = Path(__file__).resolve().parent.parent
+PACKAGE = REPO / "src" / "envcap"
+DOC = REPO / "docs" / "architecture.md"
 
 # The fences: the only modules that may import these.
 FENCED = {
@@ -59,3 +62,70 @@ def test_only_the_fence_imports_subprocess() -> None:
                 offending.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {name} imports {target} "
                                  f"(only {', '.join(sorted(FENCED[root]))} may: start programs through it)")
     assert not offending, "\n".join(offending)
+
+
+def layer_table() -> dict[str, set[str] | None]:
+    """docs/architecture.md's table: folder -> the folders it may import (None: all)."""
+    text = DOC.read_text(encoding="utf-8")
+    block = text.split("<!-- layers: begin -->", 1)[1].split("<!-- layers: end -->", 1)[0]
+    table: dict[str, set[str] | None] = {}
+    for row in block.strip().splitlines()[2:]:
+        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        folder = cells[0].strip("`")
+        table[folder] = None if cells[1] == "every folder" else set(re.findall(r"`([a-z_]+)`", cells[1]))
+    return table
+
+
+def folder_of(module: str) -> str | None:
+    """The folder a module belongs to (``envcap.runs.git`` -> ``runs``); None for the
+    package itself and its top-level modules."""
+    parts = module.split(".")
+    if len(parts) < 2 or not (PACKAGE / parts[1]).is_dir():
+        return None
+    return parts[1]
+
+
+def violations(table: dict[str, set[str] | None]) -> list[str]:
+    out = []
+    for name, path in modules():
+        here = folder_of(name)
+        for line, target in imports(name, path):
+            if target != "envcap" and not target.startswith("envcap."):
+                continue
+            there = folder_of(target)
+            where = f"{path.relative_to(REPO)}:{line}: {name} imports {target}"
+            if there == "cli" and here != "cli" and name != "envcap.__main__":
+                out.append(f"{where}: no library module imports the CLI (move the code it needs below cli/)")
+            elif here is None or there is None or here == there:
+                if here == "core" and there != "core":
+                    out.append(f"{where}: core imports nothing of envcap outside core")
+            elif table.get(here) is not None and there not in (table[here] or set()):
+                allowed = ", ".join(sorted(table[here] or ())) or "no other folder"
+                out.append(f"{where}: {here}/ may not import {there}/ (docs/architecture.md allows {allowed})")
+    return out
+
+
+def test_every_folder_has_a_row_in_the_layer_table() -> None:
+    table = layer_table()
+    folders = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file())
+    missing = [f for f in folders if f not in table]
+    assert not missing, (f"src/envcap/{missing[0]}/ has no row in the layer table of docs/architecture.md: add one "
+                         "saying what it does and which folders it may import")
+    for folder, allowed in table.items():
+        unknown = sorted((allowed or set()) - set(table))
+        assert not unknown, f"docs/architecture.md: {folder} may import {unknown}, which has no row"
+
+
+def test_imports_follow_the_layer_table() -> None:
+    offending = violations(layer_table())
+    assert not offending, "\n".join(offending)
+
+
+def test_the_check_fails_on_an_import_the_table_does_not_allow() -> None:
+    # The same scan with store/ forbidden to core: every import of core by store is named.
+    table = layer_table()
+    table["store"] = set()
+    found = violations(table)
+    assert found and all(v.endswith(": store/ may not import core/ (docs/architecture.md allows no other folder)")
+                         for v in found)
+    assert any(v.startswith("src/envcap/store/embedded.py:") for v in found)
