@@ -61,7 +61,7 @@ def main() -> int:
         for argv in commands.values():  # warm the page cache once
             measure(argv, env)
         times: dict[str, list[float]] = {k: [] for k in commands}
-        rss: dict[str, int] = {k: 0 for k in commands}
+        rss: dict[str, int] = dict.fromkeys(commands, 0)
         for _ in range(args.rounds):
             for name, argv in commands.items():
                 t, r = measure(argv, env)

@@ -74,7 +74,7 @@ def rebuild(run_ref: str, registry: str | None, base: str | None, ca_bundle: str
                              atol=atol, engine=engine, repo=repo, no_gpu=no_gpu)
     with Store(create=False) as store:
         report = run_rebuild(store, run_ref, options, action=action, progress=err,
-                             output=click.get_binary_stream("stderr"))
+                             output=sys.stderr.buffer)  # (click.get_binary_stream is deprecated)
     data_out = report.to_dict()
     if as_json:
         click.echo(json.dumps(data_out, indent=2, ensure_ascii=False))

@@ -17,19 +17,19 @@ No other module imports :mod:`subprocess` (tests/test_architecture.py holds that
 from __future__ import annotations
 
 import os
-from typing import IO, TYPE_CHECKING, Literal, Mapping, NamedTuple, Sequence, Union, overload
+from typing import TYPE_CHECKING, Literal, Mapping, NamedTuple, Sequence, overload
 
 if TYPE_CHECKING:
     import subprocess
+    from typing import IO
 
     Child = subprocess.Popen[bytes]
+    Stream = int | IO[bytes] | None
 
 # subprocess's own values, so that callers need not import it (a test checks they agree).
 PIPE = -1
 STDOUT = -2
 DEVNULL = -3
-
-Stream = Union[int, IO[bytes], None]
 
 
 # NamedTuples, not dataclasses: building a dataclass costs about a millisecond at import,

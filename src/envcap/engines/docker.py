@@ -28,7 +28,7 @@ class DockerEngine:
         except ImportError as exc:
             raise BuildError("the docker Python package is not installed: pip install 'envcap[build]'") from exc
         self._docker = docker
-        self.client = None
+        self.client: Any = None
         host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
         if host.startswith("unix://") and not os.path.exists(host[len("unix://"):]):
             raise BuildError(f"cannot reach the Docker daemon at {host} (no such socket): start it "
@@ -226,7 +226,7 @@ class DockerRunner:
             try:
                 container.kill(signal="SIGINT")
                 container.wait(timeout=10)
-            except Exception:  # noqa: BLE001, S110 - it is being removed anyway
+            except Exception:  # noqa: BLE001 - it is being removed anyway
                 pass
             raise
         finally:

@@ -81,7 +81,7 @@ class PodmanRunner:
                            c_locale=False)
         try:
             stream = child.stdout
-            while stream is not None and (chunk := stream.read1(65536)):
+            while stream is not None and (chunk := os.read(stream.fileno(), 65536)):
                 output.write(chunk)
                 output.flush()
             return child.wait()
