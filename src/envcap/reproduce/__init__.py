@@ -11,6 +11,7 @@ The steps, each in its own module:
   that run it, Docker through its SDK or podman's CLI, are :mod:`envcap.engines`);
 - :mod:`.printcmd`: the same as a ``docker run`` and an ``apptainer exec`` command line;
 - :mod:`.verdict`: metrics, outputs, exit status and environment compared;
+- :mod:`.report`: the frozen report of it all (``--json`` is its ``to_dict``);
 - :mod:`.rebuild`: all of it in order, recording the result as a new run.
 """
 
