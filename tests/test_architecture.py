@@ -12,6 +12,9 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "src" / "envcap"
 DOC = REPO / "docs" / "architecture.md"
 
+# The modules that start the command line (python -m envcap, the console script).
+ENTRY_POINTS = {"envcap.__main__", "envcap.entry"}
+
 # The fences: the only modules that may import these.
 FENCED = {
     "subprocess": {"envcap.core.proc"},
@@ -94,7 +97,7 @@ def violations(table: dict[str, set[str] | None]) -> list[str]:
                 continue
             there = folder_of(target)
             where = f"{path.relative_to(REPO)}:{line}: {name} imports {target}"
-            if there == "cli" and here != "cli" and name != "envcap.__main__":
+            if there == "cli" and here != "cli" and name not in ENTRY_POINTS:
                 out.append(f"{where}: no library module imports the CLI (move the code it needs below cli/)")
             elif here is None or there is None or here == there:
                 if here == "core" and there != "core":
