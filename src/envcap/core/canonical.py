@@ -15,7 +15,7 @@ try:
     # The interpreter's own SHA-256. hashlib would load OpenSSL for the same digest,
     # which costs more than a snapshot spends hashing (3.12 renamed the module).
     if sys.version_info >= (3, 12):
-        from _sha2 import sha256
+        from _sha2 import sha256  # type: ignore[import-not-found]
     else:
         from _sha256 import sha256  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - an interpreter without them
