@@ -41,6 +41,7 @@ class Workspace:
 
 
 def _git(args: list[str], cwd: str) -> Result:
+    """:func:`envcap.core.proc.git` as text, where git's absence stops the rebuild."""
     out = proc.git(args, cwd, text=True, timeout=_TIMEOUT)
     if out is None:
         raise RebuildError("git is not installed: it is needed to rebuild the run's code")
