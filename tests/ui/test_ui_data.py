@@ -1,0 +1,171 @@
+"""The ui's read model and pages over real recorded runs and synthetic records:
+filtering agrees with ``envcap runs --where``, paging reads the index, escaping holds."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import cli_runs, experiment_records, synthetic_record, write_synthetic
+
+
+def test_runs_api_lists_recorded_runs_newest_first(recorded, client_for) -> None:
+    body = client_for(recorded["home"]).get("/api/runs").json()
+    assert body["total"] == 3
+    assert [r["id"] for r in body["runs"]] == list(reversed(recorded["ids"]))
+    first = body["runs"][-1]
+    assert first["params"] == {"batch": 32, "lr": 0.1, "optimizer": "sgd"}
+    assert first["metrics"]["acc"] == 0.6
+    assert set(body["columns"]["params"]) == {"batch", "lr", "optimizer"}
+
+
+@pytest.mark.parametrize("where,sort", [
+    (["params.lr>0.15"], "metrics.acc"),
+    (["params.optimizer=adam", "metrics.acc>=0.7"], None),
+    (["command~train"], "-params.lr"),
+    (["labels.experiment=demo"], "-metrics.loss"),
+    ([], "params.batch"),
+])
+def test_filter_and_sort_agree_with_envcap_runs(recorded, client_for, where, sort) -> None:
+    args = [a for w in where for a in ("--where", w)] + (["--sort", sort] if sort else [])
+    expected = [v["id"] for v in cli_runs(recorded["home"], *args)]
+    query = [("where", w) for w in where] + ([("sort", sort)] if sort else [("sort", "started_at")])
+    got = [r["id"] for r in client_for(recorded["home"]).get("/api/runs", params=query).json()["runs"]]
+    assert got == expected
+
+
+def test_bad_condition_is_a_400_with_the_grammar_error(recorded, client_for) -> None:
+    c = client_for(recorded["home"])
+    r = c.get("/api/runs", params={"where": "params.lr>>1"})
+    assert r.status_code == 400
+    assert "two operators in a row" in r.json()["error"]
+    page = c.get("/", params={"where": "lr"})
+    assert page.status_code == 400 and "FIELD OP VALUE" in page.text
+
+
+def test_paging_by_index_and_by_catalog_cover_every_run_once(tmp_path: Path, client_for) -> None:
+    records = experiment_records(230)
+    write_synthetic(tmp_path, records)
+    c = client_for(tmp_path)
+    for sort in ("-started_at", "metrics.score"):  # the index's path, then the in-memory one
+        seen = []
+        offset = 0
+        while True:
+            body = c.get("/api/runs", params={"sort": sort, "offset": offset, "limit": 100}).json()
+            assert body["total"] == 230
+            seen += [r["id"] for r in body["runs"]]
+            offset += 100
+            if offset >= body["total"]:
+                break
+        assert sorted(seen) == sorted(r.id for r in records) and len(seen) == 230
+    newest = c.get("/api/runs", params={"limit": 1}).json()["runs"][0]["id"]
+    assert newest == max(r.id for r in records)
+    best = c.get("/api/runs", params={"sort": "-metrics.score", "limit": 1}).json()["runs"][0]
+    assert best["metrics"]["score"] == max(r.metrics["score"] for r in records)
+
+
+def test_catalog_sees_a_run_added_after_the_first_request(tmp_path: Path, client_for) -> None:
+    write_synthetic(tmp_path, experiment_records(5))
+    c = client_for(tmp_path)
+    assert c.get("/api/runs", params={"where": "metrics.score>-1000"}).json()["total"] == 5
+    write_synthetic(tmp_path, [synthetic_record(99, {"lr": 5.0}, {"score": 1e6}, start_ms=1_800_000_000_000)])
+    body = c.get("/api/runs", params={"where": "metrics.score>1000"}).json()
+    assert body["total"] == 1 and body["runs"][0]["params"] == {"lr": 5.0}
+
+
+def test_run_page_shows_environment_params_curves_and_notes(recorded, client_for) -> None:
+    c = client_for(recorded["home"])
+    run_id = recorded["ids"][1]
+    body = c.get(f"/api/runs/{run_id[:10]}").json()
+    assert body["run"]["id"] == run_id
+    assert [n["text"] for n in body["run"]["notes"]] == ["best so far"]
+    assert [p[0] for p in body["curves"]["loss"]] == list(range(8))
+    assert body["environment"]["env_id"] == body["run"]["env_id"]
+    assert body["resources"]["duration_s"] == body["run"]["duration_s"]
+    page = c.get(f"/runs/{run_id}")
+    assert page.status_code == 200
+    assert "best so far" in page.text and body["environment"]["id"] in page.text
+    manifest = c.get(f"/api/manifests/{body['environment']['id']}").json()
+    assert manifest["env_id"] == body["run"]["env_id"]
+    assert c.get("/api/runs/ZZZZZZZZ").status_code == 404
+
+
+def test_compare_lines_up_params_and_marks_what_differs(recorded, client_for) -> None:
+    a, b, _ = recorded["ids"]
+    body = client_for(recorded["home"]).get("/api/compare", params=[("run", a), ("run", b)]).json()
+    params = {row["name"]: row for row in body["params"]}
+    assert params["lr"]["values"] == [0.1, 0.3] and params["lr"]["differs"]
+    assert set(body["curves"]) == {"loss", "acc"}
+    assert [s["run"] for s in body["curves"]["loss"]] == [a, b]
+    env = body["environment"][0]
+    assert env["available"] and env["identical"] is True  # the same interpreter recorded both
+    assert client_for(recorded["home"]).get("/api/compare", params={"run": a}).status_code == 400
+
+
+def test_compare_marks_numerically_sensitive_environment_changes(tmp_path: Path, client_for) -> None:
+    """Two runs whose manifests differ in numpy's version: the change is marked sensitive."""
+    from envcap.capture.collect import snapshot
+    from envcap.store.embedded import Store
+
+    m = snapshot(select=["python", "os"])
+    first, second = _manifest_pair(m)
+    with Store(tmp_path) as store:
+        store.add(first)
+        store.add(second)
+    r1 = synthetic_record(1, {"lr": 0.1}, {"acc": 0.9}, start_ms=1_760_000_000_000)
+    r2 = synthetic_record(2, {"lr": 0.1}, {"acc": 0.8}, start_ms=1_760_000_000_000)
+    write_synthetic(tmp_path, [r1.evolve(manifest=first.id, env_id=first.env_id),
+                               r2.evolve(manifest=second.id, env_id=second.env_id)])
+    c = client_for(tmp_path)
+    env = c.get("/api/compare", params=[("run", r1.id), ("run", r2.id)]).json()["environment"][0]
+    assert env["identical"] is False and env["sensitive"] >= 1
+    numpy = [ch for ch in env["changes"] if ch["package"] and "numpy" in ch["package"]]
+    assert numpy and numpy[0]["sensitive"]
+    page = c.get("/compare", params=[("run", r1.id), ("run", r2.id)]).text
+    assert re.search(r'<tr class="sensitive">.*numpy', page)
+
+
+def _manifest_pair(m):
+    """The same manifest with numpy at two versions (a real manifest, re-hashed)."""
+    from envcap.core.manifest import Manifest
+
+    out = []
+    for version in ("1.26.0", "2.1.0"):
+        sections = {k: dict(v) if isinstance(v, dict) else v for k, v in m.sections.items()}
+        python = dict(sections["python"])
+        packages = [p for p in python.get("packages", []) if p.get("name") != "numpy"]
+        python["packages"] = [*packages, {"name": "numpy", "version": version}]
+        sections["python"] = python
+        out.append(Manifest.create(sections, {k: list(v) for k, v in m.layers.items()}, observed=dict(m.observed),
+                                   labels=dict(m.labels)))
+    return out
+
+
+def test_resources_are_read_when_the_record_has_them() -> None:
+    from envcap.ui.data import resources
+
+    view = {"duration_s": 2.5, "resources": {"cpu_user_s": 1.5, "peak_rss_mib": 812, "gpu": {"energy_j": 40.0},
+                                             "note": "text is left out"}}
+    assert resources(view) == {"duration_s": 2.5, "resources.cpu_user_s": 1.5, "resources.peak_rss_mib": 812,
+                               "resources.gpu.energy_j": 40.0}
+    assert resources({"duration_s": None}) == {}
+
+
+def test_every_page_has_the_strict_policy_and_escapes(tmp_path: Path, client_for) -> None:
+    evil = '<script>alert(1)</script>"\''
+    write_synthetic(tmp_path, [synthetic_record(0, {evil: evil}, {evil: 1.0}, start_ms=1_760_000_000_000,
+                                                command=f"python {evil}")], notes={0: evil})
+    c = client_for(tmp_path)
+    run_id = c.get("/api/runs").json()["runs"][0]["id"]
+    for path in ("/", f"/runs/{run_id}", "/experiment", "/fleet", "/api/runs"):
+        r = c.get(path)
+        csp = r.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "unsafe-eval" not in csp
+        assert r.headers["x-content-type-options"] == "nosniff"
+        if path.startswith("/api/"):
+            assert r.headers["content-type"] == "application/json"
+        else:
+            assert "<script>alert(1)" not in r.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;&#34;&#39;" in c.get(f"/runs/{run_id}").text
