@@ -65,4 +65,4 @@ def test_the_experiment_api_ranks_over_the_runs_a_filter_selects(tmp_path: Path,
     assert body["resource"] == "duration_s"
     none = c.get("/api/importance", params={"where": "labels.experiment=other"}).json()
     assert none["runs"] == 0 and none["importance"] is None
-    assert c.get("/api/importance", params={"metric": "nope"}).status_code == 400
+    assert c.get("/api/importance", params={"metric": "nope"}).status_code == 404

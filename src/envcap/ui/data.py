@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 from typing import Any, Iterable, Sequence
 
@@ -143,18 +144,29 @@ def environment(store: Any, v: dict[str, Any]) -> dict[str, Any] | None:
 def _manifest(store: Any, v: dict[str, Any]) -> Any:
     if not v.get("manifest"):
         return None
-    from ..store.resolve import resolve_manifest
-
     try:
-        return resolve_manifest(v["manifest"], store=store)
+        return store.get(v["manifest"])
     except NotFoundError:
         return None
 
 
 def manifest_json(store: Any, ref: str) -> dict[str, Any]:
-    from ..store.resolve import resolve_manifest
+    """A stored manifest by (a prefix of) its id, env_id or snapshot id, or a run's.
 
-    return json.loads(resolve_manifest(ref, store=store).to_json())
+    Only the store is asked: a reference is never read as a file path here.
+    """
+    from ..core.run import looks_like_run_ref
+
+    hexpart = ref.removeprefix("sha256:")
+    if re.fullmatch(r"[0-9a-f]{4,64}", hexpart):
+        manifest = store.get(ref)
+    elif looks_like_run_ref(ref):
+        manifest = _manifest(store, runs_store.load(store, runs_store.resolve(store, ref)).to_dict())
+        if manifest is None:
+            raise NotFoundError(f"run {ref} has no environment in this store")
+    else:
+        raise NotFoundError(f"{ref!r} is not a manifest id, run id or a prefix of one")
+    return json.loads(manifest.to_json())
 
 
 def curves(store: Any, v: dict[str, Any]) -> dict[str, list[list[Any]]]:
@@ -275,14 +287,14 @@ def experiment(store: Any, catalog: Catalog, *, where: Iterable[str] = (), metri
     if metric is None and metrics:
         metric = metrics[0]
     if metric is not None and metric not in metrics:
-        raise UsageError(f"no run of these has a numeric metric {metric!r}"
+        raise NotFoundError(f"no run of these has a numeric metric {metric!r}"
                          + (f" (metrics: {', '.join(metrics)})" if metrics else ""))
     figures = [resources(v) for v in chosen]
     resource_names = _names_all(figures)
     if resource is None and resource_names:
         resource = resource_names[0]
     if resource is not None and resource not in resource_names:
-        raise UsageError(f"no run of these has the resource figure {resource!r}")
+        raise NotFoundError(f"no run of these has the resource figure {resource!r}")
     result: dict[str, Any] = {
         "where": conditions, "runs": len(chosen), "metric": metric, "metrics": metrics,
         "resource": resource, "resources": resource_names, "importance": None, "parallel": None, "scatter": [],

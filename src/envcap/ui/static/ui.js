@@ -22,7 +22,7 @@
         legend: { data: names, type: "scroll" },
         xAxis: { type: "value", name: "step" },
         yAxis: { type: "value", scale: true },
-        series: names.map(function (n) { return { name: n, type: "line", showSymbol: false, data: d.series[n] }; })
+        series: names.map(function (n) { return { name: n, type: "line", showSymbol: d.series[n].length < 30, data: d.series[n] }; })
       };
     },
     // Several runs: one metric's curves overlaid.
@@ -33,7 +33,7 @@
         xAxis: { type: "value", name: "step" },
         yAxis: { type: "value", scale: true, name: d.metric },
         series: d.series.map(function (s) {
-          return { name: shortId(s.run), type: "line", showSymbol: false, data: s.points };
+          return { name: shortId(s.run), type: "line", showSymbol: s.points.length < 30, data: s.points };
         })
       };
     },
