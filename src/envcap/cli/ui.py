@@ -26,7 +26,7 @@ def ui(store: str | None, host: str, port: int) -> None:
         from ..ui.app import create_app, store_opener
     except ImportError as exc:
         raise UsageError(f"envcap ui needs its extra: pip install 'envcap[ui]' ({exc.name} is missing)") from None
-    app = create_app(store_opener(store))
+    app = create_app(store_opener(store), warm=True)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     _announce_when_started(server, host)

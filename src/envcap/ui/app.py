@@ -127,8 +127,12 @@ def _fleet_page(request: Request, store: Any) -> dict[str, Any]:
     return {"page": "fleet", **data.fleet(store, cluster_label=request.query_params.get("cluster_label") or "cluster")}
 
 
-def create_app(open_store: Callable[[], Any]) -> ASGIApp:
-    """The app over the store ``open_store()`` opens (once per request, read only)."""
+def create_app(open_store: Callable[[], Any], *, warm: bool = False) -> ASGIApp:
+    """The app over the store ``open_store()`` opens (once per request, read only).
+
+    With ``warm``, every run's record is read into the catalog in the background from
+    the start, for the filters and sorts that need them all.
+    """
     app = Starlette(routes=[
         Route("/", _page("runs.html", _runs_page)),
         Route("/runs/{run_id}", _page("run.html", _run_page)),
@@ -141,6 +145,8 @@ def create_app(open_store: Callable[[], Any]) -> ASGIApp:
     app.state.open_store = open_store
     app.state.catalog = data.Catalog()
     app.state.templates = _templates()
+    if warm:
+        app.state.catalog.warm_in_background(open_store)
     return SecurityHeaders(app)
 
 

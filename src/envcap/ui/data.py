@@ -48,6 +48,20 @@ class Catalog:
                     self._views[run_id] = (oid, run_json(runs_store.load_object(store, oid)))
             return [self._views[r][1] for r in sorted(current)]
 
+    def warm_in_background(self, open_store: Any) -> threading.Thread:
+        """Read every record now, in a thread, so that the first filtered request does
+        not wait for all of them (a request meanwhile waits for the lock instead)."""
+        def warm() -> None:
+            try:
+                with open_store() as store:
+                    self.views(store)
+            except Exception:  # noqa: BLE001  # A request will meet the same error and show it.
+                pass
+
+        thread = threading.Thread(target=warm, name="envcap-ui-catalog", daemon=True)
+        thread.start()
+        return thread
+
 
 def parse_where(where: Iterable[str]) -> list[str]:
     """The non-empty conditions, each checked now (a bad one is a :class:`UsageError`)."""
