@@ -94,6 +94,33 @@ def experiment_records(n: int, *, seed: int = 1, start_ms: int = 1_760_000_000_0
     return out
 
 
+def write_numpy_pair(home: Path) -> tuple[str, str]:
+    """Two runs whose environments are this machine's (a real snapshot of its OS and
+    Python) with numpy at 1.26.0 and at 2.1.0; their ids."""
+    from envcap.capture.collect import snapshot
+    from envcap.core.manifest import Manifest
+    from envcap.store.embedded import Store
+
+    m = snapshot(select=["python", "os"])
+    manifests = []
+    for version in ("1.26.0", "2.1.0"):
+        sections = dict(m.sections)
+        python = dict(sections["python"])
+        packages = [p for p in python.get("packages", []) if p.get("name") != "numpy"]
+        python["packages"] = [*packages, {"name": "numpy", "version": version}]
+        sections["python"] = python
+        manifests.append(Manifest.create(sections, {k: list(v) for k, v in m.layers.items()},
+                                         observed=dict(m.observed), labels=dict(m.labels)))
+    with Store(home) as store:
+        for manifest in manifests:
+            store.add(manifest)
+    runs = [synthetic_record(i, {"lr": 0.1, "numpy": v}, {"acc": a}, start_ms=1_750_000_000_000,
+                             labels={"experiment": "numpy-upgrade"}).evolve(manifest=mf.id, env_id=mf.env_id)
+            for i, (mf, v, a) in enumerate(zip(manifests, ("1.26.0", "2.1.0"), (0.91, 0.89)))]
+    write_synthetic(home, runs)
+    return runs[0].id, runs[1].id
+
+
 @pytest.fixture
 def client_for() -> Iterator[Any]:
     """A function that makes a test client of the app over the store at a path."""

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from conftest import envcap_run, experiment_records, write_synthetic
+from conftest import envcap_run, experiment_records, write_numpy_pair, write_synthetic
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
@@ -99,8 +99,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     evil = envcap_run(home, work, "--param", f"comment={EVIL}", "--label", f"who={EVIL}", "--note", EVIL, "--",
                       sys.executable, "train.py", env={"LR": "0.2", "METRIC": EVIL})
     write_synthetic(home, experiment_records(120))
+    numpy_pair = write_numpy_pair(home)
     proc, url = serve(home)
-    yield {"home": home, "ids": ids, "evil": evil, "url": url}
+    yield {"home": home, "ids": ids, "evil": evil, "url": url, "numpy_pair": numpy_pair}
     proc.terminate()
     proc.wait(timeout=30)
     assert proc.stderr is not None
@@ -126,7 +127,7 @@ def assert_nothing_ran(page: Any) -> None:
 
 def test_runs_page_filter_open_compare_and_importance(browser, store, shots) -> None:
     page = visit(browser, store["url"])
-    assert page.inner_text("#count").startswith("runs 1–50 of 123")
+    assert page.inner_text("#count").startswith("runs 1–50 of 125")
     page.screenshot(path=str(shots / "runs.png"))
 
     page.fill("#new-where", "labels.experiment=demo")
@@ -166,6 +167,18 @@ def test_runs_page_filter_open_compare_and_importance(browser, store, shots) -> 
     assert set(ranked[:2]) == {"lr", "depth"}
     assert_nothing_ran(page)
     page.screenshot(path=str(shots / "experiment.png"), full_page=True)
+
+    a, b = store["numpy_pair"]
+    page = visit(browser, store["url"] + f"compare?run={a}&run={b}")
+    marked = page.locator("#envdiff-1 tr.sensitive", has_text="numpy")
+    assert marked.count() == 1 and marked.locator(".mark").inner_text() == "!"
+    assert_nothing_ran(page)
+    page.screenshot(path=str(shots / "compare-env.png"), full_page=True)
+
+    page = visit(browser, store["url"] + "?where=labels.experiment%3Dsweep&sort=-metrics.score&limit=20")
+    scores = page.locator("table#runs td.metric").all_inner_texts()
+    assert len(scores) == 20 and [float(x) for x in scores] == sorted((float(x) for x in scores), reverse=True)
+    page.screenshot(path=str(shots / "runs-sweep.png"))
 
     page = visit(browser, store["url"] + "fleet")
     page.wait_for_selector("[data-chart='matrix'][data-drawn] canvas")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli_runs, experiment_records, synthetic_record, write_synthetic
+from conftest import cli_runs, experiment_records, synthetic_record, write_numpy_pair, write_synthetic
 
 
 def test_runs_api_lists_recorded_runs_newest_first(recorded, client_for) -> None:
@@ -106,41 +106,14 @@ def test_compare_lines_up_params_and_marks_what_differs(recorded, client_for) ->
 
 def test_compare_marks_numerically_sensitive_environment_changes(tmp_path: Path, client_for) -> None:
     """Two runs whose manifests differ in numpy's version: the change is marked sensitive."""
-    from envcap.capture.collect import snapshot
-    from envcap.store.embedded import Store
-
-    m = snapshot(select=["python", "os"])
-    first, second = _manifest_pair(m)
-    with Store(tmp_path) as store:
-        store.add(first)
-        store.add(second)
-    r1 = synthetic_record(1, {"lr": 0.1}, {"acc": 0.9}, start_ms=1_760_000_000_000)
-    r2 = synthetic_record(2, {"lr": 0.1}, {"acc": 0.8}, start_ms=1_760_000_000_000)
-    write_synthetic(tmp_path, [r1.evolve(manifest=first.id, env_id=first.env_id),
-                               r2.evolve(manifest=second.id, env_id=second.env_id)])
+    r1, r2 = write_numpy_pair(tmp_path)
     c = client_for(tmp_path)
-    env = c.get("/api/compare", params=[("run", r1.id), ("run", r2.id)]).json()["environment"][0]
+    env = c.get("/api/compare", params=[("run", r1), ("run", r2)]).json()["environment"][0]
     assert env["identical"] is False and env["sensitive"] >= 1
     numpy = [ch for ch in env["changes"] if ch["package"] and "numpy" in ch["package"]]
     assert numpy and numpy[0]["sensitive"]
-    page = c.get("/compare", params=[("run", r1.id), ("run", r2.id)]).text
+    page = c.get("/compare", params=[("run", r1), ("run", r2)]).text
     assert re.search(r'<tr class="sensitive">.*numpy', page)
-
-
-def _manifest_pair(m):
-    """The same manifest with numpy at two versions (a real manifest, re-hashed)."""
-    from envcap.core.manifest import Manifest
-
-    out = []
-    for version in ("1.26.0", "2.1.0"):
-        sections = {k: dict(v) if isinstance(v, dict) else v for k, v in m.sections.items()}
-        python = dict(sections["python"])
-        packages = [p for p in python.get("packages", []) if p.get("name") != "numpy"]
-        python["packages"] = [*packages, {"name": "numpy", "version": version}]
-        sections["python"] = python
-        out.append(Manifest.create(sections, {k: list(v) for k, v in m.layers.items()}, observed=dict(m.observed),
-                                   labels=dict(m.labels)))
-    return out
 
 
 def test_resources_are_read_when_the_record_has_them() -> None:

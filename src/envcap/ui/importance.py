@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from ..core.errors import UsageError
 
-ESTIMATOR = "random forest permutation importance (scikit-learn RandomForestRegressor, 100 trees)"
+ESTIMATOR = "random forest permutation importance (scikit-learn RandomForestRegressor, 50 trees)"
 MIN_RUNS = 5
 
 
@@ -52,7 +52,7 @@ def importance(views: Sequence[dict[str, Any]], metric: str, *, seed: int = 0) -
         return result
     x = np.array([c for _, c in columns], dtype=float).T
     y = np.array([v["metrics"][metric] for v in runs], dtype=float)
-    forest = RandomForestRegressor(n_estimators=100, min_samples_leaf=2, random_state=seed, n_jobs=1)
+    forest = RandomForestRegressor(n_estimators=50, min_samples_leaf=2, random_state=seed, n_jobs=1)
     forest.fit(x, y)
     found = permutation_importance(forest, x, y, n_repeats=5, random_state=seed, n_jobs=1)
     scores = np.clip(found.importances_mean, 0, None)
