@@ -3,7 +3,11 @@ filtering agrees with ``envcap runs --where``, paging reads the index, escaping 
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -142,3 +146,35 @@ def test_every_page_has_the_strict_policy_and_escapes(tmp_path: Path, client_for
         else:
             assert "<script>alert(1)" not in r.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;&#34;&#39;" in c.get(f"/runs/{run_id}").text
+
+
+def test_fleet_matrix_and_outliers_agree_with_envcap_fleet(tmp_path: Path, client_for) -> None:
+    """Cluster a: two nodes on one environment, one on another (the outlier); cluster b:
+    two nodes on the other one. The matrix counts what ``envcap fleet --json`` counts."""
+    from envcap.capture.collect import snapshot
+    from envcap.core.manifest import Manifest
+    from envcap.store.embedded import Store
+
+    base = snapshot(root=str(Path(__file__).parents[1] / "testdata" / "gpu-h200-ubuntu24" / "fstree"))
+    layers = {k: list(v) for k, v in base.layers.items()}
+    upgraded = dict(base.sections)
+    python = dict(upgraded["python"])
+    python["packages"] = [dict(p, version="1.26.4") if p["name"] == "numpy" else p for p in python["packages"]]
+    upgraded["python"] = python
+    plan = [("a1", "a", base.sections), ("a2", "a", base.sections), ("a3", "a", upgraded),
+            ("b1", "b", upgraded), ("b2", "b", upgraded)]
+    with Store(tmp_path) as store:
+        for host, cluster, sections in plan:
+            store.add(Manifest.create(dict(sections), layers, observed={**base.observed, "hostname": host},
+                                      labels={"cluster": cluster}))
+    body = client_for(tmp_path).get("/api/fleet").json()
+    software = body["matrix"]["software"]
+    counts = {c["name"]: {g["name"]: n for g, n in zip(software["groups"], c["counts"]) if n}
+              for c in software["clusters"]}
+    cli = json.loads(subprocess.run([sys.executable, "-m", "envcap", "fleet", "--json"], capture_output=True,
+                                     text=True, check=True, env={**os.environ, "ENVCAP_HOME": str(tmp_path)}).stdout)
+    assert counts == {c["name"]: c["groups"]["software"] for c in cli["clusters"]}
+    assert sorted(counts["a"].values()) == [1, 2] and list(counts["b"].values()) == [2]
+    assert [(o["node"], o["layer"]) for o in body["outliers"]] == [("a3", "software")]
+    page = client_for(tmp_path).get("/fleet").text
+    assert 'class="num minority"' in page and "a3" in page
