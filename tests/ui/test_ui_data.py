@@ -178,3 +178,24 @@ def test_fleet_matrix_and_outliers_agree_with_envcap_fleet(tmp_path: Path, clien
     assert [(o["node"], o["layer"]) for o in body["outliers"]] == [("a3", "software")]
     page = client_for(tmp_path).get("/fleet").text
     assert 'class="num minority"' in page and "a3" in page
+
+
+def test_run_page_shows_the_uncommitted_diff_of_a_real_repository(tmp_path: Path, client_for) -> None:
+    from conftest import envcap_run
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
+    (repo / "train.py").write_text("print('v1')\n")
+    for args in (["init", "-q"], ["add", "train.py"], ["commit", "-qm", "first"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, env=env)
+    (repo / "train.py").write_text("print('<b>v2</b>')\n")
+    home = tmp_path / "home"
+    run_id = envcap_run(home, repo, "--", sys.executable, "train.py")
+    c = client_for(home)
+    body = c.get(f"/api/runs/{run_id}").json()
+    assert body["run"]["git"]["dirty"] is True
+    assert "+print('<b>v2</b>')" in body["diff_text"]
+    page = c.get(f"/runs/{run_id}").text
+    assert "+print(&#39;&lt;b&gt;v2&lt;/b&gt;&#39;)" in page and body["run"]["git"]["commit"] in page
