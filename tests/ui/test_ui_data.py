@@ -199,3 +199,34 @@ def test_run_page_shows_the_uncommitted_diff_of_a_real_repository(tmp_path: Path
     assert "+print('<b>v2</b>')" in body["diff_text"]
     page = c.get(f"/runs/{run_id}").text
     assert "+print(&#39;&lt;b&gt;v2&lt;/b&gt;&#39;)" in page and body["run"]["git"]["commit"] in page
+
+
+def test_a_request_waiting_for_the_catalog_does_not_hold_up_the_others(tmp_path: Path) -> None:
+    import threading
+
+    from starlette.testclient import TestClient
+
+    from envcap.ui.app import create_app, store_opener
+
+    write_synthetic(tmp_path, experiment_records(10))
+    app = create_app(store_opener(str(tmp_path)))
+    catalog = app.app.state.catalog
+    with TestClient(app) as c:
+        results: dict[str, int] = {}
+        catalog._lock.acquire()  # As while the catalog reads 100,000 records.
+        try:
+            waiting = threading.Thread(target=lambda: results.update(
+                filtered=c.get("/api/runs", params={"where": "metrics.score>0"}).status_code))
+            waiting.start()
+            waiting.join(0.5)
+            assert waiting.is_alive() and not results  # It waits for the catalog...
+            plain = threading.Thread(target=lambda: results.update(
+                api=c.get("/api/runs").status_code, page=c.get("/").status_code))
+            plain.start()
+            plain.join(30)
+            assert results == {"api": 200, "page": 200}  # ...and the plain listing does not.
+        finally:
+            catalog._lock.release()
+        waiting.join(60)
+        plain.join(60)
+        assert results == {"api": 200, "page": 200, "filtered": 200}

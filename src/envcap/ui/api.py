@@ -43,7 +43,9 @@ def runs_query(request: Request) -> dict[str, Any]:
 
 
 def _endpoint(work: Callable[[Request, Any], Any]) -> Callable[[Request], Any]:
-    async def endpoint(request: Request) -> Response:
+    # A plain function: Starlette runs it in its thread pool, so a request that waits
+    # for the catalog (or reads many records) does not hold up the others.
+    def endpoint(request: Request) -> Response:
         try:
             with request.app.state.open_store() as store:
                 result = work(request, store)

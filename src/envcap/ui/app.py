@@ -89,7 +89,8 @@ def _url(path: str, **params: Any) -> str:
 
 
 def _page(template: str, work: Callable[[Request, Any], dict[str, Any]]) -> Callable[[Request], Any]:
-    async def endpoint(request: Request) -> Response:
+    # A plain function, run in Starlette's thread pool (see api._endpoint).
+    def endpoint(request: Request) -> Response:
         env = request.app.state.templates
         try:
             with request.app.state.open_store() as store:
