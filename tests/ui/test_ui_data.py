@@ -230,3 +230,24 @@ def test_a_request_waiting_for_the_catalog_does_not_hold_up_the_others(tmp_path:
         waiting.join(60)
         plain.join(60)
         assert results == {"api": 200, "page": 200, "filtered": 200}
+
+
+def test_a_run_whose_record_cannot_be_read_is_listed_as_unreadable(tmp_path: Path, client_for) -> None:
+    from envcap.store import runs as runs_store
+    from envcap.store.embedded import Store
+
+    records = experiment_records(4)
+    write_synthetic(tmp_path, records)
+    bad = records[1].id
+    with Store(tmp_path) as store:
+        path = store.object_path(runs_store.record_id(store, bad))
+    path.chmod(0o644)
+    path.write_bytes(b"{}")
+    c = client_for(tmp_path)
+    for params in ({}, {"sort": "-metrics.score"}, {"where": "id~0"}):
+        body = c.get("/api/runs", params=params).json()
+        assert body["total"] == 4, params
+        assert {r["id"]: r["status"] for r in body["runs"]}[bad] == "unreadable"
+    assert [v["status"] for v in cli_runs(tmp_path) if v["id"] == bad] == ["unreadable"]
+    assert c.get(f"/api/runs/{bad}").status_code == 500
+    assert "corrupt" in c.get(f"/runs/{bad}").text

@@ -20,7 +20,7 @@ import re
 import threading
 from typing import Any, Iterable, Sequence
 
-from ..core.errors import NotFoundError, UsageError
+from ..core.errors import EnvcapError, NotFoundError, UsageError
 from ..runs.query import Condition, lookup, run_json, select
 from ..store import runs as runs_store
 
@@ -45,7 +45,11 @@ class Catalog:
             for run_id, oid in current.items():
                 kept = self._views.get(run_id)
                 if kept is None or kept[0] != oid:
-                    self._views[run_id] = (oid, run_json(runs_store.load_object(store, oid)))
+                    try:
+                        found = run_json(runs_store.load_object(store, oid))
+                    except EnvcapError as exc:  # Listed from its index row, as `envcap runs` lists it.
+                        found = runs_store.index_view(store, run_id, str(exc))
+                    self._views[run_id] = (oid, found)
             return [self._views[r][1] for r in sorted(current)]
 
     def warm_in_background(self, open_store: Any) -> threading.Thread:
@@ -76,6 +80,15 @@ def view(store: Any, run_id: str) -> dict[str, Any]:
                     runs_store.reproductions(store, run_id))
 
 
+def listed_view(store: Any, run_id: str) -> dict[str, Any]:
+    """A run's view for a listing: from its index row, marked unreadable, when its record
+    cannot be read (one bad record does not hide the others)."""
+    try:
+        return view(store, run_id)
+    except EnvcapError as exc:
+        return runs_store.index_view(store, run_id, str(exc))
+
+
 def list_runs(store: Any, catalog: Catalog, *, where: Iterable[str] = (), sort: str | None = None,
               offset: int = 0, limit: int = 50) -> dict[str, Any]:
     """One page of runs that meet every condition, sorted, with the total that do."""
@@ -86,12 +99,12 @@ def list_runs(store: Any, catalog: Catalog, *, where: Iterable[str] = (), sort: 
     key, descending = sort.lstrip("-"), sort.startswith("-")
     if not conditions and key in runs_store.INDEX_SORT:
         total = runs_store.count(store)
-        shown = [view(store, r) for r in
+        shown = [listed_view(store, r) for r in
                  runs_store.page_ids(store, sort=key, descending=descending, limit=limit, offset=offset)]
     else:
         chosen = select(catalog.views(store), where=conditions, sort=sort)
         total = len(chosen)
-        shown = [view(store, v["id"]) for v in chosen[offset:offset + limit]]
+        shown = [listed_view(store, v["id"]) for v in chosen[offset:offset + limit]]
     rows = [row(v) for v in shown]
     return {
         "total": total, "offset": offset, "limit": limit, "sort": sort, "where": conditions,
@@ -103,8 +116,9 @@ def list_runs(store: Any, catalog: Catalog, *, where: Iterable[str] = (), sort: 
 def row(v: dict[str, Any]) -> dict[str, Any]:
     """A run as one row of the runs table."""
     return {
-        "id": v["id"], "status": v["status"], "started_at": v["started_at"], "duration_s": v.get("duration_s"),
-        "exit_code": v.get("exit_code"), "command": v["command"], "host": v.get("host"),
+        "id": v["id"], "status": v["status"], "started_at": v.get("started_at") or "",
+        "duration_s": v.get("duration_s"), "exit_code": v.get("exit_code"), "command": v.get("command") or "",
+        "host": v.get("host"),
         "git_commit": (v.get("git") or {}).get("commit"), "env_id": v.get("env_id"),
         "labels": dict(v.get("labels") or {}),
         "params": {p["name"]: p["value"] for p in v.get("params") or ()},
@@ -185,18 +199,18 @@ def manifest_json(store: Any, ref: str) -> dict[str, Any]:
 
 def curves(store: Any, v: dict[str, Any]) -> dict[str, list[list[Any]]]:
     """Each metric's logged points as [step, value] pairs (the order logged when no step)."""
-    log = v.get("metrics_log") or {}
-    if not log.get("object"):
+    from ..core.run import RunRecord
+    from ..runs.query import metric_history
+
+    if not (v.get("metrics_log") or {}).get("object"):
         return {}
+    record = RunRecord.from_dict({k: x for k, x in v.items() if k not in ("status", "notes", "reproduced_by")})
     out: dict[str, list[list[Any]]] = {}
-    for line in store.get_object(log["object"]).splitlines():
-        if not line.strip():
-            continue
-        point = json.loads(line)
-        if not _is_number(point.get("value")):
-            continue
-        series = out.setdefault(str(point["name"]), [])
-        series.append([point.get("step", len(series)), point["value"]])
+    for name, points in metric_history(store, record).items():
+        series = [[p["step"] if p["step"] is not None else i, p["value"]] for i, p in enumerate(points)
+                  if _is_number(p["value"])]
+        if series:
+            out[str(name)] = series
     return out
 
 
