@@ -10,13 +10,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import experiment_records, write_synthetic
 
 
-def test_serves_on_loopback_and_prints_the_address(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["--store", "ENVCAP_HOME"])
+def test_serves_on_loopback_and_prints_the_address(tmp_path: Path, how: str) -> None:
     write_synthetic(tmp_path, experiment_records(3))
-    proc = subprocess.Popen([sys.executable, "-m", "envcap", "ui", "--store", str(tmp_path), "--port", "0"],
-                            stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    given = ["--store", str(tmp_path)] if how == "--store" else []
+    proc = subprocess.Popen([sys.executable, "-m", "envcap", "ui", *given, "--port", "0"], stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "ENVCAP_HOME": str(tmp_path) if not given else "/nonexistent"})
     try:
         assert proc.stderr is not None
         line = proc.stderr.readline()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
+from .common import open_store
+
 
 @click.command()
-@click.option("--store", "store", metavar="PATH", help="The store to show (default: the configured store).")
+@click.option("--store", "store", metavar="PATH", help="The store to show (default: the store every command uses).")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="The address to listen on; anything but loopback must be asked for.")
 @click.option("--port", default=8642, show_default=True, type=click.IntRange(0, 65535),
@@ -26,7 +28,14 @@ def ui(store: str | None, host: str, port: int) -> None:
         from ..ui.app import create_app, store_opener
     except ImportError as exc:
         raise UsageError(f"envcap ui needs its extra: pip install 'envcap[ui]' ({exc.name} is missing)") from None
-    app = create_app(store_opener(store), warm=True)
+    if store:
+        opener = store_opener(store)
+    else:
+        # The store every command uses (the configured one); opened now so that a missing
+        # store is an error here, not on the first request.
+        opener = open_store
+        open_store().close()
+    app = create_app(opener, warm=True)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     _announce_when_started(server, host)
