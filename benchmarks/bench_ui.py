@@ -21,8 +21,11 @@ time from sending the request to the response's first byte:
   for that (``first``), the next ones use the catalog (``warm``). The time from start
   until the catalog is full, and the server's resident memory then, are reported.
 
+The first pages are measured twice: while the catalog fills (right after start; the
+reading thread competes for the interpreter) and once it is full.
+
 Side by side, the peer for listing runs is envcap's own CLI, ``envcap runs --limit 50
---json`` over the same store (it reads every record each time), with the ratio.
+--json`` over the same store (it reads every record each time; one run), with the ratio.
 
 Importance: :func:`envcap.ui.importance.importance` over 1,000 runs of the same
 generator (median of 3). Targets: first byte <= 0.3 s for ``/`` and ``/api/runs``;
@@ -158,11 +161,11 @@ def main() -> None:
         proc, port = serve(home)
         try:
             first_byte(port, "/static/ui.css")  # The server is up and its modules are imported.
-            rows = []
-            for path in ("/", "/api/runs", "/?offset=50000", "/api/runs?sort=-started_at&offset=99950"):
-                rows.append((path, statistics.median(first_byte(port, path) for _ in range(args.rounds))))
+            pages = ("/", "/api/runs", "/?offset=50000", "/api/runs?sort=-started_at&offset=99950")
+            during = [(p, statistics.median(first_byte(port, p) for _ in range(args.rounds))) for p in pages]
             cold = first_byte(port, "/api/runs?sort=-metrics.score")
             full = time.perf_counter() - started
+            rows = [(p, statistics.median(first_byte(port, p) for _ in range(args.rounds))) for p in pages]
             warm_rows = []
             for path in ("/api/runs?sort=-metrics.score", "/?where=params.lr%3E0.05",
                          "/api/runs?where=labels.experiment%3Dsweep3&sort=-metrics.score"):
@@ -171,10 +174,12 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-        cli = statistics.median(cli_runs(home) for _ in range(3))
+        cli = cli_runs(home)
         print(f"\n{'first byte (median of ' + str(args.rounds) + ')':<64} seconds")
         for path, t in rows:
             print(f"  {path:<62} {t:7.3f}")
+        for path, t in during:
+            print(f"  {path + ' (while the catalog fills)':<62} {t:7.3f}")
         print(f"  {'/api/runs?sort=-metrics.score (first: waits for the catalog)':<62} {cold:7.3f}")
         for path, t in warm_rows:
             print(f"  {path + ' (warm)':<62} {t:7.3f}")
@@ -186,7 +191,7 @@ def main() -> None:
         worst = max(t for p, t in rows[:2])
         verdict = "meets" if worst <= FIRST_BYTE_TARGET_S else "MISSES"
         print(f"runs page and /api/runs with {args.runs:,} runs: {worst:.3f} s, {verdict} the target "
-              f"(<= {FIRST_BYTE_TARGET_S} s)")
+              f"(<= {FIRST_BYTE_TARGET_S} s); {max(t for p, t in during[:2]):.3f} s while the catalog fills")
     finally:
         if args.dir is None:
             shutil.rmtree(home, ignore_errors=True)
