@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from conftest import envcap_run, experiment_records, write_numpy_pair, write_synthetic
+from ui_support import envcap_run, experiment_records, write_numpy_pair, write_synthetic
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),

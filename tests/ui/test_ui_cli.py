@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import experiment_records, write_synthetic
+from ui_support import experiment_records, write_synthetic
 
 
 @pytest.mark.parametrize("how", ["--store", "ENVCAP_HOME"])

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli_runs, experiment_records, synthetic_record, write_numpy_pair, write_synthetic
+from ui_support import cli_runs, experiment_records, synthetic_record, write_numpy_pair, write_synthetic
+from ui_support import client_for, recorded  # noqa: F401  (fixtures)
 
 
 def test_runs_api_lists_recorded_runs_newest_first(recorded, client_for) -> None:
@@ -181,7 +182,7 @@ def test_fleet_matrix_and_outliers_agree_with_envcap_fleet(tmp_path: Path, clien
 
 
 def test_run_page_shows_the_uncommitted_diff_of_a_real_repository(tmp_path: Path, client_for) -> None:
-    from conftest import envcap_run
+    from ui_support import envcap_run
 
     repo = tmp_path / "repo"
     repo.mkdir()

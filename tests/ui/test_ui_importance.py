@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import experiment_records, write_synthetic
+from ui_support import experiment_records, write_synthetic
+from ui_support import client_for  # noqa: F401  (fixtures)
 
 
 def _views(records):

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from ui_support import client_for, recorded  # noqa: F401  (fixtures)
+
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402
 

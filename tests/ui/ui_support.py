@@ -1,5 +1,9 @@
-"""Stores for the ui's tests: runs recorded by the real ``envcap run``, and synthetic
-records written through the store's own ``put_record`` (for many runs at once)."""
+"""Helpers and fixtures of the ui's tests: runs recorded by the real ``envcap run``, and
+synthetic records written through the store's own ``put_record`` (for many runs at once).
+
+A test module imports the fixtures it uses from here. (There is no conftest.py in this
+folder: a second module named ``conftest`` would shadow the top-level one that other
+test modules import from.)"""
 
 from __future__ import annotations
 
@@ -33,22 +37,6 @@ def envcap_run(home: Path, cwd: Path, *args: str, env: dict[str, str] | None = N
                           env={**os.environ, "ENVCAP_HOME": str(home), **(env or {})}, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return proc.stderr.split("run ", 1)[1].split()[0]
-
-
-@pytest.fixture(scope="session")
-def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A store with three runs recorded by ``envcap run`` (a training script logging
-    curves), one of them noted; shared by the tests that only read it."""
-    home = tmp_path_factory.mktemp("ui-recorded")
-    work = tmp_path_factory.mktemp("ui-project")
-    (work / "train.py").write_text(TRAIN)
-    ids = []
-    for lr, opt, batch in ((0.1, "sgd", 32), (0.3, "adam", 64), (0.2, "adam", 32)):
-        ids.append(envcap_run(home, work, "--param", f"batch={batch}", "--label", "experiment=demo", "--",
-                              sys.executable, "train.py", env={"LR": str(lr), "OPT": opt}))
-    subprocess.run([sys.executable, "-m", "envcap", "note", ids[1], "best so far"], check=True, capture_output=True,
-                   env={**os.environ, "ENVCAP_HOME": str(home)})
-    return {"home": home, "ids": ids}
 
 
 def synthetic_record(index: int, params: dict[str, Any], metrics: dict[str, Any], *, start_ms: int,
@@ -121,6 +109,29 @@ def write_numpy_pair(home: Path) -> tuple[str, str]:
     return runs[0].id, runs[1].id
 
 
+def cli_runs(home: Path, *args: str) -> list[dict[str, Any]]:
+    """``envcap runs --json`` of the real CLI: the ground truth for filtering and sorting."""
+    proc = subprocess.run([sys.executable, "-m", "envcap", "runs", "--json", *args], capture_output=True, text=True,
+                          env={**os.environ, "ENVCAP_HOME": str(home)}, timeout=120, check=True)
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="session")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A store with three runs recorded by ``envcap run`` (a training script logging
+    curves), one of them noted; shared by the tests that only read it."""
+    home = tmp_path_factory.mktemp("ui-recorded")
+    work = tmp_path_factory.mktemp("ui-project")
+    (work / "train.py").write_text(TRAIN)
+    ids = []
+    for lr, opt, batch in ((0.1, "sgd", 32), (0.3, "adam", 64), (0.2, "adam", 32)):
+        ids.append(envcap_run(home, work, "--param", f"batch={batch}", "--label", "experiment=demo", "--",
+                              sys.executable, "train.py", env={"LR": str(lr), "OPT": opt}))
+    subprocess.run([sys.executable, "-m", "envcap", "note", ids[1], "best so far"], check=True, capture_output=True,
+                   env={**os.environ, "ENVCAP_HOME": str(home)})
+    return {"home": home, "ids": ids}
+
+
 @pytest.fixture
 def client_for() -> Iterator[Any]:
     """A function that makes a test client of the app over the store at a path."""
@@ -138,10 +149,3 @@ def client_for() -> Iterator[Any]:
     yield make
     for c in clients:
         c.close()
-
-
-def cli_runs(home: Path, *args: str) -> list[dict[str, Any]]:
-    """``envcap runs --json`` of the real CLI: the ground truth for filtering and sorting."""
-    proc = subprocess.run([sys.executable, "-m", "envcap", "runs", "--json", *args], capture_output=True, text=True,
-                          env={**os.environ, "ENVCAP_HOME": str(home)}, timeout=120, check=True)
-    return json.loads(proc.stdout)
