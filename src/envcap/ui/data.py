@@ -24,7 +24,7 @@ from ..core.errors import EnvcapError, NotFoundError, UsageError
 from ..runs.query import Condition, lookup, run_json, select
 from ..store import runs as runs_store
 
-DEFAULT_SORT = "-started_at"
+DEFAULT_SORT = "-id"  # newest first: run ids sort by their start time
 MAX_LIMIT = 500
 KEY_COLUMNS = 6  # parameters and metrics shown as columns of the runs table, each
 
