@@ -67,3 +67,15 @@ def test_the_experiment_api_ranks_over_the_runs_a_filter_selects(tmp_path: Path,
     none = c.get("/api/importance", params={"where": "labels.experiment=other"}).json()
     assert none["runs"] == 0 and none["importance"] is None
     assert c.get("/api/importance", params={"metric": "nope"}).status_code == 404
+
+
+def test_a_large_experiment_is_sampled_and_says_so(tmp_path: Path, client_for, monkeypatch) -> None:
+    from envcap.ui import data
+
+    monkeypatch.setattr(data, "EXPERIMENT_RUNS", 60)
+    write_synthetic(tmp_path, experiment_records(100))
+    body = client_for(tmp_path).get("/api/importance", params={"metric": "score"}).json()
+    assert body["sampled"] == {"of": 100, "kept": 60}
+    assert body["importance"]["runs"] == 60 and len(body["parallel"]["rows"]) == 60 and len(body["scatter"]) == 60
+    again = client_for(tmp_path).get("/api/importance", params={"metric": "score"}).json()
+    assert [r["run"] for r in again["parallel"]["rows"]] == [r["run"] for r in body["parallel"]["rows"]]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import re
 import threading
 from typing import Any, Iterable, Sequence
@@ -26,6 +27,7 @@ from ..store import runs as runs_store
 
 DEFAULT_SORT = "-id"  # newest first: run ids sort by their start time
 MAX_LIMIT = 500
+EXPERIMENT_RUNS = 5000  # runs the importance estimate and the charts of an experiment use, at most
 KEY_COLUMNS = 6  # parameters and metrics shown as columns of the runs table, each
 
 
@@ -326,18 +328,23 @@ def experiment(store: Any, catalog: Catalog, *, where: Iterable[str] = (), metri
     result: dict[str, Any] = {
         "where": conditions, "runs": len(chosen), "metric": metric, "metrics": metrics,
         "resource": resource, "resources": resource_names, "importance": None, "parallel": None, "scatter": [],
+        "sampled": None,
     }
     if metric is None:
         return result
     with_metric = [v for v in chosen if _is_number((v.get("metrics") or {}).get(metric))]
+    if len(with_metric) > EXPERIMENT_RUNS:
+        # A forest over 100,000 runs, or as many lines in one chart, helps nobody: a
+        # fixed sample keeps the page quick and the same on every reload.
+        result["sampled"] = {"of": len(with_metric), "kept": EXPERIMENT_RUNS}
+        with_metric = sorted(random.Random(0).sample(with_metric, EXPERIMENT_RUNS), key=lambda v: v["id"])
     result["importance"] = importance(with_metric, metric)
     ranked = [p["name"] for p in result["importance"]["params"]]
     others = sorted({p["name"] for v in with_metric for p in v.get("params") or ()} - set(ranked))
     result["parallel"] = _parallel(with_metric, metric, ranked + others)
     if resource is not None:
         result["scatter"] = [{"run": v["id"], "x": f[resource], "y": v["metrics"][metric]}
-                             for v, f in zip(chosen, figures)
-                             if resource in f and _is_number((v.get("metrics") or {}).get(metric))]
+                             for v in with_metric for f in [resources(v)] if resource in f]
     return result
 
 
