@@ -15,7 +15,7 @@ python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,build,export]'
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,build,export,test-ui]'
 
 # The gate: lint and types before any test runs.
 .venv/bin/python -m ruff check .

@@ -37,6 +37,7 @@ LAZY_COMMANDS = {
     "rebuild": "envcap.cli.rebuild:rebuild",
     "diff": "envcap.cli.compare:diff",
     "fleet": "envcap.cli.compare:fleet",
+    "ui": "envcap.cli.ui:ui",
 }
 
 
