@@ -14,7 +14,7 @@ python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,build]'
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,build,store]'
 
 if [ -x scripts/testbed.sh ] && [ "${ENVCAP_SKIP_TESTBED:-0}" != 1 ]; then
     scripts/testbed.sh up
@@ -23,6 +23,8 @@ if [ -x scripts/testbed.sh ] && [ "${ENVCAP_SKIP_TESTBED:-0}" != 1 ]; then
     # shellcheck disable=SC1091
     . "${ENVCAP_TESTBED_DIR:-/var/tmp/envcap-testbed}/env"
     set +a
+    # The shared store's tests run against the test bed's PostgreSQL; none may skip.
+    export ENVCAP_TEST_REQUIRE_PG=1
 fi
 
 exec .venv/bin/python -m pytest "$@"

@@ -63,9 +63,9 @@ def fleet(paths: tuple[str, ...], use_store: bool, cluster_label: str, as_json: 
 
     store = None
     if use_store or not paths:
-        from ..store.embedded import Store
+        from ..store.factory import open_store
 
-        store = Store(create=False)
+        store = open_store(create=False)
     try:
         loaded = load_fleet(paths, store=store, every_snapshot=all_snapshots)
     finally:

@@ -163,14 +163,14 @@ def find_run_ref(ref: str) -> dict[str, Any] | None:
     import os
 
     from ..core.errors import AmbiguousIdError, NotFoundError, StoreError
-    from ..store.embedded import Store
+    from ..store.factory import open_store
     from ..store import runs as runs_store
     from ..core.run import looks_like_run_ref
 
     if os.path.exists(ref) or not looks_like_run_ref(ref):
         return None
     try:
-        store = Store(create=False)
+        store = open_store(create=False)
     except StoreError:
         return None
     hexlike = re.fullmatch(r"[0-9a-f]{4,64}", ref) is not None
@@ -179,7 +179,7 @@ def find_run_ref(ref: str) -> dict[str, Any] | None:
         if not ids:
             if hexlike:
                 return None
-            raise NotFoundError(f"no run with id {ref} in {store.path}")
+            raise NotFoundError(f"no run with id {ref} in {store.where}")
         if len(ids) > 1:
             raise AmbiguousIdError(f"{ref} matches more than one run; give more characters")
         if hexlike:

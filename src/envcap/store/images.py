@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .embedded import Store
+from .base import StoreBackend as Store
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -55,7 +55,7 @@ class ImageRecord:
 
 
 def _ready(store: Store) -> None:
-    store.db.executescript(SCHEMA)
+    store.ensure_schema(SCHEMA)
 
 
 def record(store: Store, image: ImageRecord) -> ImageRecord:

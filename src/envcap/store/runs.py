@@ -27,7 +27,7 @@ from typing import Any, Iterable
 
 from ..core.canonical import canonical_bytes
 from ..core.errors import AmbiguousIdError, NotFoundError, StoreError
-from .embedded import Store
+from .base import StoreBackend as Store
 from ..core.run import RUN_PREFIX, RunRecord
 
 _SCHEMA = (
@@ -91,17 +91,12 @@ class Note:
 
 def ensure_tables(store: Store) -> None:
     """Create the runs tables if this store has none yet (cheap when it has)."""
-    exists = store.db.execute(
-        f"SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ({', '.join('?' * len(_TABLES))})",
-        _TABLES,
-    ).fetchone()[0]
-    if exists != len(_TABLES):
-        store.transaction([(sql, ()) for sql in _SCHEMA])
+    if not all(store.has_table(t) for t in _TABLES):
+        store.ensure_schema(_SCHEMA)
 
 
 def has_runs_table(store: Store) -> bool:
-    row = store.db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'runs'").fetchone()
-    return bool(row[0])
+    return store.has_table("runs")
 
 
 def record_statements(record: RunRecord, record_id: str, size: int) -> list[tuple[str, tuple[Any, ...]]]:
@@ -160,9 +155,7 @@ def notes(store: Store, run_id: str) -> list[Note]:
 
 def reproductions(store: Store, run_id: str) -> list[dict[str, Any]]:
     """The runs that reproduce ``run_id`` (``envcap rebuild``), oldest first, with their verdicts."""
-    present = store.db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
-                               "AND name = 'run_reproductions'").fetchone()[0]
-    if not present:
+    if not store.has_table("run_reproductions"):
         return []
     rows = store.db.execute("SELECT run_id, verdict FROM run_reproductions WHERE original_id = ? ORDER BY run_id",
                             (run_id,)).fetchall()
@@ -175,7 +168,7 @@ def resolve(store: Store, prefix: str) -> str:
         raise NotFoundError(f"{prefix!r} is not a run id or a run id prefix (at least 4 characters)")
     matches = find(store, prefix)
     if not matches:
-        raise NotFoundError(f"no run with id {prefix} in {store.path}")
+        raise NotFoundError(f"no run with id {prefix} in {store.where}")
     if len(matches) > 1:
         raise AmbiguousIdError(f"{prefix} matches {len(matches)} runs; give more characters")
     return matches[0]
@@ -194,7 +187,7 @@ def find(store: Store, prefix: str) -> list[str]:
 def record_id(store: Store, run_id: str) -> str:
     row = store.db.execute("SELECT record FROM runs WHERE id = ?", (run_id,)).fetchone()
     if row is None:
-        raise NotFoundError(f"no run with id {run_id} in {store.path}")
+        raise NotFoundError(f"no run with id {run_id} in {store.where}")
     return str(row[0])
 
 
