@@ -111,15 +111,9 @@ class IndexStore:
     def has_table(self, name: str) -> bool:  # pragma: no cover
         raise NotImplementedError
 
-    def has_objects(self, oids: Sequence[str]) -> set[str]:
-        """Which of ``oids`` the store's index already lists."""
-        found: set[str] = set()
-        wanted = list(dict.fromkeys(oids))
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start:start + 500]
-            marks = ", ".join("?" * len(chunk))
-            found.update(r[0] for r in self.db.execute(f"SELECT id FROM objects WHERE id IN ({marks})", tuple(chunk)))
-        return found
+    def has_objects(self, oids: Sequence[str]) -> set[str]:  # pragma: no cover - every backend has its own
+        """Which of ``oids`` the store holds the bytes of (named by a record or not yet)."""
+        raise NotImplementedError
 
     # -- manifests -------------------------------------------------------------------
 

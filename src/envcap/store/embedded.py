@@ -199,6 +199,10 @@ class Store(IndexStore):
             os.unlink(tmp)
         return oid
 
+    def has_objects(self, oids: Sequence[str]) -> set[str]:
+        """Which of ``oids`` the store holds the bytes of (named by a record or not yet)."""
+        return {oid for oid in oids if os.path.exists(self._object_file(oid))}
+
     def get_object(self, oid: str) -> bytes:
         """The bytes of an object, verified against its id."""
         try:

@@ -333,6 +333,14 @@ class PostgresStore(IndexStore):
         except psycopg.Error as exc:
             raise StoreError(f"cannot write to the shared store {self._where}: {self._clean(exc)}") from None
 
+    def has_objects(self, oids: Sequence[str]) -> set[str]:
+        """Which of ``oids`` the store holds the bytes of (named by a record or not yet)."""
+        found: set[str] = set()
+        wanted = list(dict.fromkeys(oids))
+        for start in range(0, len(wanted), 1000):
+            found.update(r[0] for r in self._run("SELECT id FROM blobs WHERE id = ANY(?)", (wanted[start:start + 1000],)))
+        return found
+
     def get_object(self, oid: str) -> bytes:
         """The bytes of an object, verified against its id."""
         row = self._run("SELECT data FROM blobs WHERE id = ?", (oid,)).fetchone()
