@@ -23,13 +23,13 @@ def _shared() -> object:
 @click.argument("refs", nargs=-1, metavar="[RUN|ID]...")
 @click.option("--registry", metavar="HOST/REPO",
               help="Push the run's bundle to this OCI repository, as an artifact beside its image.")
-@click.option("--plain-http", is_flag=True, help="Talk to the registry over HTTP (a local test registry).")
 @click.option("--json", "as_json", is_flag=True, help="Print what was sent as JSON.")
-def push(refs: tuple[str, ...], registry: str | None, plain_http: bool, as_json: bool) -> None:
+def push(refs: tuple[str, ...], registry: str | None, as_json: bool) -> None:
     """Copy runs and snapshots (all when none is named) from this machine's store to the shared one.
 
     All or nothing, and only what the shared store lacks is sent: pushing twice sends nothing
-    the second time. With --registry, push one run's bundle to an OCI registry instead.
+    the second time. With --registry, push one run's bundle to an OCI registry instead, as an
+    artifact whose subject is the run's image (plain HTTP for a registry on loopback).
     """
     from ..store.factory import open_embedded
 
@@ -41,7 +41,7 @@ def push(refs: tuple[str, ...], registry: str | None, plain_http: bool, as_json:
         if len(refs) != 1:
             raise UsageError("--registry pushes one run: give its id")
         with open_store() as store:
-            ref = push_bundle(store, refs[0], registry, plain_http=plain_http, progress=err)
+            ref = push_bundle(store, refs[0], registry, progress=err)
         click.echo(json.dumps({"artifact": ref}) if as_json else ref)
         return
     from ..store.sync import copy

@@ -72,7 +72,7 @@ def rebuild(run_ref: str, registry: str | None, base: str | None, ca_bundle: str
     options = RebuildOptions(registry=registry, base=base, ca_bundle=Path(ca_bundle) if ca_bundle else None,
                              data=data, allow_data_drift=allow_data_drift, secret_env=secret_env, rtol=rtol,
                              atol=atol, engine=engine, repo=repo, no_gpu=no_gpu)
-    with open_store(create=False) as store:
+    with open_store(create=run_ref.startswith("oci://")) as store:
         report = run_rebuild(store, run_ref, options, action=action, progress=err,
                              output=click.get_binary_stream("stderr"))
     data_out = report.to_dict()
