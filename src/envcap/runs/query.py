@@ -127,6 +127,54 @@ def _compare(op: str, a: Any, b: Any) -> bool:
     return ops[op](a, b)
 
 
+# Run fields that are columns of the runs table, so that a condition on them is answered
+# by the database (an index where there is one) before any record is read.
+_COLUMNS = {"id": "id", "env_id": "env_id", "manifest": "manifest_id", "params_id": "params_id",
+            "git.commit": "git_commit", "exit_code": "exit_code", "state": "state"}
+_SQL_OPS = {"=": "=", "!=": "<>", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
+
+
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def prefilter(where: Iterable[str] = (), labels: dict[str, str] | None = None) -> tuple[str, tuple[Any, ...]]:
+    """SQL over the runs table that keeps every run the conditions could match (and few others).
+
+    It only narrows: :func:`select` still checks every condition on the runs it keeps, so
+    a condition SQL cannot answer exactly is widened here, never guessed. The SQL is the
+    same on both backends.
+    """
+    clauses: list[str] = []
+    params: list[Any] = []
+    for text in where:
+        c = Condition.parse(text)
+        column = _COLUMNS.get(c.field)
+        head, _, rest = c.field.partition(".")
+        if head == "labels" and rest and c.op == "=":
+            clauses.append("labels LIKE ? ESCAPE '\\'")
+            params.append("%" + _like(json.dumps(rest) + ": ") + "%")
+            continue
+        if column is None or c.op == "~":
+            continue
+        wanted = c.value
+        if column == "exit_code":
+            if not _is_number(wanted):
+                continue
+            clause = f"exit_code {_SQL_OPS[c.op]} ?"
+            params.append(wanted)
+            # A run without an exit code is "not equal" to every number, as select() sees it.
+            clauses.append(f"({clause} OR exit_code IS NULL)" if c.op == "!=" else clause)
+        elif c.op == "=" and isinstance(wanted, str):
+            bare = _like(c.raw.removeprefix("sha256:"))
+            clauses.append(f"({column} = ? OR {column} LIKE ? ESCAPE '\\' OR {column} LIKE ? ESCAPE '\\')")
+            params += [wanted, bare + "%", "sha256:" + bare + "%"]
+    for key, value in (labels or {}).items():
+        clauses.append("labels LIKE ? ESCAPE '\\'")
+        params.append("%" + _like(json.dumps({key: value})[1:-1]) + "%")
+    return " AND ".join(clauses), tuple(params)
+
+
 def select(views: Sequence[dict[str, Any]], *, where: Iterable[str] = (), labels: dict[str, str] | None = None,
            sort: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
     """The runs that meet every condition, sorted (``-field``: descending), at most ``limit``."""

@@ -211,3 +211,45 @@ def all_ids(store: Store) -> list[str]:
     if not has_runs_table(store):
         return []
     return [r[0] for r in store.db.execute("SELECT id FROM runs ORDER BY id")]
+
+
+def ids_where(store: Store, where: str = "", params: tuple[Any, ...] = ()) -> list[str]:
+    """The ids of the runs whose row meets ``where`` (SQL over the runs table), oldest first."""
+    if not has_runs_table(store):
+        return []
+    sql = "SELECT id FROM runs" + (f" WHERE {where}" if where else "") + " ORDER BY id"
+    return [r[0] for r in store.db.execute(sql, params)]
+
+
+def load_many(store: Store, run_ids: list[str]) -> list[tuple[RunRecord, list[Note], list[dict[str, Any]]]]:
+    """Records, notes and reproductions of many runs, in a few queries rather than three per run."""
+    out: list[tuple[RunRecord, list[Note], list[dict[str, Any]]]] = []
+    fetch = getattr(store, "get_objects", None)
+    reproduced = store.has_table("run_reproductions")
+    for start in range(0, len(run_ids), 500):
+        chunk = run_ids[start:start + 500]
+        marks = ", ".join("?" * len(chunk))
+        records = dict(store.db.execute(f"SELECT id, record FROM runs WHERE id IN ({marks})", tuple(chunk)).fetchall())
+        by_note: dict[str, list[Note]] = {}
+        for run_id, time, text in store.db.execute(
+                f"SELECT run_id, time, text FROM run_notes WHERE run_id IN ({marks}) ORDER BY seq", tuple(chunk)):
+            by_note.setdefault(run_id, []).append(Note(time, text))
+        by_copy: dict[str, list[dict[str, Any]]] = {}
+        if reproduced:
+            for run_id, original, verdict in store.db.execute(
+                    f"SELECT run_id, original_id, verdict FROM run_reproductions WHERE original_id IN ({marks}) "
+                    "ORDER BY run_id", tuple(chunk)):
+                by_copy.setdefault(original, []).append({"run": run_id, "verdict": verdict})
+        blobs = fetch([records[r] for r in chunk if r in records]) if fetch is not None else {}
+        for run_id in chunk:
+            if run_id not in records:
+                raise NotFoundError(f"no run with id {run_id} in {store.where}")
+            oid = records[run_id]
+            data = blobs[oid] if oid in blobs else store.get_object(oid)
+            try:
+                parsed = json.loads(data)
+            except ValueError as exc:
+                raise StoreError(f"run record {oid} is not JSON: {exc}") from exc
+            out.append((RunRecord.from_dict(parsed, source=f"run record {oid}"), by_note.get(run_id, []),
+                        by_copy.get(run_id, [])))
+    return out
