@@ -119,6 +119,14 @@ class IndexStore:
 
     def add(self, manifest: Manifest) -> str:
         """Store a manifest and this snapshot of it; return the snapshot record's id."""
+        body, record_bytes, statements = self.snapshot_parts(manifest)
+        self.put_object(body)
+        record_id = self.put_object(record_bytes)
+        self.transaction(statements)
+        return record_id
+
+    def snapshot_parts(self, manifest: Manifest) -> tuple[bytes, bytes, list[tuple[str, tuple[Any, ...]]]]:
+        """A snapshot's two objects (manifest body, snapshot record) and the rows that index them."""
         body = manifest.body_bytes()
         if digest(body) != manifest.id:
             raise ManifestError("manifest content does not match its id")
@@ -132,10 +140,9 @@ class IndexStore:
             "labels": dict(manifest.labels),
         }
         record_bytes = canonical_bytes(record)
-        self.put_object(body)
-        record_id = self.put_object(record_bytes)
+        record_id = digest(record_bytes)
         observed = manifest.observed
-        self.transaction(
+        return body, record_bytes, (
             [
                 ("INSERT OR IGNORE INTO objects VALUES (?, ?, 'manifest')", (manifest.id, len(body))),
                 ("INSERT OR IGNORE INTO objects VALUES (?, ?, 'snapshot')", (record_id, len(record_bytes))),
@@ -150,7 +157,6 @@ class IndexStore:
                 ),
             ]
         )
-        return record_id
 
     def resolve(self, prefix: str) -> str:
         """The manifest id (or snapshot record) that a unique prefix names."""

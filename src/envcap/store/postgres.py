@@ -138,8 +138,13 @@ class PostgresStore(IndexStore):
     # -- the connection --------------------------------------------------------------
 
     def _connect(self) -> None:
+        import logging
+
         import psycopg
 
+        # The driver logs what it ignores while tearing down a broken pipeline; the error
+        # itself reaches the user once, as a StoreError, and a log line would repeat it.
+        logging.getLogger("psycopg").addHandler(logging.NullHandler())
         try:
             self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=self._timeout,
                                          application_name="envcap")
@@ -206,7 +211,8 @@ class PostgresStore(IndexStore):
             if self._conn is None or self._conn.closed:
                 self._connect()
             try:
-                with self._conn.transaction():
+                # Pipelined: the statements go out together, not one round trip each.
+                with self._conn.pipeline(), self._conn.transaction():
                     for sql, params in statements:
                         self._conn.execute(self.translate(sql), tuple(params))
                 return
@@ -313,6 +319,14 @@ class PostgresStore(IndexStore):
         self._run("INSERT INTO blobs (id, size, data) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                   (oid, len(data), zlib.compress(data, 6)))
         return oid
+
+    def add(self, manifest: Any) -> str:
+        """Store a manifest and this snapshot of it: objects and rows in one transaction."""
+        body, record_bytes, statements = self.snapshot_parts(manifest)
+        blobs = [("INSERT INTO blobs (id, size, data) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                  (digest(data), len(data), zlib.compress(data, 6))) for data in (body, record_bytes)]
+        self.transaction(blobs + statements)
+        return digest(record_bytes)
 
     def put_objects(self, items: Sequence[bytes]) -> list[str]:
         """Store many objects in one round trip of the network; return their ids."""
