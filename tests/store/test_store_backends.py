@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -54,12 +55,15 @@ def test_the_database_narrows_runs_exactly_as_the_conditions_select_them(any_sto
     assert len(runs_store.ids_where(any_store, *prefilter(["env_id=cd34"]))) == 8
 
 
-def test_every_command_works_the_same_on_either_store(store_url: str) -> None:
+def test_every_command_works_the_same_on_either_store(store_url: str, tmp_path: Path) -> None:
     env = {"ENVCAP_STORE": store_url}
     first = run_envcap("snapshot", "--label", "cluster=a", env=env, check=True)
     assert "stored in " in first.stdout
-    proc = run_envcap("run", "--label", "team=x", "--param", "lr=0.1", "--", sys.executable, "-c", "print(2)",
-                      env=env, check=True)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.csv").write_text("x,y\n1,2\n")
+    proc = run_envcap("run", "--label", "team=x", "--param", "lr=0.1", "--data", str(data), "--",
+                      sys.executable, "-c", "print(2)", env=env, check=True)
     run_id = proc.stderr.split("run ", 1)[1].split()[0]
     run_envcap("note", run_id, "looked fine", env=env, check=True)
     listed = json.loads(run_envcap("runs", "--json", "--where", "params.lr=0.1", "--label", "team=x",
@@ -71,7 +75,14 @@ def test_every_command_works_the_same_on_either_store(store_url: str) -> None:
     assert shown["id"] == snaps[0]["id"]
     assert run_envcap("diff", snaps[0]["record"], run_id, env=env).returncode in (0, 1)
     assert run_envcap("fleet", env=env).returncode in (0, 1)
-    assert run_envcap("audit", run_id, env=env).returncode == 0
+    audit = run_envcap("audit", run_id, env=env)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    # The data fingerprint cache lives in the store too: a second run reads it back.
+    again = run_envcap("run", "--data", str(data), "--", sys.executable, "-c", "print(3)", env=env, check=True)
+    second = json.loads(run_envcap("show", again.stderr.split("run ", 1)[1].split()[0], "--json", env=env,
+                                   check=True).stdout)
+    assert second["data"][0]["fingerprint"] == json.loads(
+        run_envcap("show", run_id, "--json", env=env, check=True).stdout)["data"][0]["fingerprint"]
     assert "every object intact" in run_envcap("verify", env=env, check=True).stdout
     info = json.loads(run_envcap("store", "info", "--json", env=env, check=True).stdout)
-    assert info["counts"]["runs"] == 1 and info["counts"]["snapshots"] == 2 and info["schema_version"] == 1
+    assert info["counts"]["runs"] == 2 and info["counts"]["snapshots"] == 3 and info["schema_version"] == 1

@@ -14,7 +14,6 @@ once all land.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from typing import TYPE_CHECKING, Any, Sequence
