@@ -135,11 +135,13 @@ def snapshot(as_json: bool, output: str | None, labels: tuple[str, ...], root: s
     from ..capture.summary import summary_lines
 
     started = time.monotonic()
+    # The store is opened while the probes run: connecting to a shared one takes a while.
+    opening = None if no_store else _in_background(lambda: open_store(create=True))
     manifest = take(root=root, python=python, conda_prefix=conda_prefix, select=select, skip=skip,
                     labels=parse_labels(labels))
     where = None
-    if not no_store:
-        with open_store(create=True) as store:
+    if opening is not None:
+        with opening() as store:
             store.add(manifest)
             where = store.where
     if output:
@@ -152,6 +154,30 @@ def snapshot(as_json: bool, output: str | None, labels: tuple[str, ...], root: s
         click.echo(line)
     tail = f"stored in {where}" if where else "not stored"
     click.echo(f"\n{tail} ({time.monotonic() - started:.2f} s)")
+
+
+def _in_background(work: Any) -> Any:
+    """Start ``work()`` in a thread; the returned function waits for it and returns (or raises) its result."""
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = work()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, who raises it
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, name="envcap-open-store", daemon=True)
+    thread.start()
+
+    def result() -> Any:
+        thread.join()
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    return result
 
 
 @main.command()

@@ -114,6 +114,7 @@ class PostgresStore(IndexStore):
         self._tables: set[str] = set()
         self._shapes: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self._sql: dict[str, str] = {}
+        self._known: set[str] = set()  # manifest bodies this process has seen stored
         self.schema_version = 0
         # Runs and rebuilds still work in a local directory; only records go to the database.
         self.root = config.home_dir()
@@ -323,9 +324,14 @@ class PostgresStore(IndexStore):
     def add(self, manifest: Any) -> str:
         """Store a manifest and this snapshot of it: objects and rows in one transaction."""
         body, record_bytes, statements = self.snapshot_parts(manifest)
+        # Most snapshots are of a manifest the store has: its body (the bulk of the bytes)
+        # is then neither compressed nor sent again.
+        known = manifest.id in self._known or bool(self.has_objects([manifest.id]))
         blobs = [("INSERT INTO blobs (id, size, data) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                  (digest(data), len(data), zlib.compress(data, 6))) for data in (body, record_bytes)]
+                  (digest(data), len(data), zlib.compress(data, 6)))
+                 for data in ((record_bytes,) if known else (body, record_bytes))]
         self.transaction(blobs + statements)
+        self._known.add(manifest.id)
         return digest(record_bytes)
 
     def put_objects(self, items: Sequence[bytes]) -> list[str]:
