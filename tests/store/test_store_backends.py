@@ -43,13 +43,13 @@ CONDITIONS = [
 def test_the_database_narrows_runs_exactly_as_the_conditions_select_them(any_store: Any,
                                                                          labels: dict[str, str] | None) -> None:
     make_runs(any_store)
-    everything = [run_json(r, n, c) for r, n, c in runs_store.load_many(any_store, runs_store.all_ids(any_store))]
+    everything = [run_json(r, n, c) for _, r, n, c, _ in runs_store.load_many(any_store, runs_store.all_ids(any_store))]
     assert len(everything) == 24
     for where in CONDITIONS:
         expected = [v["id"] for v in select(everything, where=where, labels=labels)]
         narrowed = runs_store.ids_where(any_store, *prefilter(where, labels))
         assert set(expected) <= set(narrowed), where  # Never loses a run,
-        views = [run_json(r, n, c) for r, n, c in runs_store.load_many(any_store, narrowed)]
+        views = [run_json(r, n, c) for _, r, n, c, _ in runs_store.load_many(any_store, narrowed)]
         assert [v["id"] for v in select(views, where=where, labels=labels)] == expected, where  # same answer.
     # And it does narrow: an id condition reads no other run.
     assert len(runs_store.ids_where(any_store, *prefilter(["env_id=cd34"]))) == 8

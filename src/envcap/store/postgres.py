@@ -5,8 +5,8 @@ Every node of every cluster writes into it at once; everyone reads from it. Tabl
     envcap_schema   the migration history: one row per schema version applied
     blobs           content-addressed objects: id (sha256 of the bytes), size, and the
                     bytes compressed with zlib; re-hashed on every read
-    objects, manifests, snapshots, runs, run_notes, run_reproductions, images,
-    file_hashes, tree_hashes
+    objects, manifests, snapshots, runs, run_notes, run_reproductions, run_outputs,
+    images, file_hashes, tree_hashes
                     the index, the same tables (and the same SQL) as the embedded
                     store's SQLite index; see :mod:`.base`
 
@@ -69,6 +69,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             fingerprint TEXT NOT NULL, files BIGINT NOT NULL, bytes BIGINT NOT NULL, skipped BIGINT NOT NULL)""",
         f"CREATE TABLE run_reproductions (run_id {_T} PRIMARY KEY, original_id {_T} NOT NULL, verdict TEXT)",
         "CREATE INDEX run_reproductions_original ON run_reproductions(original_id)",
+        f"""CREATE TABLE run_outputs (fingerprint {_T} NOT NULL, run_id {_T} NOT NULL, path {_T} NOT NULL,
+            PRIMARY KEY (fingerprint, run_id, path))""",
         f"""CREATE TABLE images (env_id {_T} NOT NULL, repository {_T} NOT NULL, tag TEXT NOT NULL,
             digest {_T} NOT NULL, status TEXT NOT NULL, engine TEXT NOT NULL, base TEXT NOT NULL,
             differences TEXT NOT NULL, built_at {_T} NOT NULL, PRIMARY KEY (repository, digest))""",

@@ -12,6 +12,8 @@
     run_reproductions
                 which run reproduces which (``envcap rebuild``), so that a run's
                 reproductions are found without opening every record
+    run_outputs the fingerprint of each output of a finished run, so that a later run
+                reading it is linked to the run that wrote it (lineage)
 
 The tables are created on first use. A record is written as an object first; only
 then is the row pointed at it, in one transaction, so the row always names a whole
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from ..core.canonical import canonical_bytes
-from ..core.errors import AmbiguousIdError, NotFoundError, StoreError
+from ..core.errors import AmbiguousIdError, EnvcapError, NotFoundError, StoreError
 from .base import StoreBackend as Store
 from ..core.run import RUN_PREFIX, RunRecord
 
@@ -76,8 +78,14 @@ _SCHEMA = (
         verdict TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS run_reproductions_original ON run_reproductions(original_id)",
+    """CREATE TABLE IF NOT EXISTS run_outputs (
+        fingerprint TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        path TEXT NOT NULL,
+        PRIMARY KEY (fingerprint, run_id, path)
+    )""",
 )
-_TABLES = ("runs", "run_notes", "file_hashes", "tree_hashes", "run_reproductions")
+_TABLES = ("runs", "run_notes", "file_hashes", "tree_hashes", "run_reproductions", "run_outputs")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +126,24 @@ def record_statements(record: RunRecord, record_id: str, size: int) -> list[tupl
     if record.reproduction is not None:
         statements.append(("INSERT OR REPLACE INTO run_reproductions VALUES (?, ?, ?)",
                            (record.id, record.reproduction["of"], record.reproduction.get("verdict"))))
+    if record.finished:
+        statements += [("INSERT OR IGNORE INTO run_outputs VALUES (?, ?, ?)", (o["fingerprint"], record.id, o["path"]))
+                       for o in record.outputs if o.get("fingerprint") and o.get("path")]
     return statements
+
+
+def producers(store: Store, fingerprint: str, before: str) -> list[tuple[str, str]]:
+    """(run id, output path) of each run older than ``before`` that wrote these bytes."""
+    if not store.has_table("run_outputs"):
+        return []
+    rows = store.db.execute("SELECT run_id, path FROM run_outputs WHERE fingerprint = ? AND run_id < ? "
+                            "ORDER BY run_id, path", (fingerprint, before)).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+def has_object(store: Store, oid: str) -> bool:
+    """Whether the store's index lists the object (cheaper than reading it)."""
+    return store.db.execute("SELECT 1 FROM objects WHERE id = ?", (oid,)).fetchone() is not None
 
 
 def put_record(store: Store, record: RunRecord, *, notes: Iterable[Note] = (),
@@ -198,7 +223,10 @@ def load(store: Store, run_id: str) -> RunRecord:
 
 
 def load_object(store: Store, oid: str) -> RunRecord:
-    data = store.get_object(oid)
+    return _parse(store.get_object(oid), oid)
+
+
+def _parse(data: bytes, oid: str) -> RunRecord:
     try:
         parsed = json.loads(data)
     except ValueError as exc:
@@ -221,9 +249,13 @@ def ids_where(store: Store, where: str = "", params: tuple[Any, ...] = ()) -> li
     return [r[0] for r in store.db.execute(sql, params)]
 
 
-def load_many(store: Store, run_ids: list[str]) -> list[tuple[RunRecord, list[Note], list[dict[str, Any]]]]:
-    """Records, notes and reproductions of many runs, in a few queries rather than three per run."""
-    out: list[tuple[RunRecord, list[Note], list[dict[str, Any]]]] = []
+Loaded = tuple[str, "RunRecord | None", list[Note], list[dict[str, Any]], "EnvcapError | None"]
+
+
+def load_many(store: Store, run_ids: list[str]) -> list[Loaded]:
+    """(id, record, notes, reproductions, problem) of many runs, in a few queries rather than
+    three per run. A record that cannot be read is None, with the error that says why."""
+    out: list[Loaded] = []
     fetch = getattr(store, "get_objects", None)
     reproduced = store.has_table("run_reproductions")
     for start in range(0, len(run_ids), 500):
@@ -240,16 +272,32 @@ def load_many(store: Store, run_ids: list[str]) -> list[tuple[RunRecord, list[No
                     f"SELECT run_id, original_id, verdict FROM run_reproductions WHERE original_id IN ({marks}) "
                     "ORDER BY run_id", tuple(chunk)):
                 by_copy.setdefault(original, []).append({"run": run_id, "verdict": verdict})
-        blobs = fetch([records[r] for r in chunk if r in records]) if fetch is not None else {}
+        blobs: dict[str, bytes] = {}
+        if fetch is not None:
+            try:
+                blobs = fetch([records[r] for r in chunk if r in records])
+            except StoreError:
+                blobs = {}  # One bad record: each is read on its own below, and the bad one named.
         for run_id in chunk:
             if run_id not in records:
                 raise NotFoundError(f"no run with id {run_id} in {store.where}")
             oid = records[run_id]
-            data = blobs[oid] if oid in blobs else store.get_object(oid)
             try:
-                parsed = json.loads(data)
-            except ValueError as exc:
-                raise StoreError(f"run record {oid} is not JSON: {exc}") from exc
-            out.append((RunRecord.from_dict(parsed, source=f"run record {oid}"), by_note.get(run_id, []),
-                        by_copy.get(run_id, [])))
+                record = load_object(store, oid) if oid not in blobs else _parse(blobs[oid], oid)
+            except EnvcapError as exc:
+                out.append((run_id, None, by_note.get(run_id, []), by_copy.get(run_id, []), exc))
+                continue
+            out.append((run_id, record, by_note.get(run_id, []), by_copy.get(run_id, []), None))
     return out
+
+
+def index_view(store: Store, run_id: str, problem: str) -> dict[str, Any]:
+    """What the index row says of a run whose record cannot be read, marked as such."""
+    row = store.db.execute("SELECT id, state, started_at, ended_at, exit_code, manifest_id, env_id, params_id, "
+                           "git_commit, labels FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"no run with id {run_id} in {store.where}")
+    return {"id": row[0], "state": row[1], "status": "unreadable", "started_at": row[2], "ended_at": row[3],
+            "exit_code": row[4], "manifest": row[5], "env_id": row[6], "params_id": row[7],
+            "git": {"commit": row[8]}, "labels": json.loads(row[9] or "{}"), "command": "", "params": [],
+            "metrics": {}, "problems": [f"the run's record cannot be read: {problem}"], "unreadable": True}

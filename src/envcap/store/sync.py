@@ -19,7 +19,7 @@ from . import runs as runs_store
 
 # The index tables a copy carries, with the columns that name a row.
 _KEYS = {"manifests": ("id",), "snapshots": ("record",), "runs": ("id",), "run_reproductions": ("run_id",),
-         "images": ("repository", "digest")}
+         "run_outputs": ("fingerprint", "run_id", "path"), "images": ("repository", "digest")}
 
 
 @dataclass
@@ -106,6 +106,7 @@ def _plan_run(source: Any, run_id: str, out: Plan) -> None:
     record = json.loads(source.get_object(row["record"]))
     out.objects.update(_referenced(record))
     out.rows["run_reproductions"] += _select(source, "run_reproductions", "run_id = ?", (run_id,))
+    out.rows["run_outputs"] += _select(source, "run_outputs", "run_id = ?", (run_id,))
     out.notes += [(n["run_id"], n["time"], n["text"]) for n in _select(source, "run_notes", "run_id = ?", (run_id,))]
     if record.get("snapshot"):
         _plan_snapshot(source, record["snapshot"], out)
@@ -151,7 +152,7 @@ def copy(source: Any, dest: Any, refs: Sequence[str] = (), *, batch: int = 200) 
     for oid in sorted(todo.objects):
         size, kind = kinds.get(oid) or (len(source.get_object(oid)), "object")
         statements.append(("INSERT OR IGNORE INTO objects (id, size, kind) VALUES (?, ?, ?)", (oid, size, kind)))
-    for table in ("manifests", "snapshots", "runs", "run_reproductions", "images"):
+    for table in _KEYS:
         for row in todo.rows.get(table, []):
             cols = list(row)
             verb = "REPLACE" if table in ("runs", "run_reproductions", "images") else "IGNORE"
