@@ -34,7 +34,7 @@ def image_repo() -> tuple[str, str]:
 
 def test_a_bundle_is_an_artifact_of_the_image_and_rebuild_reads_it_back(image_repo: tuple[str, str],
                                                                         tmp_path: Path) -> None:
-    from envcap.runs import oci
+    from envcap.reproduce import oci
     from envcap.store import images
     from envcap.store.embedded import Store
 
