@@ -469,6 +469,9 @@ start_postgres() {
 SELECT format('CREATE ROLE envcap LOGIN CREATEDB PASSWORD %L', :'pw')
     WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'envcap') \gexec
 SELECT format('ALTER ROLE envcap PASSWORD %L', :'pw') \gexec
+-- The tests drop their databases WITH (FORCE), which must be able to end any backend
+-- still attached to them (an autovacuum worker's among them).
+GRANT pg_signal_backend TO envcap;
 SELECT 'CREATE DATABASE envcap OWNER envcap'
     WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'envcap') \gexec
 SQL

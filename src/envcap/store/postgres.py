@@ -75,6 +75,10 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             digest {_T} NOT NULL, status TEXT NOT NULL, engine TEXT NOT NULL, base TEXT NOT NULL,
             differences TEXT NOT NULL, built_at {_T} NOT NULL, PRIMARY KEY (repository, digest))""",
         "CREATE INDEX images_env ON images(env_id)",
+        # What a build was made from (envcap attest IMAGE): apart from images, so that an
+        # older envcap writing images keeps working.
+        f"""CREATE TABLE image_inputs (repository {_T} NOT NULL, digest {_T} NOT NULL, inputs TEXT NOT NULL,
+            PRIMARY KEY (repository, digest))""",
     ]),
 ]
 assert MIGRATIONS[-1][0] == SCHEMA_VERSION
