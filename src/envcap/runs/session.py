@@ -54,6 +54,7 @@ class Plan:
     labels: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     python: dict[str, Any] = field(default_factory=dict)  # {"executable", "from"}
+    resource_interval: float | None = None  # seconds between samples; None: ENVCAP_RESOURCE_INTERVAL
 
 
 class Session:
@@ -210,10 +211,12 @@ class Session:
 
     # -- 3. when the command has ended -------------------------------------------------------
 
-    def finish(self, exit_code: int | None, signal_name: str | None = None) -> RunRecord:
+    def finish(self, exit_code: int | None, signal_name: str | None = None, *, monitor: Any = None) -> RunRecord:
+        """``monitor`` (a :class:`.resources.Monitor`) is stopped here, and what it saw recorded."""
         ended = utc_now()
         duration = round(time.monotonic() - self._started, 3)
         problems = list(self.record.problems)
+        resources = self._resources(monitor, problems) if monitor is not None else None
         points, metric_problems = rundir.read_metrics(self.dir)
         problems += metric_problems
         params = self.plan.params
@@ -234,10 +237,29 @@ class Session:
             params=params.params(), params_id=params_id(params.params()), seeds=seeds, data=tuple(data),
             outputs=tuple(outputs), metrics=rundir.summarize(points), metrics_log=metrics_log,
             problems=tuple(p for p in problems if not p.startswith("unfinished:")),
+            resources=resources,
         )
         self._put(notes=notes)
         self._cleanup()
         return self.record
+
+    def _resources(self, monitor: Any, problems: list[str]) -> dict[str, Any] | None:
+        try:
+            monitor.stop()
+            summary = monitor.summary()
+            samples = monitor.samples_bytes()
+        except Exception as exc:  # noqa: BLE001 - bookkeeping never loses the record
+            problems.append(f"resource usage could not be summarised: {type(exc).__name__}: {exc}")
+            return None
+        problems += monitor.problems
+        summary["object"] = None
+        if samples is not None:
+            try:
+                summary["object"] = self.store.put_object(samples)
+                self._objects.append((summary["object"], len(samples), "run-resources"))
+            except EnvcapError as exc:
+                problems.append(f"the resource samples could not be stored: {exc}")
+        return summary
 
     def _apply_events(self, params: ParamSet, seeds: dict[str, Any], data: list[dict[str, Any]],
                       problems: list[str]) -> list[Note]:
