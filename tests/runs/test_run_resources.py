@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +177,9 @@ def test_monitor_of_this_process_sees_no_gpu_here() -> None:
 
     monitor = Monitor(os.getpid(), interval=0.05, own_process=True).start()
     junk = bytearray(b"\x01") * (30 * MIB)
+    deadline = time.monotonic() + 30
+    while len(monitor.rows) < 2 and time.monotonic() < deadline:  # psutil is imported on its thread
+        time.sleep(0.05)
     monitor.stop()
     summary = monitor.summary()
     assert summary["samples"] >= 1 and summary["peak_rss_mib"] >= 30
