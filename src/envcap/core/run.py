@@ -114,6 +114,9 @@ class RunRecord:
     # and the id of the stored samples. Written only when set, so that records made
     # before it existed keep their bytes and still load.
     resources: Mapping[str, Any] | None = None
+    # Configs a framework composed for the run (Hydra's, see envcap.integrations.hydra):
+    # {"name", "format", "sha256", "size", "object", ...}. Written only when there are any.
+    configs: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def finished(self) -> bool:
@@ -152,6 +155,9 @@ class RunRecord:
                 yield item["object"], "run-file", f"parameter file {item['path']}"
         if self.metrics_log and self.metrics_log.get("object"):
             yield self.metrics_log["object"], "run-metrics", "metrics log"
+        for item in self.configs:
+            if item.get("object"):
+                yield item["object"], "run-file", f"composed config {item.get('name')}"
         if self.resources and self.resources.get("object"):
             yield self.resources["object"], "run-resources", "resource samples"
 
@@ -189,6 +195,7 @@ class RunRecord:
             "envcap_version": self.envcap_version,
             **({"reproduction": dict(self.reproduction)} if self.reproduction is not None else {}),
             **({"resources": dict(self.resources)} if self.resources is not None else {}),
+            **({"configs": [dict(c) for c in self.configs]} if self.configs else {}),
         }
 
     @classmethod
@@ -244,6 +251,7 @@ class RunRecord:
             envcap_version=get.value("envcap_version", str),
             reproduction=_reproduction(get.optional("reproduction", dict), source),
             resources=_resources(get.optional("resources", dict), source),
+            configs=tuple(get.records("configs")) if data.get("configs") is not None else (),
         )
 
 

@@ -78,6 +78,11 @@ def export_run(store: Any, run_id: str, output: str | os.PathLike[str]) -> int:
                 store.get_object(item["object"])
     if record.metrics_log and record.metrics_log.get("object"):
         files["metrics.jsonl"] = store.get_object(record.metrics_log["object"])
+    if record.resources and record.resources.get("object"):
+        files["resources.json"] = store.get_object(record.resources["object"])
+    for item in record.configs:
+        if item.get("object"):
+            files[_member("configs", f"{item['name']}.{item.get('format') or 'txt'}")] = store.get_object(item["object"])
     for name, value in (("params.json", [p.to_dict() for p in record.params]), ("seeds.json", dict(record.seeds)),
                         ("data.json", [dict(d) for d in record.data]), ("notes.json", notes)):
         files[name] = (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")

@@ -291,6 +291,8 @@ class Session:
                     self._add_step(data, event["dataset"], event["step"], problems)
                 elif kind == "note":
                     notes.append(Note(event["time"], self.redactor.text(event["text"])))
+                elif kind == "config":
+                    self._store_config(event, problems)
                 elif kind == "label":
                     self.record = self.record.evolve(labels={**self.record.labels,
                                                              event["key"]: self.redactor.text(event["value"])})
@@ -300,6 +302,19 @@ class Session:
                 problems.append(f"{rundir.EVENTS} line {number}: {exc}")
         seeds["named"] = dict(sorted(seeds["named"].items()))
         return notes
+
+    def _store_config(self, event: dict[str, Any], problems: list[str]) -> None:
+        """A composed config the script reported (already redacted there; scrubbed again)."""
+        from ..core.canonical import digest
+
+        content = self.redactor.text(str(event["text"])).encode("utf-8")
+        oid = self.store.put_object(content)
+        self._objects.append((oid, len(content), "run-file"))
+        entry = {"name": str(event["name"]), "format": str(event.get("format") or "text"),
+                 "sha256": digest(content), "size": len(content), "object": oid,
+                 "overrides": [self.redactor.text(str(o)) for o in event.get("overrides") or ()]}
+        kept = [c for c in self.record.configs if c.get("name") != entry["name"]]
+        self.record = self.record.evolve(configs=(*kept, entry))
 
     @staticmethod
     def _add_step(data: list[dict[str, Any]], name: str, step: Any, problems: list[str]) -> None:
