@@ -12,6 +12,8 @@
     code/untracked/PATH         untracked files whose content was kept
     params/PATH                 parameter files as read
     metrics.jsonl               every metric point
+    resources.json              the resource usage samples (envcap.resources/1)
+    configs/NAME.FORMAT         configs a framework composed (Hydra's)
     params.json, seeds.json,    the parameters, seeds and data fingerprints, copied out
     data.json, notes.json       of the record for people to read
 
