@@ -21,8 +21,10 @@ for device 0:
 - the stored samples object: its GPU rows, interval and device uuid.
 
 The last line is ``RESOURCES CHECK: N agree, M differ``; the exit status is 1 on any
-disagreement or when nothing could be compared. Needs envcap (from ./src), psutil,
-pynvml (nvidia-ml-py) and torch with CUDA; a missing piece is reported, never a traceback.
+disagreement or when nothing could be compared. Needs envcap (from ./src), psutil and
+pynvml (nvidia-ml-py) in this interpreter, and an interpreter with torch and CUDA for the
+workload (this one, /opt/torch/.venv/bin/python, python on PATH, or
+ENVCAP_CHECK_TORCH_PYTHON); a missing piece is reported, never a traceback.
 """
 
 from __future__ import annotations
@@ -88,9 +90,12 @@ def main() -> int:
     args = parser.parse_args()
     report: dict[str, Any] = {"python": sys.version.split()[0]}
     checks: list[dict[str, Any]] = []
-    missing = [m for m in ("psutil", "pynvml", "torch") if not _importable(m)]
-    if missing or shutil.which("nvidia-smi") is None:
-        report["missing"] = missing + ([] if shutil.which("nvidia-smi") else ["nvidia-smi"])
+    missing = [m for m in ("psutil", "pynvml") if not _importable(m)]
+    torch_python = _torch_python()
+    report["workload_python"] = torch_python
+    if missing or shutil.which("nvidia-smi") is None or torch_python is None:
+        report["missing"] = missing + ([] if shutil.which("nvidia-smi") else ["nvidia-smi"]) + \
+            ([] if torch_python else ["an interpreter with torch and CUDA (set ENVCAP_CHECK_TORCH_PYTHON)"])
         return finish(report, checks)
     from envcap.runs import resources
     from envcap.runs.runner import execute, plan_run
@@ -110,7 +115,7 @@ def main() -> int:
         time.sleep(1.0)
         os.environ["ENVCAP_HOME"] = os.path.join(scratch, "store")
         os.environ["ENVCAP_RESOURCE_INTERVAL"] = "0.2"
-        plan = plan_run([sys.executable, script, str(args.busy), str(args.idle)], cwd=scratch)
+        plan = plan_run([torch_python, script, str(args.busy), str(args.idle)], cwd=scratch)
         started = time.monotonic()
         with Store(create=True) as store:
             record = execute(store, plan)
@@ -156,6 +161,23 @@ def main() -> int:
                    "verdict": verdict(len(devices[0].get("rows", [])) >= 10 and bool(devices[0].get("uuid")))})
     report["nvidia_smi_first_rows"] = rows[:3]
     return finish(report, checks)
+
+
+def _torch_python() -> str | None:
+    """An interpreter that imports torch with CUDA: envcap samples the workload whatever runs it."""
+    candidates = [os.environ.get("ENVCAP_CHECK_TORCH_PYTHON"), sys.executable, "/opt/torch/.venv/bin/python",
+                  shutil.which("python"), shutil.which("python3")]
+    for python in candidates:
+        if not python or not os.path.exists(python):
+            continue
+        try:
+            proc = subprocess.run([python, "-c", "import torch; assert torch.cuda.is_available()"],
+                                  capture_output=True, timeout=120, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if proc.returncode == 0:
+            return python
+    return None
 
 
 def _importable(name: str) -> bool:
