@@ -82,5 +82,6 @@ def params_from_argparse(parser: argparse.ArgumentParser, args: argparse.Namespa
         run.log_args(args, parser)
         return run
     for name, value in sorted(vars(args).items()):
-        run.log_param(name, value, "user" if name in given else "default")
+        # As in log_args: these are the values the script runs with (they win over --param).
+        run._log_param(name, value, "user" if name in given else "default", used=True)
     return run

@@ -132,11 +132,12 @@ def log_config(cfg: Any, *, overrides: Iterable[str] | None = None, choices: Map
     groups = {g: c for g, c in (choices or {}).items() if not str(g).startswith("hydra/") and g != "hydra"}
     keys, chosen = override_keys(overrides, groups)
     run = run or active_run() or start_run()
+    # These are the values the script runs with: like log_args's, they win over --param.
     for name, value, source in provenance(cfg, keys):
-        run.log_param(name, value, source)
+        run._log_param(name, value, source, used=True)
     for group, choice in sorted(groups.items()):
         if choice is not None:
-            run.log_param(f"hydra.choices.{group}", choice, "user" if group in chosen else "default")
+            run._log_param(f"hydra.choices.{group}", choice, "user" if group in chosen else "default", used=True)
     text = composed_yaml(cfg, run._redacted)
     run._event({"kind": "config", "name": "hydra", "format": "yaml", "text": text,
                 "overrides": [run._redacted("override", o) for o in overrides]})
