@@ -73,3 +73,13 @@ def test_without_a_run_the_script_records_one_of_its_own(tmp_path: Path) -> None
 def test_option_spellings(argv: list[str]) -> None:
     parser = _parser()
     assert given_names(parser, parser.parse_args(argv), argv) == {"data", "epochs"}
+
+
+def test_the_value_the_script_ran_with_wins_over_param(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text(SCRIPT)
+    proc = envcap("run", "--param", "lr=0.5", "--", sys.executable, "train.py", "--lr", "0.02", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    view = show(run_id_of(proc))
+    params = {p["name"]: p for p in view["params"]}
+    assert params["lr"]["value"] == 0.02 and params["lr"]["source"] == "user"
+    assert any("lr" in problem for problem in view["problems"]), view["problems"]
