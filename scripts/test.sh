@@ -14,11 +14,7 @@ python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
-<<<<<<< HEAD
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,build,mlflow,wandb,hydra]'
-=======
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,build,export]'
->>>>>>> main
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,build,export,mlflow,wandb,hydra]'
 
 if [ -x scripts/testbed.sh ] && [ "${ENVCAP_SKIP_TESTBED:-0}" != 1 ]; then
     scripts/testbed.sh up
