@@ -183,7 +183,7 @@ def _torch_python() -> str | None:
 def _importable(name: str) -> bool:
     try:
         __import__(name)
-    except Exception:  # noqa: BLE001 - reported, not raised
+    except Exception:  # reported, not raised
         return False
     return True
 

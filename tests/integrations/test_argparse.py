@@ -12,7 +12,7 @@ import pytest
 from envcap.integrations.argparse import given_names
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runs"))
-from runs_helpers import envcap, run_id_of, show  # noqa: E402
+from runs_helpers import envcap, run_id_of, show
 
 SCRIPT = textwrap.dedent("""\
     import argparse, envcap

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("hydra")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runs"))
-from runs_helpers import envcap, run_id_of, show  # noqa: E402
+from runs_helpers import envcap, run_id_of, show
 
 APP = textwrap.dedent("""\
     import hydra
@@ -115,5 +115,5 @@ def test_the_callback_records_an_unchanged_script(app: Path) -> None:
     assert params["epochs"] == (3, "user")
     assert params["name"] == ("run_3", "derived")
     assert params["optim.lr"] == (0.01, "default")
-    assert not any(n.startswith("hydra.callbacks") or n.startswith("hydra.run") for n in params), params
+    assert not any(n.startswith(("hydra.callbacks", "hydra.run")) for n in params), params
     assert view["configs"][0]["name"] == "hydra"

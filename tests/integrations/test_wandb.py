@@ -16,8 +16,8 @@ pytest.importorskip("wandb")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runs"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from runs_helpers import envcap, make_repo, run_id_of, show  # noqa: E402
-from wandb_offline import offline_runs, records  # noqa: E402
+from runs_helpers import envcap, make_repo, run_id_of, show
+from wandb_offline import offline_runs, records
 
 SCRIPT = textwrap.dedent("""\
     import wandb, envcap.integrations.wandb as ew

@@ -45,7 +45,7 @@ def given_names(parser: argparse.ArgumentParser, args: argparse.Namespace,
     import copy
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    start = {name: _UNSET for name in vars(args)}
+    start = dict.fromkeys(vars(args), _UNSET)
     for action in getattr(parser, "_actions", ()):
         if isinstance(action, _ACCUMULATING) and action.dest in start:
             start[action.dest] = copy.copy(action.default)

@@ -93,7 +93,7 @@ def provenance(cfg: Any, user_keys: Iterable[str] = ()) -> Iterator[tuple[str, A
 
 def composed_yaml(cfg: Any, redact: Any) -> str:
     """The config as Hydra composed it (interpolations kept), secret-named values redacted."""
-    import yaml
+    import yaml  # type: ignore[import-untyped]
 
     oc = _omegaconf()
     data = oc.OmegaConf.to_container(cfg, resolve=False)

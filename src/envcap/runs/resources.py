@@ -134,7 +134,7 @@ class Monitor:
 
     def _setup(self) -> bool:
         try:
-            import psutil
+            import psutil  # type: ignore[import-untyped]
         except ImportError:
             self.problems.append("resource samples: psutil is not installed (pip install psutil); "
                                  "only the kernel's totals are recorded")

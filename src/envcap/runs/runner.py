@@ -17,15 +17,18 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
+from ..core import proc
 from ..core.errors import UsageError
 from ..core.run import RunRecord
 from .resources import Monitor, interval_from_env
 from .session import Plan, Session
+
+if TYPE_CHECKING:
+    from ..core.proc import Child
 
 FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 _PYTHON_NAME = re.compile(r"^(python|pypy|graalpy)(\d+(\.\d+)?)?[tdm]?$")
@@ -134,7 +137,7 @@ class _Forwarder:
     """Passes signals to the child; remembers those that arrive before it exists."""
 
     def __init__(self) -> None:
-        self.child: subprocess.Popen[bytes] | None = None
+        self.child: Child | None = None
         self.pending: list[int] = []
         self.received: list[int] = []
         self._previous: dict[int, Any] = {}
@@ -150,7 +153,7 @@ class _Forwarder:
             signal.signal(signum, handler)
         self._previous.clear()
 
-    def started(self, child: subprocess.Popen[bytes]) -> None:
+    def started(self, child: Child) -> None:
         self.child = child
         for signum in self.pending:
             self._send(signum)
@@ -253,7 +256,8 @@ def execute(store: Any, plan: Plan, *, announce: Callable[[str], None] | None = 
         if announce:
             announce(session.id)
         try:
-            child = subprocess.Popen(plan.argv, cwd=plan.cwd, env=child_env)
+            # The command's own streams are the terminal's, and its locale its own.
+            child = proc.start(plan.argv, cwd=plan.cwd, env=child_env, stdin=None, c_locale=False)
         except OSError as exc:
             session.finish(127 if isinstance(exc, FileNotFoundError) else 126)
             raise UsageError(f"{plan.argv[0]}: cannot start it: {exc.strerror}") from exc
@@ -285,6 +289,9 @@ def _child_env(env: dict[str, str], session: Session, plan: Plan) -> dict[str, s
     child["ENVCAP_RUN_ID"] = session.id
     child["ENVCAP_RUN_DIR"] = session.dir
     child["ENVCAP_HOME"] = str(session.store.path)
+    if getattr(session.store, "kind", "embedded") != "embedded":
+        # What the command records through envcap's API goes to the same shared store.
+        child["ENVCAP_STORE"] = session.store.url
     child["ENVCAP_PARAMS"] = json.dumps(plan.params.raw_values(), sort_keys=True)
     if plan.seed is not None:
         child["ENVCAP_SEED"] = str(plan.seed)
