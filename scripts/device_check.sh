@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Run on a lent GPU machine from the repository root, with the wheels envcap needs that
-# the machine lacks (distro, rfc8785) in .whl/: the GPU probes against nvidia-smi and NVML,
-# a whole live snapshot against pip list and dpkg-query, and snapshot timings.
+# the machine lacks (distro, rfc8785, psutil) in .whl/: the GPU probes against nvidia-smi and
+# NVML, a whole live snapshot against pip list and dpkg-query, snapshot timings, and a run's
+# GPU resource samples against nvidia-smi (scripts/device_check_resources.py, needs torch).
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 3
 export PYTHONPATH=/tmp/site:$PWD/src ENVCAP_HOME=/tmp/envcap-home PYTHONUNBUFFERED=1
 mkdir -p $OUT/t
 python3 scripts/device_check.py > $OUT/device_check.json 2>&1; echo "device_check rc=$?"
 tail -1 $OUT/device_check.json
+python3 scripts/device_check_resources.py > $OUT/resources_check.json 2>&1; echo "resources_check rc=$?"
+tail -3 $OUT/resources_check.json
 python3 -m envcap snapshot --json --no-store > $OUT/snapshot.json 2>$OUT/t/snapshot.err; echo "snapshot rc=$?"
 python3 -m envcap snapshot | head -20
 python3 -m pip list --format=json > $OUT/t/pip-list.json 2>/dev/null

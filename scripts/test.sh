@@ -15,7 +15,7 @@ python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,build,store,export,test-ui]'
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,build,store,export,test-ui,mlflow,wandb,hydra]'
 
 # The gate: lint and types before any test runs.
 .venv/bin/python -m ruff check .

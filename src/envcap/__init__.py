@@ -23,6 +23,7 @@ __all__ = [
     "start_run",
     "log_metric",
     "seed_everything",
+    "params_from_argparse",
     "__version__",
 ]
 
@@ -50,6 +51,10 @@ def __getattr__(name: str) -> Any:
         from .runs import api
 
         return getattr(api, name)
+    if name == "params_from_argparse":
+        from .integrations.argparse import params_from_argparse
+
+        return params_from_argparse
     if name == "EnvcapError":
         from .core.errors import EnvcapError
 

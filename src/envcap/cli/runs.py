@@ -30,10 +30,12 @@ from .common import err, open_store
 @click.option("--output", "outputs", multiple=True, metavar="PATH", help="A file or directory to hash after the run.")
 @click.option("--python", "python", metavar="PATH",
               help="The interpreter whose environment to record (default: the one the command runs).")
+@click.option("--mlflow", "mlflow", is_flag=True,
+              help="Attach the environment to the MLflow runs the command makes (or make one).")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def run(params: tuple[str, ...], params_files: tuple[str, ...], seeds: tuple[str, ...], data: tuple[str, ...],
         notes: tuple[str, ...], labels: tuple[str, ...], outputs: tuple[str, ...], python: str | None,
-        command: tuple[str, ...]) -> None:
+        mlflow: bool, command: tuple[str, ...]) -> None:
     """Run COMMAND and record it: environment, code, parameters, seeds, data, metrics.
 
     \b
@@ -44,14 +46,35 @@ def run(params: tuple[str, ...], params_files: tuple[str, ...], seeds: tuple[str
 
     plan = plan_run(list(command), params=params, params_files=params_files, seeds=seeds, data=data,
                     notes=notes, labels=labels, outputs=outputs, python=python)
+    if mlflow:
+        from ..integrations.mlflow import check_available
+
+        check_available()
     with open_store(create=True) as store:
         record = execute(store, plan, announce=lambda run_id: err(f"run {run_id}"))
+        if mlflow:
+            _attach_mlflow(store, record)
     from ..runs.query import run_json
     from ..runs.describe import status_text
 
     problems = "".join(f"\nenvcap:   {p}" for p in record.problems)
     err(f"run {record.id} recorded: {status_text(run_json(record))}, {record.duration_s:.2f} s{problems}")
     sys.exit(record.exit_code if record.exit_code is not None else 1)
+
+
+def _attach_mlflow(store: Any, record: Any) -> None:
+    """The command has ended and is recorded: tell MLflow. A failure here is a warning."""
+    from ..core.run import utc_now
+    from ..integrations.mlflow import attach_command_run
+    from ..store.runs import Note, add_note
+
+    try:
+        ids = attach_command_run(record)
+    except Exception as exc:  # noqa: BLE001 - the run is recorded; MLflow is told as a courtesy
+        err(f"warning: run {record.id}: the environment could not be attached to MLflow: {exc}")
+        return
+    add_note(store, record.id, Note(utc_now(), f"MLflow run(s): {', '.join(ids)}"))
+    err(f"run {record.id}: environment attached to MLflow run(s) {', '.join(ids)}")
 
 
 @click.command(name="runs")

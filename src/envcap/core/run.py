@@ -117,6 +117,13 @@ class RunRecord:
     # Set on a run made by ``envcap rebuild``: ``{"of": ORIGINAL_RUN_ID, "verdict": ...}``.
     # Written only when set, so that records of every other run keep their bytes.
     reproduction: Mapping[str, Any] | None = None
+    # What the run's process tree used (see envcap.runs.resources): peaks, means, totals,
+    # and the id of the stored samples. Written only when set, so that records made
+    # before it existed keep their bytes and still load.
+    resources: Mapping[str, Any] | None = None
+    # Configs a framework composed for the run (Hydra's, see envcap.integrations.hydra):
+    # {"name", "format", "sha256", "size", "object", ...}. Written only when there are any.
+    configs: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def finished(self) -> bool:
@@ -155,6 +162,11 @@ class RunRecord:
                 yield item["object"], "run-file", f"parameter file {item['path']}"
         if self.metrics_log and self.metrics_log.get("object"):
             yield self.metrics_log["object"], "run-metrics", "metrics log"
+        for item in self.configs:
+            if item.get("object"):
+                yield item["object"], "run-file", f"composed config {item.get('name')}"
+        if self.resources and self.resources.get("object"):
+            yield self.resources["object"], "run-resources", "resource samples"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -189,6 +201,8 @@ class RunRecord:
             "problems": list(self.problems),
             "envcap_version": self.envcap_version,
             **({"reproduction": dict(self.reproduction)} if self.reproduction is not None else {}),
+            **({"resources": dict(self.resources)} if self.resources is not None else {}),
+            **({"configs": [dict(c) for c in self.configs]} if self.configs else {}),
         }
 
     @classmethod
@@ -246,6 +260,8 @@ class RunRecord:
             problems=tuple(get.value("problems", list)),
             envcap_version=get.value("envcap_version", str),
             reproduction=_reproduction(get.optional("reproduction", dict), source),
+            resources=_resources(get.optional("resources", dict), source),
+            configs=tuple(get.records("configs")) if data.get("configs") is not None else (),
         )
 
 
@@ -254,6 +270,15 @@ def _reproduction(value: dict[str, Any] | None, source: str) -> Mapping[str, Any
         return None
     if not (isinstance(value.get("of"), str) and RUN_ID.match(value["of"])):
         raise StoreError(f"{source}: reproduction.of must be the id of the run reproduced")
+    return MappingProxyType(value)
+
+
+def _resources(value: dict[str, Any] | None, source: str) -> Mapping[str, Any] | None:
+    if value is None:
+        return None
+    oid = value.get("object")
+    if oid is not None and not isinstance(oid, str):
+        raise StoreError(f"{source}: resources.object must be the id of the stored samples")
     return MappingProxyType(value)
 
 

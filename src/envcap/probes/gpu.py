@@ -242,6 +242,74 @@ def _nvml_device_raw(nv: Any, handle: Any) -> dict[str, Any]:
     }
 
 
+def nvidia_present() -> bool:
+    """Whether this live machine plausibly has an NVIDIA GPU (the probe's two stat calls)."""
+    import os
+
+    return os.path.exists(_PROC_VERSION) or os.path.exists("/dev/nvidiactl")
+
+
+def nvml_usage(nv: Any, handle: Any) -> dict[str, Any]:
+    """What one device is doing now: utilisation, memory used, power and energy so far.
+
+    Each reading is optional (``None`` where this board or driver lacks it): the total
+    energy counter exists from Volta on, power readings not on every board.
+    """
+    rates = _optional(nv, "nvmlDeviceGetUtilizationRates", handle)
+    memory = _optional(nv, "nvmlDeviceGetMemoryInfo", handle)
+    return {
+        "util_pct": getattr(rates, "gpu", None),
+        "memory_util_pct": getattr(rates, "memory", None),
+        "memory_used_bytes": int(memory.used) if memory is not None else None,
+        "power_mw": _optional(nv, "nvmlDeviceGetPowerUsage", handle),
+        "energy_mj": _optional(nv, "nvmlDeviceGetTotalEnergyConsumption", handle),
+    }
+
+
+class NvmlUsage:
+    """NVML held open for a run, so that each sample costs only the device queries.
+
+    :meth:`open` raises :class:`NvmlUnavailable` as :func:`nvml_raw` does; the devices
+    are described (name, uuid, bus id) once, through the probe's own reading code.
+    """
+
+    def __init__(self) -> None:
+        self._nv: Any = None
+        self._handles: list[Any] = []
+        self.devices: list[dict[str, Any]] = []
+
+    def open(self) -> NvmlUsage:
+        try:
+            import pynvml
+        except ImportError as exc:
+            raise NvmlUnavailable("pynvml (nvidia-ml-py) is not installed") from exc
+        try:
+            pynvml.nvmlInit()
+        except pynvml.NVMLError as exc:
+            raise NvmlUnavailable(f"nvmlInit failed: {exc}") from exc
+        self._nv = pynvml
+        try:
+            count = pynvml.nvmlDeviceGetCount()
+            self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+            for index, handle in enumerate(self._handles):
+                raw = _nvml_device_raw(pynvml, handle)
+                self.devices.append({"index": index, "name": raw["name"], "uuid": raw["uuid"],
+                                     "pci_bus_id": normalise_bus_id(raw["pci_bus_id"]),
+                                     "memory_total_bytes": raw["memory_total"]})
+        except pynvml.NVMLError as exc:
+            self.close()
+            raise NvmlUnavailable(f"NVML query failed: {exc}") from exc
+        return self
+
+    def sample(self) -> list[dict[str, Any]]:
+        return [nvml_usage(self._nv, h) for h in self._handles]
+
+    def close(self) -> None:
+        if self._nv is not None:
+            _optional(self._nv, "nvmlShutdown")
+            self._nv = None
+
+
 # -- nvidia-smi ----------------------------------------------------------------------
 
 

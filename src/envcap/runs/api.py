@@ -77,6 +77,7 @@ class Run:
         self._closed = False
         self._redactor: Any = None
         self._given: set[str] = set()  # names the user set (a default does not replace them)
+        self._monitor: Any = None  # resource sampling of a run of its own (see .resources)
 
     # -- reporting --------------------------------------------------------------------
 
@@ -196,7 +197,7 @@ class Run:
             if self._snapshot is not None:
                 self._snapshot.join()
             self._session.capture(None, manifest=self._manifest)
-            self._session.finish(exit_code)
+            self._session.finish(exit_code, monitor=self._monitor)
         finally:
             for name in ("ENVCAP_RUN_ID", "ENVCAP_RUN_DIR"):
                 if os.environ.get(name) in (self.id, self.dir):
@@ -362,6 +363,12 @@ def _own_run() -> Run:
     env = dict(os.environ)
     session.begin()
     run = Run(session.id, session.dir, attached=False, session=session)
+    from .resources import Monitor
+
+    try:
+        run._monitor = Monitor(os.getpid(), own_process=True).start()
+    except UsageError as exc:  # a bad ENVCAP_RESOURCE_INTERVAL: said, and the run goes on unsampled
+        session.note_problem(f"resource usage not sampled: {exc}")
     # Processes the script starts (data-loader workers, ranks) report into this run too.
     os.environ["ENVCAP_RUN_ID"] = session.id
     os.environ["ENVCAP_RUN_DIR"] = session.dir

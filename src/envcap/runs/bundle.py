@@ -12,6 +12,8 @@
     code/untracked/PATH         untracked files whose content was kept
     params/PATH                 parameter files as read
     metrics.jsonl               every metric point
+    resources.json              the resource usage samples (envcap.resources/1)
+    configs/NAME.FORMAT         configs a framework composed (Hydra's)
     params.json, seeds.json,    the parameters, seeds and data fingerprints, copied out
     data.json, notes.json       of the record for people to read
 
@@ -78,6 +80,11 @@ def export_run(store: Any, run_id: str, output: str | os.PathLike[str]) -> int:
                 store.get_object(item["object"])
     if record.metrics_log and record.metrics_log.get("object"):
         files["metrics.jsonl"] = store.get_object(record.metrics_log["object"])
+    if record.resources and record.resources.get("object"):
+        files["resources.json"] = store.get_object(record.resources["object"])
+    for item in record.configs:
+        if item.get("object"):
+            files[_member("configs", f"{item['name']}.{item.get('format') or 'txt'}")] = store.get_object(item["object"])
     for name, value in (("params.json", [p.to_dict() for p in record.params]), ("seeds.json", dict(record.seeds)),
                         ("data.json", [dict(d) for d in record.data]), ("notes.json", notes)):
         files[name] = (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")

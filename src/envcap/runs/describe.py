@@ -68,6 +68,7 @@ def show_lines(view: dict[str, Any]) -> list[str]:
         lines.append(_row("output", f"{o['path']}  " + ("missing" if o.get("missing") else short(o["fingerprint"]))))
     if view.get("metrics"):
         lines.append(_row("metrics", "  ".join(f"{k}={_value(v, 20)}" for k, v in view["metrics"].items())))
+    lines += resource_lines(view.get("resources"))
     reproduction = view.get("reproduction")
     if reproduction:
         lines.append(_row("reproduces", f"run {reproduction['of']}: {reproduction.get('verdict') or 'no verdict yet'}"))
@@ -77,6 +78,46 @@ def show_lines(view: dict[str, Any]) -> list[str]:
         lines.append(_row("note", f"{note['time']}  {note['text']}"))
     for problem in view.get("problems") or ():
         lines.append(_row("problem", problem))
+    return lines
+
+
+def _num(value: Any, unit: str, digits: int = 1) -> str:
+    return "?" if value is None else f"{value:.{digits}f}{unit}"
+
+
+def _bytes(value: Any) -> str:
+    if value is None:
+        return "?"
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if value >= size:
+            return f"{value / size:.1f} {unit}"
+    return f"{value} B"
+
+
+def resource_lines(res: dict[str, Any] | None) -> list[str]:
+    """The resource summary of a run, a line or two per kind of resource."""
+    if not res:
+        return []
+    cpu = (f"cpu {_num(res.get('cpu_s'), ' s', 2)} (user {_num(res.get('cpu_user_s'), ' s', 2)}, "
+           f"system {_num(res.get('cpu_system_s'), ' s', 2)}; {_num(res.get('cpu_util_pct'), '%')} of one core)")
+    lines = [_row("resources", f"wall {_num(res.get('wall_s'), ' s', 2)}, {cpu}")]
+    memory = f"memory peak {_num(res.get('peak_rss_mib'), ' MiB')}"
+    if res.get("mean_rss_mib") is not None:
+        memory += f", mean {_num(res['mean_rss_mib'], ' MiB')}"
+    lines.append(_row("", memory))
+    io = f"i/o read {_bytes(res.get('read_bytes'))}, written {_bytes(res.get('write_bytes'))}"
+    if res.get("peak_threads") is not None:
+        io += f"; peak {res['peak_threads']} thread(s) in {res.get('peak_processes')} process(es)"
+    lines.append(_row("", io))
+    for dev in res.get("gpu") or ():
+        energy = (f", {_num(dev['energy_j'], ' J')} ({dev.get('energy_from')})"
+                  if dev.get("energy_j") is not None else "")
+        lines.append(_row("", f"gpu {dev.get('index')} {dev.get('name') or ''}: util peak "
+                          f"{_num(dev.get('peak_util_pct'), '%', 0)} mean {_num(dev.get('mean_util_pct'), '%')}, "
+                          f"memory peak {_num(dev.get('peak_memory_mib'), ' MiB')}{energy}"))
+    if res.get("samples"):
+        lines.append(_row("", f"{res['samples']} samples every {res.get('interval_s')} s: {short(res['object'])}"
+                          if res.get("object") else f"{res['samples']} samples"))
     return lines
 
 

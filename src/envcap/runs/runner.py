@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 from ..core import proc
 from ..core.errors import UsageError
 from ..core.run import RunRecord
+from .resources import Monitor, interval_from_env
 from .session import Plan, Session
 
 if TYPE_CHECKING:
@@ -237,7 +238,8 @@ def plan_run(argv: Sequence[str], *, params: Sequence[str] = (), params_files: S
     choice = resolve_python(argv, option=python, env=env, cwd=cwd)
     return Plan(argv=list(argv), cwd=cwd, mode="cli", params=param_set, params_files=files, seed=global_seed,
                 named_seeds=named, data=[{"path": p} for p in data], outputs=list(outputs),
-                labels=parse_labels(labels), notes=list(notes), python=choice.to_dict())
+                labels=parse_labels(labels), notes=list(notes), python=choice.to_dict(),
+                resource_interval=interval_from_env(env))
 
 
 def execute(store: Any, plan: Plan, *, announce: Callable[[str], None] | None = None) -> RunRecord:
@@ -260,20 +262,22 @@ def execute(store: Any, plan: Plan, *, announce: Callable[[str], None] | None = 
             session.finish(127 if isinstance(exc, FileNotFoundError) else 126)
             raise UsageError(f"{plan.argv[0]}: cannot start it: {exc.strerror}") from exc
         forwarder.started(child)
+        monitor = Monitor(child.pid, interval=plan.resource_interval).start()
         try:
             try:
                 session.capture(plan.python.get("executable"))
             except Exception as exc:  # noqa: BLE001 - bookkeeping never stops the command
                 print(f"envcap: warning: run {session.id}: {exc}", file=sys.stderr)
-            returncode = child.wait()
+            returncode = monitor.wait(child)
         finally:
             if child.returncode is None:
                 # envcap itself is failing: the child must not outlive the record of it.
                 child.terminate()
                 returncode = child.wait()
+                monitor.stop()
         forwarder.stopped()
         code, sig = exit_status(returncode)
-        return session.finish(code, sig)
+        return session.finish(code, sig, monitor=monitor)
     finally:
         forwarder.restore()
 

@@ -55,6 +55,7 @@ class Plan:
     labels: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     python: dict[str, Any] = field(default_factory=dict)  # {"executable", "from"}
+    resource_interval: float | None = None  # seconds between samples; None: ENVCAP_RESOURCE_INTERVAL
 
 
 class Session:
@@ -212,10 +213,12 @@ class Session:
 
     # -- 3. when the command has ended -------------------------------------------------------
 
-    def finish(self, exit_code: int | None, signal_name: str | None = None) -> RunRecord:
+    def finish(self, exit_code: int | None, signal_name: str | None = None, *, monitor: Any = None) -> RunRecord:
+        """``monitor`` (a :class:`.resources.Monitor`) is stopped here, and what it saw recorded."""
         ended = utc_now()
         duration = round(time.monotonic() - self._started, 3)
         problems = list(self.record.problems)
+        resources = self._resources(monitor, problems) if monitor is not None else None
         points, metric_problems = rundir.read_metrics(self.dir)
         problems += metric_problems
         params = self.plan.params
@@ -238,10 +241,29 @@ class Session:
             params=params.params(), params_id=params_id(params.params()), seeds=seeds, data=tuple(data),
             outputs=tuple(outputs), metrics=rundir.summarize(points), metrics_log=metrics_log,
             problems=tuple(p for p in problems if not p.startswith("unfinished:")),
+            resources=resources,
         )
         self._put(notes=notes)
         self._cleanup()
         return self.record
+
+    def _resources(self, monitor: Any, problems: list[str]) -> dict[str, Any] | None:
+        try:
+            monitor.stop()
+            summary = monitor.summary()
+            samples = monitor.samples_bytes()
+        except Exception as exc:  # noqa: BLE001 - bookkeeping never loses the record
+            problems.append(f"resource usage could not be summarised: {type(exc).__name__}: {exc}")
+            return None
+        problems += monitor.problems
+        summary["object"] = None
+        if samples is not None:
+            try:
+                summary["object"] = self.store.put_object(samples)
+                self._objects.append((summary["object"], len(samples), "run-resources"))
+            except EnvcapError as exc:
+                problems.append(f"the resource samples could not be stored: {exc}")
+        return summary
 
     def _apply_events(self, params: ParamSet, seeds: dict[str, Any], data: list[dict[str, Any]],
                       problems: list[str]) -> list[Note]:
@@ -273,6 +295,8 @@ class Session:
                     self._add_step(data, event["dataset"], event["step"], problems)
                 elif kind == "note":
                     notes.append(Note(event["time"], self.redactor.text(event["text"])))
+                elif kind == "config":
+                    self._store_config(event, problems)
                 elif kind == "label":
                     self.record = self.record.evolve(labels={**self.record.labels,
                                                              event["key"]: self.redactor.text(event["value"])})
@@ -282,6 +306,19 @@ class Session:
                 problems.append(f"{rundir.EVENTS} line {number}: {exc}")
         seeds["named"] = dict(sorted(seeds["named"].items()))
         return notes
+
+    def _store_config(self, event: dict[str, Any], problems: list[str]) -> None:
+        """A composed config the script reported (already redacted there; scrubbed again)."""
+        from ..core.canonical import digest
+
+        content = self.redactor.text(str(event["text"])).encode("utf-8")
+        oid = self.store.put_object(content)
+        self._objects.append((oid, len(content), "run-file"))
+        entry = {"name": str(event["name"]), "format": str(event.get("format") or "text"),
+                 "sha256": digest(content), "size": len(content), "object": oid,
+                 "overrides": [self.redactor.text(str(o)) for o in event.get("overrides") or ()]}
+        kept = [c for c in self.record.configs if c.get("name") != entry["name"]]
+        self.record = self.record.evolve(configs=(*kept, entry))
 
     def _check_seed(self, seeds: dict[str, Any], value: Any, problems: list[str]) -> None:
         """Say when the script seeds otherwise than it was told, naming who told it what."""
