@@ -14,8 +14,9 @@ import os
 import re
 from typing import Any
 
-from . import SOFTWARE, Finding, Probe, dists
-from .context import Context
+from ...probes import SOFTWARE, Finding, Probe
+from ...probes.context import Context
+from . import dists
 
 # Where Python library folders live in the trees we meet: distribution packages,
 # /usr/local builds, virtual environments and conda prefixes under /opt, /srv, /home

@@ -18,9 +18,9 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
-from ..core.errors import ProbeError
-from . import SOFTWARE, Finding, Probe
-from .context import Context
+from ...core.errors import ProbeError
+from ...probes import SOFTWARE, Finding, Probe
+from ...probes.context import Context
 
 DPKG_STATUS = "/var/lib/dpkg/status"
 DPKG_UPDATES = "/var/lib/dpkg/updates"
