@@ -25,10 +25,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, cast
 
+from . import records
 from .canonical import canonical_bytes, compose_object, digest
 from .errors import ManifestError, SchemaVersionError
+
+if TYPE_CHECKING:  # the records' types only; at run time they are registered (core/records.py)
+    from ..ecosystems.conda.record import CondaSection
+    from ..ecosystems.python.record import PythonSection
+    from ..ecosystems.system.record import SystemSection
 
 SCHEMA_VERSION = "1.0.0"
 SCHEMA_MAJOR = 1
@@ -98,6 +104,8 @@ class Manifest:
     # The canonical bytes hashed into ``id``, kept from when the ids were computed so that
     # storing the manifest does not serialize every section again.
     _body: bytes | None = field(default=None, repr=False, compare=False)
+    # Typed records of sections, made on first use (so the snapshot path never makes one).
+    _records: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def create(
@@ -125,6 +133,30 @@ class Manifest:
 
     def section(self, name: str) -> Any:
         return self.sections.get(name)
+
+    def record(self, name: str) -> Any:
+        """The typed record of section ``name`` (``None`` when the manifest has none),
+        read on first use; a section of the wrong shape raises :class:`ManifestError`."""
+        cache = self._records
+        if cache is None:
+            cache = {}
+            object.__setattr__(self, "_records", cache)
+        if name not in cache:
+            data = self.sections.get(name)
+            cache[name] = None if data is None else records.load(name, data)
+        return cache[name]
+
+    @property
+    def python(self) -> PythonSection | None:
+        return cast("PythonSection | None", self.record("python"))
+
+    @property
+    def system(self) -> SystemSection | None:
+        return cast("SystemSection | None", self.record("system"))
+
+    @property
+    def conda(self) -> CondaSection | None:
+        return cast("CondaSection | None", self.record("conda"))
 
     def to_dict(self) -> dict[str, Any]:
         return {
