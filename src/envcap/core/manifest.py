@@ -104,7 +104,7 @@ class Manifest:
     # The canonical bytes hashed into ``id``, kept from when the ids were computed so that
     # storing the manifest does not serialize every section again.
     _body: bytes | None = field(default=None, repr=False, compare=False)
-    # Typed records of sections, made on first use (so the snapshot path never makes one).
+    # Typed records of sections, made on first use (the snapshot path never asks for one).
     _records: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -142,8 +142,7 @@ class Manifest:
             cache = {}
             object.__setattr__(self, "_records", cache)
         if name not in cache:
-            data = self.sections.get(name)
-            cache[name] = None if data is None else records.load(name, data)
+            cache[name] = records.load(name, self.sections.get(name))
         return cache[name]
 
     @property

@@ -19,8 +19,9 @@ def register(section: str, loader: Callable[[Any], Any]) -> None:
 
 
 def load(section: str, data: Any) -> Any:
+    """The record of section ``section`` holding ``data``; ``None`` for no section."""
     try:
         loader = _LOADERS[section]
     except KeyError:
         raise LookupError(f"no typed record is registered for section {section!r}") from None
-    return loader(data)
+    return None if data is None else loader(data)
