@@ -101,7 +101,7 @@ def test_templates_ship_inside_the_package() -> None:
 
     import envcap.builder
 
-    package = Path(envcap.build.__file__).parent
+    package = Path(envcap.builder.__file__).parent
     assert (package / "images" / "base-map.toml").is_file()
     assert (package / "Dockerfile.base").is_file()
 
