@@ -83,7 +83,7 @@ def test_a_value_of_the_wrong_type_is_refused_naming_its_field(path: list[Any], 
     assert field in str(err.value)
     # Through a manifest, the same error: the ids were fine, the section's shape is not.
     with pytest.raises(ManifestError, match=r"sections\.python"):
-        manifest(python=section).python
+        _ = manifest(python=section).python
 
 
 def test_records_are_frozen() -> None:

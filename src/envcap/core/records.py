@@ -8,7 +8,8 @@ imports nothing above it, and a manifest pays for a record only when one is aske
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _LOADERS: dict[str, Callable[[Any], Any]] = {}
 

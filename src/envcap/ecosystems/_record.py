@@ -31,7 +31,7 @@ T = TypeVar("T")
 class Fields:
     """The fields of one section or item, read by type and named by path."""
 
-    __slots__ = ("data", "where", "known")
+    __slots__ = ("data", "known", "where")
 
     def __init__(self, data: Any, where: str, known: Iterable[str]) -> None:
         if not isinstance(data, Mapping):

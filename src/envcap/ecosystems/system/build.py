@@ -105,6 +105,6 @@ def steps(manifest: Manifest, lock: Lock) -> BuildPart:
                         args=(f"{LOCK_DIR}/apt.txt",), copy=("apt.txt",)),),
             files={"apt.txt": lock.files["apt.txt"]})
     if lock.system_manager:
-        return BuildPart(notes=(f"system: rebuilding {lock.system_manager} packages is not supported; "
-                                "the base image's are kept",))
+        return BuildPart(notes=((f"system: rebuilding {lock.system_manager} packages is not supported; "
+                                 "the base image's are kept"),))
     return NO_BUILD
