@@ -4,7 +4,8 @@
 ``images/steps/*.sh`` are the fixed scripts of each kind of step. Like repo2docker's
 buildpacks, each ecosystem (:mod:`envcap.ecosystems`) contributes steps, walked in layer
 order, slow and stable layers first: OS packages, then conda, then the Python
-environment and its packages; then the environment variables. The same manifest, base and options give byte-identical output.
+environment and its packages; then the environment variables. The same manifest, base
+and options give byte-identical output.
 
 Nothing from the manifest is ever parsed by a shell: each RUN is exec form, running
 one of envcap's own scripts (``bash /usr/share/envcap/steps/STEP.sh ARG...``, copied from

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.manifest import Manifest
+
+if TYPE_CHECKING:
+    from ..builder.hashes import IndexHashes
 
 # Where an image keeps the lockfiles it was built from.
 LOCK_DIR = "/usr/share/envcap/lock"
@@ -40,7 +43,7 @@ class LockRequest:
     manifest: Manifest
     os_id: str | None
     os_codename: str | None
-    hashes: Any  # an envcap.builder.hashes.IndexHashes, or None to leave index hashes out
+    hashes: IndexHashes | None  # None leaves index hashes out (render only)
     index_url: str
     extra_index_urls: tuple[str, ...]
 
