@@ -98,6 +98,8 @@ def test_accessors_give_the_typed_record_once_or_none() -> None:
     m = manifest(python=PYTHON, system={"manager": "apk", "packages": [{"name": "musl", "version": "1.2.4-r2",
                                                                          "arch": "x86_64"}]})
     assert isinstance(m.python, PythonSection) and m.python is m.python
+    assert m.record(PythonSection) is m.python is m.record("python")  # one record, by class or by name
+    assert m.record(CondaSection) is None
     assert isinstance(m.system, SystemSection) and m.system.packages[0].name == "musl"
     assert m.conda is None
     assert m.record("conda") is None

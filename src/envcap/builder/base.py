@@ -78,8 +78,8 @@ def base_keys(manifest: Manifest) -> list[str]:
     releases = [r for r in (_token(os_section.get("version_codename")), _token(os_section.get("version_id"))) if r]
     platforms = [f"{os_id}:{r}" for r in releases] or [os_id]
     keys: list[str] = []
-    python = manifest.python
-    flavour = python_flavour(python, manifest.conda)
+    python = manifest.record(PythonSection)
+    flavour = python_flavour(python, manifest.record(CondaSection))
     if flavour == "conda":
         keys += [f"conda/{p}" for p in platforms] + ["conda"]
     elif flavour == "official" and python is not None:

@@ -31,7 +31,7 @@ from ..ecosystems.build import LockRequest, Unlocked
 from ..ecosystems.python.build import PipPin, PythonEnv
 from ..ecosystems.python.record import SYSTEM_INSTALLERS
 from ..ecosystems.system.build import native_dpkg_arch, system_pin_lines
-from ..ecosystems.system.record import ARCH_FROM_DPKG
+from ..ecosystems.system.record import ARCH_FROM_DPKG, SystemSection
 from . import validate as v
 from .errors import LockError
 from .hashes import PYPI, IndexHashes
@@ -113,4 +113,5 @@ def _arch(manifest: Manifest) -> str | None:
     cpu = manifest.sections.get("cpu") or {}
     if isinstance(cpu.get("architecture"), str):
         return str(cpu["architecture"])
-    return manifest.system.machine_arch() if manifest.system else None
+    system = manifest.record(SystemSection)
+    return system.machine_arch() if system else None

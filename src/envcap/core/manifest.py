@@ -25,16 +25,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, cast
+from typing import Any, Mapping, NamedTuple, TypeVar, overload
 
 from . import records
 from .canonical import canonical_bytes, compose_object, digest
 from .errors import ManifestError, SchemaVersionError
 
-if TYPE_CHECKING:  # the records' types only; at run time they are registered (core/records.py)
-    from ..ecosystems.conda.record import CondaSection
-    from ..ecosystems.python.record import PythonSection
-    from ..ecosystems.system.record import SystemSection
+R = TypeVar("R", bound=records.SectionRecord)
 
 SCHEMA_VERSION = "1.0.0"
 SCHEMA_MAJOR = 1
@@ -134,28 +131,47 @@ class Manifest:
     def section(self, name: str) -> Any:
         return self.sections.get(name)
 
-    def record(self, name: str) -> Any:
-        """The typed record of section ``name`` (``None`` when the manifest has none),
-        read on first use; a section of the wrong shape raises :class:`ManifestError`."""
+    @overload
+    def record(self, kind: type[R]) -> R | None: ...
+
+    @overload
+    def record(self, kind: str) -> Any: ...
+
+    def record(self, kind: type[R] | str) -> R | Any:
+        """The typed record of a section, made on first use; ``None`` when the manifest has
+        no such section. ``kind`` is the record class (``m.record(PythonSection)``, typed
+        for mypy) or the section's name (``m.record("python")``, as registered in
+        :mod:`.records`). A section of the wrong shape raises :class:`ManifestError`."""
+        name = kind if isinstance(kind, str) else kind.SECTION
         cache = self._records
         if cache is None:
             cache = {}
             object.__setattr__(self, "_records", cache)
         if name not in cache:
-            cache[name] = records.load(name, self.sections.get(name))
+            data = self.sections.get(name)
+            if isinstance(kind, str):
+                cache[name] = records.load(name, data)
+            else:
+                cache[name] = None if data is None else kind.from_dict(data)
         return cache[name]
 
-    @property
-    def python(self) -> PythonSection | None:
-        return cast("PythonSection | None", self.record("python"))
+    # The package worlds' records by name. Their classes live above the core
+    # (envcap.ecosystems), so these are typed Any here; m.record(PythonSection) is typed.
 
     @property
-    def system(self) -> SystemSection | None:
-        return cast("SystemSection | None", self.record("system"))
+    def python(self) -> Any:
+        """The python section's ``PythonSection`` record, or ``None``."""
+        return self.record("python")
 
     @property
-    def conda(self) -> CondaSection | None:
-        return cast("CondaSection | None", self.record("conda"))
+    def system(self) -> Any:
+        """The system section's ``SystemSection`` record, or ``None``."""
+        return self.record("system")
+
+    @property
+    def conda(self) -> Any:
+        """The conda section's ``CondaSection`` record, or ``None``."""
+        return self.record("conda")
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 from ...builder import validate as v
 from ...core.manifest import Manifest
 from ..build import LOCK_DIR, NO_BUILD, BuildPart, LockPart, LockRequest, Step, Unlocked
+from .record import CondaSection
 
 if TYPE_CHECKING:
     from ...builder.lock import Lock
 
 
 def lock_part(manifest: Manifest, request: LockRequest, unlocked: list[Unlocked]) -> LockPart:
-    conda = manifest.conda
+    conda = manifest.record(CondaSection)
     if conda is None:
         return LockPart()
     prefix = v.path("sections.conda.prefix", conda.prefix)

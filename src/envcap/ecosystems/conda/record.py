@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from .._record import NONE_OMITTED, Fields, nothing, written
 from . import summary_line
@@ -48,7 +48,7 @@ class CondaPackage:
 class CondaSection:
     """A conda (mamba, micromamba, pixi) environment: its prefix and packages."""
 
-    SECTION = "conda"
+    SECTION: ClassVar[str] = "conda"
     FIELDS = ("prefix", "packages")
 
     prefix: str | None

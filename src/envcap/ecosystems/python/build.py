@@ -22,7 +22,7 @@ from ...builder.errors import LockError, ManifestRefused
 from ...builder.hashes import FileHash, IndexHashes, indexes_for
 from ...core.manifest import Manifest
 from ..build import LOCK_DIR, NO_BUILD, BuildPart, LockPart, LockRequest, Step, Unlocked
-from .record import NO_ORIGIN
+from .record import NO_ORIGIN, PythonSection
 
 if TYPE_CHECKING:
     from ...builder.lock import Lock
@@ -58,7 +58,7 @@ class PythonEnv:
 
 
 def lock_part(manifest: Manifest, request: LockRequest, unlocked: list[Unlocked]) -> LockPart:
-    python = manifest.python
+    python = manifest.record(PythonSection)
     if python is None:
         return LockPart()
     env = PythonEnv(
@@ -214,7 +214,7 @@ def steps(manifest: Manifest, lock: Lock) -> BuildPart:
     env = lock.python
     if env is None or not (lock.pip_hashed or lock.pip_vcs or lock.requested):
         return NO_BUILD
-    python_section = manifest.python
+    python_section = manifest.record(PythonSection)
     packages = python_section.packages if python_section else ()
     out: list[Step] = []
     major_minor = ".".join(env.version.split(".")[:2])

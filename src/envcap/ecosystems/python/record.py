@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from .._record import NONE_OMITTED, Fields, nothing, written
 from . import summary_line
@@ -123,7 +123,7 @@ class PythonPackage:
 class PythonSection:
     """The interpreter a snapshot describes and every distribution it can import."""
 
-    SECTION = "python"
+    SECTION: ClassVar[str] = "python"
     FIELDS = ("version", "implementation", "executable", "prefix", "base_prefix", "build", "paths", "packages")
 
     version: str | None

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ...builder import validate as v
 from ...core.manifest import Manifest
 from ..build import LOCK_DIR, NO_BUILD, BuildPart, LockPart, LockRequest, Step, Unlocked
+from .record import SystemSection
 
 if TYPE_CHECKING:
     from ...builder.lock import Lock
@@ -29,7 +30,7 @@ _SNAPSHOT_ARCHIVES = {"debian": "https://snapshot.debian.org/archive/debian/{sta
 
 
 def lock_part(manifest: Manifest, request: LockRequest, unlocked: list[Unlocked]) -> LockPart:
-    system = manifest.system
+    system = manifest.record(SystemSection)
     if system is None:
         return LockPart()
     manager = system.manager

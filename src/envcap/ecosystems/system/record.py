@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from .._record import NONE_OMITTED, Fields, nothing, written
 from . import summary_line
@@ -53,7 +53,7 @@ class SystemPackage:
 class SystemSection:
     """The packages of the machine's package manager (dpkg, rpm or apk)."""
 
-    SECTION = "system"
+    SECTION: ClassVar[str] = "system"
     FIELDS = ("manager", "packages")
 
     manager: str | None
