@@ -28,6 +28,7 @@ from .. import ecosystems
 from ..core.files import write_text_atomic
 from ..core.manifest import Manifest
 from ..ecosystems.build import LockRequest, Unlocked
+from ..ecosystems.build import plain as _plain
 from ..ecosystems.python.build import PipPin, PythonEnv
 from ..ecosystems.python.record import SYSTEM_INSTALLERS
 from ..ecosystems.system.build import native_dpkg_arch, system_pin_lines
@@ -100,13 +101,6 @@ def lock(manifest: Manifest, *, hashes: IndexHashes | None, index_url: str = PYP
         files.update(part.files)
     parts["unlocked"] = tuple(sorted(unlocked, key=lambda u: (u.section, u.name)))
     return Lock(files=dict(sorted(files.items())), **parts)
-
-
-def _plain(value: Any) -> str | None:
-    """A free-text manifest value used in comments and base keys: one safe token."""
-    if isinstance(value, str) and value and all(c.isalnum() or c in "._-" for c in value):
-        return value
-    return None
 
 
 def _arch(manifest: Manifest) -> str | None:

@@ -24,6 +24,7 @@ from ..core.errors import EnvcapError
 LAZY_COMMANDS = {
     "run": "envcap.cli.runs:run",
     "runs": "envcap.cli.runs:runs",
+    "metrics": "envcap.cli.runs:metrics",
     "note": "envcap.cli.runs:note",
     "audit": "envcap.cli.runs:audit",
     "export": "envcap.cli.runs:export",

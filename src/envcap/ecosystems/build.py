@@ -23,6 +23,13 @@ if TYPE_CHECKING:
 LOCK_DIR = "/usr/share/envcap/lock"
 
 
+def plain(value: Any) -> str | None:
+    """A free-text manifest value used in comments and base keys: one safe token."""
+    if isinstance(value, str) and value and all(c.isalnum() or c in "._-" for c in value):
+        return value
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Unlocked:
     """A distribution that no lockfile can pin, and why."""

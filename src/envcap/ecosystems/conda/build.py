@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...builder import validate as v
 from ...core.manifest import Manifest
-from ..build import LOCK_DIR, NO_BUILD, BuildPart, LockPart, LockRequest, Step, Unlocked
+from ..build import LOCK_DIR, NO_BUILD, BuildPart, LockPart, LockRequest, Step, Unlocked, plain
 from .record import CondaSection
 
 if TYPE_CHECKING:
@@ -27,7 +27,14 @@ def lock_part(manifest: Manifest, request: LockRequest, unlocked: list[Unlocked]
     prefix = v.path("sections.conda.prefix", conda.prefix)
     urls, subdirs = [], Counter[str]()
     for i, package in enumerate(conda.packages):
-        r = v.conda_record(f"sections.conda.packages[{i}]", package.to_dict())
+        try:
+            r = v.conda_record(f"sections.conda.packages[{i}]", package.to_dict())
+        except v.ManifestRefused as exc:
+            # One record that cannot be pinned (a private channel's URL, its token
+            # redacted) is reported; the other packages are still locked.
+            unlocked.append(Unlocked("conda", plain(package.name) or f"packages[{i}]", plain(package.version) or "?",
+                                     f"not pinned: {_refused_reason(exc)}"))
+            continue
         if r["subdir"] and r["subdir"] != "noarch":
             subdirs[r["subdir"]] += 1
         if not r["url"]:
@@ -41,6 +48,14 @@ def lock_part(manifest: Manifest, request: LockRequest, unlocked: list[Unlocked]
     fields = {"conda_prefix": prefix, "conda_subdir": subdir, "conda_urls": tuple(sorted(urls))}
     files = {f"conda-{subdir}.lock": _lockfile(request, fields)} if urls else {}
     return LockPart(fields=fields, files=files)
+
+
+def _refused_reason(exc: Exception) -> str:
+    text = str(exc).removeprefix("manifest refused: ")
+    if "[REDACTED]" in text:
+        return ("its URL holds a redacted secret (a private channel's token): "
+                "install it from that channel by hand, with its credentials")
+    return text
 
 
 def _lockfile(request: LockRequest, fields: Mapping[str, Any]) -> str:
