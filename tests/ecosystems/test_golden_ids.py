@@ -58,7 +58,7 @@ def test_ecosystem_sections_round_trip_byte_for_byte(tree: str) -> None:
 def test_the_fixture_trees_cover_every_ecosystem_and_manager() -> None:
     found = {eco for t in RECORDED.values() for eco in ECOSYSTEMS if eco in t["sections"]}
     assert found == set(ECOSYSTEMS)
-    managers = {snapshot(root=str(TREES[t]), select=["system"]).system.manager  # type: ignore[union-attr]
+    managers = {snapshot(root=str(TREES[t]), select=["system"]).system.manager
                 for t in TREES if "system" in RECORDED[t]["sections"]}
     assert managers == {"dpkg", "rpm", "apk"}
 
