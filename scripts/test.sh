@@ -14,7 +14,7 @@ python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,build]'
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,build,export]'
 
 if [ -x scripts/testbed.sh ] && [ "${ENVCAP_SKIP_TESTBED:-0}" != 1 ]; then
     scripts/testbed.sh up

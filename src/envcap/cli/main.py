@@ -27,7 +27,10 @@ LAZY_COMMANDS = {
     "metrics": "envcap.cli.runs:metrics",
     "note": "envcap.cli.runs:note",
     "audit": "envcap.cli.runs:audit",
-    "export": "envcap.cli.runs:export",
+    "export": "envcap.cli.export:export",
+    "attest": "envcap.cli.export:attest",
+    "sign": "envcap.cli.export:sign",
+    "keygen": "envcap.cli.export:keygen",
     "lock": "envcap.cli.build:lock",
     "build": "envcap.cli.build:build",
     "images": "envcap.cli.build:images",
@@ -180,8 +183,19 @@ def import_(files: tuple[str, ...]) -> None:
 
 
 @main.command()
-def verify() -> None:
-    """Re-hash every object in the store; exit 1 and list what is wrong."""
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--signature", metavar="SIG", help="Check FILE against this signature (envcap sign) instead.")
+@click.option("--key", metavar="KEY", help="With FILE: the public key to trust (default: envcap's local key).")
+def verify(file: str | None, signature: str | None, key: str | None) -> None:
+    """Re-hash every object in the store; exit 1 and list what is wrong.
+
+    With FILE: check FILE against its signature (--signature, default FILE.sig).
+    """
+    if file or signature or key:
+        from .export import verify_signature
+
+        verify_signature(file, signature, key)
+        return
     with open_store() as store:
         problems = store.verify()
         count = len(store.snapshots())

@@ -1,4 +1,4 @@
-"""The ``envcap run``, ``runs``, ``note``, ``audit`` and ``export`` commands: click code only.
+"""The ``envcap run``, ``runs``, ``note`` and ``audit`` commands: click code only.
 
 The work is in :mod:`envcap.runs`. ``envcap show RUN`` and ``envcap import BUNDLE``
 reach runs through :func:`show_run_if_run` and :func:`envcap.runs.bundle`.
@@ -196,17 +196,3 @@ def audit(run_ref: str, as_json: bool) -> None:
         for line in report.lines():
             click.echo(line)
     sys.exit(0 if report.ok else 1)
-
-
-@click.command()
-@click.argument("run_ref", metavar="RUN")
-@click.option("-o", "--output", required=True, metavar="FILE", help="Where to write the bundle (a .zip file).")
-def export(run_ref: str, output: str) -> None:
-    """Write a run's provenance bundle: record, manifest, code, parameters, data, metrics."""
-    from ..store import runs as runs_store
-    from ..runs.bundle import export_run
-
-    with open_store() as store:
-        run_id = runs_store.resolve(store, run_ref)
-        count = export_run(store, run_id, output)
-    click.echo(f"exported run {run_id} to {output} ({count} files)")
