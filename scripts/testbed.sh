@@ -33,6 +33,9 @@ IMAGE_INCLUDE=python3,python3-venv,ca-certificates
 # tests use it.
 HOST_PACKAGES=(docker.io docker-registry debootstrap skopeo buildah
                debian-archive-keyring ca-certificates curl xz-utils)
+# envcap ui's browser tests drive Debian's chromium through Playwright (never a
+# browser download of Playwright's own).
+HOST_PACKAGES+=(chromium fonts-dejavu-core)
 IMAGE_PATH_ENV=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 RUN_DIR=$TESTBED_DIR/run

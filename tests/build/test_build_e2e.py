@@ -52,7 +52,7 @@ class Bed:
     def __init__(self, facts: dict[str, str], tmp: Path) -> None:
         import docker
 
-        from envcap.builder.engine import DockerEngine
+        from envcap.engines.docker import DockerEngine
 
         self.facts = facts
         self.docker = docker
@@ -244,7 +244,7 @@ def test_reproducible_builds_from_clean_storage_give_one_digest(bed: Bed, source
                                                 ca_bundle=HOST_CA, buildah_storage=storage), store=store)
         assert result.record.status == "complete", result.record.differences
         digests.append(result.record.digest)
-        from envcap.builder.engine import BuildahEngine
+        from envcap.engines.buildah import BuildahEngine
 
         BuildahEngine(storage).remove_all()
     assert digests[0] == digests[1]

@@ -15,18 +15,18 @@ from export_helpers import record_run
 
 pytest.importorskip("in_toto_attestation")
 
-from google.protobuf import json_format  # noqa: E402
-from in_toto_attestation.predicates.provenance.v1 import provenance_pb2  # noqa: E402
-from in_toto_attestation.v1 import statement_pb2  # noqa: E402
-from in_toto_attestation.v1.statement import Statement  # noqa: E402
+from google.protobuf import json_format
+from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
+from in_toto_attestation.v1 import statement_pb2
+from in_toto_attestation.v1.statement import Statement
 
-from envcap.builder.dockerfile import render  # noqa: E402
-from envcap.builder.lock import lock  # noqa: E402
-from envcap.builder.pipeline import build_inputs, tag_for  # noqa: E402
-from envcap.export import attest  # noqa: E402
-from envcap.store import images as image_store  # noqa: E402
-from envcap.store import runs as runs_store  # noqa: E402
-from envcap.store.embedded import Store, load_manifest  # noqa: E402
+from envcap.builder.dockerfile import render
+from envcap.builder.lock import lock
+from envcap.builder.pipeline import build_inputs, tag_for
+from envcap.export import attest
+from envcap.store import images as image_store
+from envcap.store import runs as runs_store
+from envcap.store.embedded import Store, load_manifest
 
 BASE = "docker.io/library/ubuntu:noble@sha256:" + "1" * 64
 REPO = "127.0.0.1:5000/envs"

@@ -15,7 +15,7 @@ from export_helpers import record_run
 
 pytest.importorskip("rocrate")
 
-from envcap.export.crate import read_crate  # noqa: E402
+from envcap.export.crate import read_crate
 
 
 @pytest.mark.parametrize("name", ["run-crate.zip", "run-crate"], ids=["zip", "directory"])

@@ -16,7 +16,7 @@ from conftest import run_envcap
 
 pytest.importorskip("cryptography")
 
-from envcap.export import sign as signing  # noqa: E402
+from envcap.export import sign as signing
 
 
 @pytest.fixture()

@@ -19,10 +19,10 @@ from typing import Any
 
 from ..core.canonical import digest as digest_of
 from ..core.manifest import Manifest
+from ..engines import make_engine
 from ..store.embedded import Store
 from ..store import images as image_store
 from .base import choose_base, has_digest
-from .engine import make_engine
 from .errors import BuildError
 from .fidelity import Fidelity, check
 from .hashes import PYPI, IndexHashes

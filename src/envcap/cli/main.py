@@ -37,6 +37,7 @@ LAZY_COMMANDS = {
     "rebuild": "envcap.cli.rebuild:rebuild",
     "diff": "envcap.cli.compare:diff",
     "fleet": "envcap.cli.compare:fleet",
+    "ui": "envcap.cli.ui:ui",
 }
 
 
@@ -93,13 +94,20 @@ def main() -> None:
 def snapshot(as_json: bool, output: str | None, labels: tuple[str, ...], root: str, python: str | None,
              conda_prefix: str | None, select: tuple[str, ...], skip: tuple[str, ...], no_store: bool) -> None:
     """Fingerprint this machine into an immutable manifest and store it."""
+    from ..capture import early
     from ..core.files import write_text_atomic
     from ..capture.collect import parse_labels, snapshot as take
     from ..capture.summary import summary_lines
 
     started = time.monotonic()
-    manifest = take(root=root, python=python, conda_prefix=conda_prefix, select=select, skip=skip,
-                    labels=parse_labels(labels))
+    capture: dict[str, Any] = {"root": root, "python": python, "conda_prefix": conda_prefix, "select": select,
+                               "skip": skip, "labels": parse_labels(labels)}
+    # The console script may have started this very capture before click was imported.
+    claimed = early.claim(**capture)
+    if claimed is not None:
+        manifest, started = claimed
+    else:
+        manifest = take(**capture)
     where = None
     if not no_store:
         with open_store(create=True) as store:

@@ -129,7 +129,7 @@ class Manifest:
         unknowns: list[Unknown] | None = None,
         labels: dict[str, str] | None = None,
         canonical: Mapping[str, bytes] | None = None,
-    ) -> "Manifest":
+    ) -> Manifest:
         ids = compute_ids(sections, layers, canonical)
         return cls(
             id=ids.id,
@@ -211,7 +211,7 @@ class Manifest:
         return compute_ids(self.sections, self.layers, version=self.schema_version).body
 
     @classmethod
-    def from_dict(cls, data: Any, *, source: str = "manifest") -> "Manifest":
+    def from_dict(cls, data: Any, *, source: str = "manifest") -> Manifest:
         """Validate and load a manifest; refuse anything whose content is not its id."""
         if not isinstance(data, dict):
             raise ManifestError(f"{source}: a manifest is a JSON object, not {type(data).__name__}")
@@ -260,7 +260,7 @@ class Manifest:
         )
 
     @classmethod
-    def from_json(cls, text: str | bytes, *, source: str = "manifest") -> "Manifest":
+    def from_json(cls, text: str | bytes, *, source: str = "manifest") -> Manifest:
         try:
             data = json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
         except UnicodeDecodeError as exc:

@@ -45,8 +45,8 @@ def purl(kind: str, namespace: str | None, name: str, version: str | None,
          qualifiers: Mapping[str, str] | None = None) -> str:
     from .sbom import need
 
-    PackageURL = need("packageurl", "packageurl-python").PackageURL
-    return str(PackageURL(kind, namespace, name, version, dict(qualifiers) if qualifiers else None).to_string())
+    package_url = need("packageurl", "packageurl-python").PackageURL
+    return str(package_url(kind, namespace, name, version, dict(qualifiers) if qualifiers else None).to_string())
 
 
 def counts(manifest: Manifest) -> dict[str, int]:

@@ -177,9 +177,13 @@ def load_public(path: str | os.PathLike[str]) -> Any:
 def file_digest(path: str | os.PathLike[str]) -> tuple[str, int]:
     """``sha256:<hex>`` of a file and its size, hashed as it streams."""
     try:
+        # hashlib.file_digest is Python 3.11+; envcap supports 3.10.
+        h = hashlib.sha256()
+        size = 0
         with open(path, "rb") as fh:
-            h = hashlib.file_digest(fh, "sha256")
-            size = fh.tell()
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+                size += len(chunk)
     except FileNotFoundError as exc:
         raise NotFoundError(f"{path}: no such file") from exc
     except IsADirectoryError as exc:
@@ -190,7 +194,7 @@ def file_digest(path: str | os.PathLike[str]) -> tuple[str, int]:
 
 
 def message(dig: str) -> bytes:
-    return f"{FORMAT}\n{dig}\n".encode("utf-8")
+    return f"{FORMAT}\n{dig}\n".encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,18 +216,19 @@ def sign(path: str | os.PathLike[str], *, key: str | os.PathLike[str] | None = N
         generated = keygen()
     private = load_private(key if key is not None else default_key())
     public = private.public_key()
+    kid = key_id(public)
     doc = {
         "format": FORMAT,
         "algorithm": "ed25519",
         "file": target.name,
         "size": size,
         "sha256": dig,
-        "key_id": key_id(public),
+        "key_id": kid,
         "signature": base64.b64encode(private.sign(message(dig))).decode("ascii"),
     }
     out = Path(output) if output else target.with_name(target.name + ".sig")
     write_text_atomic(out, json.dumps(doc, indent=2, sort_keys=True) + "\n")
-    return Signed(out, doc["key_id"], dig, generated)
+    return Signed(out, kid, dig, generated)
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,7 +118,8 @@ def _check_objects(store: Any, record: RunRecord, report: AuditReport) -> Any:
 
 
 def _check_code(store: Any, record: RunRecord, report: AuditReport) -> None:
-    from .git import _git, file_at
+    from ..core import proc
+    from .git import file_at
 
     git = record.git
     root = git.get("root")
@@ -126,7 +127,7 @@ def _check_code(store: Any, record: RunRecord, report: AuditReport) -> None:
     if git.get("in_repository") and not in_repo:
         report.add(UNCHECKED, "commit", f"the repository {root} is not on this machine")
     if in_repo and git.get("commit"):
-        found = _git(["cat-file", "-e", f"{git['commit']}^{{commit}}"], str(root))
+        found = proc.git(["cat-file", "-e", f"{git['commit']}^{{commit}}"], str(root))
         if found is not None and found.returncode == 0:
             report.add(OK, "commit", f"{git['commit']} is in {root}")
         else:

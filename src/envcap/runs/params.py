@@ -142,7 +142,7 @@ def _parse(path: Path, fmt: str, text: str) -> Any:
                              f"column {exc.colno}") from exc
     if fmt == "toml":
         try:
-            import tomllib
+            import tomllib  # type: ignore[import-not-found,unused-ignore]
         except ModuleNotFoundError:  # Python 3.10
             import tomli as tomllib  # type: ignore[no-redef,import-not-found,unused-ignore]
         try:

@@ -257,3 +257,45 @@ def index_view(store: Store, run_id: str, problem: str) -> dict[str, Any]:
             "exit_code": row[4], "manifest": row[5], "env_id": row[6], "params_id": row[7],
             "git": {"commit": row[8]}, "labels": json.loads(row[9] or "{}"), "command": "", "params": [],
             "metrics": {}, "problems": [f"the run's record cannot be read: {problem}"], "unreadable": True}
+
+
+# Columns of the runs table a listing can sort by without opening any record, by the
+# name the run's JSON gives them (``git.commit`` is the column git_commit).
+INDEX_SORT = {"id": "id", "state": "state", "started_at": "started_at", "ended_at": "ended_at",
+              "exit_code": "exit_code", "env_id": "env_id", "manifest": "manifest_id", "git.commit": "git_commit"}
+
+
+def count(store: Store) -> int:
+    """How many runs the store holds."""
+    if not has_runs_table(store):
+        return 0
+    return int(store.db.execute("SELECT count(*) FROM runs").fetchone()[0])
+
+
+def page_ids(store: Store, *, sort: str = "id", descending: bool = False, limit: int = 50,
+             offset: int = 0) -> list[str]:
+    """One page of run ids, ordered by an index column (see :data:`INDEX_SORT`), read
+    from the index alone: a listing of many runs opens only the records it shows."""
+    column = INDEX_SORT.get(sort)
+    if column is None:
+        raise StoreError(f"runs cannot be paged by {sort!r} from the index (one of: {', '.join(INDEX_SORT)})")
+    if not has_runs_table(store):
+        return []
+    order = "DESC" if descending else "ASC"
+    # Runs without the column's value come last either way, as in runs.query.select. The
+    # id (the primary key) is never NULL, and ordering by it alone lets SQLite walk its
+    # index instead of sorting every row.
+    if column == "id":
+        keys = f"id {order}"
+    else:
+        keys = f"{column} IS NULL, {column} {order}, id {order}"
+    rows = store.db.execute(f"SELECT id FROM runs ORDER BY {keys} LIMIT ? OFFSET ?", (limit, offset)).fetchall()
+    return [r[0] for r in rows]
+
+
+def record_ids(store: Store) -> dict[str, str]:
+    """Every run id with the id of its newest record object: what a reader that keeps
+    records in memory compares to see which have changed."""
+    if not has_runs_table(store):
+        return {}
+    return {r[0]: r[1] for r in store.db.execute("SELECT id, record FROM runs")}

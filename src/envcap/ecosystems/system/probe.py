@@ -158,10 +158,15 @@ def _stanzas(text: str, source: str) -> Iterator[tuple[Callable[[], int], dict[s
                 first = match.start()
             fields.setdefault(key.lower(), match.group(2))
         elif fields:
-            yield (lambda at=first: padded.count("\n", 0, at + 1)), fields
+            yield _line_at(padded, first), fields
             fields = {}
     if fields:
-        yield (lambda at=first: padded.count("\n", 0, at + 1)), fields
+        yield _line_at(padded, first), fields
+
+
+def _line_at(text: str, at: int) -> Callable[[], int]:
+    """The line number of offset ``at``, counted only when an error needs it."""
+    return lambda: text.count("\n", 0, at + 1)
 
 
 def normalize_dpkg_version(version: str) -> str:

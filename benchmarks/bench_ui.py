@@ -1,0 +1,201 @@
+"""envcap ui figures: first byte of the runs page and of /api/runs with 100,000 runs in the
+store, and parameter importance over 1,000 runs with 5 parameters.
+
+    python benchmarks/bench_ui.py [--runs 100000] [--dir DIR] [--rounds 7]
+
+The store is filled with synthetic run records written through the store's own
+``envcap.store.runs.put_record`` (five parameters, one metric, a label, a command), in a
+fresh folder under /dev/shm by default: every object write is fsynced, and on a disk that
+alone takes about 10 ms a record (100,000 records: a quarter of an hour); on tmpfs the
+writes are cheap and the reads are what they are from the page cache on a disk. ``--dir``
+keeps (and reuses) a store of the right size elsewhere.
+
+Then ``envcap ui --port 0`` serves it as a user starts it (a child process, uvicorn), and
+each page is fetched ``--rounds`` times over HTTP on loopback; the figure is the median
+time from sending the request to the response's first byte:
+
+- ``/`` and ``/api/runs``: the newest 50 runs (the index is paged; 50 records are read);
+- ``/api/runs?sort=-metrics.score`` and ``?where=params.lr>0.05``: every run's JSON is
+  needed. ``envcap ui`` starts reading every record into its catalog in the background
+  when it starts; the first such request, sent once the first pages are measured, waits
+  for that (``first``), the next ones use the catalog (``warm``). The time from start
+  until the catalog is full, and the server's resident memory then, are reported.
+
+The first pages are measured twice: while the catalog fills (right after start; the
+reading thread competes for the interpreter) and once it is full.
+
+Side by side, the peer for listing runs is envcap's own CLI, ``envcap runs --limit 50
+--json`` over the same store (it reads every record each time; one run), with the ratio.
+
+Importance: :func:`envcap.ui.importance.importance` over 1,000 runs of the same
+generator (median of 3). Targets: first byte <= 0.3 s for ``/`` and ``/api/runs``;
+importance <= 2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+FIRST_BYTE_TARGET_S = 0.3
+IMPORTANCE_TARGET_S = 2.0
+
+
+def records(n: int, seed: int = 1) -> list:
+    from envcap.core.run import FINISHED, Param, RunRecord, new_run_id
+
+    rng = random.Random(seed)
+    start = 1_700_000_000_000
+    out = []
+    for i in range(n):
+        p = {"lr": rng.uniform(0.001, 0.1), "depth": rng.randint(1, 12), "dropout": rng.uniform(0, 0.5),
+             "batch": rng.choice([16, 32, 64, 128]), "optimizer": rng.choice(["sgd", "adam", "rmsprop"])}
+        score = 10 * p["lr"] / 0.1 + 0.2 * (p["depth"] - 6) ** 2 + rng.gauss(0, 0.1)
+        iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime((start + i * 1000) / 1000)) + ".000Z"
+        out.append(RunRecord(
+            id=new_run_id(start + i * 1000), state=FINISHED, mode="cli", argv=("python", "train.py"),
+            command="python train.py", cwd="/work", host=f"node{i % 64}", started_at=iso, ended_at=iso,
+            duration_s=round(rng.uniform(10, 600), 2), exit_code=0, labels={"experiment": f"sweep{i % 10}"},
+            params=tuple(Param(name=k, value=v, source="user") for k, v in p.items()),
+            params_id=f"sha256:{i:064x}", metrics={"score": round(score, 6)}, envcap_version="0.1.0",
+            git={"in_repository": True, "commit": f"{i % 97:040x}", "branch": "main", "dirty": False}))
+    return out
+
+
+def fill(home: Path, n: int) -> float:
+    from envcap.store import runs as runs_store
+    from envcap.store.embedded import Store
+
+    with Store(home) as store:
+        have = runs_store.count(store)
+        if have == n:
+            return 0.0
+        if have:
+            raise SystemExit(f"{home} holds {have} runs, not {n}: give another --dir")
+        started = time.monotonic()
+        for r in records(n):
+            runs_store.put_record(store, r)
+        return time.monotonic() - started
+
+
+def first_byte(port: int, path: str) -> float:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    started = time.perf_counter()
+    conn.request("GET", path)
+    response = conn.getresponse()
+    elapsed = time.perf_counter() - started
+    body = response.read()
+    conn.close()
+    if response.status != 200:
+        raise SystemExit(f"GET {path}: {response.status} {body[:300]!r}")
+    return elapsed
+
+
+def serve(home: Path) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen([sys.executable, "-m", "envcap", "ui", "--store", str(home), "--port", "0"],
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        found = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        if found:
+            return proc, int(found.group(1))
+    raise SystemExit("envcap ui did not start")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cli_runs(home: Path) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "envcap", "runs", "--limit", "50", "--json"], check=True,
+                   stdout=subprocess.DEVNULL, env={**os.environ, "ENVCAP_HOME": str(home),
+                                                   "PYTHONPATH": str(REPO / "src")})
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=100_000)
+    parser.add_argument("--dir", type=Path, help="keep the store here (reused when it holds --runs runs)")
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+
+    from envcap.runs.query import run_json
+    from envcap.ui.importance import importance
+
+    views = [run_json(r) for r in records(1000)]
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        result = importance(views, "score")
+        times.append(time.perf_counter() - started)
+    ranked = [p["name"] for p in result["params"]]
+    print(f"importance, 1,000 runs x 5 params: {statistics.median(times):.2f} s (target <= {IMPORTANCE_TARGET_S:g} s), "
+          f"ranked {', '.join(ranked)}")
+    if set(ranked[:2]) != {"lr", "depth"}:
+        raise SystemExit("importance did not rank the two parameters that drive the metric first")
+
+    home = args.dir or Path(tempfile.mkdtemp(prefix="envcap-bench-ui-", dir="/dev/shm" if os.path.isdir("/dev/shm")
+                                             else None))
+    try:
+        wrote = fill(home, args.runs)
+        print(f"store: {args.runs:,} runs in {home}" + (f" (written in {wrote:.0f} s)" if wrote else " (reused)"))
+        started = time.perf_counter()
+        proc, port = serve(home)
+        try:
+            first_byte(port, "/static/ui.css")  # The server is up and its modules are imported.
+            pages = ("/", "/api/runs", "/?offset=50000", "/api/runs?sort=-started_at&offset=99950")
+            during = [(p, statistics.median(first_byte(port, p) for _ in range(args.rounds))) for p in pages]
+            cold = first_byte(port, "/api/runs?sort=-metrics.score")
+            full = time.perf_counter() - started
+            rows = [(p, statistics.median(first_byte(port, p) for _ in range(args.rounds))) for p in pages]
+            warm_rows = []
+            for path in ("/api/runs?sort=-metrics.score", "/?where=params.lr%3E0.05",
+                         "/api/runs?where=labels.experiment%3Dsweep3&sort=-metrics.score"):
+                warm_rows.append((path, statistics.median(first_byte(port, path) for _ in range(args.rounds))))
+            rss = rss_mib(proc.pid)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        cli = cli_runs(home)
+        print(f"\n{'first byte (median of ' + str(args.rounds) + ')':<64} seconds")
+        for path, t in rows:
+            print(f"  {path:<62} {t:7.3f}")
+        for path, t in during:
+            print(f"  {path + ' (while the catalog fills)':<62} {t:7.3f}")
+        print(f"  {'/api/runs?sort=-metrics.score (first: waits for the catalog)':<62} {cold:7.3f}")
+        for path, t in warm_rows:
+            print(f"  {path + ' (warm)':<62} {t:7.3f}")
+        print(f"catalog of every run's JSON full {full:.1f} s after envcap ui started; "
+              f"server resident memory then: {rss:.0f} MiB")
+        page = rows[0][1]
+        print(f"\nenvcap runs --limit 50 --json (the CLI, reads every record): {cli:.2f} s; "
+              f"the runs page's first byte is {page:.3f} s, {cli / page:.0f}x faster")
+        worst = max(t for p, t in rows[:2])
+        verdict = "meets" if worst <= FIRST_BYTE_TARGET_S else "MISSES"
+        print(f"runs page and /api/runs with {args.runs:,} runs: {worst:.3f} s, {verdict} the target "
+              f"(<= {FIRST_BYTE_TARGET_S} s); {max(t for p, t in during[:2]):.3f} s while the catalog fills")
+    finally:
+        if args.dir is None:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""envcap ui in a real browser: Debian's headless chromium driven by Playwright, against
+``envcap ui`` serving a store of runs recorded by ``envcap run``.
+
+Screenshots go to $ENVCAP_UI_SCREENSHOTS (default: a folder under pytest's temporary
+directory, printed at the end of the run) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from ui_support import envcap_run, experiment_records, write_numpy_pair, write_synthetic
+
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                reason="needs Debian's chromium (scripts/testbed.sh up installs it)")
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+# Each payload, if it ever ran, would set window.__xss.
+PAYLOADS = [
+    "<script>window.__xss=1</script>",
+    '"><img src=x onerror="window.__xss=2">',
+    "'><svg onload=window.__xss=3>",
+    "</script><script>window.__xss=4</script>",
+]
+EVIL = "".join(PAYLOADS)
+
+WATCH = """
+window.__violations = [];
+document.addEventListener('securitypolicyviolation', function (e) {
+  window.__violations.push(e.violatedDirective + ' ' + e.blockedURI);
+});
+"""
+
+
+def serve(home: Path) -> tuple[subprocess.Popen[str], str]:
+    """``envcap ui --port 0`` over ``home``; the process and the address it printed."""
+    proc = subprocess.Popen([sys.executable, "-m", "envcap", "ui", "--store", str(home), "--port", "0"],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "ENVCAP_HOME": str(home)})
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        found = re.search(r"http://127\.0\.0\.1:\d+/", line)
+        if found:
+            return proc, found.group(0)
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise AssertionError(f"envcap ui did not start: {proc.stderr.read()}")
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = Path(os.environ.get("ENVCAP_UI_SCREENSHOTS") or tmp_path_factory.mktemp("ui-screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"\nenvcap ui screenshots: {folder}")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    with playwright_api.sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, headless=True,
+            args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 900})
+        context.add_init_script(WATCH)
+        yield context
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Three runs by ``envcap run`` (one with a hostile parameter, note, label and metric
+    name) and a sweep of 120 synthetic runs."""
+    home = tmp_path_factory.mktemp("ui-browser")
+    work = tmp_path_factory.mktemp("ui-browser-project")
+    (work / "train.py").write_text(
+        "import os, envcap\n"
+        "lr = float(os.environ['LR'])\n"
+        "with envcap.start_run(params={'lr': lr}):\n"
+        "    for step in range(12):\n"
+        "        envcap.log_metric('loss', 1.0 / (1 + step * lr), step=step)\n"
+        "    envcap.log_metric(os.environ.get('METRIC', 'acc'), 0.5 + lr, step=11)\n")
+    ids = [envcap_run(home, work, "--param", f"batch={b}", "--label", "experiment=demo", "--note", "a plain note",
+                      "--", sys.executable, "train.py", env={"LR": str(lr)}) for lr, b in ((0.1, 32), (0.3, 64))]
+    evil = envcap_run(home, work, "--param", f"comment={EVIL}", "--label", f"who={EVIL}", "--note", EVIL, "--",
+                      sys.executable, "train.py", env={"LR": "0.2", "METRIC": EVIL})
+    write_synthetic(home, experiment_records(120))
+    numpy_pair = write_numpy_pair(home)
+    proc, url = serve(home)
+    yield {"home": home, "ids": ids, "evil": evil, "url": url, "numpy_pair": numpy_pair}
+    proc.terminate()
+    proc.wait(timeout=30)
+    assert proc.stderr is not None
+    proc.stderr.close()
+
+
+def visit(browser: Any, url: str) -> Any:
+    page = browser.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.dialogs = dialogs
+    page.goto(url)
+    page.wait_for_load_state("load")
+    return page
+
+
+def assert_nothing_ran(page: Any) -> None:
+    assert page.dialogs == []
+    assert page.evaluate("window.__xss") is None
+    # Not even the policy had to stop anything: what the page holds is text.
+    assert page.evaluate("window.__violations") == []
+
+
+def test_runs_page_filter_open_compare_and_importance(browser, store, shots) -> None:
+    page = visit(browser, store["url"])
+    assert page.inner_text("#count").startswith("runs 1–50 of 125")
+    page.screenshot(path=str(shots / "runs.png"))
+
+    page.fill("#new-where", "labels.experiment=demo")
+    page.click("#apply")
+    page.wait_for_url(re.compile(r"where=labels\.experiment"))
+    rows = page.locator("table#runs tbody tr")
+    assert rows.count() == 2
+    assert sorted(rows.evaluate_all("rs => rs.map(r => r.dataset.run)")) == sorted(store["ids"])
+    page.click("a.sort:has-text('acc')")
+    assert page.locator("table#runs tbody tr").first.get_attribute("data-run") == store["ids"][1]  # acc 0.8 first
+    page.screenshot(path=str(shots / "runs-filtered.png"))
+
+    page.check(f"input[value='{store['ids'][0]}']")
+    page.check(f"input[value='{store['ids'][1]}']")
+    page.click("#compare")
+    page.wait_for_url(re.compile(r"/compare\?"))
+    assert page.locator("#compare-params tr.differs th", has_text="lr").count() == 1
+    page.wait_for_selector("[data-chart='overlay'][data-drawn] canvas")
+    assert "identical environments" in page.inner_text("#envdiff-1")
+    assert_nothing_ran(page)
+    page.screenshot(path=str(shots / "compare.png"), full_page=True)
+
+    page.click(f"a[href='/runs/{store['ids'][0]}']")
+    page.wait_for_selector("#run-id")
+    assert page.inner_text("#run-id") == store["ids"][0]
+    assert "a plain note" in page.inner_text("#notes")
+    page.wait_for_selector("#curves-chart[data-drawn] canvas")
+    assert page.locator("#manifest-link").count() == 1
+    assert_nothing_ran(page)
+    page.screenshot(path=str(shots / "run.png"), full_page=True)
+
+    page = visit(browser, store["url"] + "experiment?where=labels.experiment%3Dsweep&metric=score")
+    page.wait_for_selector("#importance-chart[data-drawn] canvas")
+    page.wait_for_selector("#parallel-chart[data-drawn] canvas")
+    page.wait_for_selector("#scatter-chart[data-drawn] canvas")
+    ranked = page.locator("table#importance tr td:first-child").all_inner_texts()
+    assert set(ranked[:2]) == {"lr", "depth"}
+    assert_nothing_ran(page)
+    page.screenshot(path=str(shots / "experiment.png"), full_page=True)
+
+    a, b = store["numpy_pair"]
+    page = visit(browser, store["url"] + f"compare?run={a}&run={b}")
+    marked = page.locator("#envdiff-1 tr.sensitive", has_text="numpy")
+    assert marked.count() == 1 and marked.locator(".mark").inner_text() == "!"
+    assert_nothing_ran(page)
+    page.screenshot(path=str(shots / "compare-env.png"), full_page=True)
+
+    page = visit(browser, store["url"] + "?where=labels.experiment%3Dsweep&sort=-metrics.score&limit=20")
+    scores = page.locator("table#runs td.metric").all_inner_texts()
+    assert len(scores) == 20 and [float(x) for x in scores] == sorted((float(x) for x in scores), reverse=True)
+    page.screenshot(path=str(shots / "runs-sweep.png"))
+
+    page = visit(browser, store["url"] + "fleet")
+    page.wait_for_selector("[data-chart='matrix'][data-drawn] canvas")
+    assert_nothing_ran(page)
+    page.screenshot(path=str(shots / "fleet.png"))
+
+
+def test_hostile_strings_render_as_text_and_nothing_executes(browser, store, shots) -> None:
+    evil = store["evil"]
+    pages = {
+        "runs": store["url"] + "?where=params.comment~window.__xss",
+        "run": store["url"] + f"runs/{evil}",
+        "compare": store["url"] + f"compare?run={evil}&run={store['ids'][0]}",
+        "experiment": store["url"] + "experiment?where=command~train.py",
+    }
+    for name, url in pages.items():
+        page = visit(browser, url)
+        page.wait_for_timeout(300)  # let the charts draw
+        assert_nothing_ran(page)
+        if name == "runs":
+            cell = page.locator("table#runs td.param").first.inner_text()
+            assert cell == EVIL
+        if name == "run":
+            assert page.locator("#params td.mono").first.inner_text() == EVIL
+            assert page.inner_text("#notes .text") == EVIL
+            assert EVIL in page.locator("#metrics td").all_inner_texts()
+            assert page.locator("img[src='x'], svg[onload]").count() == 0
+        if name == "experiment":
+            assert EVIL in page.locator("#metric option").all_inner_texts()
+        page.screenshot(path=str(shots / f"xss-{name}.png"), full_page=True)
