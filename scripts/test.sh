@@ -15,7 +15,7 @@ python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,build,export,test-ui]'
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,build,store,export,test-ui]'
 
 # The gate: lint and types before any test runs.
 .venv/bin/python -m ruff check .
@@ -28,6 +28,8 @@ if [ -x scripts/testbed.sh ] && [ "${ENVCAP_SKIP_TESTBED:-0}" != 1 ]; then
     # shellcheck disable=SC1091
     . "${ENVCAP_TESTBED_DIR:-/var/tmp/envcap-testbed}/env"
     set +a
+    # The shared store's tests run against the test bed's PostgreSQL; none may skip.
+    export ENVCAP_TEST_REQUIRE_PG=1
 fi
 
 exec .venv/bin/python -m pytest "$@"

@@ -3,8 +3,11 @@
 #
 #   scripts/testbed.sh up      install what is missing, start dockerd and a
 #                              registry on 127.0.0.1:5000, build and push the
-#                              Debian base images, write $ENVCAP_TESTBED_DIR/env
-#   scripts/testbed.sh down    stop the registry and dockerd that `up` started
+#                              Debian base images, start a PostgreSQL cluster
+#                              of its own on 127.0.0.1:$PG_PORT, write
+#                              $ENVCAP_TESTBED_DIR/env
+#   scripts/testbed.sh down    stop the registry, dockerd and PostgreSQL that
+#                              `up` started
 #   scripts/testbed.sh status  say what is running
 #
 # It targets a fresh Debian 12 machine, run as root, that can reach only
@@ -31,8 +34,10 @@ IMAGE_INCLUDE=python3,python3-venv,ca-certificates
 # The Debian packages the test bed needs. buildah is cheap to install (about
 # 20 MB, its dependencies shared with skopeo) and later reproducible-build
 # tests use it.
+# postgresql is the shared store's server (envcap[store]); its cluster here is
+# the test bed's own, never the package's default one.
 HOST_PACKAGES=(docker.io docker-registry debootstrap skopeo buildah
-               debian-archive-keyring ca-certificates curl xz-utils)
+               debian-archive-keyring ca-certificates curl xz-utils postgresql)
 # envcap ui's browser tests drive Debian's chromium through Playwright (never a
 # browser download of Playwright's own).
 HOST_PACKAGES+=(chromium fonts-dejavu-core)
@@ -47,6 +52,9 @@ REGISTRY_DIR=$TESTBED_DIR/registry
 DOCKERD_PIDFILE=$RUN_DIR/dockerd.pid
 REGISTRY_PIDFILE=$RUN_DIR/registry.pid
 ENV_FILE=$TESTBED_DIR/env
+PG_DIR=$TESTBED_DIR/postgres
+PG_PORT=${ENVCAP_TESTBED_PG_PORT:-55432}
+PG_USER=envcap
 
 export DEBIAN_FRONTEND=noninteractive
 
@@ -102,7 +110,7 @@ install_host_packages() {
     # The same reasoning applies at the next boot: keep the packaged services
     # disabled so that only this script starts the daemons.
     if [[ -d /run/systemd/system ]]; then
-        systemctl disable --now docker.service docker.socket docker-registry.service \
+        systemctl disable --now docker.service docker.socket docker-registry.service postgresql.service \
             >>"$LOG_DIR/apt.log" 2>&1 || true
     fi
     log "host packages: installed (log in $LOG_DIR/apt.log)"
@@ -410,6 +418,73 @@ ensure_base_image() {
     log "$suite: pushed $ref ($DIGEST, $((SECONDS - start)) s)"
 }
 
+
+# ---------------------------------------------------------------------------
+# PostgreSQL: a cluster of the test bed's own
+# ---------------------------------------------------------------------------
+
+# The newest PostgreSQL server the postgresql package installed.
+pg_bindir() {
+    local dir
+    dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    [[ -x $dir/pg_ctl ]] || die "no PostgreSQL server under /usr/lib/postgresql (package postgresql)"
+    printf '%s\n' "$dir"
+}
+
+# PostgreSQL refuses to run as root: the cluster belongs to the postgres user.
+as_pg() { if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+pg_answers() { as_pg "$(pg_bindir)/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; }
+
+# Start (after creating, the first time) the cluster in $PG_DIR on
+# 127.0.0.1:$PG_PORT, with a role that may create the tests' databases, and set
+# PG_URL. The role's password is made once and kept in $PG_DIR/password.
+start_postgres() {
+    local bin password
+    bin=$(pg_bindir)
+    mkdir -p "$PG_DIR"
+    chown postgres: "$PG_DIR" 2>/dev/null || true
+    if [[ ! -s $PG_DIR/password ]]; then
+        head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$PG_DIR/password"
+        chmod 600 "$PG_DIR/password"
+    fi
+    password=$(<"$PG_DIR/password")
+    if [[ ! -f $PG_DIR/data/PG_VERSION ]]; then
+        log "postgres: creating a cluster in $PG_DIR/data"
+        as_pg "$bin/initdb" -D "$PG_DIR/data" -U postgres -A peer --auth-host=scram-sha-256 \
+            -E UTF8 --no-locale >>"$LOG_DIR/postgres.log" 2>&1 ||
+            die "initdb failed; see $LOG_DIR/postgres.log"
+    fi
+    if pg_answers; then
+        log "postgres: already running on 127.0.0.1:$PG_PORT"
+    else
+        log "postgres: starting on 127.0.0.1:$PG_PORT (log in $PG_DIR/server.log)"
+        # Only the loopback address, and a socket directory of its own.
+        as_pg "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 start \
+            -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR -c max_connections=200 -c fsync=on" \
+            >/dev/null 9>&- || die "PostgreSQL did not start; see $PG_DIR/server.log"
+    fi
+    as_pg "$bin/psql" -q -h "$PG_DIR" -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 \
+        -v pw="$password" >>"$LOG_DIR/postgres.log" 2>&1 <<'SQL' || die "cannot create the test role; see $LOG_DIR/postgres.log"
+SELECT format('CREATE ROLE envcap LOGIN CREATEDB PASSWORD %L', :'pw')
+    WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'envcap') \gexec
+SELECT format('ALTER ROLE envcap PASSWORD %L', :'pw') \gexec
+SELECT 'CREATE DATABASE envcap OWNER envcap'
+    WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'envcap') \gexec
+SQL
+    PG_URL="postgresql://$PG_USER:$password@127.0.0.1:$PG_PORT/envcap"
+}
+
+stop_postgres() {
+    if [[ -f $PG_DIR/data/postmaster.pid ]]; then
+        as_pg "$(pg_bindir)/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null 2>&1 ||
+            log "postgres: pg_ctl stop failed"
+        log "postgres: stopped"
+    else
+        log "postgres: not running"
+    fi
+}
+
 # ---------------------------------------------------------------------------
 # Commands
 # ---------------------------------------------------------------------------
@@ -430,6 +505,7 @@ cmd_up() {
     resolve_mirror
     start_dockerd
     start_registry
+    start_postgres
 
     local suite env_lines=("ENVCAP_TEST_REGISTRY=$REGISTRY_ADDR")
     for suite in "${SUITES[@]}"; do
@@ -437,11 +513,15 @@ cmd_up() {
         env_lines+=("ENVCAP_TEST_BASE_${suite^^}=$REGISTRY_ADDR/$BASE_REPO@$DIGEST")
     done
     env_lines+=("ENVCAP_TEST_APT_MIRROR=$MIRROR")
+    # The tests make a database of their own per test with this role.
+    env_lines+=("ENVCAP_TEST_PG=$PG_URL")
+    env_lines+=("ENVCAP_TEST_PG_BIN=$(pg_bindir)")
 
     printf '%s\n' "${env_lines[@]}" >"$ENV_FILE.tmp"
     mv "$ENV_FILE.tmp" "$ENV_FILE"
     log "wrote $ENV_FILE:"
-    sed 's/^/    /' "$ENV_FILE"
+    # The test role's password stays out of the log.
+    sed -E 's/^/    /; s#(://[^:/@]+:)[^@]*@#\1***@#' "$ENV_FILE"
     log "up: done in $((SECONDS - start)) s"
 }
 
@@ -449,6 +529,7 @@ cmd_down() {
     # The registry goes first so that nothing is mid-push when dockerd stops.
     stop_pid "$REGISTRY_PIDFILE" docker-registry registry
     stop_pid "$DOCKERD_PIDFILE" dockerd dockerd
+    stop_postgres
     log "down: done (cache, images and registry storage kept in $TESTBED_DIR)"
 }
 
@@ -479,9 +560,15 @@ cmd_status() {
     else
         log "registry: not running"
     fi
+    if pg_answers 2>/dev/null; then
+        log "postgres: running on 127.0.0.1:$PG_PORT ($PG_DIR/data)"
+    else
+        log "postgres: not running"
+    fi
     if [[ -f $ENV_FILE ]]; then
         log "env file $ENV_FILE:"
-        sed 's/^/    /' "$ENV_FILE"
+        # The test role's password stays out of the log.
+    sed -E 's/^/    /; s#(://[^:/@]+:)[^@]*@#\1***@#' "$ENV_FILE"
     else
         log "env file: none yet (run '$0 up')"
     fi

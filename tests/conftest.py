@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 
@@ -110,3 +111,51 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
     env.vcs_src = vcs_src  # type: ignore[attr-defined]
     env.editable_src = editable_src  # type: ignore[attr-defined]
     return env
+
+
+# -- the two store backends ----------------------------------------------------------------------
+
+def pg_admin_url() -> str | None:
+    """The test bed's PostgreSQL (scripts/testbed.sh), or None when it is not running.
+
+    Where the test bed is required (scripts/test.sh sets ENVCAP_TEST_REQUIRE_PG=1, as CI
+    does) a missing server fails the tests that need it instead of skipping them.
+    """
+    url = os.environ.get("ENVCAP_TEST_PG")
+    if not url and os.environ.get("ENVCAP_TEST_REQUIRE_PG") == "1":
+        pytest.fail("ENVCAP_TEST_PG is not set but the PostgreSQL test bed is required: run scripts/testbed.sh up")
+    return url or None
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """The URL of a fresh, empty database on the test bed's server, dropped afterwards."""
+    admin = pg_admin_url()
+    if admin is None:
+        pytest.skip("no PostgreSQL test bed (ENVCAP_TEST_PG): run scripts/testbed.sh up")
+    psycopg = pytest.importorskip("psycopg")
+    name = f"envcap_t_{os.getpid()}_{os.urandom(4).hex()}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["embedded", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each store test runs twice: on an embedded store (a directory) and on PostgreSQL."""
+    if request.param == "embedded":
+        return str(tmp_path / "store")
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def any_store(store_url: str) -> Iterator[Any]:
+    """A new, empty store of each backend (see ``store_url``)."""
+    from envcap.store.factory import open_store
+
+    with open_store(store_url, create=True) as store:
+        yield store

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,8 +25,8 @@ def manifest(version: str = "12", host: str = "node-1") -> Manifest:
     )
 
 
-def test_add_then_get_by_prefix(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s")
+def test_add_then_get_by_prefix(any_store: Any) -> None:
+    store = any_store
     m = manifest()
     store.add(m)
     for ref in (m.id, m.id[7:19], m.env_id[7:19], m.platform_id):
@@ -33,8 +34,8 @@ def test_add_then_get_by_prefix(tmp_path: Path) -> None:
     assert store.get(m.id).observed["hostname"] == "node-1"
 
 
-def test_two_snapshots_of_one_manifest_share_the_manifest_object(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s")
+def test_two_snapshots_of_one_manifest_share_the_manifest_object(any_store: Any) -> None:
+    store = any_store
     a, b = manifest(host="node-1"), manifest(host="node-22")
     assert a.id == b.id
     store.add(a)
@@ -44,8 +45,8 @@ def test_two_snapshots_of_one_manifest_share_the_manifest_object(tmp_path: Path)
     assert manifest_objects == [(a.id,)]
 
 
-def test_unknown_and_ambiguous_ids(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s")
+def test_unknown_and_ambiguous_ids(any_store: Any) -> None:
+    store = any_store
     store.add(manifest())
     with pytest.raises(NotFoundError):
         store.get("ffffffff")
@@ -98,8 +99,8 @@ def test_verify_reports_a_missing_object(tmp_path: Path) -> None:
     assert any(f"missing object {m.id}" in p for p in store.verify())
 
 
-def test_a_clean_store_verifies(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s")
+def test_a_clean_store_verifies(any_store: Any) -> None:
+    store = any_store
     store.add(manifest())
     store.add(manifest("13"))
     assert store.verify() == []
@@ -108,8 +109,8 @@ def test_a_clean_store_verifies(tmp_path: Path) -> None:
 WRITER = """
 import sys
 from envcap.core.manifest import Manifest
-from envcap.store.embedded import Store
-store = Store(sys.argv[1])
+from envcap.store.factory import open_store
+store = open_store(sys.argv[1], create=True)
 for i in range(int(sys.argv[3])):
     m = Manifest.create({"os": {"n": sys.argv[2], "i": i}}, {"software": ["os"], "platform": []},
                         observed={"time": str(i)})
@@ -117,11 +118,12 @@ for i in range(int(sys.argv[3])):
 """
 
 
-def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
-    root = tmp_path / "s"
-    Store(root).close()
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(root), str(n), "15"]) for n in range(6)]
+def test_concurrent_writers_lose_nothing(store_url: str) -> None:
+    from envcap.store.factory import open_store
+
+    open_store(store_url, create=True).close()
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, store_url, str(n), "15"]) for n in range(6)]
     assert [p.wait(timeout=120) for p in procs] == [0] * 6
-    store = Store(root)
+    store = open_store(store_url)
     assert len(store.snapshots()) == 90
     assert store.verify() == []

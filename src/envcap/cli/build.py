@@ -83,7 +83,7 @@ def build(env: str, registry: str, base: str | None, reproducible: bool, ca_bund
     from ..builder.pipeline import BuildOptions
     from ..builder.pipeline import build as run_build
     from ..store.resolve import resolve_manifest
-    from ..store.embedded import Store
+    from ..store.factory import open_store
 
     started = time.monotonic()
     manifest = resolve_manifest(env)
@@ -91,7 +91,7 @@ def build(env: str, registry: str, base: str | None, reproducible: bool, ca_bund
                            ca_bundle=Path(ca_bundle) if ca_bundle else None, env_allow=env_allow,
                            index_url=index_url, extra_index_urls=extra, force=force,
                            context_dir=Path(context_dir) if context_dir else None)
-    with Store(create=True) as store:
+    with open_store(create=True) as store:
         result = run_build(manifest, options, store=store, progress=_progress(started))
     record = result.record
     if as_json:
@@ -115,11 +115,11 @@ def build(env: str, registry: str, base: str | None, reproducible: bool, ca_bund
 def images(env: str | None, as_json: bool) -> None:
     """List the images built and pushed, by env id (of ENV only, when given)."""
     from ..store import images as image_store
-    from ..store.embedded import Store
+    from ..store.factory import open_store
     from ..capture.summary import short
 
     env_id = None
-    with Store(create=False) as store:
+    with open_store(create=False) as store:
         if env:
             from ..store.resolve import resolve_manifest
 

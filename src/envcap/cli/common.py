@@ -8,10 +8,11 @@ import click
 
 
 def open_store(create: bool = False) -> Any:
-    """The store the commands use (imported on first use: ``--help`` never opens it)."""
-    from ..store.embedded import Store
+    """The store the commands use: ``--store``, ``$ENVCAP_STORE``, the config file, else the
+    embedded one (imported on first use: ``--help`` never opens it)."""
+    from ..store.factory import open_store as open_configured
 
-    return Store(create=create)
+    return open_configured(create=create)
 
 
 def err(text: str) -> None:

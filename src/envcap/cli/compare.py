@@ -41,11 +41,11 @@ def diff(a: str, b: str, as_json: bool) -> None:
 def _diff_runs(a: str, b: str, as_json: bool) -> bool:
     """``envcap diff RUN_A RUN_B``; False when A and B are not both runs."""
     from ..core.errors import StoreError
-    from ..store.embedded import Store
+    from ..store.factory import open_store
     from ..store.resolve import resolve_run
 
     try:
-        store = Store(create=False)
+        store = open_store(create=False)
     except StoreError:
         return False
     with store:
@@ -94,9 +94,9 @@ def fleet(paths: tuple[str, ...], use_store: bool, cluster_label: str, as_json: 
 
     store = None
     if use_store or not paths:
-        from ..store.embedded import Store
+        from ..store.factory import open_store
 
-        store = Store(create=False)
+        store = open_store(create=False)
     try:
         loaded = load_fleet(paths, store=store, every_snapshot=all_snapshots)
     finally:

@@ -38,6 +38,10 @@ LAZY_COMMANDS = {
     "diff": "envcap.cli.compare:diff",
     "fleet": "envcap.cli.compare:fleet",
     "ui": "envcap.cli.ui:ui",
+    "store": "envcap.cli.store:store",
+    "config": "envcap.cli.config:config",
+    "push": "envcap.cli.push:push",
+    "pull": "envcap.cli.push:pull",
 }
 
 
@@ -60,6 +64,11 @@ class _Group(click.Group):
             self.add_command(getattr(importlib.import_module(module), attr), name)
         return super().get_command(ctx, name)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if ctx.parent is None:
+            args = _store_first(args)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -73,10 +82,42 @@ class _Group(click.Group):
             ctx.exit(0)
 
 
+def _store_first(args: list[str]) -> list[str]:
+    """``--store URL`` works after any command too: it is moved in front of it.
+
+    Only up to a ``--``: what follows is a command's own (``envcap run -- train.py --store x``).
+    """
+    out: list[str] = []
+    moved: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            out += args[i:]
+            break
+        if arg == "--store" and i + 1 < len(args):
+            moved = [arg, args[i + 1]]
+            i += 2
+            continue
+        if arg.startswith("--store="):
+            moved = [arg]
+        else:
+            out.append(arg)
+        i += 1
+    return moved + out
+
+
 @click.group(cls=_Group, lazy=LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="envcap")
-def main() -> None:
+@click.option("--store", "store_url", metavar="URL", envvar="ENVCAP_STORE", show_envvar=True,
+              help="The store to use: postgresql://user@host/db for a shared one (default: the config "
+                   "file's [store] url, else the embedded store in ENVCAP_HOME). Accepted after any command.")
+def main(store_url: str | None) -> None:
     """Capture, record, rebuild and verify the environments ML results come from."""
+    if store_url:
+        from ..store.factory import select
+
+        select(store_url)
 
 
 
@@ -100,6 +141,8 @@ def snapshot(as_json: bool, output: str | None, labels: tuple[str, ...], root: s
     from ..capture.summary import summary_lines
 
     started = time.monotonic()
+    # The store is opened while the probes run: connecting to a shared one takes a while.
+    opening = None if no_store else _in_background(lambda: open_store(create=True))
     capture: dict[str, Any] = {"root": root, "python": python, "conda_prefix": conda_prefix, "select": select,
                                "skip": skip, "labels": parse_labels(labels)}
     # The console script may have started this very capture before click was imported.
@@ -109,10 +152,10 @@ def snapshot(as_json: bool, output: str | None, labels: tuple[str, ...], root: s
     else:
         manifest = take(**capture)
     where = None
-    if not no_store:
-        with open_store(create=True) as store:
+    if opening is not None:
+        with opening() as store:
             store.add(manifest)
-            where = store.root
+            where = store.where
     if output:
         write_text_atomic(output, manifest.to_json() + "\n")
     if as_json:
@@ -123,6 +166,30 @@ def snapshot(as_json: bool, output: str | None, labels: tuple[str, ...], root: s
         click.echo(line)
     tail = f"stored in {where}" if where else "not stored"
     click.echo(f"\n{tail} ({time.monotonic() - started:.2f} s)")
+
+
+def _in_background(work: Any) -> Any:
+    """Start ``work()`` in a thread; the returned function waits for it and returns (or raises) its result."""
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = work()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, who raises it
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, name="envcap-open-store", daemon=True)
+    thread.start()
+
+    def result() -> Any:
+        thread.join()
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    return result
 
 
 @main.command()

@@ -61,7 +61,7 @@ def rebuild(run_ref: str, registry: str | None, base: str | None, ca_bundle: str
 
     from ..reproduce.plan import RebuildOptions
     from ..reproduce.rebuild import rebuild as run_rebuild
-    from ..store.embedded import Store
+    from ..store.factory import open_store
 
     chosen = [name for name, on in (("--print", print_only), ("--build-only", build_only), ("--dry-run", dry_run))
               if on]
@@ -74,7 +74,7 @@ def rebuild(run_ref: str, registry: str | None, base: str | None, ca_bundle: str
     options = RebuildOptions(registry=registry, base=base, ca_bundle=Path(ca_bundle) if ca_bundle else None,
                              data=data, allow_data_drift=allow_data_drift, secret_env=secret_env, rtol=rtol,
                              atol=atol, engine=engine, repo=repo, no_gpu=no_gpu)
-    with Store(create=False) as store:
+    with open_store(create=run_ref.startswith("oci://")) as store:
         report = run_rebuild(store, run_ref, options, action=action, progress=err,
                              output=sys.stderr.buffer)  # (click.get_binary_stream is deprecated)
     if as_json:

@@ -77,7 +77,7 @@ def runs(as_json: bool, where: tuple[str, ...], labels: tuple[str, ...], sort: s
         views: list[dict[str, Any]] = []
     else:
         with store:
-            views = _all_views(store)
+            views = _all_views(store, where, wanted)
     chosen = select(views, where=where, labels=wanted, sort=sort, limit=limit)
     if as_json:
         click.echo(json.dumps(chosen, indent=2, ensure_ascii=False))
@@ -97,21 +97,16 @@ def runs(as_json: bool, where: tuple[str, ...], labels: tuple[str, ...], sort: s
     Console(width=max(160, Console().width)).print(table)
 
 
-def _all_views(store: Any) -> list[dict[str, Any]]:
-    """Every run's JSON; a run whose record cannot be read is listed from its index row,
-    marked ``unreadable``, rather than failing the whole listing."""
-    from ..core.errors import EnvcapError
+def _all_views(store: Any, where: tuple[str, ...] = (), labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The runs that may meet the conditions (the store narrows them down first), as JSON; a
+    run whose record cannot be read is listed from its index row, marked ``unreadable``,
+    rather than failing the whole listing."""
     from ..store import runs as runs_store
-    from ..runs.query import run_json
+    from ..runs.query import prefilter, run_json
 
-    views = []
-    for rid in runs_store.all_ids(store):
-        try:
-            views.append(run_json(runs_store.load(store, rid), runs_store.notes(store, rid),
-                                  runs_store.reproductions(store, rid)))
-        except EnvcapError as exc:
-            views.append(runs_store.index_view(store, rid, str(exc)))
-    return views
+    ids = runs_store.ids_where(store, *prefilter(where, labels))
+    return [run_json(record, notes, copies) if record is not None else runs_store.index_view(store, rid, str(problem))
+            for rid, record, notes, copies, problem in runs_store.load_many(store, ids)]
 
 
 def _view(store: Any, ref: str) -> dict[str, Any]:

@@ -152,30 +152,46 @@ class Loader:
     # the store
 
     def add_store(self, store: Any) -> None:
-        """Every snapshot in STORE (an :class:`envcap.store.embedded.Store`)."""
-        for row in store.snapshots():
-            source = f"store snapshot {row.record}"
-            self.fleet.snapshots += 1
-            try:
-                if row.manifest_id not in self.fleet.manifests:
-                    m = store.get(row.record)
-                    self.fleet.manifests[m.id] = m
-                    self._add_node(_members(m), source)
-                    continue
-                m = self.fleet.manifests[row.manifest_id]
+        """Every snapshot in STORE (either backend of :mod:`envcap.store`)."""
+        # A shared store hands out records a thousand to a query: one round trip to the
+        # database per snapshot would cost more than everything else here.
+        fetch = getattr(store, "get_objects", None)
+        rows = store.snapshots()
+        for start in range(0, len(rows), 1000):
+            chunk = rows[start:start + 1000]
+            blobs: dict[str, bytes] = {}
+            if fetch is not None:
                 try:
-                    record = json.loads(store.get_object(row.record))  # re-hashed on read
-                except ValueError as exc:
-                    raise StoreError(f"{source} is not a readable record: {exc}") from exc
-                if not isinstance(record, dict) or (record.get("manifest"), record.get("env_id"),
-                                                    record.get("platform_id")) != (m.id, m.env_id, m.platform_id):
-                    raise StoreError(f"{source} does not carry the ids of the manifest it names")
-                members = {k: record.get(k) for k in ("schema_version", "observed", "unknowns", "labels")}
-                members.update(id=m.id, env_id=m.env_id, platform_id=m.platform_id)
-                _check_envelope(members, source)
-                self._add_node(members, source)
-            except (StoreError, ManifestError) as exc:
-                self.fleet.rejected.append(Rejected(source, str(exc)))
+                    blobs = fetch([r.record for r in chunk])
+                except StoreError:
+                    blobs = {}  # One bad object: each row is read on its own and the bad one rejected.
+            for row in chunk:
+                self._add_stored(store, row, blobs.get(row.record))
+
+    def _add_stored(self, store: Any, row: Any, blob: bytes | None) -> None:
+        """One snapshot row of the store (its record's bytes already read, when given)."""
+        source = f"store snapshot {row.record}"
+        self.fleet.snapshots += 1
+        try:
+            if row.manifest_id not in self.fleet.manifests:
+                m = store.get(row.record) if blob is None else store.load_snapshot(row.record, blob)
+                self.fleet.manifests[m.id] = m
+                self._add_node(_members(m), source)
+                return
+            m = self.fleet.manifests[row.manifest_id]
+            try:
+                record = json.loads(blob if blob is not None else store.get_object(row.record))  # re-hashed
+            except ValueError as exc:
+                raise StoreError(f"{source} is not a readable record: {exc}") from exc
+            if not isinstance(record, dict) or (record.get("manifest"), record.get("env_id"),
+                                                record.get("platform_id")) != (m.id, m.env_id, m.platform_id):
+                raise StoreError(f"{source} does not carry the ids of the manifest it names")
+            members = {k: record.get(k) for k in ("schema_version", "observed", "unknowns", "labels")}
+            members.update(id=m.id, env_id=m.env_id, platform_id=m.platform_id)
+            _check_envelope(members, source)
+            self._add_node(members, source)
+        except (StoreError, ManifestError) as exc:
+            self.fleet.rejected.append(Rejected(source, str(exc)))
 
     # nodes
 

@@ -10,7 +10,10 @@ Read from ``$ENVCAP_CONFIG`` or ``$XDG_CONFIG_HOME/envcap/config.toml`` when pre
     names = ["SESSION"]           # more name fragments whose values are secret
     patterns = ["mylab_[a-z0-9]{32}"]  # more secret formats (regular expressions)
 
-Only the environment and this file are read; nothing is written.
+    [store]
+    url = "postgresql://envcap@db.example.org/envcap"   # a shared store (default: embedded)
+
+Only ``envcap config set`` writes this file (:func:`set_value`).
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ def home() -> Path:
     return Path(home_dir())
 
 
-def load() -> Config:
+def _read() -> dict[str, Any]:
     path = config_file()
     try:
         with open(path, "rb") as fh:
@@ -87,6 +90,56 @@ def load() -> Config:
             data = tomllib.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise UsageError(f"the configuration file {path} is not valid TOML: {exc}") from exc
+    return data
+
+
+def store_url() -> str | None:
+    """The store named in the configuration file (``[store] url``), if any."""
+    value = _read().get("store", {}).get("url")
+    if value is not None and not isinstance(value, str):
+        raise UsageError(f"store.url in {config_file()} must be a string")
+    return value or None
+
+
+# The keys `envcap config set` knows: a dotted name and the TOML table and key it lands in.
+SETTABLE = {"store": ("store", "url")}
+
+
+def set_value(name: str, value: str | None) -> str:
+    """Set (or, with ``None``, remove) one setting in the configuration file; return its path.
+
+    The file is rewritten whole, atomically, with tomlkit so that the user's comments
+    and layout stay as they were.
+    """
+    import tomlkit
+
+    from .files import write_text_atomic
+
+    if name not in SETTABLE:
+        raise UsageError(f"unknown setting {name!r}; known: {', '.join(sorted(SETTABLE))}")
+    table, key = SETTABLE[name]
+    path = config_file()
+    _read()  # A file that is not TOML is reported, never overwritten.
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = tomlkit.parse(fh.read())
+    except FileNotFoundError:
+        doc = tomlkit.document()
+    if value is None:
+        if table in doc and key in doc[table]:
+            del doc[table][key]
+    else:
+        if table not in doc:
+            doc[table] = tomlkit.table()
+        doc[table][key] = value
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    write_text_atomic(path, tomlkit.dumps(doc))
+    os.chmod(path, 0o600)  # A store URL may carry a password.
+    return path
+
+
+def load() -> Config:
+    data = _read()
     capture = data.get("capture", {})
     redact = data.get("redact", {})
     timeout = os.environ.get("ENVCAP_PROBE_TIMEOUT") or capture.get("probe_timeout", 5.0)

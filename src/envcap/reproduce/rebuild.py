@@ -83,6 +83,11 @@ def rebuild(store: Any, ref: str, options: RebuildOptions, *, action: str = "run
     if action not in ACTIONS:
         raise RebuildError(f"unknown action {action!r}")
     clock = _Clock()
+    if ref.startswith("oci://"):
+        # A run bundle in a registry (envcap push RUN --registry): imported, then rebuilt like any run.
+        from .oci import fetch_bundle
+
+        ref = fetch_bundle(store, ref, progress=progress)
     original = plan_mod.load_original(store, ref)
     record = original.record
     env_id = original.manifest.env_id

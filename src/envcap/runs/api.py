@@ -350,11 +350,11 @@ def _attach() -> Run | None:
 def _own_run() -> Run:
     """A run of the script's own: recorded as ``envcap run`` would record the script."""
     from ..core.redact import default_redactor
-    from ..store.embedded import Store
+    from ..store.factory import open_store
     from .params import ParamSet
     from .session import Plan, Session
 
-    store = Store(create=True)
+    store = open_store(create=True)
     redactor = default_redactor()
     plan = Plan(argv=[sys.executable, *sys.argv], cwd=os.getcwd(), mode="api", params=ParamSet(redactor),
                 python={"executable": sys.executable, "from": "self"})
@@ -397,10 +397,10 @@ def _hash_cache() -> Any:
 
     if _cache is None or _cache[0] != threading.get_ident():
         from ..core.errors import StoreError
-        from ..store.embedded import Store
+        from ..store.factory import open_store
 
         try:
-            store: Any = Store(create=False)
+            store: Any = open_store(create=False)
         except StoreError:
             store = None
         _cache = (threading.get_ident(), HashCache(store))

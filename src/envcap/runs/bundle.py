@@ -191,7 +191,7 @@ class Bundle:
             if current != self.record_id:
                 old = runs_store.load_object(store, current)
                 if old.finished:
-                    raise StoreError(f"{self.source}: run {self.run_id} is already in {store.path} "
+                    raise StoreError(f"{self.source}: run {self.run_id} is already in {store.where} "
                                      "with a different record")
         for oid, (data, _) in self.objects.items():
             if store.put_object(data) != oid:  # pragma: no cover - verified when read

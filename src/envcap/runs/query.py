@@ -127,6 +127,54 @@ def _compare(op: str, a: Any, b: Any) -> bool:
     return ops[op](a, b)
 
 
+# Run fields that are columns of the runs table, so that a condition on them is answered
+# by the database (an index where there is one) before any record is read.
+_COLUMNS = {"id": "id", "env_id": "env_id", "manifest": "manifest_id", "params_id": "params_id",
+            "git.commit": "git_commit", "exit_code": "exit_code", "state": "state"}
+_SQL_OPS = {"=": "=", "!=": "<>", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
+
+
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def prefilter(where: Iterable[str] = (), labels: dict[str, str] | None = None) -> tuple[str, tuple[Any, ...]]:
+    """SQL over the runs table that keeps every run the conditions could match (and few others).
+
+    It only narrows: :func:`select` still checks every condition on the runs it keeps, so
+    a condition SQL cannot answer exactly is widened here, never guessed. The SQL is the
+    same on both backends.
+    """
+    clauses: list[str] = []
+    params: list[Any] = []
+    for text in where:
+        c = Condition.parse(text)
+        column = _COLUMNS.get(c.field)
+        head, _, rest = c.field.partition(".")
+        if head == "labels" and rest and c.op == "=":
+            clauses.append("labels LIKE ? ESCAPE '\\'")
+            params.append("%" + _like(json.dumps(rest) + ": ") + "%")
+            continue
+        if column is None or c.op == "~":
+            continue
+        wanted = c.value
+        if column == "exit_code":
+            if not _is_number(wanted):
+                continue
+            clause = f"exit_code {_SQL_OPS[c.op]} ?"
+            params.append(wanted)
+            # A run without an exit code is "not equal" to every number, as select() sees it.
+            clauses.append(f"({clause} OR exit_code IS NULL)" if c.op == "!=" else clause)
+        elif c.op == "=" and isinstance(wanted, str):
+            bare = _like(c.raw.removeprefix("sha256:"))
+            clauses.append(f"({column} = ? OR {column} LIKE ? ESCAPE '\\' OR {column} LIKE ? ESCAPE '\\')")
+            params += [wanted, bare + "%", "sha256:" + bare + "%"]
+    for key, value in (labels or {}).items():
+        clauses.append("labels LIKE ? ESCAPE '\\'")
+        params.append("%" + _like(json.dumps({key: value})[1:-1]) + "%")
+    return " AND ".join(clauses), tuple(params)
+
+
 def select(views: Sequence[dict[str, Any]], *, where: Iterable[str] = (), labels: dict[str, str] | None = None,
            sort: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
     """The runs that meet every condition, sorted (``-field``: descending), at most ``limit``."""
@@ -163,14 +211,14 @@ def find_run_ref(ref: str) -> dict[str, Any] | None:
     import os
 
     from ..core.errors import AmbiguousIdError, NotFoundError, StoreError
-    from ..store.embedded import Store
+    from ..store.factory import open_store
     from ..store import runs as runs_store
     from ..core.run import looks_like_run_ref
 
     if os.path.exists(ref) or not looks_like_run_ref(ref):
         return None
     try:
-        store = Store(create=False)
+        store = open_store(create=False)
     except StoreError:
         return None
     hexlike = re.fullmatch(r"[0-9a-f]{4,64}", ref) is not None
@@ -179,7 +227,7 @@ def find_run_ref(ref: str) -> dict[str, Any] | None:
         if not ids:
             if hexlike:
                 return None
-            raise NotFoundError(f"no run with id {ref} in {store.path}")
+            raise NotFoundError(f"no run with id {ref} in {store.where}")
         if len(ids) > 1:
             raise AmbiguousIdError(f"{ref} matches more than one run; give more characters")
         if hexlike:

@@ -285,6 +285,9 @@ def _child_env(env: dict[str, str], session: Session, plan: Plan) -> dict[str, s
     child["ENVCAP_RUN_ID"] = session.id
     child["ENVCAP_RUN_DIR"] = session.dir
     child["ENVCAP_HOME"] = str(session.store.path)
+    if getattr(session.store, "kind", "embedded") != "embedded":
+        # What the command records through envcap's API goes to the same shared store.
+        child["ENVCAP_STORE"] = session.store.url
     child["ENVCAP_PARAMS"] = json.dumps(plan.params.raw_values(), sort_keys=True)
     if plan.seed is not None:
         child["ENVCAP_SEED"] = str(plan.seed)

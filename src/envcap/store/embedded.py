@@ -14,15 +14,17 @@ once all land.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
-from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ..core import sqlite as _sqlite, config
-from ..core.canonical import ID_PREFIX, canonical_bytes, digest
-from ..core.errors import AmbiguousIdError, ManifestError, NotFoundError, StoreError
+from ..core.canonical import ID_PREFIX, digest
+from ..core.errors import ManifestError, NotFoundError, StoreError
 from ..core.manifest import Manifest
+from .base import SCHEMA_VERSION, IndexStore, SnapshotRow, Statements
+
+__all__ = ["SnapshotRow", "Store", "load_manifest"]
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -53,16 +55,6 @@ CREATE INDEX IF NOT EXISTS snapshots_manifest ON snapshots(manifest_id);
 """
 
 
-class SnapshotRow(NamedTuple):
-    record: str
-    manifest_id: str
-    env_id: str
-    platform_id: str
-    taken_at: str | None
-    hostname: str | None
-    labels: dict[str, str]
-
-
 def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     """Read and verify a manifest file."""
     try:
@@ -75,8 +67,10 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     return Manifest.from_json(data, source=str(path))
 
 
-class Store:
+class Store(IndexStore):
     """The store at ``path`` (default: :func:`envcap.core.config.home`)."""
+
+    kind = "embedded"
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, create: bool = True) -> None:
         self._db: sqlite3.Connection | None = None
@@ -102,6 +96,10 @@ class Store:
         from pathlib import Path
 
         return Path(self.root)
+
+    @property
+    def where(self) -> str:
+        return self.root
 
     @property
     def objects(self) -> Path:
@@ -134,7 +132,22 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def transaction(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+    def has_table(self, name: str) -> bool:
+        row = self.db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+        return bool(row[0])
+
+    def ensure_schema(self, ddl: str | Sequence[str]) -> None:
+        """Create tables a module keeps in the index (``CREATE ... IF NOT EXISTS``)."""
+        if isinstance(ddl, str):
+            self.db.executescript(ddl)
+        else:
+            self.transaction([(sql, ()) for sql in ddl])
+
+    def info(self) -> dict[str, Any]:
+        return {"backend": self.kind, "location": self.root, "schema_version": SCHEMA_VERSION,
+                "counts": self.counts()}
+
+    def transaction(self, statements: Statements) -> None:
         """Run SQL statements as one write transaction (all or nothing)."""
         db = self.db
         try:
@@ -185,6 +198,10 @@ class Store:
             os.unlink(tmp)
         return oid
 
+    def has_objects(self, oids: Sequence[str]) -> set[str]:
+        """Which of ``oids`` the store holds the bytes of (named by a record or not yet)."""
+        return {oid for oid in oids if os.path.exists(self._object_file(oid))}
+
     def get_object(self, oid: str) -> bytes:
         """The bytes of an object, verified against its id."""
         try:
@@ -197,108 +214,6 @@ class Store:
         if digest(data) != oid:
             raise StoreError(f"object {oid} is corrupt (its bytes hash to {digest(data)}); run `envcap verify`")
         return data
-
-    # -- manifests -------------------------------------------------------------------
-
-    def add(self, manifest: Manifest) -> str:
-        """Store a manifest and this snapshot of it; return the snapshot record's id."""
-        body = manifest.body_bytes()
-        if digest(body) != manifest.id:
-            raise ManifestError("manifest content does not match its id")
-        record = {
-            "schema_version": manifest.schema_version,
-            "manifest": manifest.id,
-            "env_id": manifest.env_id,
-            "platform_id": manifest.platform_id,
-            "observed": dict(manifest.observed),
-            "unknowns": [u.to_dict() for u in manifest.unknowns],
-            "labels": dict(manifest.labels),
-        }
-        record_bytes = canonical_bytes(record)
-        self.put_object(body)
-        record_id = self.put_object(record_bytes)
-        observed = manifest.observed
-        self.transaction(
-            [
-                ("INSERT OR IGNORE INTO objects VALUES (?, ?, 'manifest')", (manifest.id, len(body))),
-                ("INSERT OR IGNORE INTO objects VALUES (?, ?, 'snapshot')", (record_id, len(record_bytes))),
-                (
-                    "INSERT OR IGNORE INTO manifests VALUES (?, ?, ?, ?, ?)",
-                    (manifest.id, manifest.env_id, manifest.platform_id, manifest.schema_version, observed.get("time") or ""),
-                ),
-                (
-                    "INSERT OR IGNORE INTO snapshots VALUES (?, ?, ?, ?, ?)",
-                    (record_id, manifest.id, observed.get("time"), observed.get("hostname"),
-                     json.dumps(dict(manifest.labels), sort_keys=True)),
-                ),
-            ]
-        )
-        return record_id
-
-    def resolve(self, prefix: str) -> str:
-        """The manifest id (or snapshot record) that a unique prefix names."""
-        needle = prefix if prefix.startswith(ID_PREFIX) else ID_PREFIX + prefix
-        if len(needle) < len(ID_PREFIX) + 4 or not all(c in "0123456789abcdef" for c in needle[len(ID_PREFIX):]):
-            raise NotFoundError(f"{prefix!r} is not an id or an id prefix (at least 4 hex digits)")
-        like = needle.replace("%", "").replace("_", "") + "%"
-        rows = self.db.execute(
-            "SELECT id FROM manifests WHERE id LIKE ? UNION SELECT record FROM snapshots WHERE record LIKE ?",
-            (like, like),
-        ).fetchall()
-        if not rows:
-            # An env_id or platform_id names the newest manifest that has it.
-            rows = self.db.execute(
-                "SELECT m.id FROM manifests m JOIN snapshots s ON s.manifest_id = m.id "
-                "WHERE m.env_id LIKE ? OR m.platform_id LIKE ? ORDER BY s.taken_at DESC LIMIT 1",
-                (like, like),
-            ).fetchall()
-        if not rows:
-            raise NotFoundError(f"no manifest or snapshot with id {prefix} in {self.path}")
-        if len(rows) > 1:
-            raise AmbiguousIdError(f"{prefix} matches {len(rows)} records; give more digits")
-        return str(rows[0][0])
-
-    def get(self, prefix: str) -> Manifest:
-        """A stored manifest with the observations of its newest snapshot (or the one named)."""
-        key = self.resolve(prefix)
-        row = self.db.execute(
-            "SELECT record FROM snapshots WHERE record = ? OR manifest_id = ? ORDER BY taken_at DESC LIMIT 1",
-            (key, key),
-        ).fetchone()
-        if row is None:
-            raise NotFoundError(f"no snapshot of {key} in {self.path}")
-        return self._load(row[0])
-
-    def _load(self, record_id: str) -> Manifest:
-        try:
-            record = json.loads(self.get_object(record_id))
-            body = json.loads(self.get_object(record["manifest"]))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise StoreError(f"snapshot {record_id} is not a readable record: {exc}") from exc
-        document = {
-            "schema_version": record["schema_version"],
-            "id": record["manifest"],
-            "env_id": record["env_id"],
-            "platform_id": record["platform_id"],
-            "layers": body["layers"],
-            "sections": body["sections"],
-            "observed": record["observed"],
-            "unknowns": record["unknowns"],
-            "labels": record["labels"],
-        }
-        return Manifest.from_dict(document, source=f"store object {record_id}")
-
-    def snapshots(self) -> list[SnapshotRow]:
-        rows = self.db.execute(
-            "SELECT s.record, s.manifest_id, m.env_id, m.platform_id, s.taken_at, s.hostname, s.labels "
-            "FROM snapshots s JOIN manifests m ON m.id = s.manifest_id ORDER BY s.taken_at, s.record"
-        ).fetchall()
-        return [SnapshotRow(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
-
-    def iter_manifests(self) -> Iterator[Manifest]:
-        """Every snapshot in the store, oldest first."""
-        for row in self.snapshots():
-            yield self._load(row.record)
 
     # -- verification ----------------------------------------------------------------
 

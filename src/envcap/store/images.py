@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .embedded import Store
+from .base import StoreBackend as Store
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -68,7 +68,7 @@ class ImageRecord:
 
 
 def _ready(store: Store) -> None:
-    store.db.executescript(SCHEMA)
+    store.ensure_schema(SCHEMA)
 
 
 def record(store: Store, image: ImageRecord) -> ImageRecord:

@@ -24,7 +24,8 @@ def resolve_manifest(ref: str, *, store: Any = None) -> Manifest:
     environment the run was recorded in.
     """
     from ..core.run import looks_like_run_ref
-    from .embedded import Store, load_manifest
+    from .embedded import load_manifest
+    from .factory import open_store
 
     path = Path(ref)
     if path.is_file():
@@ -39,7 +40,7 @@ def resolve_manifest(ref: str, *, store: Any = None) -> Manifest:
     if store is not None:
         return _stored_manifest(store, ref, is_hex, is_run)
     try:
-        opened = Store(create=False)
+        opened = open_store(create=False)
     except StoreError as exc:
         raise NotFoundError(f"{ref}: no such file, and {exc}") from exc
     with opened:
@@ -84,7 +85,7 @@ def _stored_manifest(store: Any, ref: str, is_hex: bool, is_run: bool) -> Manife
         record = runs_store.load(store, runs_store.resolve(store, ref))
     except NotFoundError as exc:
         if is_hex:  # It could have been either: say so rather than only "no run".
-            raise NotFoundError(f"no manifest, snapshot or run with id {ref} in {store.path}") from exc
+            raise NotFoundError(f"no manifest, snapshot or run with id {ref} in {store.where}") from exc
         raise
     if not record.manifest:
         raise NotFoundError(f"run {record.id} has no captured environment to compare")

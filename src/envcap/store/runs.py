@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from ..core.canonical import canonical_bytes
-from ..core.errors import AmbiguousIdError, NotFoundError, StoreError
-from .embedded import Store
+from ..core.errors import AmbiguousIdError, EnvcapError, NotFoundError, StoreError
+from .base import StoreBackend as Store
 from ..core.run import RUN_PREFIX, RunRecord
 
 _SCHEMA = (
@@ -99,17 +99,12 @@ class Note:
 
 def ensure_tables(store: Store) -> None:
     """Create the runs tables if this store has none yet (cheap when it has)."""
-    exists = store.db.execute(
-        f"SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ({', '.join('?' * len(_TABLES))})",
-        _TABLES,
-    ).fetchone()[0]
-    if exists != len(_TABLES):
-        store.transaction([(sql, ()) for sql in _SCHEMA])
+    if not all(store.has_table(t) for t in _TABLES):
+        store.ensure_schema(_SCHEMA)
 
 
 def has_runs_table(store: Store) -> bool:
-    row = store.db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'runs'").fetchone()
-    return bool(row[0])
+    return store.has_table("runs")
 
 
 def record_statements(record: RunRecord, record_id: str, size: int) -> list[tuple[str, tuple[Any, ...]]]:
@@ -139,9 +134,7 @@ def record_statements(record: RunRecord, record_id: str, size: int) -> list[tupl
 
 def producers(store: Store, fingerprint: str, before: str) -> list[tuple[str, str]]:
     """(run id, output path) of each run older than ``before`` that wrote these bytes."""
-    present = store.db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
-                               "AND name = 'run_outputs'").fetchone()[0]
-    if not present:
+    if not store.has_table("run_outputs"):
         return []
     rows = store.db.execute("SELECT run_id, path FROM run_outputs WHERE fingerprint = ? AND run_id < ? "
                             "ORDER BY run_id, path", (fingerprint, before)).fetchall()
@@ -187,9 +180,7 @@ def notes(store: Store, run_id: str) -> list[Note]:
 
 def reproductions(store: Store, run_id: str) -> list[dict[str, Any]]:
     """The runs that reproduce ``run_id`` (``envcap rebuild``), oldest first, with their verdicts."""
-    present = store.db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
-                               "AND name = 'run_reproductions'").fetchone()[0]
-    if not present:
+    if not store.has_table("run_reproductions"):
         return []
     rows = store.db.execute("SELECT run_id, verdict FROM run_reproductions WHERE original_id = ? ORDER BY run_id",
                             (run_id,)).fetchall()
@@ -202,7 +193,7 @@ def resolve(store: Store, prefix: str) -> str:
         raise NotFoundError(f"{prefix!r} is not a run id or a run id prefix (at least 4 characters)")
     matches = find(store, prefix)
     if not matches:
-        raise NotFoundError(f"no run with id {prefix} in {store.path}")
+        raise NotFoundError(f"no run with id {prefix} in {store.where}")
     if len(matches) > 1:
         raise AmbiguousIdError(f"{prefix} matches {len(matches)} runs; give more characters")
     return matches[0]
@@ -221,7 +212,7 @@ def find(store: Store, prefix: str) -> list[str]:
 def record_id(store: Store, run_id: str) -> str:
     row = store.db.execute("SELECT record FROM runs WHERE id = ?", (run_id,)).fetchone()
     if row is None:
-        raise NotFoundError(f"no run with id {run_id} in {store.path}")
+        raise NotFoundError(f"no run with id {run_id} in {store.where}")
     return str(row[0])
 
 
@@ -232,7 +223,10 @@ def load(store: Store, run_id: str) -> RunRecord:
 
 
 def load_object(store: Store, oid: str) -> RunRecord:
-    data = store.get_object(oid)
+    return _parse(store.get_object(oid), oid)
+
+
+def _parse(data: bytes, oid: str) -> RunRecord:
     try:
         parsed = json.loads(data)
     except ValueError as exc:
@@ -247,12 +241,62 @@ def all_ids(store: Store) -> list[str]:
     return [r[0] for r in store.db.execute("SELECT id FROM runs ORDER BY id")]
 
 
+def ids_where(store: Store, where: str = "", params: tuple[Any, ...] = ()) -> list[str]:
+    """The ids of the runs whose row meets ``where`` (SQL over the runs table), oldest first."""
+    if not has_runs_table(store):
+        return []
+    sql = "SELECT id FROM runs" + (f" WHERE {where}" if where else "") + " ORDER BY id"
+    return [r[0] for r in store.db.execute(sql, params)]
+
+
+Loaded = tuple[str, "RunRecord | None", list[Note], list[dict[str, Any]], "EnvcapError | None"]
+
+
+def load_many(store: Store, run_ids: list[str]) -> list[Loaded]:
+    """(id, record, notes, reproductions, problem) of many runs, in a few queries rather than
+    three per run. A record that cannot be read is None, with the error that says why."""
+    out: list[Loaded] = []
+    fetch = getattr(store, "get_objects", None)
+    reproduced = store.has_table("run_reproductions")
+    for start in range(0, len(run_ids), 500):
+        chunk = run_ids[start:start + 500]
+        marks = ", ".join("?" * len(chunk))
+        records = dict(store.db.execute(f"SELECT id, record FROM runs WHERE id IN ({marks})", tuple(chunk)).fetchall())
+        by_note: dict[str, list[Note]] = {}
+        for run_id, time, text in store.db.execute(
+                f"SELECT run_id, time, text FROM run_notes WHERE run_id IN ({marks}) ORDER BY seq", tuple(chunk)):
+            by_note.setdefault(run_id, []).append(Note(time, text))
+        by_copy: dict[str, list[dict[str, Any]]] = {}
+        if reproduced:
+            for run_id, original, verdict in store.db.execute(
+                    f"SELECT run_id, original_id, verdict FROM run_reproductions WHERE original_id IN ({marks}) "
+                    "ORDER BY run_id", tuple(chunk)):
+                by_copy.setdefault(original, []).append({"run": run_id, "verdict": verdict})
+        blobs: dict[str, bytes] = {}
+        if fetch is not None:
+            try:
+                blobs = fetch([records[r] for r in chunk if r in records])
+            except StoreError:
+                blobs = {}  # One bad record: each is read on its own below, and the bad one named.
+        for run_id in chunk:
+            if run_id not in records:
+                raise NotFoundError(f"no run with id {run_id} in {store.where}")
+            oid = records[run_id]
+            try:
+                record = load_object(store, oid) if oid not in blobs else _parse(blobs[oid], oid)
+            except EnvcapError as exc:
+                out.append((run_id, None, by_note.get(run_id, []), by_copy.get(run_id, []), exc))
+                continue
+            out.append((run_id, record, by_note.get(run_id, []), by_copy.get(run_id, []), None))
+    return out
+
+
 def index_view(store: Store, run_id: str, problem: str) -> dict[str, Any]:
     """What the index row says of a run whose record cannot be read, marked as such."""
     row = store.db.execute("SELECT id, state, started_at, ended_at, exit_code, manifest_id, env_id, params_id, "
                            "git_commit, labels FROM runs WHERE id = ?", (run_id,)).fetchone()
     if row is None:
-        raise NotFoundError(f"no run with id {run_id} in {store.path}")
+        raise NotFoundError(f"no run with id {run_id} in {store.where}")
     return {"id": row[0], "state": row[1], "status": "unreadable", "started_at": row[2], "ended_at": row[3],
             "exit_code": row[4], "manifest": row[5], "env_id": row[6], "params_id": row[7],
             "git": {"commit": row[8]}, "labels": json.loads(row[9] or "{}"), "command": "", "params": [],

@@ -1,0 +1,242 @@
+"""The shared store against the embedded one, side by side in one run.
+
+1. Write throughput: 16 concurrent writer processes import the synthetic fleet of
+   bench_fleet.py (10,000 snapshots of real manifests: 50 environments, 5 clusters) into
+   each store; snapshots per second.
+2. ``envcap fleet`` over those 10,000 snapshots read from each store: wall time and
+   peak RSS of the whole command (target: at most 5 s and 500 MiB from PostgreSQL).
+3. The latency of one ``envcap snapshot`` that writes to each store: p50 and p99 of N
+   runs of the real command.
+4. ``envcap runs --where env_id=...`` over 100,000 runs in each store (target: at most
+   0.5 s): the condition is answered by the runs table's index; the same query with a
+   condition only the records can answer (``params.lr>...``) is shown beside it.
+
+    python benchmarks/bench_store.py [--pg URL] [--snapshots 10000] [--runs 100000]
+                                     [--writers 16] [--latency 30]
+
+``--pg`` is a database URL whose role may create databases (default: $ENVCAP_TEST_PG,
+which scripts/testbed.sh writes); the benchmark makes its own databases and drops them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+FLEET_TARGET_S, FLEET_TARGET_MIB, RUNS_TARGET_S = 5.0, 500, 0.5
+
+
+def timed_child(args: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall time and peak RSS of one envcap command, measured with wait4 (its own RSS only)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "envcap", *args], env={**os.environ, **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 1):
+        raise SystemExit(f"envcap {' '.join(args)} failed ({code}): {proc.stderr.read().decode() if proc.stderr else ''}")
+    return wall, usage.ru_maxrss / 1024
+
+
+# -- stores ----------------------------------------------------------------------------
+
+
+class Databases:
+    def __init__(self, admin: str) -> None:
+        import psycopg
+
+        self.psycopg = psycopg
+        self.admin = admin
+        self.made: list[str] = []
+
+    def new(self, tag: str) -> str:
+        name = f"envcap_bench_{tag}_{os.getpid()}"
+        with self.psycopg.connect(self.admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        self.made.append(name)
+        return self.admin.rsplit("/", 1)[0] + "/" + name
+
+    def drop(self) -> None:
+        with self.psycopg.connect(self.admin, autocommit=True) as conn:
+            for name in self.made:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def writer(url: str, listing: str) -> int:
+    """A writer process: add every manifest file named in LISTING to the store at URL."""
+    from envcap.store.embedded import load_manifest
+    from envcap.store.factory import open_store
+
+    files = Path(listing).read_text().split()
+    with open_store(url, create=True) as store:
+        for f in files:
+            store.add(load_manifest(f))
+    return 0
+
+
+def write_concurrently(url: str, files: list[Path], writers: int, work: Path) -> float:
+    from envcap.store.factory import open_store
+
+    open_store(url, create=True).close()
+    listings = []
+    for k in range(writers):
+        listing = work / f"writer-{k}.txt"
+        listing.write_text("\n".join(str(f) for f in files[k::writers]))
+        listings.append(listing)
+    start = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, __file__, "--writer", url, str(listing)]) for listing in listings]
+    if [p.wait() for p in procs] != [0] * writers:
+        raise SystemExit("a writer failed")
+    return time.perf_counter() - start
+
+
+def fill_runs(url: str, count: int, envs: int) -> None:
+    """COUNT finished runs over ENVS environments, written in large transactions."""
+    from envcap.core.canonical import canonical_bytes
+    from envcap.core.run import FINISHED, Param, RunRecord, new_run_id
+    from envcap.store import runs as runs_store
+    from envcap.store.factory import open_store
+
+    with open_store(url, create=True) as store:
+        runs_store.ensure_tables(store)
+        batch = 5000
+        for start in range(0, count, batch):
+            blobs, statements = [], []
+            for i in range(start, min(count, start + batch)):
+                record = RunRecord(id=new_run_id(), state=FINISHED, mode="cli", argv=("python", "train.py"),
+                                   command="python train.py", cwd="/w", host=f"node-{i % 500}",
+                                   started_at="2026-12-01T00:00:00.000Z", exit_code=0 if i % 10 else 1,
+                                   env_id=f"sha256:{i % envs:064x}", labels={"cluster": f"c{i % 5}"},
+                                   params=(Param(name="lr", value=(i % 100) / 1000, source="user"),),
+                                   metrics={"loss": 1 / (1 + i % 97)})
+                data = canonical_bytes(record.to_dict())
+                blobs.append(data)
+                from envcap.core.canonical import digest
+
+                statements += runs_store.record_statements(record, digest(data), len(data))
+            _put_fast(store, blobs)
+            store.transaction(statements)
+
+
+def _put_fast(store: Any, blobs: list[bytes]) -> None:
+    """Objects in bulk: PostgreSQL in batches; the embedded store's files without an fsync each
+    (setting up a benchmark, not what `envcap run` does)."""
+    if hasattr(store, "put_objects"):
+        for k in range(0, len(blobs), 1000):
+            store.put_objects(blobs[k:k + 1000])
+        return
+    from envcap.core.canonical import digest
+
+    for data in blobs:
+        path = store.object_path(digest(data))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            path.write_bytes(data)
+
+
+# -- the benchmark -----------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pg", default=os.environ.get("ENVCAP_TEST_PG"), metavar="URL")
+    parser.add_argument("--snapshots", type=int, default=10000)
+    parser.add_argument("--runs", type=int, default=100000)
+    parser.add_argument("--writers", type=int, default=16)
+    parser.add_argument("--latency", type=int, default=30, metavar="N", help="envcap snapshot runs per store")
+    parser.add_argument("--writer", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.writer:
+        return writer(*args.writer)
+    if not args.pg:
+        raise SystemExit("give --pg postgresql://... (a role that may create databases), or set ENVCAP_TEST_PG")
+    from bench_fleet import base_manifests, write_fleet
+
+    from envcap.store.postgres import display_url
+
+    dbs = Databases(args.pg)
+    work = Path(tempfile.mkdtemp(prefix="envcap-store-bench-"))
+    verdicts = []
+    try:
+        fleet_dir = work / "fleet"
+        fleet_dir.mkdir()
+        write_fleet(fleet_dir, args.snapshots, base_manifests([]))
+        files = sorted(fleet_dir.iterdir())
+        stores = {"embedded": str(work / "embedded"), "postgresql": dbs.new("fleet")}
+        print(f"{len(files)} snapshots of real manifests; {os.cpu_count()} CPUs; PostgreSQL at "
+              f"{display_url(args.pg).rsplit('/', 1)[0]}/...")
+
+        print(f"\n1. write throughput, {args.writers} concurrent writers")
+        rate = {}
+        for name, url in stores.items():
+            seconds = write_concurrently(url, files, args.writers, work)
+            rate[name] = len(files) / seconds
+            print(f"   {name:<10} {len(files)} snapshots in {seconds:6.1f} s: {rate[name]:7.0f} snapshots/s")
+        print(f"   ratio postgresql/embedded: {rate['postgresql'] / rate['embedded']:.2f}")
+
+        print(f"\n2. envcap fleet over {len(files)} snapshots")
+        fleet = {}
+        for name, url in stores.items():
+            fleet[name] = timed_child(["fleet", "--json"], {"ENVCAP_STORE": url})
+            print(f"   {name:<10} {fleet[name][0]:6.2f} s, peak RSS {fleet[name][1]:4.0f} MiB")
+        s, mib = fleet["postgresql"]
+        print(f"   ratio postgresql/embedded: time {s / fleet['embedded'][0]:.2f}, memory "
+              f"{mib / fleet['embedded'][1]:.2f}")
+        verdicts.append(("fleet from PostgreSQL", s <= FLEET_TARGET_S and mib <= FLEET_TARGET_MIB,
+                         f"{s:.2f} s <= {FLEET_TARGET_S:g} s, {mib:.0f} MiB <= {FLEET_TARGET_MIB} MiB"))
+
+        print(f"\n3. latency of one `envcap snapshot` (n={args.latency})")
+        lat = {}
+        for name, url in stores.items():
+            times = sorted(timed_child(["snapshot", "--label", "bench=1"], {"ENVCAP_STORE": url})[0]
+                           for _ in range(args.latency))
+            p99 = times[min(len(times) - 1, int(round(0.99 * (len(times) - 1))))]
+            lat[name] = (statistics.median(times), p99)
+            print(f"   {name:<10} p50 {lat[name][0]:.3f} s, p99 {p99:.3f} s")
+        print(f"   ratio postgresql/embedded: p99 {lat['postgresql'][1] / lat['embedded'][1]:.2f}")
+
+        print(f"\n4. envcap runs --where over {args.runs} runs")
+        run_stores = {"embedded": str(work / "embedded-runs"), "postgresql": dbs.new("runs")}
+        envs = max(1, args.runs // 100)
+        wanted = f"sha256:{7:064x}"
+        for name, url in run_stores.items():
+            t = time.perf_counter()
+            fill_runs(url, args.runs, envs)
+            made = time.perf_counter() - t
+            env = {"ENVCAP_STORE": url}
+            indexed = timed_child(["runs", "--json", "--where", f"env_id={wanted}"], env)[0]
+            both = timed_child(["runs", "--json", "--where", f"env_id={wanted}", "--where", "exit_code=0",
+                                "--label", "cluster=c2"], env)[0]
+            print(f"   {name:<10} ({args.runs} runs made in {made:.0f} s) env_id=…: {indexed:.3f} s; "
+                  f"with exit_code and a label: {both:.3f} s")
+            verdicts.append((f"runs --where over {args.runs} runs ({name})", indexed <= RUNS_TARGET_S,
+                             f"{indexed:.3f} s <= {RUNS_TARGET_S} s"))
+        scan = timed_child(["runs", "--json", "--where", "params.lr>0.098"], {"ENVCAP_STORE": run_stores["postgresql"]})
+        print(f"   postgresql, a condition only the records answer (params.lr>0.098, every record read): "
+              f"{scan[0]:.2f} s, {scan[1]:.0f} MiB")
+
+        print()
+        ok = True
+        for what, good, detail in verdicts:
+            ok &= good
+            print(f"{what}: {detail}: {'OK' if good else 'OVER TARGET'}")
+        return 0 if ok else 1
+    finally:
+        dbs.drop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

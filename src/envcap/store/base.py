@@ -1,0 +1,236 @@
+"""The store interface: what every backend offers, and the index logic they share.
+
+Two backends implement it: :class:`envcap.store.embedded.Store` (objects as files, an
+SQLite index; the default, one machine) and :class:`envcap.store.postgres.PostgresStore`
+(objects and index in one PostgreSQL database that many machines write at once). No
+command knows which one it has: both are opened through
+:func:`envcap.store.factory.open_store`.
+
+A backend keeps content-addressed objects (``put_object``/``get_object``, every read
+re-hashed) and an index of tables reached through ``db.execute(sql, params)`` and
+``transaction(statements)`` (all or nothing). The table modules (:mod:`.runs`,
+:mod:`.images`, the fingerprint cache) write their SQL once, in SQLite's dialect with
+``?`` placeholders; the PostgreSQL backend translates the few SQLite forms they use
+(``?``, ``INSERT OR IGNORE``, ``INSERT OR REPLACE``) as it runs them. One translation
+layer in one backend keeps every query in one place and lets the table modules change
+without touching the backends (a method per query would grow both backends with every
+new column).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple, Protocol, Sequence
+
+from ..core.canonical import ID_PREFIX, canonical_bytes, digest
+from ..core.errors import AmbiguousIdError, ManifestError, NotFoundError, StoreError
+from ..core.manifest import Manifest
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+# The version of the index's tables this envcap writes. The PostgreSQL backend records
+# it in its migration history and refuses a database a newer envcap has migrated.
+SCHEMA_VERSION = 1
+
+Statements = Sequence[tuple[str, tuple[Any, ...]]]
+
+
+class SnapshotRow(NamedTuple):
+    record: str
+    manifest_id: str
+    env_id: str
+    platform_id: str
+    taken_at: str | None
+    hostname: str | None
+    labels: dict[str, str]
+
+
+class Cursor(Protocol):
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Database(Protocol):
+    def execute(self, sql: str, params: Sequence[Any] = ...) -> Cursor: ...
+
+
+class StoreBackend(Protocol):
+    """What every command may use of a store, whichever backend it is."""
+
+    kind: str  # "embedded" or "postgresql"
+
+    @property
+    def where(self) -> str: ...  # where it is, fit to print: a path, or a URL without credentials
+    @property
+    def path(self) -> Path: ...  # a local directory for run and rebuild working files
+    @property
+    def db(self) -> Database: ...
+    def transaction(self, statements: Statements) -> None: ...
+    def has_table(self, name: str) -> bool: ...
+    def ensure_schema(self, ddl: str | Sequence[str]) -> None: ...
+    def put_object(self, data: bytes) -> str: ...
+    def get_object(self, oid: str) -> bytes: ...
+    def has_objects(self, oids: Sequence[str]) -> set[str]: ...
+    def add(self, manifest: Manifest) -> str: ...
+    def resolve(self, prefix: str) -> str: ...
+    def get(self, prefix: str) -> Manifest: ...
+    def snapshots(self) -> list[SnapshotRow]: ...
+    def iter_manifests(self) -> Iterator[Manifest]: ...
+    def verify(self) -> list[str]: ...
+    def info(self) -> dict[str, Any]: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> Any: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+
+class IndexStore:
+    """The manifest and snapshot logic both backends share: the same SQL on either index.
+
+    A subclass provides ``db``, ``transaction``, ``has_table``, ``put_object``,
+    ``get_object``, ``where`` and ``verify``.
+    """
+
+    kind = "?"
+    db: Any
+
+    @property
+    def where(self) -> str:  # pragma: no cover - every backend has its own
+        raise NotImplementedError
+
+    def transaction(self, statements: Statements) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def put_object(self, data: bytes) -> str:  # pragma: no cover
+        raise NotImplementedError
+
+    def get_object(self, oid: str) -> bytes:  # pragma: no cover
+        raise NotImplementedError
+
+    def has_table(self, name: str) -> bool:  # pragma: no cover
+        raise NotImplementedError
+
+    def has_objects(self, oids: Sequence[str]) -> set[str]:  # pragma: no cover - every backend has its own
+        """Which of ``oids`` the store holds the bytes of (named by a record or not yet)."""
+        raise NotImplementedError
+
+    # -- manifests -------------------------------------------------------------------
+
+    def add(self, manifest: Manifest) -> str:
+        """Store a manifest and this snapshot of it; return the snapshot record's id."""
+        body, record_bytes, statements = self.snapshot_parts(manifest)
+        self.put_object(body)
+        record_id = self.put_object(record_bytes)
+        self.transaction(statements)
+        return record_id
+
+    def snapshot_parts(self, manifest: Manifest) -> tuple[bytes, bytes, list[tuple[str, tuple[Any, ...]]]]:
+        """A snapshot's two objects (manifest body, snapshot record) and the rows that index them."""
+        body = manifest.body_bytes()
+        if digest(body) != manifest.id:
+            raise ManifestError("manifest content does not match its id")
+        record = {
+            "schema_version": manifest.schema_version,
+            "manifest": manifest.id,
+            "env_id": manifest.env_id,
+            "platform_id": manifest.platform_id,
+            "observed": dict(manifest.observed),
+            "unknowns": [u.to_dict() for u in manifest.unknowns],
+            "labels": dict(manifest.labels),
+        }
+        record_bytes = canonical_bytes(record)
+        record_id = digest(record_bytes)
+        observed = manifest.observed
+        return body, record_bytes, (
+            [
+                ("INSERT OR IGNORE INTO objects VALUES (?, ?, 'manifest')", (manifest.id, len(body))),
+                ("INSERT OR IGNORE INTO objects VALUES (?, ?, 'snapshot')", (record_id, len(record_bytes))),
+                (
+                    "INSERT OR IGNORE INTO manifests VALUES (?, ?, ?, ?, ?)",
+                    (manifest.id, manifest.env_id, manifest.platform_id, manifest.schema_version, observed.get("time") or ""),
+                ),
+                (
+                    "INSERT OR IGNORE INTO snapshots VALUES (?, ?, ?, ?, ?)",
+                    (record_id, manifest.id, observed.get("time"), observed.get("hostname"),
+                     json.dumps(dict(manifest.labels), sort_keys=True)),
+                ),
+            ]
+        )
+
+    def resolve(self, prefix: str) -> str:
+        """The manifest id (or snapshot record) that a unique prefix names."""
+        needle = prefix if prefix.startswith(ID_PREFIX) else ID_PREFIX + prefix
+        if len(needle) < len(ID_PREFIX) + 4 or not all(c in "0123456789abcdef" for c in needle[len(ID_PREFIX):]):
+            raise NotFoundError(f"{prefix!r} is not an id or an id prefix (at least 4 hex digits)")
+        like = needle.replace("%", "").replace("_", "") + "%"
+        rows = self.db.execute(
+            "SELECT id FROM manifests WHERE id LIKE ? UNION SELECT record FROM snapshots WHERE record LIKE ?",
+            (like, like),
+        ).fetchall()
+        if not rows:
+            # An env_id or platform_id names the newest manifest that has it.
+            rows = self.db.execute(
+                "SELECT m.id FROM manifests m JOIN snapshots s ON s.manifest_id = m.id "
+                "WHERE m.env_id LIKE ? OR m.platform_id LIKE ? ORDER BY s.taken_at DESC LIMIT 1",
+                (like, like),
+            ).fetchall()
+        if not rows:
+            raise NotFoundError(f"no manifest or snapshot with id {prefix} in {self.where}")
+        if len(rows) > 1:
+            raise AmbiguousIdError(f"{prefix} matches {len(rows)} records; give more digits")
+        return str(rows[0][0])
+
+    def get(self, prefix: str) -> Manifest:
+        """A stored manifest with the observations of its newest snapshot (or the one named)."""
+        key = self.resolve(prefix)
+        row = self.db.execute(
+            "SELECT record FROM snapshots WHERE record = ? OR manifest_id = ? ORDER BY taken_at DESC LIMIT 1",
+            (key, key),
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"no snapshot of {key} in {self.where}")
+        return self._load(row[0])
+
+    def _load(self, record_id: str) -> Manifest:
+        return self.load_snapshot(record_id, self.get_object(record_id))
+
+    def load_snapshot(self, record_id: str, record_bytes: bytes) -> Manifest:
+        """The manifest a snapshot record (already read and verified) names."""
+        try:
+            record = json.loads(record_bytes)
+            body = json.loads(self.get_object(record["manifest"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"snapshot {record_id} is not a readable record: {exc}") from exc
+        document = {
+            "schema_version": record["schema_version"],
+            "id": record["manifest"],
+            "env_id": record["env_id"],
+            "platform_id": record["platform_id"],
+            "layers": body["layers"],
+            "sections": body["sections"],
+            "observed": record["observed"],
+            "unknowns": record["unknowns"],
+            "labels": record["labels"],
+        }
+        return Manifest.from_dict(document, source=f"store object {record_id}")
+
+    def snapshots(self) -> list[SnapshotRow]:
+        rows = self.db.execute(
+            "SELECT s.record, s.manifest_id, m.env_id, m.platform_id, s.taken_at, s.hostname, s.labels "
+            "FROM snapshots s JOIN manifests m ON m.id = s.manifest_id ORDER BY s.taken_at NULLS FIRST, s.record"
+        ).fetchall()
+        return [SnapshotRow(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
+
+    def iter_manifests(self) -> Iterator[Manifest]:
+        """Every snapshot in the store, oldest first."""
+        for row in self.snapshots():
+            yield self._load(row.record)
+
+    def counts(self) -> dict[str, int]:
+        """How many of each kind of record the index holds."""
+        out: dict[str, int] = {}
+        for table in ("manifests", "snapshots", "runs", "images", "objects"):
+            out[table] = int(self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]) \
+                if self.has_table(table) else 0
+        return out
