@@ -12,6 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# The ecosystems register their section records with the core, so that any manifest's
+# typed accessors (``m.python``, ``m.system``, ``m.conda``) work; this imports no record.
+from . import ecosystems as _ecosystems  # noqa: F401
+
 __version__ = "0.1.0"
 
 __all__ = [

@@ -134,3 +134,18 @@ def test_a_checkout_finds_the_templates_at_its_top() -> None:
 
     assert not (REPO / "src" / "envcap" / "builder" / "images").exists()
     assert images_dir() == REPO / "images"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_golden_sections_round_trip_through_their_records(case: str) -> None:
+    # Every origin kind pip records (index, vcs, file, editable with its git state,
+    # unknown), dpkg states other than installed, conda records with null fields.
+    from envcap.core.canonical import canonical_bytes
+    from envcap.ecosystems import ECOSYSTEMS, record_type
+
+    sections = CASES[case]
+    present = [eco for eco in ECOSYSTEMS if eco in sections]
+    assert len(present) >= 2
+    for eco in present:
+        record = record_type(eco).from_dict(sections[eco])
+        assert canonical_bytes(record.to_dict()) == canonical_bytes(sections[eco]), eco

@@ -209,7 +209,7 @@ def test_the_snapshot_path_imports_no_export_library() -> None:
             "assert r.exit_code == 0, r.output\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('cyclonedx', 'spdx_tools', 'in_toto_attestation', 'rocrate', 'cryptography', 'packageurl', "
-            "'google', 'envcap') and not m.startswith(('envcap.core', 'envcap.probes', 'envcap.capture', "
-            "'envcap.store', 'envcap.cli'))))\n")
+            "'google', 'envcap') and not m.startswith(('envcap.core', 'envcap.probes', 'envcap.ecosystems', "
+            "'envcap.capture', 'envcap.store', 'envcap.cli'))))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['envcap']", out

@@ -29,6 +29,8 @@ from typing import Any
 from ..core import config
 from ..core.errors import UsageError
 from ..core.manifest import Manifest
+from ..ecosystems.conda.record import CondaSection
+from ..ecosystems.python.record import PythonSection
 from .errors import BuildError
 
 # The distribution reference grammar, reduced to what a FROM line needs.
@@ -79,13 +81,12 @@ def base_keys(manifest: Manifest) -> list[str]:
     releases = [r for r in (_token(os_section.get("version_codename")), _token(os_section.get("version_id"))) if r]
     platforms = [f"{os_id}:{r}" for r in releases] or [os_id]
     keys: list[str] = []
-    python = sections.get("python") or {}
-    conda = sections.get("conda") or {}
-    flavour = python_flavour(python, conda)
+    python = manifest.record(PythonSection)
+    flavour = python_flavour(python, manifest.record(CondaSection))
     if flavour == "conda":
         keys += [f"conda/{p}" for p in platforms] + ["conda"]
-    elif flavour == "official":
-        full = _token(python.get("version")) or ""
+    elif flavour == "official" and python is not None:
+        full = _token(python.version) or ""
         short = ".".join(full.split(".")[:2])
         for version in dict.fromkeys((full, short)):
             keys += [f"python-{version}/{p}" for p in platforms] + [f"python-{version}"]
@@ -98,17 +99,12 @@ def base_keys(manifest: Manifest) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
-def python_flavour(python: Mapping[str, Any], conda: Mapping[str, Any]) -> str | None:
+def python_flavour(python: PythonSection | None, conda: CondaSection | None) -> str | None:
     """Where the interpreter came from: the distribution ("system"), a /usr/local build
-    as official Python images have ("official"), or conda."""
-    if not python:
+    as official Python images have ("official"), or conda; ``None`` without Python."""
+    if python is None:
         return None
-    base = python.get("base_prefix") or python.get("prefix") or ""
-    if conda and conda.get("prefix") in (python.get("prefix"), python.get("base_prefix")):
-        return "conda"
-    if base == "/usr/local":
-        return "official"
-    return "system"
+    return python.flavour(conda.prefix if conda is not None else None)
 
 
 def _token(value: Any) -> str | None:

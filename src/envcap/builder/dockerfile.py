@@ -2,9 +2,10 @@
 
 ``Dockerfile.base`` (at the top of the repository) is the skeleton every image shares;
 ``images/steps/*.sh`` are the fixed scripts of each kind of step. Like repo2docker's
-buildpacks, each ecosystem contributes steps, slow and stable layers first: OS
-packages, then conda, then the Python environment and its packages, then the
-environment variables. The same manifest, base and options give byte-identical output.
+buildpacks, each ecosystem (:mod:`envcap.ecosystems`) contributes steps, walked in layer
+order, slow and stable layers first: OS packages, then conda, then the Python
+environment and its packages; then the environment variables. The same manifest, base
+and options give byte-identical output.
 
 Nothing from the manifest is ever parsed by a shell: each RUN is exec form, running
 one of envcap's own scripts (``bash /usr/share/envcap/steps/STEP.sh ARG...``, copied from
@@ -16,20 +17,19 @@ environment values become ``ENV`` only when allow-listed.
 from __future__ import annotations
 
 import json
-import re
 import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from .. import ecosystems
 from ..core.manifest import Manifest
+from ..ecosystems.build import LOCK_DIR, Step
 from . import validate as v
 from .base import images_dir
-from .errors import ManifestRefused
 from .lock import Lock
 
-LOCK_DIR = "/usr/share/envcap/lock"
 STEPS_DIR = "/usr/share/envcap/steps"
 LABEL_ENV_ID = "dev.envcap.env-id"
 # Captured variables that may become ENV in an image: they shape what runs there and
@@ -37,7 +37,6 @@ LABEL_ENV_ID = "dev.envcap.env-id"
 # out unless the user allow-lists it (--env NAME).
 DEFAULT_ENV_ALLOW = ("PATH", "VIRTUAL_ENV", "LANG", "LC_ALL", "TZ", "PYTHONHASHSEED", "PYTHONNOUSERSITE",
                      "PYTHONUTF8")
-_WHEEL_FILE = re.compile(r"^[A-Za-z0-9_.+!-]+\.whl$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,18 +80,11 @@ def render(manifest: Manifest, lock: Lock, base_ref: str, *, env_allow: Iterable
     steps: list[str] = []
     files: dict[str, str] = {}
     notes: list[str] = [u.text() + " (not installed)" for u in lock.unlocked]
-    if lock.system_manager == "dpkg" and lock.system_pins:
-        files["apt.txt"] = lock.files["apt.txt"]
-        steps += ["# OS packages, pinned (the slowest, most stable layer).",
-                  _copy(["apt.txt"], LOCK_DIR), _run("apt", f"{LOCK_DIR}/apt.txt")]
-    elif lock.system_manager:
-        notes.append(f"system: rebuilding {lock.system_manager} packages is not supported; the base image's are kept")
-    if lock.conda_urls and lock.conda_prefix:
-        name = f"conda-{lock.conda_subdir}.lock"
-        files[name] = lock.files[name]
-        steps += ["# conda packages from their explicit lockfile (no solving).",
-                  _copy([name], LOCK_DIR), _run("conda", lock.conda_prefix, f"{LOCK_DIR}/{name}")]
-    steps += _python_steps(manifest, lock, files, notes)
+    for name in ecosystems.ECOSYSTEMS:
+        part = ecosystems.build_part(name).steps(manifest, lock)
+        steps += [line for step in part.steps for line in _step_lines(step)]
+        files.update(part.files)
+        notes += part.notes
     used = [json.loads(line[4:])[1].rsplit("/", 1)[1] for line in steps if line.startswith("RUN [")]
     if used:
         # envcap's step scripts, fixed text that takes manifest values only as arguments.
@@ -108,48 +100,11 @@ def render(manifest: Manifest, lock: Lock, base_ref: str, *, env_allow: Iterable
     return Rendered(text, dict(sorted(files.items())), dict(sorted(wheels.items())), tuple(notes))
 
 
-def _python_steps(manifest: Manifest, lock: Lock, files: dict[str, str], notes: list[str]) -> list[str]:
-    env = lock.python
-    if env is None or not (lock.pip_hashed or lock.pip_vcs or lock.requested):
-        return []
-    steps = []
-    major_minor = ".".join(env.version.split(".")[:2])
-    if env.is_venv:
-        assert env.base_prefix is not None
-        base_python = f"{env.base_prefix}/bin/python{major_minor}"
-        extra = ["--system-site-packages"] if _uses_system_site(manifest, env.prefix, env.base_prefix) else []
-        steps += ["# The virtual environment, made by the interpreter it was made with.",
-                  _run("venv", base_python, env.prefix, *extra)]
-        python = f"{env.prefix}/bin/python"
-    else:
-        python = env.executable or f"{env.prefix}/bin/python{major_minor}"
-    names = [n for n in ("requirements.txt", "requirements-vcs.txt") if n in lock.files]
-    for name in names:
-        files[name] = lock.files[name]
-    files["python-requested.txt"] = "".join(
-        f"{name} {'requested' if flag else 'dependency'}\n" for name, flag in lock.requested)
-    wheels = []
-    for pin in lock.pip_hashed:
-        if pin.local_file:
-            wheel = Path(pin.local_file).name
-            if not _WHEEL_FILE.match(wheel):
-                raise ManifestRefused(f"manifest refused: the local file of {pin.name} ({pin.local_file}) "
-                                      "is not a wheel file name")
-            wheels.append(wheel)
-    installers = sorted({str(p.get("installer")) for p in (manifest.sections.get("python") or {}).get("packages", [])
-                         if p.get("installer") not in (None, "pip", "conda", "debian", "dpkg", "rpm", "apk")})
-    if installers:
-        notes.append(f"python: packages installed by {', '.join(installers)} are reinstalled by pip "
-                     "(their installer field will say pip)")
-    steps += ["# Python packages: hash-checked, no resolution; REQUESTED markers as captured.",
-              _copy([*names, "python-requested.txt"], LOCK_DIR), _run("pip", python, LOCK_DIR, *sorted(wheels))]
-    return steps
-
-
-def _uses_system_site(manifest: Manifest, prefix: str, base_prefix: str) -> bool:
-    paths = (manifest.sections.get("python") or {}).get("paths") or []
-    return any(isinstance(p, str) and p.startswith(base_prefix + "/") and p.endswith("-packages")
-               and not p.startswith(prefix + "/") for p in paths)
+def _step_lines(step: Step) -> list[str]:
+    lines = [f"# {step.comment}"]
+    if step.copy:
+        lines.append(_copy(step.copy, LOCK_DIR))
+    return lines + [_run(step.script, *step.args)]
 
 
 def _env_steps(manifest: Manifest, allow: Iterable[str], notes: list[str]) -> list[str]:

@@ -21,6 +21,7 @@ from typing import Any
 from ..compare.diff import changes_between, describe
 from ..core.errors import ManifestError
 from ..core.manifest import Manifest
+from ..ecosystems.python.record import PythonSection
 from ..probes import all_probes
 from .errors import BuildError
 
@@ -74,9 +75,9 @@ def capture_args(source: Manifest) -> tuple[list[str], dict[str, Any]]:
     same way, files only: a live capture would add what no tree shows (compilers, the
     environment, build flags) and call the build partial for it.
     """
-    python = source.sections.get("python") or {}
-    executable = python.get("executable") if isinstance(python.get("executable"), str) else None
-    base = python.get("base_prefix") if isinstance(python.get("base_prefix"), str) else None
+    python = source.record(PythonSection)
+    executable = python.executable if python else None
+    base = python.base_prefix if python else None
     candidates = [c for c in (f"{base}/bin/python3" if base else None, "/usr/bin/python3", "/usr/local/bin/python3",
                               "/opt/conda/bin/python3", executable) if c]
     known = {p.name for p in all_probes()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import ecosystems
 from ..core.manifest import Manifest
 
 
@@ -33,18 +34,12 @@ def summary_lines(m: Manifest) -> list[str]:
         cores = f"{cpu.get('logical_cpus')} CPUs" if cpu.get("logical_cpus") else ""
         mem = f"{memory['total_gib']} GiB" if memory.get("total_gib") is not None else ""
         lines.append(_row("host", ", ".join(x for x in (cpu.get("model") or "", cores, mem) if x)))
-    py = s.get("python")
-    if py:
-        lines.append(
-            _row("python", f"{py.get('implementation')} {py.get('version')}  {py.get('executable') or py.get('prefix')}"
-                 f"  {len(py.get('packages', []))} packages")
-        )
-    system = s.get("system")
-    if system:
-        lines.append(_row("system", f"{system.get('manager')}  {len(system.get('packages', []))} packages"))
-    conda = s.get("conda")
-    if conda:
-        lines.append(_row("conda", f"{conda.get('prefix')}  {len(conda.get('packages', []))} packages"))
+    # Each ecosystem describes its own section. From the section, not the typed record
+    # (m.python.describe() says the same): the records cost the snapshot milliseconds to
+    # import, which a summary line does not need.
+    for name in ("python", "system", "conda"):
+        if s.get(name):
+            lines.append(_row(name, ecosystems.describe(name, s[name])))
     lines.append(_row("gpu", _gpu_text(s.get("gpu"))))
     cuda = s.get("cuda")
     if cuda:

@@ -533,19 +533,13 @@ def describe_software(m: Manifest) -> str:
     os_ = s.get("os") or {}
     if os_.get("pretty_name") or os_.get("id"):
         parts.append(str(os_.get("pretty_name") or os_.get("id")))
-    py = s.get("python") or {}
-    if py.get("version"):
-        packages = {p.get("name"): p.get("version") for p in py.get("packages") or [] if isinstance(p, dict)}
-        parts.append(f"Python {py['version']} ({len(packages)} packages)")
-        for key in ("torch", "jax", "tensorflow", "numpy"):
-            if key in packages:
-                parts.append(f"{key} {packages[key]}")
+    if m.python:
+        parts += m.python.brief()
     cuda = s.get("cuda") or {}
     if cuda.get("version"):
         parts.append(f"CUDA {cuda['version']}")
-    conda = s.get("conda") or {}
-    if conda.get("packages"):
-        parts.append(f"conda ({len(conda['packages'])} packages)")
+    if m.conda:
+        parts += m.conda.brief()
     return ", ".join(parts) or "(no software sections)"
 
 

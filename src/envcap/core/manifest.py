@@ -25,11 +25,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping, NamedTuple, TypeVar, overload
 
-from . import identity
+from . import identity, records
 from .canonical import canonical_bytes, compose_object, digest
 from .errors import ManifestError, SchemaVersionError
+
+R = TypeVar("R", bound=records.SectionRecord)
 
 SCHEMA_VERSION = "1.1.0"
 SCHEMA_MAJOR = 1
@@ -114,6 +116,8 @@ class Manifest:
     # The canonical bytes hashed into ``id``, kept from when the ids were computed so that
     # storing the manifest does not serialize every section again.
     _body: bytes | None = field(default=None, repr=False, compare=False)
+    # Typed records of sections, made on first use (the snapshot path never asks for one).
+    _records: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def create(
@@ -141,6 +145,48 @@ class Manifest:
 
     def section(self, name: str) -> Any:
         return self.sections.get(name)
+
+    @overload
+    def record(self, kind: type[R]) -> R | None: ...
+
+    @overload
+    def record(self, kind: str) -> Any: ...
+
+    def record(self, kind: type[R] | str) -> R | Any:
+        """The typed record of a section, made on first use; ``None`` when the manifest has
+        no such section. ``kind`` is the record class (``m.record(PythonSection)``, typed
+        for mypy) or the section's name (``m.record("python")``, as registered in
+        :mod:`.records`). A section of the wrong shape raises :class:`ManifestError`."""
+        name = kind if isinstance(kind, str) else kind.SECTION
+        cache = self._records
+        if cache is None:
+            cache = {}
+            object.__setattr__(self, "_records", cache)
+        if name not in cache:
+            data = self.sections.get(name)
+            if isinstance(kind, str):
+                cache[name] = records.load(name, data)
+            else:
+                cache[name] = None if data is None else kind.from_dict(data)
+        return cache[name]
+
+    # The package worlds' records by name. Their classes live above the core
+    # (envcap.ecosystems), so these are typed Any here; m.record(PythonSection) is typed.
+
+    @property
+    def python(self) -> Any:
+        """The python section's ``PythonSection`` record, or ``None``."""
+        return self.record("python")
+
+    @property
+    def system(self) -> Any:
+        """The system section's ``SystemSection`` record, or ``None``."""
+        return self.record("system")
+
+    @property
+    def conda(self) -> Any:
+        """The conda section's ``CondaSection`` record, or ``None``."""
+        return self.record("conda")
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -1,5 +1,8 @@
 """Probes: one module per domain, registered in one list with tags.
 
+The probes of package worlds with a build part (Python, system packages, conda) live
+with the rest of their ecosystem in :mod:`envcap.ecosystems`; they are listed here too.
+
 A probe is a name, the manifest section it fills, the layer that section belongs to
 (``software`` goes into ``env_id``, ``platform`` into ``platform_id``), tags a user can
 select or skip by, and a ``collect(ctx)`` function. ``collect`` returns a
@@ -42,9 +45,11 @@ class Probe(NamedTuple):
 
 
 def _registry() -> tuple[Probe, ...]:
+    from ..ecosystems.conda import probe as conda
+    from ..ecosystems.python import probe as python
+    from ..ecosystems.system import probe as system
     from . import (
         compilers,
-        conda,
         container_context as container,
         cpu,
         cuda,
@@ -54,8 +59,6 @@ def _registry() -> tuple[Probe, ...]:
         libc,
         memory,
         os_release,
-        python,
-        system,
     )
 
     # Probes that wait on programs, drivers or many files come first, so that the

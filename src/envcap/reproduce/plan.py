@@ -161,8 +161,7 @@ def uses_api(record: RunRecord) -> bool:
 
 
 def has_envcap(manifest: Manifest) -> bool:
-    python = manifest.sections.get("python") or {}
-    return any(isinstance(p, dict) and p.get("name") == "envcap" for p in python.get("packages") or ())
+    return manifest.python is not None and manifest.python.package("envcap") is not None
 
 
 def environment(original: Original, *, secret_names: Sequence[str] = (),
@@ -222,9 +221,9 @@ def hides_image(path: str, keep: Sequence[str] = ()) -> bool:
 
 def image_prefixes(manifest: Manifest) -> list[str]:
     """The image's own interpreter prefixes, which no mount may hide."""
-    python = manifest.sections.get("python") or {}
-    conda = manifest.sections.get("conda") or {}
-    return [p for p in (python.get("prefix"), python.get("base_prefix"), conda.get("prefix")) if isinstance(p, str)]
+    python, conda = manifest.python, manifest.conda
+    prefixes = (python.prefix, python.base_prefix) if python else ()
+    return [p for p in (*prefixes, conda.prefix if conda else None) if p is not None]
 
 
 @dataclass(frozen=True, slots=True)

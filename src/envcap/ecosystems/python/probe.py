@@ -14,8 +14,9 @@ import os
 import re
 from typing import Any
 
-from . import SOFTWARE, Finding, Probe, dists
-from .context import Context
+from ...probes import SOFTWARE, Finding, Probe
+from ...probes.context import Context
+from . import dists
 
 # Where Python library folders live in the trees we meet: distribution packages,
 # /usr/local builds, virtual environments and conda prefixes under /opt, /srv, /home
@@ -83,7 +84,7 @@ def _collect_tree(ctx: Context) -> Finding:
     counted = sorted(prefixes, key=lambda p: (-sum(len(ctx.listdir(d)) for d in p[2]), p[0]))
     primary_prefix, version, _ = counted[0]
     site_dirs = [d for _, _, dirs in counted for d in dirs]
-    info = {
+    info: dict[str, Any] = {
         "version": _venv_version(ctx, primary_prefix) or version,
         "implementation": "PyPy" if "pypy" in site_dirs[0] else "CPython",
         "executable": _tree_executable(ctx, primary_prefix),

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from envcap.core.errors import NotApplicable, ProbeError
-from envcap.probes import system
+from envcap.ecosystems.system import probe as system
 from envcap.probes.context import Context
 
 TESTDATA = Path(__file__).resolve().parents[1] / "testdata"
@@ -223,7 +223,7 @@ def test_malformed_status_field_is_an_error() -> None:
 
 
 def test_field_names_in_another_case_are_read_as_dpkg_reads_them() -> None:
-    from envcap.probes.system import parse_dpkg_status
+    from envcap.ecosystems.system.probe import parse_dpkg_status
 
     canonical = "Package: a\nStatus: install ok installed\nVersion: 1.0\nArchitecture: all\n\n"
     odd = "package: b\nSTATUS: install ok installed\nversion:  2.0 \nArchitecture: amd64\n"

@@ -9,9 +9,9 @@ import sys
 
 from conftest import H200, H200_TREE, Venv, git
 
-from envcap.probes import python as python_probe
+from envcap.ecosystems.python import probe as python_probe
+from envcap.ecosystems.python.dists import normalize, parse_metadata_headers
 from envcap.probes.context import Context
-from envcap.probes.dists import normalize, parse_metadata_headers
 
 
 def pip_list(python: str) -> dict[str, str]:

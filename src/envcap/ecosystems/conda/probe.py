@@ -12,9 +12,9 @@ import os
 import sys
 from typing import Any
 
-from ..core.errors import ProbeError
-from . import SOFTWARE, Finding, Probe
-from .context import Context
+from ...core.errors import ProbeError
+from ...probes import SOFTWARE, Finding, Probe
+from ...probes.context import Context
 
 # Where installers put a base environment, for trees whose environment is unknown
 # (--root): the installers' defaults, and the prefixes common container images use.

@@ -11,8 +11,8 @@ import json
 import re
 from typing import Any
 
-from ..core.canonical import ID_PREFIX, digest
-from .context import Context
+from ...core.canonical import ID_PREFIX, digest
+from ...probes.context import Context
 
 _NORMALIZE = re.compile(r"[-_.]+")
 

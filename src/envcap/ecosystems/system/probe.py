@@ -18,9 +18,9 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
-from ..core.errors import ProbeError
-from . import SOFTWARE, Finding, Probe
-from .context import Context
+from ...core.errors import ProbeError
+from ...probes import SOFTWARE, Finding, Probe
+from ...probes.context import Context
 
 DPKG_STATUS = "/var/lib/dpkg/status"
 DPKG_UPDATES = "/var/lib/dpkg/updates"
@@ -158,10 +158,15 @@ def _stanzas(text: str, source: str) -> Iterator[tuple[Callable[[], int], dict[s
                 first = match.start()
             fields.setdefault(key.lower(), match.group(2))
         elif fields:
-            yield (lambda at=first: padded.count("\n", 0, at + 1)), fields
+            yield _line_at(padded, first), fields
             fields = {}
     if fields:
-        yield (lambda at=first: padded.count("\n", 0, at + 1)), fields
+        yield _line_at(padded, first), fields
+
+
+def _line_at(text: str, at: int) -> Callable[[], int]:
+    """The line number of offset ``at``, counted only when an error needs it."""
+    return lambda: text.count("\n", 0, at + 1)
 
 
 def normalize_dpkg_version(version: str) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from envcap.core.errors import ProbeError
-from envcap.probes import conda
+from envcap.ecosystems.conda import probe as conda
 from envcap.probes.context import Context
 
 TREE = Path(__file__).resolve().parents[1] / "testdata" / "conda-linux64" / "fstree"

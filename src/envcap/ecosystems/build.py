@@ -1,0 +1,82 @@
+"""The build interface every ecosystem's ``build.py`` implements.
+
+``lock_part(manifest, request, unlocked)`` returns the ecosystem's part of the
+:class:`envcap.builder.lock.Lock` (its fields and its lockfiles) and appends what it
+cannot pin to ``unlocked``; ``steps(manifest, lock)`` returns its Dockerfile steps as a
+:class:`BuildPart`. The builder calls them for each ecosystem in layer order
+(:data:`envcap.ecosystems.ECOSYSTEMS`); an ecosystem whose section the manifest lacks
+returns nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..core.manifest import Manifest
+
+if TYPE_CHECKING:
+    from ..builder.hashes import IndexHashes
+
+# Where an image keeps the lockfiles it was built from.
+LOCK_DIR = "/usr/share/envcap/lock"
+
+
+def plain(value: Any) -> str | None:
+    """A free-text manifest value used in comments and base keys: one safe token."""
+    if isinstance(value, str) and value and all(c.isalnum() or c in "._-" for c in value):
+        return value
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Unlocked:
+    """A distribution that no lockfile can pin, and why."""
+
+    section: str
+    name: str
+    version: str
+    reason: str
+
+    def text(self) -> str:
+        return f"{self.section} {self.name} {self.version}: {self.reason}"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LockRequest:
+    """What an ecosystem's lock part is given besides its section."""
+
+    manifest: Manifest
+    os_id: str | None
+    os_codename: str | None
+    hashes: IndexHashes | None  # None leaves index hashes out (render only)
+    index_url: str
+    extra_index_urls: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LockPart:
+    fields: Mapping[str, Any] = field(default_factory=dict)  # fields of the Lock
+    files: Mapping[str, str] = field(default_factory=dict)  # lockfile name -> text
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Step:
+    """One Dockerfile step: envcap's script ``script`` run with checked ``args``, after
+    ``copy`` (build-context files) is copied into LOCK_DIR."""
+
+    comment: str
+    script: str
+    args: tuple[str, ...] = ()
+    copy: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BuildPart:
+    steps: tuple[Step, ...] = ()
+    files: Mapping[str, str] = field(default_factory=dict)  # build-context files
+    notes: tuple[str, ...] = ()  # what the image will not reproduce
+
+
+NO_BUILD = BuildPart()

@@ -1,0 +1,249 @@
+"""Python's part of a build: hash-pinned requirements and the venv and pip steps.
+
+Lockfiles: a pip-tools style ``requirements.txt`` (``name==version`` with a ``--hash``
+for every file the index serves for that release, as ``pip-compile --generate-hashes``
+writes and ``pip install --require-hashes`` accepts); VCS installs pinned to their
+commit in ``requirements-vcs.txt`` (pip cannot hash a checkout); local wheels pinned by
+the sha256 pip recorded; editable and directory installs listed as needing their source.
+Distributions that conda or the system package manager installed are left to their
+ecosystem's lockfile.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ...builder import validate as v
+from ...builder.errors import LockError, ManifestRefused
+from ...builder.hashes import FileHash, IndexHashes, indexes_for
+from ...core.manifest import Manifest
+from ..build import LOCK_DIR, NO_BUILD, BuildPart, LockPart, LockRequest, Step, Unlocked
+from .record import NO_ORIGIN, PythonSection
+
+if TYPE_CHECKING:
+    from ...builder.lock import Lock
+
+_WHEEL_FILE = re.compile(r"^[A-Za-z0-9_.+!-]+\.whl$")
+# Installers whose packages pip reinstalls as its own (the others are pip's or left out).
+_KNOWN_INSTALLERS = (None, "pip", "conda", "debian", "dpkg", "rpm", "apk")
+
+
+@dataclass(frozen=True, slots=True)
+class PipPin:
+    name: str
+    version: str
+    hashes: tuple[str, ...] = ()
+    url: str | None = None  # a direct URL (VCS or archive) instead of name==version
+    comment: str | None = None
+    local_file: str | None = None  # a local wheel, served to the build from this path
+
+
+@dataclass(frozen=True, slots=True)
+class PythonEnv:
+    version: str
+    prefix: str
+    base_prefix: str | None
+    executable: str | None
+
+    @property
+    def is_venv(self) -> bool:
+        return self.base_prefix is not None and self.base_prefix != self.prefix
+
+
+# -- lockfiles -------------------------------------------------------------------------
+
+
+def lock_part(manifest: Manifest, request: LockRequest, unlocked: list[Unlocked]) -> LockPart:
+    python = manifest.record(PythonSection)
+    if python is None:
+        return LockPart()
+    env = PythonEnv(
+        version=v.python_version("sections.python.version", python.version),
+        prefix=v.path("sections.python.prefix", python.prefix),
+        base_prefix=v.path("sections.python.base_prefix", python.base_prefix) if python.base_prefix else None,
+        executable=v.path("sections.python.executable", python.executable) if python.executable else None,
+    )
+    from_index: list[tuple[str, str]] = []
+    pins: list[PipPin] = []
+    vcs: list[PipPin] = []
+    requested: list[tuple[str, bool]] = []
+    for i, package in enumerate(python.packages):
+        where = f"sections.python.packages[{i}]"
+        name = v.python_name(f"{where}.name", package.name)
+        version = v.python_version(f"{where}.version", package.version)
+        origin = package.origin or NO_ORIGIN
+        kind = origin.kind
+        if package.from_conda:
+            continue  # the conda lockfile has it
+        if package.from_system:
+            continue  # the system package that installed it is pinned in the OS lockfile
+        if package.requested is not None:
+            requested.append((name, package.requested))
+        if kind in ("index", "egg-info"):
+            from_index.append((name, version))
+        elif kind == "vcs":
+            tool = origin.vcs
+            if tool not in ("git", "hg", "svn", "bzr"):
+                raise ManifestRefused(f"manifest refused: {where}.origin.vcs = {tool!r} is not git, hg, svn or bzr")
+            url = v.url(f"{where}.origin.url", origin.url)
+            sha = v.commit(f"{where}.origin.commit", origin.commit)
+            vcs.append(PipPin(name, version, url=f"{tool}+{url}@{sha}"))
+        elif kind in ("file", "url") and origin.sha256:
+            url = v.url(f"{where}.origin.url", origin.url)
+            sha = v.sha256(f"{where}.origin.sha256", origin.sha256)
+            if kind == "url":
+                pins.append(PipPin(name, version, (sha,), url=url))
+            else:
+                local = url[len("file://"):] if url.startswith("file://") else None
+                pins.append(PipPin(name, version, (sha,), local_file=local,
+                                   comment=f"local file {url}: put it in a --find-links folder"))
+        elif kind in ("editable", "directory"):
+            where_from = f" at {origin.git.commit}" if origin.git and origin.git.commit else ""
+            unlocked.append(Unlocked("python", name, version,
+                                     f"{kind} install from {origin.url}{where_from}: needs its source "
+                                     f"(pip install {'-e ' if kind == 'editable' else ''}<checkout>)"))
+        else:
+            unlocked.append(Unlocked("python", name, version, f"origin {kind!s}: envcap cannot tell where it came from"))
+    index_pins, used = _hash_pins(from_index, request.hashes, request.index_url, request.extra_index_urls, unlocked)
+    pins.extend(index_pins)
+    fields = {
+        "python": env,
+        "pip_hashed": tuple(sorted(pins, key=lambda p: p.name)),
+        "pip_vcs": tuple(sorted(vcs, key=lambda p: p.name)),
+        "requested": tuple(sorted(requested)),
+        "indexes": used,
+    }
+    files = {}
+    # Written when anything at all is left unlocked, so that its list is found beside the pins.
+    if fields["pip_hashed"] or unlocked:
+        files["requirements.txt"] = _requirements(manifest, fields, unlocked)
+    if fields["pip_vcs"]:
+        files["requirements-vcs.txt"] = _requirements_vcs(manifest, fields)
+    return LockPart(fields=fields, files=files)
+
+
+def _hash_pins(wanted: list[tuple[str, str]], hashes: IndexHashes | None, index_url: str,
+               extras: tuple[str, ...], unlocked: list[Unlocked]) -> tuple[list[PipPin], tuple[str, ...]]:
+    if hashes is None:
+        return [PipPin(n, ver) for n, ver in wanted], (index_url, *extras)
+    candidates = {(n, ver): indexes_for(ver, index_url, extras) for n, ver in wanted}
+    found: dict[tuple[str, str], tuple[str, tuple[FileHash, ...]]] = {}
+    pending = list(wanted)
+    rank = 0
+    # Ask each package's first index, then the next for those still missing, and so on:
+    # one round for nearly every manifest, each round concurrent.
+    while pending:
+        keys = {(candidates[p][rank], p[0], p[1]): p for p in pending if rank < len(candidates[p])}
+        if not keys:
+            break
+        answers = hashes.lookup(keys)
+        for key, pkg in keys.items():
+            if answers.get(key):
+                found[pkg] = (key[0], answers[key])
+        pending = [p for p in pending if p not in found]
+        rank += 1
+    if pending:
+        shown = "; ".join(f"{n}=={ver} (looked in {', '.join(candidates[(n, ver)])})" for n, ver in pending[:5])
+        more = f" and {len(pending) - 5} more" if len(pending) > 5 else ""
+        failures = sorted({msg for (_, name), msg in hashes.errors.items() if any(name == n for n, _ in pending)})
+        why = (" Some indexes could not be read: " + " | ".join(failures[:3])) if failures else ""
+        raise LockError(f"{len(pending)} release(s) are on none of the indexes: {shown}{more}; name the index "
+                        f"they came from with --extra-index-url.{why}")
+    used = {index_url}
+    pins = []
+    for (n, ver), (idx, files) in found.items():
+        used.add(idx)
+        pins.append(PipPin(n, ver, tuple(sorted({f.sha256 for f in files}))))
+    ordered = [index_url] + sorted(used - {index_url})
+    return pins, tuple(ordered)
+
+
+def _requirements(manifest: Manifest, fields: Mapping[str, Any], unlocked: list[Unlocked]) -> str:
+    env: PythonEnv = fields["python"]
+    lines = [
+        "#",
+        f"# This file is autogenerated by envcap lock from env {manifest.env_id}",
+        f"# (Python {env.version}, prefix {env.prefix}). Install with:",
+        "#",
+        "#    pip install --no-deps --require-hashes -r requirements.txt",
+        "#",
+    ]
+    indexes = list(fields["indexes"])
+    if indexes:
+        lines.append(f"--index-url {indexes[0]}")
+        lines.extend(f"--extra-index-url {u}" for u in indexes[1:])
+        lines.append("")
+    for pin in fields["pip_hashed"]:
+        head = f"{pin.name} @ {pin.url}" if pin.url else f"{pin.name}=={pin.version}"
+        if not pin.hashes:
+            lines.append(head)
+        else:
+            lines.append(head + " \\")
+            lines.extend(f"    --hash=sha256:{h}" + (" \\" if i < len(pin.hashes) - 1 else "")
+                         for i, h in enumerate(pin.hashes))
+        if pin.comment:
+            lines.append(f"    # {pin.comment}")
+    python_unlocked = [u for u in unlocked if u.section == "python"]
+    if python_unlocked:
+        lines += ["", "# Not locked (envcap cannot pin these):"]
+        lines.extend(f"#   {u.name}=={u.version}: {u.reason}" for u in sorted(python_unlocked, key=lambda u: u.name))
+    return "\n".join(lines) + "\n"
+
+
+def _requirements_vcs(manifest: Manifest, fields: Mapping[str, Any]) -> str:
+    lines = [
+        "#",
+        f"# envcap lock: VCS installs of env {manifest.env_id}, pinned to their commits.",
+        "# pip cannot hash a checkout, so these install without --require-hashes:",
+        "#",
+        "#    pip install --no-deps -r requirements-vcs.txt",
+        "#",
+    ]
+    lines.extend(f"{p.name} @ {p.url}" for p in fields["pip_vcs"])
+    return "\n".join(lines) + "\n"
+
+
+# -- Dockerfile steps ------------------------------------------------------------------
+
+
+def steps(manifest: Manifest, lock: Lock) -> BuildPart:
+    env = lock.python
+    if env is None or not (lock.pip_hashed or lock.pip_vcs or lock.requested):
+        return NO_BUILD
+    python_section = manifest.record(PythonSection)
+    packages = python_section.packages if python_section else ()
+    out: list[Step] = []
+    major_minor = ".".join(env.version.split(".")[:2])
+    if env.is_venv:
+        assert env.base_prefix is not None
+        base_python = f"{env.base_prefix}/bin/python{major_minor}"
+        system_site = python_section is not None and python_section.uses_system_site(env.prefix, env.base_prefix)
+        out.append(Step(comment="The virtual environment, made by the interpreter it was made with.", script="venv",
+                        args=(base_python, env.prefix, *(["--system-site-packages"] if system_site else []))))
+        python = f"{env.prefix}/bin/python"
+    else:
+        python = env.executable or f"{env.prefix}/bin/python{major_minor}"
+    names = tuple(n for n in ("requirements.txt", "requirements-vcs.txt") if n in lock.files)
+    files = {name: lock.files[name] for name in names}
+    files["python-requested.txt"] = "".join(
+        f"{name} {'requested' if flag else 'dependency'}\n" for name, flag in lock.requested)
+    wheels = []
+    for pin in lock.pip_hashed:
+        if pin.local_file:
+            wheel = Path(pin.local_file).name
+            if not _WHEEL_FILE.match(wheel):
+                raise ManifestRefused(f"manifest refused: the local file of {pin.name} ({pin.local_file}) "
+                                      "is not a wheel file name")
+            wheels.append(wheel)
+    notes = []
+    installers = sorted({str(p.installer) for p in packages if p.installer not in _KNOWN_INSTALLERS})
+    if installers:
+        notes.append(f"python: packages installed by {', '.join(installers)} are reinstalled by pip "
+                     "(their installer field will say pip)")
+    out.append(Step(comment="Python packages: hash-checked, no resolution; REQUESTED markers as captured.",
+                    script="pip", args=(python, LOCK_DIR, *sorted(wheels)), copy=(*names, "python-requested.txt")))
+    return BuildPart(steps=tuple(out), files=files, notes=tuple(notes))
