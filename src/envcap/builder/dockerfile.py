@@ -136,7 +136,8 @@ def _python_steps(manifest: Manifest, lock: Lock, files: dict[str, str], notes: 
                 raise ManifestRefused(f"manifest refused: the local file of {pin.name} ({pin.local_file}) "
                                       "is not a wheel file name")
             wheels.append(wheel)
-    installers = sorted({str(p.get("installer")) for p in (manifest.sections.get("python") or {}).get("packages", [])
+    installers = sorted({v.token("sections.python.packages[].installer", p.get("installer"))
+                         for p in (manifest.sections.get("python") or {}).get("packages", [])
                          if p.get("installer") not in (None, "pip", "conda", "debian", "dpkg", "rpm", "apk")})
     if installers:
         notes.append(f"python: packages installed by {', '.join(installers)} are reinstalled by pip "
@@ -159,7 +160,7 @@ def _env_steps(manifest: Manifest, allow: Iterable[str], notes: list[str]) -> li
     left_out = []
     for name in sorted(variables):
         if name not in allowed:
-            left_out.append(name)
+            left_out.append(v.terminal_safe(name, 80))
             continue
         key = v.env_name(f"sections.environment.variables.{name}", name)
         value = v.env_value(f"sections.environment.variables.{name}", variables[name])

@@ -148,15 +148,13 @@ def lock(manifest: Manifest, *, hashes: IndexHashes | None, index_url: str = PYP
 
 def _plain(value: Any) -> str | None:
     """A free-text manifest value used in comments and base keys: one safe token."""
-    if isinstance(value, str) and value and all(c.isalnum() or c in "._-" for c in value):
-        return value
-    return None
+    return v.plain(value)
 
 
 def _arch(sections: Mapping[str, Any]) -> str | None:
     cpu = sections.get("cpu") or {}
-    if isinstance(cpu.get("architecture"), str):
-        return str(cpu["architecture"])
+    if isinstance(cpu, Mapping) and isinstance(cpu.get("architecture"), str):
+        return v.plain(cpu["architecture"])
     system = sections.get("system") or {}
     if system.get("manager") == "dpkg":
         counts = Counter(p.get("arch") for p in system.get("packages", []) if p.get("arch") not in (None, "", "all"))
@@ -169,13 +167,14 @@ def _arch(sections: Mapping[str, Any]) -> str | None:
 
 
 def _system(system: Mapping[str, Any], unlocked: list[Unlocked]) -> dict[str, Any]:
-    manager = system.get("manager")
+    manager = v.system_manager("sections.system.manager", system.get("manager"))
     pins = []
     for i, record in enumerate(system.get("packages") or []):
         where = f"sections.system.packages[{i}]"
         name, version, arch = v.system_package(where, str(manager), record)
         status = record.get("status")
         if status not in (None, "installed"):
+            status = v.token(f"{where}.status", status)
             unlocked.append(Unlocked("system", name, version, f"dpkg state {status!s}: not installed, not pinned"))
             continue
         pins.append((name, version, arch))
@@ -326,12 +325,15 @@ def _python(python: Mapping[str, Any], unlocked: list[Unlocked], hashes: IndexHa
                                    comment=f"local file {url}: put it in a --find-links folder"))
         elif kind in ("editable", "directory"):
             git = origin.get("git") or {}
-            where_from = f" at {git.get('commit')}" if isinstance(git, Mapping) and git.get("commit") else ""
+            where_from = (f" at {v.commit(f'{where}.origin.git.commit', git['commit'])}"
+                          if isinstance(git, Mapping) and git.get("commit") else "")
+            source = v.comment(f"{where}.origin.url", origin.get("url"))
             unlocked.append(Unlocked("python", name, version,
-                                     f"{kind} install from {origin.get('url')}{where_from}: needs its source "
+                                     f"{kind} install from {source}{where_from}: needs its source "
                                      f"(pip install {'-e ' if kind == 'editable' else ''}<checkout>)"))
         else:
-            unlocked.append(Unlocked("python", name, version, f"origin {kind!s}: envcap cannot tell where it came from"))
+            unlocked.append(Unlocked("python", name, version, f"origin {v.comment(f'{where}.origin.kind', kind)}: "
+                                     "envcap cannot tell where it came from"))
     index_pins, used = _hash_pins(from_index, hashes, index_url, extras, unlocked)
     pins.extend(index_pins)
     return {
