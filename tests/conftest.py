@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -110,3 +111,10 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
     env.vcs_src = vcs_src  # type: ignore[attr-defined]
     env.editable_src = editable_src  # type: ignore[attr-defined]
     return env
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The attack generators' tally (tests/hardening): cases tried and cases held."""
+    support = sys.modules.get("hardening_support")
+    for line in support.summary_lines() if support is not None else []:
+        terminalreporter.write_line(line)
