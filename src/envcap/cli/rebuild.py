@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from .common import err
+from .common import err, safe
 
 
 
@@ -84,7 +84,7 @@ def rebuild(run_ref: str, registry: str | None, base: str | None, ca_bundle: str
         render(data_out, sys.stdout)
     else:
         for line in _lines(data_out):
-            click.echo(line)
+            click.echo(safe(line))
     sys.exit(report.exit_code)
 
 

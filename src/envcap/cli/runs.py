@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from .common import err, open_store
+from .common import cell, echo, err, open_store
 
 
 
@@ -93,7 +93,7 @@ def runs(as_json: bool, where: tuple[str, ...], labels: tuple[str, ...], sort: s
     for col in header:
         table.add_column(col, overflow="fold" if col == "id" else "ellipsis", no_wrap=col != "command")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(cell(c) for c in row))
     Console(width=max(160, Console().width)).print(table)
 
 
@@ -126,7 +126,7 @@ def show_run_if_run(ref: str, as_json: bool) -> bool:
         click.echo(json.dumps(found, indent=2, ensure_ascii=False))
     else:
         for line in show_lines(found):
-            click.echo(line)
+            echo(line)
     return True
 
 
@@ -163,7 +163,7 @@ def audit(run_ref: str, as_json: bool) -> None:
         click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:
         for line in report.lines():
-            click.echo(line)
+            echo(line)
     sys.exit(0 if report.ok else 1)
 
 
