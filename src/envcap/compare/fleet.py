@@ -30,6 +30,7 @@ from typing import Any, Iterable, Mapping
 
 from .diff import Change, changes_between, features
 from ..core.errors import ManifestError, NotFoundError, StoreError, UsageError
+from ..core import structure
 from ..core.manifest import LAYERS, Manifest, compute_ids
 
 LAYER_KEY = {"software": "env_id", "platform": "platform_id"}
@@ -80,7 +81,7 @@ class Fleet:
 
 _EMPTY = compute_ids({}, {})
 _WS = re.compile(r"[ \t\n\r]*")
-_DECODER = json.JSONDecoder()
+_DECODER = structure.decoder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +165,8 @@ class Loader:
                     continue
                 m = self.fleet.manifests[row.manifest_id]
                 try:
-                    record = json.loads(store.get_object(row.record))  # re-hashed on read
-                except ValueError as exc:
+                    record = structure.loads(store.get_object(row.record), source)  # re-hashed on read
+                except ManifestError as exc:
                     raise StoreError(f"{source} is not a readable record: {exc}") from exc
                 if not isinstance(record, dict) or (record.get("manifest"), record.get("env_id"),
                                                     record.get("platform_id")) != (m.id, m.env_id, m.platform_id):
@@ -259,7 +260,7 @@ def _scan_top(text: str, known: Mapping[str, list[tuple[str, Any]]]) -> _Scan | 
             return None
         if _skip(text, pos + 1) != len(text):
             return None
-    except (ValueError, IndexError):
+    except (ValueError, IndexError, RecursionError):
         return None
     if matched is not None and members.get("layers") != matched[1]:
         return _Scan(members, None, None)  # sections unparsed: the ordinary path reads the file

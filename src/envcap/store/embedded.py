@@ -270,22 +270,27 @@ class Store:
         return self._load(row[0])
 
     def _load(self, record_id: str) -> Manifest:
+        from ..core.structure import loads
+
+        source = f"store object {record_id}"
         try:
-            record = json.loads(self.get_object(record_id))
-            body = json.loads(self.get_object(record["manifest"]))
-        except (ValueError, KeyError, TypeError) as exc:
+            record = loads(self.get_object(record_id), source)
+            body = loads(self.get_object(record["manifest"]), source)
+            if not isinstance(body, dict):
+                raise TypeError("the manifest object is not a JSON object")
+            document = {
+                "schema_version": record["schema_version"],
+                "id": record["manifest"],
+                "env_id": record["env_id"],
+                "platform_id": record["platform_id"],
+                "layers": body["layers"],
+                "sections": body["sections"],
+                "observed": record["observed"],
+                "unknowns": record["unknowns"],
+                "labels": record["labels"],
+            }
+        except (ManifestError, KeyError, TypeError) as exc:
             raise StoreError(f"snapshot {record_id} is not a readable record: {exc}") from exc
-        document = {
-            "schema_version": record["schema_version"],
-            "id": record["manifest"],
-            "env_id": record["env_id"],
-            "platform_id": record["platform_id"],
-            "layers": body["layers"],
-            "sections": body["sections"],
-            "observed": record["observed"],
-            "unknowns": record["unknowns"],
-            "labels": record["labels"],
-        }
         return Manifest.from_dict(document, source=f"store object {record_id}")
 
     def snapshots(self) -> list[SnapshotRow]:

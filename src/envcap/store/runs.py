@@ -208,7 +208,7 @@ def load_object(store: Store, oid: str) -> RunRecord:
     data = store.get_object(oid)
     try:
         parsed = json.loads(data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise StoreError(f"run record {oid} is not JSON: {exc}") from exc
     return RunRecord.from_dict(parsed, source=f"run record {oid}")
 
