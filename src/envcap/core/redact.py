@@ -20,7 +20,9 @@ REDACTED = "[REDACTED]"
 # of the upper-cased name, except KEY and AUTH, which are matched per "_"-separated word
 # (a word ending in KEY, or starting with AUTH) so that names such as KEYBOARD stay
 # readable while API_KEY, APIKEY and AUTH_HEADER do not.
-SECRET_NAME_SUBSTRINGS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE")
+SECRET_NAME_SUBSTRINGS = ("TOKEN", "SECRET", "PASS", "CREDENTIAL", "PRIVATE")
+# The shell's working directories, whose names hold the word PWD but no password.
+_NOT_SECRET_NAMES = frozenset({"PWD", "OLDPWD"})
 
 # Recognisable secret formats inside any text.
 SECRET_PATTERNS: tuple[str, ...] = (
@@ -58,6 +60,28 @@ _SECRET_QUERY = re.compile(
 )
 # conda's token-in-path form: https://conda.anaconda.org/t/<token>/channel
 _CONDA_TOKEN = re.compile(r"(/t/)[A-Za-z0-9\-_]{6,}(/)")
+# An HTTP Authorization header (curl -H, a config file, a log line): its whole value.
+_AUTH_HEADER = re.compile(r"(?i)\b((?:proxy-)?authorization[\"']?[ \t]*[:=][ \t]*)[^\"'\r\n]+")
+# A NAME=value or NAME: value assignment (a shell script, a .env or YAML file, a libpq
+# connection string "host=db password=x", a JSON member): redacted when NAME is a secret
+# name and the value is a literal. Values that name where the secret comes from
+# ($VAR, os.environ[...], a call, a template) or are placeholders are kept, so that
+# code which reads a secret is not mistaken for code which holds one. A name starts only
+# where no name character precedes it, so a long run of name characters is scanned once.
+_ASSIGNMENT = re.compile(
+    r"(?<![A-Za-z0-9_.\-])(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)(?P<sep>[\"']?[ \t]*(?:=|:(?!//))[ \t]*)(?P<quote>[\"']?)"
+    r"(?P<value>[^\s\"'`&;,(){}\[\]<>$%*]+)"
+)
+# Every secret name holds one of these (case-insensitively): the cheap test that keeps
+# the assignment expression off text that cannot hold a secret assignment.
+_ASSIGNMENT_HINT = re.compile(r"(?i)pass|pwd|secret|token|key|auth|credential|private")
+_PLACEHOLDERS = frozenset({"none", "null", "nil", "true", "false", "str", "bytes", "int", "string", "optional",
+                           "secretstr", "any", "required", "changeme", "xxx", "env", "os.environ", "os.getenv",
+                           "getenv", "environ", "input", "getpass", "getpass.getpass"})
+# Command-line options whose next argument (or attached value, "-pX") is a password:
+# mysql's and many tools' -p, and curl's -u/--user user:password (the part after ":").
+_PASSWORD_FLAGS = frozenset({"-p"})
+_USER_FLAGS = frozenset({"-u", "--user", "--proxy-user", "-U"})
 
 
 class Redactor:
@@ -83,6 +107,8 @@ class Redactor:
         for word in re.split(r"[^A-Z0-9]+", upper):
             if word.endswith("KEY") or word == "KEYS" or word.startswith("AUTH"):
                 return True
+            if word in ("PWD", "PW", "PAT") and upper not in _NOT_SECRET_NAMES:
+                return True
         return False
 
     def text(self, value: str) -> str:
@@ -96,7 +122,23 @@ class Redactor:
             out = _SECRET_QUERY.sub(lambda m: m.group(1) + REDACTED, out)
         if "/t/" in out:
             out = _CONDA_TOKEN.sub(lambda m: m.group(1) + REDACTED + m.group(2), out)
+        if _ASSIGNMENT_HINT.search(out):
+            out = _AUTH_HEADER.sub(lambda m: m.group(1) + REDACTED, out)
+            out = _ASSIGNMENT.sub(self._scrub_assignment, out)
         return out
+
+    def _scrub_assignment(self, m: re.Match[str]) -> str:
+        value = m.group("value")
+        after = m.string[m.end():m.end() + 1]
+        if (after in ("(", "[") or value == REDACTED[1:-1] or value.lower() in _PLACEHOLDERS
+                or not self.is_secret_name(m.group("name"))):
+            return m.group(0)  # a call, an index, a placeholder: where the secret comes from
+        return m.group("name") + m.group("sep") + m.group("quote") + REDACTED
+
+    def _has_secret_assignment(self, text: str) -> bool:
+        if _AUTH_HEADER.search(text):
+            return True
+        return any(self._scrub_assignment(m) != m.group(0) for m in _ASSIGNMENT.finditer(text))
 
     def may_contain_secret(self, serialized: str) -> bool:
         """Whether a JSON text (a whole record) may hold anything :meth:`text` replaces.
@@ -113,7 +155,9 @@ class Redactor:
             return True
         if "=" in serialized and _SECRET_QUERY.search(serialized):
             return True
-        return "/t/" in serialized and _CONDA_TOKEN.search(serialized) is not None
+        if "/t/" in serialized and _CONDA_TOKEN.search(serialized) is not None:
+            return True
+        return bool(_ASSIGNMENT_HINT.search(serialized)) and self._has_secret_assignment(serialized)
 
     def value(self, name: str, value: str) -> str:
         """Redact an environment-style NAME=value pair's value."""
@@ -122,23 +166,48 @@ class Redactor:
         return self.text(value)
 
     def deep(self, obj: Any) -> Any:
-        """Redact every string inside a JSON value (a safety net over whole records)."""
+        """Redact every string inside a JSON value, keys included (a safety net over whole
+        records: a metric's or a label's name is a key)."""
         if isinstance(obj, str):
             return self.text(obj)
         if isinstance(obj, dict):
-            return {k: self.deep(v) for k, v in obj.items()}
+            return {(self.text(k) if isinstance(k, str) else k): self.deep(v) for k, v in obj.items()}
         if isinstance(obj, (list, tuple)):
             return [self.deep(v) for v in obj]
         return obj
 
     def argv(self, args: Iterable[str]) -> list[str]:
-        """Redact a command line: ``--token X``, ``--api-key=X`` and ``KEY=V`` forms."""
+        """Redact a command line: ``--token X``, ``--api-key=X``, ``--pass=X``, ``KEY=V``,
+        ``-p X`` and ``-pX``, ``-u user:X``, ``-H "Authorization: Bearer X"`` forms."""
         out: list[str] = []
         hide_next = False
+        user_next = False
         for arg in args:
-            if hide_next:
+            if hide_next and not (arg.startswith("-") and len(arg) > 1):
                 out.append(REDACTED)
                 hide_next = False
+                continue
+            hide_next = False
+            if user_next:
+                user_next = False
+                user, colon, _ = arg.partition(":")
+                out.append(f"{self.text(user)}:{REDACTED}" if colon else self.text(arg))
+                continue
+            if arg in _PASSWORD_FLAGS:
+                out.append(arg)
+                hide_next = True
+                continue
+            if arg in _USER_FLAGS:
+                out.append(arg)
+                user_next = True
+                continue
+            if arg[:2] in _PASSWORD_FLAGS and len(arg) > 2 and arg[2] != "=":
+                out.append(arg[:2] + REDACTED)
+                continue
+            if arg.startswith("--user=") or arg.startswith("-u") and ":" in arg:
+                flag = "--user=" if arg.startswith("--user=") else "-u"
+                user, colon, _ = arg[len(flag):].partition(":")
+                out.append(f"{flag}{self.text(user)}:{REDACTED}" if colon else self.text(arg))
                 continue
             if arg.startswith("-") and "=" in arg:
                 flag, _, val = arg.partition("=")
