@@ -33,6 +33,7 @@ LAZY_COMMANDS = {
     "rebuild": "envcap.cli.rebuild:rebuild",
     "diff": "envcap.cli.compare:diff",
     "fleet": "envcap.cli.compare:fleet",
+    "store": "envcap.cli.store:store",
 }
 
 

@@ -64,20 +64,15 @@ def run(params: tuple[str, ...], params_files: tuple[str, ...], seeds: tuple[str
 def runs(as_json: bool, where: tuple[str, ...], labels: tuple[str, ...], sort: str | None, limit: int | None) -> None:
     """List recorded runs, oldest first."""
     from ..capture.collect import parse_labels
-    from ..core.errors import StoreError
     from ..runs.query import Condition, select
     from ..runs.describe import table_rows
 
     for w in where:
         Condition.parse(w)
     wanted = parse_labels(labels)
-    try:
-        store = open_store()
-    except StoreError:
-        views: list[dict[str, Any]] = []
-    else:
-        with store:
-            views = _all_views(store)
+    # No store is an error, as it is for `envcap ls` and `envcap fleet`: exit 2, not "no runs".
+    with open_store() as store:
+        views = _all_views(store)
     chosen = select(views, where=where, labels=wanted, sort=sort, limit=limit)
     if as_json:
         click.echo(json.dumps(chosen, indent=2, ensure_ascii=False))

@@ -95,7 +95,13 @@ class Session:
     # -- 1. before the command starts ------------------------------------------------------
 
     def begin(self) -> None:
-        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        try:
+            os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            from ..core.errors import StoreError
+
+            raise StoreError(f"cannot make the run's directory {self.dir}: {exc.strerror}; "
+                             "nothing was recorded and the command was not started") from exc
         file_cap, total_cap = caps_from_env()
         self._git = capture_git(self.plan.cwd, redactor=self.redactor, cache=self._hash_cache(),
                                 file_cap=file_cap, total_cap=total_cap)
