@@ -179,6 +179,9 @@ class Store:
                     db.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass  # SQLite rolled back already (a full disk, an I/O error)
+            if not self.writable():
+                raise StoreError(f"cannot write to the store at {self.root}: it is read-only; "
+                                 "nothing was recorded") from exc
             raise StoreError(f"cannot write to the store index {self._index}: {exc}; nothing was recorded") from exc
 
     # -- objects ---------------------------------------------------------------------
