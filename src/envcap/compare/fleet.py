@@ -587,6 +587,7 @@ def print_report(report: FleetReport, console: Any = None) -> None:
     from rich.text import Text
 
     from ..capture.summary import short
+    from ..core.text import terminal_safe
 
     def table(title: str, *columns: str) -> Any:
         t = Table(title=title, title_justify="left", box=None, header_style="bold")
@@ -595,10 +596,11 @@ def print_report(report: FleetReport, console: Any = None) -> None:
         return t
 
     def row(t: Any, *cells: str) -> None:
-        t.add_row(*(Text(c) for c in cells))  # Text: names and paths are not rich markup
+        # Text: names and paths are not rich markup; terminal-safe: nor escape sequences.
+        t.add_row(*(Text("\n".join(terminal_safe(line) for line in c.split("\n"))) for c in cells))
 
     console = console or Console()
-    console.print(Text(headline(report)))
+    console.print(Text(terminal_safe(headline(report))))
     for layer, title in (("software", "Environments (software layer)"), ("platform", "Platforms (platform layer)")):
         t = table(title, "group", LAYER_KEY[layer], "nodes", "clusters", "description")
         for g in report.groups[layer]:
