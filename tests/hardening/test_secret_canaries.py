@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import sys
 import zipfile
+from urllib.parse import quote
 from pathlib import Path
 
-from hardening_support import TRIED, HELD  # isort: skip
+from hardening_support import HELD, SETTINGS, TRIED, Case  # isort: skip
+from hypothesis import given
+from hypothesis import strategies as st
 import hardening_support  # noqa: F401  (puts the helpers' folders on the path)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runs"))
@@ -107,3 +110,34 @@ def test_the_redactor_on_each_form_alone() -> None:
         assert r.text(kept) == kept, kept
     assert r.argv(["mkdir", "-p", "-v", "d"]) == ["mkdir", "-p", "-v", "d"]
     assert r.is_secret_name("db_pass") and r.is_secret_name("HF_PASS") and not r.is_secret_name("OLDPWD")
+
+
+SECRET_NAMES = st.sampled_from(["password", "DB_PASS", "db_pass", "api_key", "API_KEY", "secret", "client_secret",
+                                "token", "HF_TOKEN", "auth", "AUTH_TOKEN", "credentials", "PGPASSWORD", "pwd_db",
+                                "github_pat", "private_key", "apikey", "x-api-key", "db.password", "passphrase"])
+CANARY = st.text(alphabet="abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789_-+/.~!", min_size=6,
+                 max_size=24).map(lambda s: "Cn" + s + "Zq")
+
+
+@SETTINGS
+@given(SECRET_NAMES, CANARY, st.integers(0, 13), st.sampled_from(["", " ", "\t"]))
+def test_generated_secret_assignments_never_survive(name: str, canary: str, form: int, space: str) -> None:
+    # A canary value under a secret name, in each written form a secret is seen in.
+    r = Redactor()
+    flag = name.lower().replace("_", "-").replace(".", "-")
+    texts = {
+        0: f"{name}={canary}", 1: f"{name}{space}={space}{canary}", 2: f"{name}:{space} {canary}",
+        3: f'"{name}":{space}"{canary}"', 4: f"'{name}': '{canary}'", 5: f"export {name}={canary}\n",
+        6: f"host=db {name}={canary} port=5432", 7: f"https://user:{quote(canary, safe='')}@example.org/x",
+        8: f"Authorization: Bearer {canary}", 9: f"{name}: {canary}\nnext: 1\n",
+    }
+    argvs = {10: ["cmd", f"--{flag}", canary], 11: ["cmd", f"--{flag}={canary}"], 12: ["cmd", "-p", canary],
+             13: ["cmd", "-u", f"user:{canary}"]}
+    with Case("3. secret canaries"):
+        if form in texts:
+            out = r.text(texts[form])
+            assert canary not in out and quote(canary, safe="") not in out, (texts[form], out)
+            assert r.may_contain_secret(json.dumps({"x": texts[form]}))
+        else:
+            out = " ".join(r.argv(argvs[form]))
+            assert canary not in out, (argvs[form], out)

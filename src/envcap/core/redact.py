@@ -66,15 +66,21 @@ _AUTH_HEADER = re.compile(r"(?i)\b((?:proxy-)?authorization[\"']?[ \t]*[:=][ \t]
 # connection string "host=db password=x", a JSON member): redacted when NAME is a secret
 # name and the value is a literal. Values that name where the secret comes from
 # ($VAR, os.environ[...], a call, a template) or are placeholders are kept, so that
-# code which reads a secret is not mistaken for code which holds one. A name starts only
+# code which reads a secret is not mistaken for code which holds one. Quotes and tabs may
+# be escaped, so that the same text is found inside a serialized JSON string (what
+# may_contain_secret scans). A name starts only
 # where no name character precedes it, so a long run of name characters is scanned once.
 _ASSIGNMENT = re.compile(
-    r"(?<![A-Za-z0-9_.\-])(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)(?P<sep>[\"']?[ \t]*(?:=|:(?!//))[ \t]*)(?P<quote>[\"']?)"
-    r"(?P<value>[^\s\"'`&;,(){}\[\]<>$%*]+)"
+    r"(?<![A-Za-z0-9_.\-])(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)"
+    r"(?P<sep>(?:\\?[\"'])?(?:[ \t]|\\t)*(?:=|:(?!//))(?:[ \t]|\\t)*)(?P<quote>(?:\\?[\"'])?)"
+    r"(?=[^\s\"'`&;,(){}\[\]<>$%*\\])"
 )
+# The value: matched at the end of an assignment, apart from it, so that the search for
+# assignments also looks inside values ("x=password=secret", a JSON string holding one).
+_VALUE = re.compile(r"[^\s\"'`&;,(){}\[\]<>$%*\\]+")
 # Every secret name holds one of these (case-insensitively): the cheap test that keeps
 # the assignment expression off text that cannot hold a secret assignment.
-_ASSIGNMENT_HINT = re.compile(r"(?i)pass|pwd|secret|token|key|auth|credential|private")
+_ASSIGNMENT_HINT = re.compile(r"(?i)pass|pw|pat|secret|token|key|auth|credential|private")
 _PLACEHOLDERS = frozenset({"none", "null", "nil", "true", "false", "str", "bytes", "int", "string", "optional",
                            "secretstr", "any", "required", "changeme", "xxx", "env", "os.environ", "os.getenv",
                            "getenv", "environ", "input", "getpass", "getpass.getpass"})
@@ -124,21 +130,38 @@ class Redactor:
             out = _CONDA_TOKEN.sub(lambda m: m.group(1) + REDACTED + m.group(2), out)
         if _ASSIGNMENT_HINT.search(out):
             out = _AUTH_HEADER.sub(lambda m: m.group(1) + REDACTED, out)
-            out = _ASSIGNMENT.sub(self._scrub_assignment, out)
+            out = self._scrub_assignments(out)
         return out
 
-    def _scrub_assignment(self, m: re.Match[str]) -> str:
-        value = m.group("value")
-        after = m.string[m.end():m.end() + 1]
-        if (after in ("(", "[") or value == REDACTED[1:-1] or value.lower() in _PLACEHOLDERS
-                or not self.is_secret_name(m.group("name"))):
-            return m.group(0)  # a call, an index, a placeholder: where the secret comes from
-        return m.group("name") + m.group("sep") + m.group("quote") + REDACTED
+    def _secret_values(self, text: str) -> list[tuple[int, int]]:
+        """The (start, end) of each value assigned to a secret name in ``text``."""
+        spans: list[tuple[int, int]] = []
+        for m in _ASSIGNMENT.finditer(text):
+            if spans and m.start() < spans[-1][1]:
+                continue  # inside a value already found
+            value = _VALUE.match(text, m.end())
+            assert value is not None  # the lookahead saw its first character
+            after = text[value.end():value.end() + 1]
+            literal = value.group(0)
+            if (after in ("(", "[") or literal == REDACTED[1:-1] or literal.lower() in _PLACEHOLDERS
+                    or not self.is_secret_name(m.group("name"))):
+                continue  # a call, an index, a placeholder: where the secret comes from
+            spans.append((value.start(), value.end()))
+        return spans
+
+    def _scrub_assignments(self, text: str) -> str:
+        spans = self._secret_values(text)
+        if not spans:
+            return text
+        out, pos = [], 0
+        for start, end in spans:
+            out += [text[pos:start], REDACTED]
+            pos = end
+        out.append(text[pos:])
+        return "".join(out)
 
     def _has_secret_assignment(self, text: str) -> bool:
-        if _AUTH_HEADER.search(text):
-            return True
-        return any(self._scrub_assignment(m) != m.group(0) for m in _ASSIGNMENT.finditer(text))
+        return bool(_AUTH_HEADER.search(text)) or bool(self._secret_values(text))
 
     def may_contain_secret(self, serialized: str) -> bool:
         """Whether a JSON text (a whole record) may hold anything :meth:`text` replaces.
@@ -181,13 +204,14 @@ class Redactor:
         ``-p X`` and ``-pX``, ``-u user:X``, ``-H "Authorization: Bearer X"`` forms."""
         out: list[str] = []
         hide_next = False
+        password_next = False  # after -p: the next word, unless it is an option
         user_next = False
         for arg in args:
-            if hide_next and not (arg.startswith("-") and len(arg) > 1):
+            if hide_next or (password_next and not (arg.startswith("-") and len(arg) > 1)):
                 out.append(REDACTED)
-                hide_next = False
+                hide_next = password_next = False
                 continue
-            hide_next = False
+            password_next = False
             if user_next:
                 user_next = False
                 user, colon, _ = arg.partition(":")
@@ -195,7 +219,7 @@ class Redactor:
                 continue
             if arg in _PASSWORD_FLAGS:
                 out.append(arg)
-                hide_next = True
+                password_next = True
                 continue
             if arg in _USER_FLAGS:
                 out.append(arg)
