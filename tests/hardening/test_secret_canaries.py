@@ -106,7 +106,8 @@ def test_the_redactor_on_each_form_alone() -> None:
             HELD["3. secret canaries"] += 1
     # What reads a secret is not mistaken for what holds one, and ordinary text stays.
     for kept in ("password = os.environ['DB_PASSWORD']", "token = get_token()", "api_key=${API_KEY}",
-                 "password: str = None", "lr=0.1 batch=32", "PWD=/home/x", "mkdir -p /tmp/x"):
+                 "password: str = None", "lr=0.1 batch=32", "PWD=/home/x", "mkdir -p /tmp/x",
+                 "tokenizer: bert-base-uncased", "max_tokens: 512", "num_passes=3", "TOKENIZERS_PARALLELISM=false"):
         assert r.text(kept) == kept, kept
     assert r.argv(["mkdir", "-p", "-v", "d"]) == ["mkdir", "-p", "-v", "d"]
     assert r.is_secret_name("db_pass") and r.is_secret_name("HF_PASS") and not r.is_secret_name("OLDPWD")

@@ -23,6 +23,10 @@ REDACTED = "[REDACTED]"
 SECRET_NAME_SUBSTRINGS = ("TOKEN", "SECRET", "PASS", "CREDENTIAL", "PRIVATE")
 # The shell's working directories, whose names hold the word PWD but no password.
 _NOT_SECRET_NAMES = frozenset({"PWD", "OLDPWD"})
+# Words that hold TOKEN or PASS and name no secret (a tokenizer, a count of tokens or of
+# passes, a cache bypass): taken out of a name before the substrings are looked for, so
+# that TOKENIZERS_PARALLELISM keeps its value and a `max_tokens: 512` config is kept.
+_BENIGN_WORDS = re.compile(r"TOKENI[SZ][A-Z]*|TOKENS(?![A-Z])|BYPASS|PASSTHROUGH|COMPASS|PASSENV|PASSAGES?|PASSES")
 
 # Recognisable secret formats inside any text.
 SECRET_PATTERNS: tuple[str, ...] = (
@@ -108,6 +112,8 @@ class Redactor:
 
     def is_secret_name(self, name: str) -> bool:
         upper = name.upper()
+        if "TOKEN" in upper or "PASS" in upper:
+            upper = _BENIGN_WORDS.sub("_", upper)
         if any(s in upper for s in self._name_substrings):
             return True
         for word in re.split(r"[^A-Z0-9]+", upper):
