@@ -90,7 +90,10 @@ def loads(text: str | bytes, source: str) -> Any:
 def check(data: dict[str, Any], source: str, *, strict: bool = False) -> None:
     """Refuse ``data`` (a parsed manifest) unless it is within bounds and of the schema's shape."""
     check_bounds(data, source)
-    _validate(data, schema(), "", source, strict)
+    root = schema()
+    if not _ok(data, root, True, strict):
+        # The fast pass only says whether; this one says where and why.
+        _validate(data, root, "", source, strict)
     observed = data.get("observed")
     if isinstance(observed, dict):
         for key in OBSERVED_TEXT:
@@ -98,8 +101,30 @@ def check(data: dict[str, Any], source: str, *, strict: bool = False) -> None:
                 raise ManifestError(f"{source}: observed.{key} must be a string, not {_kind(observed[key])}")
 
 
+def _bounded(value: Any, depth: int) -> bool:
+    """Whether :func:`check_bounds` passes, fast (the recursion stops at MAX_DEPTH)."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is dict:
+        if depth >= MAX_DEPTH:
+            return False
+        return all(type(k) is str and _bounded(v, depth + 1) for k, v in value.items())
+    if kind is list:
+        if depth >= MAX_DEPTH:
+            return False
+        return all(_bounded(v, depth + 1) for v in value)
+    if kind is int:
+        return -_INT_LIMIT <= value < _INT_LIMIT
+    if kind is float:
+        return math.isfinite(value)
+    return False
+
+
 def check_bounds(value: Any, source: str) -> None:
     """Nesting, number sizes and types, walked without recursion."""
+    if _bounded(value, 0):
+        return
     stack: list[tuple[Any, str, int]] = [(value, "", 0)]
     while stack:
         item, where, depth = stack.pop()
@@ -163,6 +188,56 @@ def _kind(value: Any) -> str:
 
 def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
+
+
+_PY_TYPES: dict[str, Any] = {"object": dict, "array": list, "string": str, "null": type(None)}
+
+
+def _ok(value: Any, node: dict[str, Any], top: bool, strict: bool) -> bool:
+    """Whether ``value`` passes :func:`_validate` (the same rules, without building paths
+    and messages: a manifest holds thousands of values, and nearly every one is fine)."""
+    kinds = node.get("type")
+    if kinds is not None:
+        if isinstance(kinds, str):
+            kinds = (kinds,)
+        for k in kinds:
+            py = _PY_TYPES.get(k)
+            if (py is not None and type(value) is py) or (py is None and _is(value, k)):
+                break
+        else:
+            return False
+    if kinds is not None and len(node) == 1:
+        return True  # most nodes: a type and nothing else
+    if strict and "const" in node and value != node["const"]:
+        return False
+    if "enum" in node and value not in node["enum"]:
+        return False
+    if "pattern" in node and isinstance(value, str):
+        pattern = _patterns.get(node["pattern"])
+        if pattern is None:
+            pattern = _patterns[node["pattern"]] = re.compile(node["pattern"])
+        if not pattern.search(value):
+            return False
+    if type(value) is dict:
+        props = node.get("properties", {})
+        if (strict or top) and any(k not in value for k in node.get("required", ())):
+            return False
+        extra = node.get("additionalProperties", True)
+        for key, child in value.items():
+            sub = props.get(key)
+            if sub is not None:
+                if not _ok(child, sub, False, strict):
+                    return False
+            elif isinstance(extra, dict):
+                if not _ok(child, extra, False, strict):
+                    return False
+            elif extra is False and strict:
+                return False
+    elif type(value) is list:
+        items = node.get("items")
+        if isinstance(items, dict):
+            return all(_ok(child, items, False, strict) for child in value)
+    return True
 
 
 def _validate(value: Any, node: dict[str, Any], where: str, source: str, strict: bool) -> None:
