@@ -156,7 +156,7 @@ def main() -> int:
     repository = f"{facts.get('ENVCAP_TEST_REGISTRY', '127.0.0.1:5000')}/envcap-bench-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["ENVCAP_HOME"] = str(Path(tmp) / "home")
-        from envcap.builder.engine import DockerEngine
+        from envcap.engines.docker import DockerEngine
         from envcap.builder.pipeline import BuildOptions, build
         from envcap.store.embedded import Store
 

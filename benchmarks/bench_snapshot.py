@@ -7,7 +7,11 @@ interleaved and on that venv's own python (not a shell shim): `envcap snapshot`
 and `python -c pass`; prints the medians, the ratios the snapshot issue sets targets
 for, and the peak RSS of each command (from wait4, per child).
 
-    python benchmarks/bench_snapshot.py [--venv DIR] [--rounds 15]
+`--compare LABEL=PATH` (repeatable) puts another envcap beside this one in the same
+interleaved rounds: PATH is a venv that has it, or a checkout (of an older commit, say)
+to install into a fresh venv; its snapshot's median is printed as a ratio to this one's.
+
+    python benchmarks/bench_snapshot.py [--venv DIR] [--rounds 15] [--compare before=CHECKOUT]
 """
 
 from __future__ import annotations
@@ -31,10 +35,10 @@ def measure(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
     return elapsed, usage.ru_maxrss * 1024
 
 
-def make_venv(path: str) -> str:
+def make_venv(path: str, repo: str | None = None) -> str:
     """A venv with envcap installed from a wheel, as from an index (a checkout installed
     as a directory would make the snapshot also ask git about that checkout)."""
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    repo = repo or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     python = os.path.join(path, "bin", "python")
     subprocess.run([sys.executable, "-m", "venv", path], check=True)
     pip = [python, "-m", "pip", "-q", "--disable-pip-version-check"]
@@ -48,6 +52,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--venv", help="a venv with envcap installed (default: make one)")
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--compare", action="append", default=[], metavar="LABEL=PATH",
+                        help="another envcap (a venv, or a checkout to install) measured in the same rounds")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         venv = args.venv or make_venv(os.path.join(scratch, "venv"))
@@ -58,10 +64,17 @@ def main() -> int:
             "pip freeze": [python, "-m", "pip", "freeze"],
             "python -c pass": [python, "-c", "pass"],
         }
+        others = []
+        for i, item in enumerate(args.compare):
+            label, _, path = item.partition("=")
+            if not os.path.isfile(os.path.join(path, "bin", "envcap")):
+                path = make_venv(os.path.join(scratch, f"compare-{i}"), os.path.abspath(path))
+            others.append(f"envcap snapshot ({label})")
+            commands[others[-1]] = [os.path.join(path, "bin", "envcap"), "snapshot"]
         for argv in commands.values():  # warm the page cache once
             measure(argv, env)
         times: dict[str, list[float]] = {k: [] for k in commands}
-        rss: dict[str, int] = {k: 0 for k in commands}
+        rss: dict[str, int] = dict.fromkeys(commands, 0)
         for _ in range(args.rounds):
             for name, argv in commands.items():
                 t, r = measure(argv, env)
@@ -72,6 +85,9 @@ def main() -> int:
     for name in commands:
         print(f"  {name:<16} median {med[name] * 1000:7.1f} ms   peak RSS {rss[name] / 2**20:5.1f} MiB")
     snap = med["envcap snapshot"]
+    for name in others:
+        print(f"ratio {name} / envcap snapshot: {med[name] / snap:.2f}   "
+              f"({name} / python -c pass: {med[name] / med['python -c pass']:.2f})")
     print(f"ratio snapshot / pip freeze:     {snap / med['pip freeze']:.2f}  (target <= 0.30)")
     print(f"ratio snapshot / python -c pass: {snap / med['python -c pass']:.2f}  (target <= 6)")
     print(f"snapshot peak RSS: {rss['envcap snapshot'] / 2**20:.1f} MiB  (target <= 40)")

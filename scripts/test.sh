@@ -5,7 +5,8 @@
 #   scripts/test.sh [pytest arguments]
 #
 # It makes a virtual environment in .venv (kept between runs), installs envcap with its
-# test extras into it, starts the container test bed when it is needed (see
+# test extras into it, runs the gate (ruff, then mypy, as pyproject.toml configures them;
+# either failing stops it), starts the container test bed when it is needed (see
 # scripts/testbed.sh), and runs pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,11 @@ python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,build]'
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,build,export]'
+
+# The gate: lint and types before any test runs.
+.venv/bin/python -m ruff check .
+.venv/bin/python -m mypy
 
 if [ -x scripts/testbed.sh ] && [ "${ENVCAP_SKIP_TESTBED:-0}" != 1 ]; then
     scripts/testbed.sh up

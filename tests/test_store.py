@@ -40,7 +40,7 @@ def test_two_snapshots_of_one_manifest_share_the_manifest_object(tmp_path: Path)
     store.add(a)
     store.add(b)
     assert len(store.snapshots()) == 2
-    manifest_objects = [r for r in store.db.execute("SELECT id FROM objects WHERE kind = 'manifest'")]
+    manifest_objects = list(store.db.execute("SELECT id FROM objects WHERE kind = 'manifest'"))
     assert manifest_objects == [(a.id,)]
 
 

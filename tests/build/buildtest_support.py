@@ -118,7 +118,7 @@ class FakeIndex:
                     return self._send(index.real_files[parts[2]], "application/octet-stream")
                 if len(parts) != 2 or parts[0] != "simple" or parts[1] not in index.projects:
                     self.send_error(404)
-                    return
+                    return None
                 files = index.projects[parts[1]]
                 digests = {f: (hashlib.sha256(index.real_files[f]).hexdigest() if f in index.real_files
                                else fake_sha(f)) for f in files}

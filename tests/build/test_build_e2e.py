@@ -52,7 +52,7 @@ class Bed:
     def __init__(self, facts: dict[str, str], tmp: Path) -> None:
         import docker
 
-        from envcap.builder.engine import DockerEngine
+        from envcap.engines.docker import DockerEngine
 
         self.facts = facts
         self.docker = docker
@@ -201,6 +201,23 @@ def test_building_again_returns_at_once(bed: Bed, source: Manifest, built: tuple
     assert [r["reference"] for r in listing] == [result.reference]
 
 
+def test_the_built_image_attests_its_inputs(source: Manifest, built: tuple[BuildResult, Path]) -> None:
+    pytest.importorskip("in_toto_attestation")
+    from envcap.export.attest import find_image, image_statement, parse
+
+    result, store_path = built
+    with Store(store_path) as store:
+        [image] = image_store.images(store, source.env_id)
+    assert image.inputs["manifest"] == source.id
+    assert {"apt.txt", "requirements.txt"} <= set(image.inputs["lockfiles"])
+    statement, provenance = parse(image_statement(find_image([image], result.reference)))
+    assert dict(statement.pb.subject[0].digest) == {"sha256": result.record.digest.removeprefix("sha256:")}
+    deps = {d["name"]: d for d in provenance["buildDefinition"]["resolvedDependencies"]}
+    assert deps["manifest"]["digest"]["sha256"] == source.id.removeprefix("sha256:")
+    assert deps["apt.txt"]["digest"]["sha256"] == image.inputs["lockfiles"]["apt.txt"].removeprefix("sha256:")
+    assert "sha256:" + deps["base-image"]["digest"]["sha256"] == image.base.partition("@")[2]
+
+
 def test_a_version_the_mirror_lacks_fails_and_records_nothing(bed: Bed, source: Manifest, tmp_path: Path) -> None:
     data: dict[str, Any] = json.loads(source.to_json())
     for package in data["sections"]["system"]["packages"]:
@@ -227,7 +244,7 @@ def test_reproducible_builds_from_clean_storage_give_one_digest(bed: Bed, source
                                                 ca_bundle=HOST_CA, buildah_storage=storage), store=store)
         assert result.record.status == "complete", result.record.differences
         digests.append(result.record.digest)
-        from envcap.builder.engine import BuildahEngine
+        from envcap.engines.buildah import BuildahEngine
 
         BuildahEngine(storage).remove_all()
     assert digests[0] == digests[1]

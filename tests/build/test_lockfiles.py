@@ -161,3 +161,20 @@ def test_pip_installs_the_requirements_with_require_hashes(tmp_path: Path) -> No
                               capture_output=True, text=True, env=env, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "t" / "tinypkg" / "__init__.py").exists()
+
+
+def test_a_private_conda_channel_leaves_its_package_unlocked_and_the_rest_written(tmp_path: Path) -> None:
+    """The conda fixture holds acme-kernels from a private channel, its token redacted."""
+    from conftest import TESTDATA, run_envcap
+
+    manifest = tmp_path / "conda.json"
+    run_envcap("snapshot", "--root", str(TESTDATA / "conda-linux64" / "fstree"), "--no-store",
+               "-o", str(manifest), check=True)
+    assert "/t/[REDACTED]/acme-private/" in manifest.read_text()
+    proc = run_envcap("lock", str(manifest), "-o", str(tmp_path / "lock"), "--offline")
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "lock" / "conda-linux-64.lock").read_text()
+    urls = [line for line in text.splitlines() if line.startswith("https://")]
+    assert [u.split("/")[-1].split("-")[0] for u in urls] == ["numpy", "python"]
+    assert "not locked: conda acme-kernels 0.3.1: not pinned" in proc.stderr
+    assert "[REDACTED]" not in "".join(urls)

@@ -94,13 +94,43 @@ def test_dockerfile_shape(tmp_path: Path) -> None:
     assert 'org.opencontainers.image.base.digest="sha256:' in text
 
 
-def test_templates_ship_inside_the_package() -> None:
-    # A wheel carries src/envcap/builder/{images,Dockerfile.base} (links to the top-level
-    # files), so an installed envcap finds its templates without a checkout.
-    from pathlib import Path
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATES = ["Dockerfile.base", "images/base-map.toml",
+             *sorted(str(p.relative_to(REPO)) for p in (REPO / "images" / "steps").glob("*.sh"))]
 
-    import envcap.builder
 
-    package = Path(envcap.build.__file__).parent
-    assert (package / "images" / "base-map.toml").is_file()
-    assert (package / "Dockerfile.base").is_file()
+def test_templates_ship_inside_the_package(tmp_path: Path) -> None:
+    # images/ and Dockerfile.base live at the top of the repository only; a wheel built
+    # from it carries them in envcap/builder/, where an installed envcap finds them.
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "Dockerfile.base"):
+        shutil.copy(REPO / name, tree / name)
+    for name in ("src", "images"):
+        shutil.copytree(REPO / name, tree / name, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                            "--disable-pip-version-check", "-q", "-w", str(tmp_path / "dist"), str(tree)],
+                           capture_output=True, text=True, timeout=300, check=False)
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "dist").glob("envcap-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        for name in TEMPLATES:
+            assert zf.read(f"envcap/builder/{name}") == (REPO / name).read_bytes(), name
+        zf.extractall(tmp_path / "installed")
+    # Installed, the package finds its own copies (not the checkout's).
+    found = subprocess.run([sys.executable, "-c", "from envcap.builder.base import images_dir; print(images_dir())"],
+                           capture_output=True, text=True, timeout=60, check=True, cwd=tmp_path,
+                           env={**os.environ, "PYTHONPATH": str(tmp_path / "installed"), "PYTHONNOUSERSITE": "1"})
+    assert found.stdout.strip() == str(tmp_path / "installed" / "envcap" / "builder" / "images")
+
+
+def test_a_checkout_finds_the_templates_at_its_top() -> None:
+    from envcap.builder.base import images_dir
+
+    assert not (REPO / "src" / "envcap" / "builder" / "images").exists()
+    assert images_dir() == REPO / "images"

@@ -283,3 +283,72 @@ def test_probe_registration() -> None:
     assert cuda.PROBE.layer == SOFTWARE
     assert cuda.PROBE.tags == {"cuda", "gpu", "toolkit"}
     assert cuda.PROBE.reads_files
+
+
+WHEEL_TOOLKIT = Path(__file__).parent.parent / "testdata" / "cuda-wheel-toolkit" / "fstree"
+
+
+def test_a_toolkit_assembled_from_wheels_has_its_cudart_version_from_their_metadata() -> None:
+    # libcudart is there by its SONAME only (lib/libcudart.so.13, behind lib64 -> lib and
+    # targets/x86_64-linux/lib -> ../../lib); the wheel's dist-info says 13.0.96.
+    section = cuda.collect(Context(WHEEL_TOOLKIT)).section
+    assert section is not None
+    assert section["toolkit_path"] == "/usr/local/cuda-13.0"
+    assert section["cudart_version"] == "13.0.96"
+    (copy,) = section["libraries"]["cudart"]
+    assert copy == {"version": "13.0.96", "source": "toolkit",
+                    "path": "/usr/local/cuda-13.0/dist-info/nvidia_cuda_runtime-13.0.96.dist-info"}
+    # cupti has no key of its own; nvcc's wheel is not a library: neither is counted.
+    assert section["cublas_version"] is None and section["libraries"]["cublas"] == []
+
+
+def test_wheel_metadata_in_a_toolkit_names_only_libraries_it_holds(tmp_path: Path) -> None:
+    root = tmp_path / "usr/local/cuda-13.0"
+    (root / "lib").mkdir(parents=True)
+    (root / "lib/libcudart.so.13.0.96").touch()
+    (root / "lib64").symlink_to("lib")
+    (root / "dist-info/nvidia_cuda_runtime-13.0.90.dist-info").mkdir(parents=True)
+    (root / "dist-info/nvidia_cublas-13.1.0.3.dist-info").mkdir(parents=True)
+    section = cuda.collect(Context(tmp_path)).section
+    assert section is not None
+    # The library's own file name wins over metadata; cuBLAS's wheel left no library here.
+    assert section["cudart_version"] == "13.0.96" and section["cublas_version"] is None
+
+
+def test_a_versioned_libcudart_behind_the_runfile_links_is_found(tmp_path: Path) -> None:
+    root = tmp_path / "usr/local/cuda-12.4"
+    lib = root / "targets/x86_64-linux/lib"
+    lib.mkdir(parents=True)
+    (lib / "libcudart.so.12.4.127").touch()
+    (lib / "libcudart.so.12").symlink_to("libcudart.so.12.4.127")
+    (root / "lib64").symlink_to("targets/x86_64-linux/lib")
+    (tmp_path / "usr/local/cuda").symlink_to("/usr/local/cuda-12.4")
+    section = cuda.collect(Context(tmp_path)).section
+    assert section is not None and section["cudart_version"] == "12.4.127"
+    assert section["libraries"]["cudart"][0]["path"] == "/usr/local/cuda-12.4/targets/x86_64-linux/lib/libcudart.so.12.4.127"
+
+
+def _live_cudart_truth() -> str | None:
+    """What this machine's toolkit says of its libcudart: a versioned file, else its wheel's metadata."""
+    root = os.path.realpath("/usr/local/cuda")
+    for lib in ("lib64", "lib", "targets/x86_64-linux/lib"):
+        folder = os.path.join(root, lib)
+        names = os.listdir(folder) if os.path.isdir(folder) else []
+        full = [n for n in names if re.fullmatch(r"libcudart\.so\.\d+\.\d+\.\d+", n)]
+        if full:
+            return full[0][len("libcudart.so."):]
+    for name in os.listdir(os.path.join(root, "dist-info")) if os.path.isdir(os.path.join(root, "dist-info")) else []:
+        with open(os.path.join(root, "dist-info", name, "METADATA"), encoding="utf-8") as fh:
+            head = dict(line.split(": ", 1) for line in fh.read().split("\n\n")[0].splitlines() if ": " in line)
+        if head.get("Name") == "nvidia-cuda-runtime":
+            return head["Version"]
+    return None
+
+
+@pytest.mark.skipif(not os.path.isdir("/usr/local/cuda"), reason="no CUDA toolkit on this machine")
+def test_live_toolkit_cudart_version_agrees_with_the_toolkit() -> None:
+    truth = _live_cudart_truth()
+    if truth is None:
+        pytest.skip("this toolkit holds no libcudart")
+    section = cuda.collect(Context("/")).section
+    assert section is not None and section["cudart_version"] == truth

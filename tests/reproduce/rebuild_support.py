@@ -144,7 +144,7 @@ class Bed:
     def __init__(self, tmp: Path) -> None:
         import docker
 
-        from envcap.builder.engine import DockerEngine
+        from envcap.engines.docker import DockerEngine
 
         self.facts = bed_facts()
         self.docker = docker

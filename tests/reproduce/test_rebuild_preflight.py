@@ -124,7 +124,8 @@ def test_runs_without_gpus_or_without_cuda_need_none(h200: Manifest) -> None:
 
 def test_gpu_runs_get_the_gpus_from_docker() -> None:
     pytest.importorskip("docker")
-    from envcap.reproduce.launch import ContainerSpec, docker_create_kwargs
+    from envcap.engines.docker import docker_create_kwargs
+    from envcap.engines.spec import ContainerSpec
 
     spec = ContainerSpec(image="r/x@sha256:" + "0" * 64, argv=("python", "t.py"), workdir="/w", gpus=True)
     kwargs = docker_create_kwargs(spec, ["python", "t.py"], {})

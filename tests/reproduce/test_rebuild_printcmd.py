@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from envcap.reproduce.launch import ContainerSpec, Mount, mount_option, podman_argv
+from envcap.engines.podman import podman_argv
+from envcap.engines.spec import ContainerSpec, Mount, mount_option
 from envcap.reproduce.printcmd import apptainer_command, docker_run_command
 
 IMAGE = "127.0.0.1:5000/envs@sha256:" + "ab" * 32
@@ -109,7 +110,7 @@ def test_podman_is_given_the_same_container(spec: ContainerSpec) -> None:
 
 
 def test_podman_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from envcap.reproduce.launch import PodmanRunner
+    from envcap.engines.podman import PodmanRunner
     from envcap.reproduce.errors import RebuildError
 
     monkeypatch.setenv("PATH", "/nonexistent")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 
 import pytest
 
+from envcap.reproduce.report import EnvComparison, ExitComparison, RebuildReport, Verdict
 from envcap.reproduce.verdict import (
     NOT_REPRODUCED,
     REPRODUCED,
@@ -64,26 +66,28 @@ def test_the_verdict_names_what_differs() -> None:
 
 
 def test_table_and_json_say_the_same() -> None:
-    report = {
-        "original": "01AAAAAAAAAAAAAAAAAAAAAAAA", "rebuild": "01BBBBBBBBBBBBBBBBBBBBBBBB",
-        "verdict": NOT_REPRODUCED, "reasons": ["metric loss differs: 0.25 → 0.26"],
-        "exit": {"original": {"exit_code": 0, "signal": None}, "reproduced": {"exit_code": 0, "signal": None},
-                 "match": True},
-        "metrics": [m.to_dict() for m in compare_metrics({"loss": 0.25}, {"loss": 0.26})],
-        "outputs": [], "environment": {"captured": True, "same": False, "original": "sha256:" + "1" * 64,
-                                       "rebuild": "sha256:" + "2" * 64, "software": ["python numpy 2.2.6 → 2.3.0"],
-                                       "platform": ["gpu.devices[0].name: NVIDIA H200 → NVIDIA H100 80GB HBM3"],
-                                       "platform_same": False},
-        "caveats": [],
-    }
+    verdict = Verdict(
+        reproduced=False, reasons=("metric loss differs: 0.25 → 0.26",),
+        exit=ExitComparison(original_code=0, original_signal=None, reproduced_code=0, reproduced_signal=None,
+                            match=True),
+        metrics=tuple(compare_metrics({"loss": 0.25}, {"loss": 0.26})),
+        outputs=(), environment=EnvComparison(original="sha256:" + "1" * 64, captured=True, same=False,
+                                              rebuild="sha256:" + "2" * 64, software=("python numpy 2.2.6 → 2.3.0",),
+                                              platform=("gpu.devices[0].name: NVIDIA H200 → NVIDIA H100 80GB HBM3",),
+                                              platform_same=False),
+    )
+    report = RebuildReport(action="run", original="01AAAAAAAAAAAAAAAAAAAAAAAA", env_id="sha256:" + "1" * 64,
+                           rebuild="01BBBBBBBBBBBBBBBBBBBBBBBB", verdict=verdict, caveats=())
+    assert report.to_dict()["verdict"] == NOT_REPRODUCED
     out = io.StringIO()
     render(report, out)
     text = out.getvalue()
-    json.dumps(report)
+    json.dumps(report.to_dict())
     assert "NOT REPRODUCED" in text and "metric loss differs: 0.25 → 0.26" in text
     assert "software differences" in text and "python numpy 2.2.6 → 2.3.0" in text
     assert "platform differences" in text and "NVIDIA H100 80GB HBM3" in text
-    report.update(verdict=REPRODUCED, reasons=[])
+    report = replace(report, verdict=replace(verdict, reproduced=True, reasons=()))
+    assert report.to_dict()["verdict"] == REPRODUCED
     out = io.StringIO()
     render(report, out)
     assert "REPRODUCED" in out.getvalue() and "NOT REPRODUCED" not in out.getvalue()

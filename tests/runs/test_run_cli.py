@@ -23,8 +23,7 @@ sys.exit(int(sys.argv[2]))
 
 
 def project(tmp_path: Path) -> Path:
-    repo = make_repo(tmp_path / "proj", {"train.py": SCRIPT, "data/train.csv": "x,y\n1,2\n", ".gitignore": "model.bin\n"})
-    return repo
+    return make_repo(tmp_path / "proj", {"train.py": SCRIPT, "data/train.csv": "x,y\n1,2\n", ".gitignore": "model.bin\n"})
 
 
 def test_run_streams_output_records_everything_and_exits_like_the_command(tmp_path: Path) -> None:

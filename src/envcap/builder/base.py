@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,9 @@ _REF = re.compile(
 
 
 def images_dir() -> Path:
-    """The folder of Dockerfile templates and the default base map."""
+    """The folder of Dockerfile templates and the default base map (``Dockerfile.base`` is
+    beside it): ``ENVCAP_IMAGES_DIR``, else the copy an installed wheel carries in this
+    package (setup.py puts it there), else the top of a source or editable checkout."""
     explicit = os.environ.get("ENVCAP_IMAGES_DIR")
     candidates = [Path(explicit)] if explicit else []
     here = Path(__file__).resolve()
@@ -87,10 +90,10 @@ def base_keys(manifest: Manifest) -> list[str]:
         for version in dict.fromkeys((full, short)):
             keys += [f"python-{version}/{p}" for p in platforms] + [f"python-{version}"]
     cuda = sections.get("cuda") or {}
-    version = _token(cuda.get("version"))
-    if version:
-        major = version.split(".")[0]
-        keys += [f"cuda-{version}/{p}" for p in platforms] + [f"cuda-{major}/{p}" for p in platforms]
+    cuda_version = _token(cuda.get("version"))
+    if cuda_version:
+        major = cuda_version.split(".")[0]
+        keys += [f"cuda-{cuda_version}/{p}" for p in platforms] + [f"cuda-{major}/{p}" for p in platforms]
     keys += platforms
     return list(dict.fromkeys(keys))
 
@@ -148,10 +151,10 @@ def _toml(path: Path, *, missing_ok: bool) -> dict[str, Any]:
         raise UsageError(f"base map {path}: no such file") from None
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
-    try:
-        import tomllib  # type: ignore[import-not-found]
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
     try:
         return dict(tomllib.loads(raw.decode("utf-8")))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from ..core.errors import EnvcapError, ManifestError
+# BuildError lives with the core errors: the container engines (envcap.engines) raise it too.
+from ..core.errors import BuildError, EnvcapError, ManifestError
+
+__all__ = ["BuildError", "LockError", "ManifestRefused"]
 
 
 class ManifestRefused(ManifestError):
@@ -12,6 +15,3 @@ class ManifestRefused(ManifestError):
 class LockError(EnvcapError):
     """Lockfiles could not be made (an index that does not answer, a version it lacks)."""
 
-
-class BuildError(EnvcapError):
-    """An image could not be built, checked or pushed; nothing was recorded."""

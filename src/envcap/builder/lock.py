@@ -249,7 +249,15 @@ def _conda(conda: Mapping[str, Any], unlocked: list[Unlocked]) -> dict[str, Any]
     prefix = v.path("sections.conda.prefix", conda.get("prefix"))
     urls, subdirs = [], Counter()
     for i, record in enumerate(conda.get("packages") or []):
-        r = v.conda_record(f"sections.conda.packages[{i}]", record)
+        try:
+            r = v.conda_record(f"sections.conda.packages[{i}]", record)
+        except v.ManifestRefused as exc:
+            # One record that cannot be pinned (a private channel's URL, its token
+            # redacted) is reported; the other packages are still locked.
+            name, version = (record.get(k) if isinstance(record, Mapping) else None for k in ("name", "version"))
+            unlocked.append(Unlocked("conda", _plain(name) or f"packages[{i}]", _plain(version) or "?",
+                                     f"not pinned: {_refused_reason(exc)}"))
+            continue
         if r["subdir"] and r["subdir"] != "noarch":
             subdirs[r["subdir"]] += 1
         if not r["url"]:
@@ -261,6 +269,14 @@ def _conda(conda: Mapping[str, Any], unlocked: list[Unlocked]) -> dict[str, Any]
         urls.append(f"{r['url']}{digest}")
     subdir = subdirs.most_common(1)[0][0] if subdirs else "noarch"
     return {"conda_prefix": prefix, "conda_subdir": subdir, "conda_urls": tuple(sorted(urls))}
+
+
+def _refused_reason(exc: Exception) -> str:
+    text = str(exc).removeprefix("manifest refused: ")
+    if "[REDACTED]" in text:
+        return ("its URL holds a redacted secret (a private channel's token): "
+                "install it from that channel by hand, with its credentials")
+    return text
 
 
 def _conda_file(manifest: Manifest, parts: Mapping[str, Any]) -> str:

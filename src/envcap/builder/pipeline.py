@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.canonical import digest as digest_of
 from ..core.manifest import Manifest
+from ..engines import make_engine
 from ..store.embedded import Store
 from ..store import images as image_store
 from .base import choose_base, has_digest
-from .engine import make_engine
 from .errors import BuildError
 from .fidelity import Fidelity, check
 from .hashes import PYPI, IndexHashes
@@ -146,8 +147,21 @@ def _build_with(manifest: Manifest, options: BuildOptions, store: Store, progres
         engine.remove(image)
     record = image_store.record(store, image_store.ImageRecord(
         env_id=manifest.env_id, repository=str(repository), tag=tag, digest=digest, status=fidelity.status,
-        engine=engine.name, base=base_ref, differences=fidelity.differences))
+        engine=engine.name, base=base_ref, differences=fidelity.differences,
+        inputs=build_inputs(manifest, rendered)))
     return BuildResult(record, False, time.monotonic() - started, rendered.notes, fidelity, timings)
+
+
+def build_inputs(manifest: Manifest, rendered: Rendered) -> dict[str, Any]:
+    """What an image was built from, as ``envcap attest IMAGE`` states it: the manifest,
+    and the digests of the Dockerfile and of every lockfile in the build context
+    (envcap's own step scripts are fixed text of its version, not inputs)."""
+    return {
+        "manifest": manifest.id,
+        "dockerfile": digest_of(rendered.dockerfile.encode("utf-8")),
+        "lockfiles": {name: digest_of(text.encode("utf-8")) for name, text in rendered.files.items()
+                      if not name.startswith("envcap-steps/")},
+    }
 
 
 def _already_pushed(store: Store, registry: Registry, env_id: str, tag: str) -> image_store.ImageRecord | None:

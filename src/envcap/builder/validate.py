@@ -161,7 +161,8 @@ def system_package(field: str, manager: str, record: Any) -> tuple[str, str, str
     for (value, grammar, what), leaf in zip(checks, ("name", "version", "arch")):
         if not isinstance(value, str) or not grammar.fullmatch(value):
             raise _refuse(f"{field}.{leaf}", value, what)
-    return name, version, arch
+    assert isinstance(name, str) and isinstance(version, str)  # checked above
+    return name, version, arch or ""
 
 
 def conda_record(field: str, record: Any) -> dict[str, str | None]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -18,7 +19,7 @@ from .common import safe
 _INDEX_HELP = "The package index the Python packages came from."
 
 
-def _progress(started: float):  # type: ignore[no-untyped-def]
+def _progress(started: float) -> Callable[[str], None]:
     def show(line: str) -> None:
         click.echo(f"[{time.monotonic() - started:6.1f}s] {line}", err=True)
     return show

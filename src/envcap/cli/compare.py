@@ -19,15 +19,18 @@ from .common import safe
 @click.argument("b", metavar="B")
 @click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
 def diff(a: str, b: str, as_json: bool) -> None:
-    """Show what differs between manifests A and B, by layer and section.
+    """Show what differs between manifests A and B, by layer and section, or runs A and B.
 
     A and B are manifest files or stored manifest / snapshot ids (or unique prefixes).
-    Changes likely to change numerical results are marked. Exit 0 when identical,
-    1 when different, 2 on error.
+    Changes likely to change numerical results are marked. When both are runs, their
+    code, parameters, seeds, data, outputs, metrics and environment are compared. Exit 0
+    when identical, 1 when different, 2 on error.
     """
     from ..compare.diff import diff_manifests, render_text
     from ..store.resolve import resolve_manifest
 
+    if _diff_runs(a, b, as_json):
+        return
     result = diff_manifests(resolve_manifest(a), resolve_manifest(b), a_ref=a, b_ref=b)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True, ensure_ascii=False))
@@ -35,6 +38,34 @@ def diff(a: str, b: str, as_json: bool) -> None:
         for line in render_text(result):
             click.echo(safe(line))
     click.get_current_context().exit(0 if result.identical else 1)
+
+
+def _diff_runs(a: str, b: str, as_json: bool) -> bool:
+    """``envcap diff RUN_A RUN_B``; False when A and B are not both runs."""
+    from ..core.errors import StoreError
+    from ..store.embedded import Store
+    from ..store.resolve import resolve_run
+
+    try:
+        store = Store(create=False)
+    except StoreError:
+        return False
+    with store:
+        ra = resolve_run(a, store=store)
+        rb = resolve_run(b, store=store) if ra is not None else None
+        if ra is None or rb is None:
+            return False
+        from ..compare.rundiff import diff_runs, render_text
+
+        manifests = (store.get(ra.manifest), store.get(rb.manifest)) if ra.manifest and rb.manifest else None
+        result = diff_runs(ra, rb, manifests=manifests)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True, ensure_ascii=False))
+    else:
+        for line in render_text(result):
+            click.echo(line)
+    click.get_current_context().exit(0 if result.identical else 1)
+    return True
 
 
 @click.command()

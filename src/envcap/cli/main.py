@@ -24,9 +24,13 @@ from ..core.errors import EnvcapError
 LAZY_COMMANDS = {
     "run": "envcap.cli.runs:run",
     "runs": "envcap.cli.runs:runs",
+    "metrics": "envcap.cli.runs:metrics",
     "note": "envcap.cli.runs:note",
     "audit": "envcap.cli.runs:audit",
-    "export": "envcap.cli.runs:export",
+    "export": "envcap.cli.export:export",
+    "attest": "envcap.cli.export:attest",
+    "sign": "envcap.cli.export:sign",
+    "keygen": "envcap.cli.export:keygen",
     "lock": "envcap.cli.build:lock",
     "build": "envcap.cli.build:build",
     "images": "envcap.cli.build:images",
@@ -90,13 +94,20 @@ def main() -> None:
 def snapshot(as_json: bool, output: str | None, labels: tuple[str, ...], root: str, python: str | None,
              conda_prefix: str | None, select: tuple[str, ...], skip: tuple[str, ...], no_store: bool) -> None:
     """Fingerprint this machine into an immutable manifest and store it."""
+    from ..capture import early
     from ..core.files import write_text_atomic
     from ..capture.collect import parse_labels, snapshot as take
     from ..capture.summary import summary_lines
 
     started = time.monotonic()
-    manifest = take(root=root, python=python, conda_prefix=conda_prefix, select=select, skip=skip,
-                    labels=parse_labels(labels))
+    capture: dict[str, Any] = {"root": root, "python": python, "conda_prefix": conda_prefix, "select": select,
+                               "skip": skip, "labels": parse_labels(labels)}
+    # The console script may have started this very capture before click was imported.
+    claimed = early.claim(**capture)
+    if claimed is not None:
+        manifest, started = claimed
+    else:
+        manifest = take(**capture)
     where = None
     if not no_store:
         with open_store(create=True) as store:
@@ -180,8 +191,19 @@ def import_(files: tuple[str, ...]) -> None:
 
 
 @main.command()
-def verify() -> None:
-    """Re-hash every object in the store; exit 1 and list what is wrong."""
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--signature", metavar="SIG", help="Check FILE against this signature (envcap sign) instead.")
+@click.option("--key", metavar="KEY", help="With FILE: the public key to trust (default: envcap's local key).")
+def verify(file: str | None, signature: str | None, key: str | None) -> None:
+    """Re-hash every object in the store; exit 1 and list what is wrong.
+
+    With FILE: check FILE against its signature (--signature, default FILE.sig).
+    """
+    if file or signature or key:
+        from .export import verify_signature
+
+        verify_signature(file, signature, key)
+        return
     with open_store() as store:
         problems = store.verify()
         count = len(store.snapshots())

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from .common import err, safe
 
+if TYPE_CHECKING:
+    from ..reproduce.report import RebuildReport
 
 
 @click.command()
@@ -74,50 +76,52 @@ def rebuild(run_ref: str, registry: str | None, base: str | None, ca_bundle: str
                              atol=atol, engine=engine, repo=repo, no_gpu=no_gpu)
     with Store(create=False) as store:
         report = run_rebuild(store, run_ref, options, action=action, progress=err,
-                             output=click.get_binary_stream("stderr"))
-    data_out = report.to_dict()
+                             output=sys.stderr.buffer)  # (click.get_binary_stream is deprecated)
     if as_json:
-        click.echo(json.dumps(data_out, indent=2, ensure_ascii=False))
+        click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     elif action == "run":
         from ..reproduce.verdict import render
 
-        render(data_out, sys.stdout)
+        render(report, sys.stdout)
     else:
-        for line in _lines(data_out):
+        for line in _lines(report):
             click.echo(safe(line))
     sys.exit(report.exit_code)
 
 
-def _lines(report: dict[str, Any]) -> list[str]:
+def _lines(report: RebuildReport) -> list[str]:
     """``--print``, ``--build-only`` and ``--dry-run`` for people."""
-    action = report["action"]
-    image = report.get("image") or {}
-    if action == "build-only":
-        return [image.get("reference") or ""]
-    if action == "print":
-        return ["# docker", report["commands"]["docker"], "", "# apptainer (HPC clusters without Docker)",
-                report["commands"]["apptainer"]]
-    if report.get("verdict"):  # refused before anything would run
-        return ["would not run: " + r for r in report.get("reasons") or ()]
-    out = [f"run {report['original']} (env {report['env_id']})",
-           f"image:     {image.get('reference') or image.get('how')}"
-           + (f"  ({image.get('how')}, {image.get('status')})" if image.get("reference") else "")]
-    code = report.get("code") or {}
-    out.append(f"code:      commit {code.get('commit')}, diff {code.get('diff_bytes') or 0} bytes, "
-               f"{code.get('untracked')} untracked file(s), mounted at {code.get('target')}")
-    for c in code.get("candidates") or ():
-        out.append(f"           {c['what']}: {c['where']} ({c['state']})")
-    for d in report.get("data") or ():
-        out.append(f"data:      {d['name']}: {d['source']} → {d['mounted_at']} "
-                   f"({'same' if d['same'] else 'CHANGED'})")
-    env = report.get("environment_plan") or {}
-    out.append("env:       " + " ".join(f"{k}={v}" for k, v in sorted((env.get("values") or {}).items())))
-    for name in env.get("secrets") or ():
-        out.append(f"           {name} from your environment (secret)")
-    gpu = report.get("gpu") or {}
-    if gpu.get("gpu_run"):
-        out.append(f"gpu:       image CUDA {gpu.get('image_cuda')}, "
-                   + ("GPUs given" if gpu.get("use_gpus") else "no GPUs"))
-    out.append(f"command:   {' '.join(report.get('command') or [])}  (in {report.get('workdir')})")
-    out += [f"note:      {c}" for c in report.get("caveats") or ()]
+    from ..reproduce.report import CodePlan
+
+    image = report.image
+    if report.action == "build-only":
+        return [(image.reference or "") if image else ""]
+    if report.action == "print" and report.commands:
+        return ["# docker", report.commands.docker, "", "# apptainer (HPC clusters without Docker)",
+                report.commands.apptainer]
+    if report.verdict:  # refused before anything would run
+        return ["would not run: " + r for r in report.verdict.reasons]
+    out = [f"run {report.original} (env {report.env_id})"]
+    if image:
+        out.append(f"image:     {image.reference or image.how}"
+                   + (f"  ({image.how}, {image.status})" if image.reference else ""))
+    code = report.code
+    if isinstance(code, CodePlan):
+        out.append(f"code:      commit {code.commit}, diff {code.diff_bytes or 0} bytes, "
+                   f"{code.untracked} untracked file(s), mounted at {code.paths.target}")
+        for c in code.candidates:
+            out.append(f"           {c.what}: {c.where} ({c.state})")
+    for d in report.data or ():
+        out.append(f"data:      {d.name}: {d.source} → {d.target} "
+                   f"({'same' if not d.drifted else 'CHANGED'})")
+    env = report.environment_plan
+    if env:
+        out.append("env:       " + " ".join(f"{k}={v}" for k, v in sorted(env.values.items())))
+        for name in env.secrets:
+            out.append(f"           {name} from your environment (secret)")
+    gpu = report.gpu
+    if gpu and gpu.gpu_run:
+        out.append(f"gpu:       image CUDA {gpu.image_cuda}, " + ("GPUs given" if gpu.use_gpus else "no GPUs"))
+    out.append(f"command:   {' '.join(report.command or ())}  (in {report.workdir})")
+    out += [f"note:      {c}" for c in report.caveats or ()]
     return out

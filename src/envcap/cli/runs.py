@@ -1,4 +1,4 @@
-"""The ``envcap run``, ``runs``, ``note``, ``audit`` and ``export`` commands: click code only.
+"""The ``envcap run``, ``runs``, ``note`` and ``audit`` commands: click code only.
 
 The work is in :mod:`envcap.runs`. ``envcap show RUN`` and ``envcap import BUNDLE``
 reach runs through :func:`show_run_if_run` and :func:`envcap.runs.bundle`.
@@ -93,11 +93,20 @@ def runs(as_json: bool, where: tuple[str, ...], labels: tuple[str, ...], sort: s
 
 
 def _all_views(store: Any) -> list[dict[str, Any]]:
+    """Every run's JSON; a run whose record cannot be read is listed from its index row,
+    marked ``unreadable``, rather than failing the whole listing."""
+    from ..core.errors import EnvcapError
     from ..store import runs as runs_store
     from ..runs.query import run_json
 
-    return [run_json(runs_store.load(store, rid), runs_store.notes(store, rid), runs_store.reproductions(store, rid))
-            for rid in runs_store.all_ids(store)]
+    views = []
+    for rid in runs_store.all_ids(store):
+        try:
+            views.append(run_json(runs_store.load(store, rid), runs_store.notes(store, rid),
+                                  runs_store.reproductions(store, rid)))
+        except EnvcapError as exc:
+            views.append(runs_store.index_view(store, rid, str(exc)))
+    return views
 
 
 def _view(store: Any, ref: str) -> dict[str, Any]:
@@ -123,6 +132,28 @@ def show_run_if_run(ref: str, as_json: bool) -> bool:
         for line in show_lines(found):
             echo(line)
     return True
+
+
+@click.command()
+@click.argument("run_ref", metavar="RUN")
+@click.option("--name", "names", multiple=True, metavar="METRIC", help="Only this metric (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the history as JSON.")
+def metrics(run_ref: str, names: tuple[str, ...], as_json: bool) -> None:
+    """Show every recorded point of a run's metrics: name, step, value."""
+    from ..store import runs as runs_store
+    from ..runs.describe import metrics_lines
+    from ..runs.query import metric_history
+
+    with open_store() as store:
+        record = runs_store.load(store, runs_store.resolve(store, run_ref))
+        history = metric_history(store, record, names)
+    if as_json:
+        click.echo(json.dumps({"run": record.id, "metrics": history}, indent=2, ensure_ascii=False))
+    elif not history:
+        click.echo(f"run {record.id} recorded no metrics")
+    else:
+        for line in metrics_lines(history):
+            click.echo(line)
 
 
 @click.command()
@@ -160,17 +191,3 @@ def audit(run_ref: str, as_json: bool) -> None:
         for line in report.lines():
             echo(line)
     sys.exit(0 if report.ok else 1)
-
-
-@click.command()
-@click.argument("run_ref", metavar="RUN")
-@click.option("-o", "--output", required=True, metavar="FILE", help="Where to write the bundle (a .zip file).")
-def export(run_ref: str, output: str) -> None:
-    """Write a run's provenance bundle: record, manifest, code, parameters, data, metrics."""
-    from ..store import runs as runs_store
-    from ..runs.bundle import export_run
-
-    with open_store() as store:
-        run_id = runs_store.resolve(store, run_ref)
-        count = export_run(store, run_id, output)
-    click.echo(f"exported run {run_id} to {output} ({count} files)")

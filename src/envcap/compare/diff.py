@@ -195,7 +195,11 @@ def changes_between(a: Manifest, b: Manifest, *, layers: Iterable[str] | None = 
     hashes of exactly those sections.
     """
     wanted = set(LAYERS if layers is None else layers)
-    same = {"software": a.env_id == b.env_id, "platform": a.platform_id == b.platform_id}
+    # env_id hashes the identity form of the software sections (schema 1.1): equal ids
+    # can hide facts that differ (a venv's path), which are still shown.
+    same_software = a.env_id == b.env_id and all(a.sections.get(n) == b.sections.get(n)
+                                                 for n in (*a.layers.get("software", ()), *b.layers.get("software", ())))
+    same = {"software": same_software, "platform": a.platform_id == b.platform_id}
     layer_a = {s: layer for layer, names in a.layers.items() for s in names}
     layer_b = {s: layer for layer, names in b.layers.items() for s in names}
     changes: list[Change] = []
@@ -547,8 +551,12 @@ def render_text(d: Diff) -> list[str]:
         by_layer.setdefault(c.layer, []).append(c)
     for layer, (ida, idb) in d.layer_ids().items():
         key = "env_id" if layer == "software" else "platform_id"
-        if ida == idb:
+        if ida == idb and not by_layer.get(layer):
             lines.append(f"\n{layer}: same ({key} {short(ida)})")
+            continue
+        if ida == idb:
+            lines.append(f"\n{layer}: same environment ({key} {short(ida)}); facts outside its identity differ")
+            lines.extend(_layer_lines(by_layer[layer], d))
             continue
         lines.append(f"\n{layer}: differs ({key} {short(ida)} → {short(idb)})")
         lines.extend(_layer_lines(by_layer.get(layer, []), d))

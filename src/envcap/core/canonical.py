@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from typing import Any, Mapping
 
 try:
     # The interpreter's own SHA-256. hashlib would load OpenSSL for the same digest,
     # which costs more than a snapshot spends hashing (3.12 renamed the module).
-    from _sha2 import sha256  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - depends on the Python version
-    try:
-        from _sha256 import sha256  # type: ignore[import-not-found,no-redef]
-    except ImportError:
-        from hashlib import sha256  # type: ignore[assignment]
+    if sys.version_info >= (3, 12):
+        from _sha2 import sha256  # type: ignore[import-not-found]
+    else:
+        from _sha256 import sha256  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - an interpreter without them
+    from hashlib import sha256
 
 ID_PREFIX = "sha256:"
 
@@ -77,7 +78,8 @@ def digest(data: bytes) -> str:
         import hashlib
 
         return ID_PREFIX + hashlib.sha256(data).hexdigest()
-    return ID_PREFIX + sha256(data).hexdigest()
+    digest: str = sha256(data).hexdigest()  # typed: below 3.12 the module has no stubs
+    return ID_PREFIX + digest
 
 
 def content_id(obj: Any) -> str:

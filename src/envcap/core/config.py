@@ -16,7 +16,8 @@ Only the environment and this file are read; nothing is written.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, NamedTuple
+import sys
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -76,12 +77,12 @@ def load() -> Config:
         raw = None
     except OSError as exc:
         raise UsageError(f"cannot read the configuration file {path}: {exc.strerror}") from exc
-    data: dict = {}
+    data: dict[str, Any] = {}
     if raw is not None:
-        try:
-            import tomllib  # type: ignore[import-not-found]
-        except ModuleNotFoundError:  # Python 3.10
-            import tomli as tomllib  # type: ignore[no-redef]
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:
+            import tomli as tomllib
         try:
             data = tomllib.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

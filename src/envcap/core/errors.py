@@ -43,3 +43,11 @@ class ProbeError(EnvcapError):
 
 class NotApplicable(ProbeError):
     """A probe does not apply here (a command-running probe under --root, say)."""
+
+
+class BuildError(EnvcapError):
+    """An image could not be built, checked or pushed; nothing was recorded."""
+
+
+class RebuildError(EnvcapError):
+    """A rebuild cannot go on as asked (the code, the data, the image); nothing was run."""

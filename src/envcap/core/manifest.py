@@ -28,12 +28,17 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping, NamedTuple
 
+from . import identity
 from .canonical import canonical_bytes, compose_object, digest
 from .errors import ManifestError, SchemaVersionError
 
-SCHEMA_VERSION = "1.0.0"
+SCHEMA_VERSION = "1.1.0"
 SCHEMA_MAJOR = 1
 SCHEMA_TAG = f"envcap.manifest/{SCHEMA_MAJOR}"
+# From 1.1 env_id hashes the identity form of the software sections (see .identity); the
+# objects hashed into id and env_id name the revision, so that a manifest id still names
+# one env_id whichever envcap wrote it. platform_id's input did not change.
+IDENTITY_TAG = f"envcap.manifest/{SCHEMA_MAJOR}.1"
 LAYERS = ("software", "platform")
 TOP_LEVEL = ("schema_version", "id", "env_id", "platform_id", "layers", "sections", "observed", "unknowns", "labels")
 
@@ -49,28 +54,39 @@ def compute_ids(
     sections: Mapping[str, Any],
     layers: Mapping[str, Any],
     canonical: Mapping[str, bytes] | None = None,
+    *,
+    version: str = SCHEMA_VERSION,
 ) -> Ids:
     """The three ids of a set of sections, serializing each section once.
 
     ``canonical`` may hold sections' canonical bytes already computed by the caller.
+    ``version`` is the manifest's schema version: from 1.1, ``env_id`` hashes the
+    identity form of the software sections (:mod:`.identity`).
     """
     known = canonical or {}
     canon = {name: known.get(name) or canonical_bytes(value) for name, value in sections.items()}
-    tag = canonical_bytes(SCHEMA_TAG)
+    revised = identity.applies(version)
+    tag = canonical_bytes(IDENTITY_TAG if revised else SCHEMA_TAG)
+    software = sorted(layers.get("software", []))
+    ident = dict(canon)
+    if revised:
+        forms = identity.identity_sections({n: sections[n] for n in software if n in sections})
+        ident.update({n: canonical_bytes(forms[n]) for n in forms if forms[n] is not sections[n]})
 
-    def body(names: list[str], layer: str | None) -> bytes:
-        parts = {"schema": tag, "sections": compose_object({n: canon[n] for n in names})}
+    def body(names: list[str], layer: str | None, source: Mapping[str, bytes], schema: bytes) -> bytes:
+        parts = {"schema": schema, "sections": compose_object({n: source[n] for n in names})}
         if layer is None:
             parts["layers"] = canonical_bytes({k: sorted(v) for k, v in layers.items()})
         else:
             parts["layer"] = canonical_bytes(layer)
         return compose_object(parts)
 
-    full = body(sorted(canon), None)
+    full = body(sorted(canon), None, canon, tag)
     return Ids(
         id=digest(full),
-        env_id=digest(body(sorted(layers.get("software", [])), "software")),
-        platform_id=digest(body(sorted(layers.get("platform", [])), "platform")),
+        env_id=digest(body(software, "software", ident, tag)),
+        platform_id=digest(body(sorted(layers.get("platform", [])), "platform", canon,
+                                canonical_bytes(SCHEMA_TAG))),
         body=full,
     )
 
@@ -110,7 +126,7 @@ class Manifest:
         unknowns: list[Unknown] | None = None,
         labels: dict[str, str] | None = None,
         canonical: Mapping[str, bytes] | None = None,
-    ) -> "Manifest":
+    ) -> Manifest:
         ids = compute_ids(sections, layers, canonical)
         return cls(
             id=ids.id,
@@ -147,10 +163,10 @@ class Manifest:
         """The canonical bytes whose digest is ``id``."""
         if self._body is not None:
             return self._body
-        return compute_ids(self.sections, self.layers).body
+        return compute_ids(self.sections, self.layers, version=self.schema_version).body
 
     @classmethod
-    def from_dict(cls, data: Any, *, source: str = "manifest") -> "Manifest":
+    def from_dict(cls, data: Any, *, source: str = "manifest") -> Manifest:
         """Validate and load a manifest; refuse anything whose content is not its id."""
         if not isinstance(data, dict):
             raise ManifestError(f"{source}: a manifest is a JSON object, not {type(data).__name__}")
@@ -180,7 +196,7 @@ class Manifest:
 
         structure.check(data, source)
         try:
-            ids = compute_ids(sections, layers)
+            ids = compute_ids(sections, layers, version=data["schema_version"])
         except ValueError as exc:
             raise ManifestError(f"{source}: sections hold a value JSON cannot canonicalize: {exc}") from exc
         for key in ("id", "env_id", "platform_id"):
@@ -203,7 +219,7 @@ class Manifest:
         )
 
     @classmethod
-    def from_json(cls, text: str | bytes, *, source: str = "manifest") -> "Manifest":
+    def from_json(cls, text: str | bytes, *, source: str = "manifest") -> Manifest:
         from .structure import loads
 
         return cls.from_dict(loads(text, source), source=source)

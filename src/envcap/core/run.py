@@ -69,9 +69,16 @@ class Param:
     name: str
     value: Any
     source: str  # "default", "user" or "derived"
+    # What the command line or a parameter file gave when the script reported that it
+    # used another value (``run.log_args``): ``{"value", "source"}``. Written only when
+    # set, so that every other record keeps its bytes.
+    given: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "value": self.value, "source": self.source}
+        out = {"name": self.name, "value": self.value, "source": self.source}
+        if self.given is not None:
+            out["given"] = dict(self.given)
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -204,7 +211,10 @@ class RunRecord:
                     and item.get("source") in ("default", "user", "derived")):
                 raise StoreError(f"{source}: params[{i}] must have a name, a value and a source "
                                  "(default, user or derived)")
-            params.append(Param(name=item["name"], value=item["value"], source=item["source"]))
+            given = item.get("given")
+            if given is not None and not (isinstance(given, dict) and "value" in given):
+                raise StoreError(f"{source}: params[{i}].given must be an object with a value")
+            params.append(Param(name=item["name"], value=item["value"], source=item["source"], given=given))
         return cls(
             id=run_id,
             state=state,

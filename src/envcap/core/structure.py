@@ -34,9 +34,10 @@ from .errors import ManifestError
 MAX_DEPTH = 64
 _INT_LIMIT = 1 << 63
 _MAX_INT_DIGITS = 20
-_SCHEMA_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "schema",
-                            "manifest-1.schema.json")
-_schema: dict[str, Any] | None = None
+_SCHEMA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "schema")
+_SCHEMA_NAME = re.compile(r"manifest-1(?:\.([0-9]+))?\.schema\.json")
+_schemas: dict[int, dict[str, Any]] = {}
+_minors: dict[int, str] | None = None
 _patterns: dict[str, re.Pattern[str]] = {}
 OBSERVED_TEXT = ("hostname", "time", "root")
 
@@ -90,7 +91,7 @@ def loads(text: str | bytes, source: str) -> Any:
 def check(data: dict[str, Any], source: str, *, strict: bool = False) -> None:
     """Refuse ``data`` (a parsed manifest) unless it is within bounds and of the schema's shape."""
     check_bounds(data, source)
-    root = schema()
+    root = schema(data.get("schema_version"))
     if not _ok(data, root, True, strict):
         # The fast pass only says whether; this one says where and why.
         _validate(data, root, "", source, strict)
@@ -149,12 +150,22 @@ def check_bounds(value: Any, source: str) -> None:
             raise ManifestError(f"{source}: {where} holds a {type(item).__name__}, which is not a JSON value")
 
 
-def schema() -> dict[str, Any]:
-    global _schema
-    if _schema is None:
-        with open(_SCHEMA_FILE, encoding="utf-8") as fh:
-            _schema = json.load(fh)
-    return _schema
+def schema(version: Any = None) -> dict[str, Any]:
+    """The shipped schema for a manifest of ``version``: that minor version's, or for a
+    later minor than envcap knows, the newest it ships (None: the newest)."""
+    global _minors
+    if _minors is None:
+        _minors = {int(m.group(1) or 0): name for name in os.listdir(_SCHEMA_DIR)
+                   if (m := _SCHEMA_NAME.fullmatch(name))}
+    minors = _minors
+    wanted = max(minors)
+    if isinstance(version, str) and re.fullmatch(r"1\.[0-9]{1,9}(?:\.[0-9]{1,9})?", version):
+        minor = int(version.split(".")[1])
+        wanted = max((m for m in minors if m <= minor), default=min(minors))
+    if wanted not in _schemas:
+        with open(os.path.join(_SCHEMA_DIR, minors[wanted]), encoding="utf-8") as fh:
+            _schemas[wanted] = json.load(fh)
+    return _schemas[wanted]
 
 
 _TYPES = {"object": "an object", "array": "an array", "string": "a string", "integer": "an integer",

@@ -9,7 +9,9 @@ when no file says, so a live run and a ``--root`` run of one machine agree.
 cudart, cuBLAS, cuDNN and NCCL are listed wherever they are: in the toolkit, in the
 system library directories, and as pip wheels (``nvidia_*`` distributions in
 site-packages). Library versions are read from file names (``libcublas.so.13.1.0.3``)
-and wheel metadata; no library is loaded. ROCm is noted from ``/opt/rocm/.info/version``.
+and wheel metadata (in site-packages, and in ``<toolkit>/dist-info`` for a toolkit
+assembled from NVIDIA's wheels, whose libraries carry their SONAME only); no library is
+loaded. ROCm is noted from ``/opt/rocm/.info/version``.
 """
 
 from __future__ import annotations
@@ -301,7 +303,15 @@ def _library_copies(ctx: Context, root: str | None, sites: list[str]) -> list[Co
         # library directory; its files are counted once, as system copies.
         toolkit_dirs = [d for d in _unique_dirs(ctx, _toolkit_lib_dirs(ctx, root))
                         if d not in system_dirs]
-        copies += _native_copies(ctx, toolkit_dirs, [f"{root}/include"], "toolkit")
+        found = _native_copies(ctx, toolkit_dirs, [f"{root}/include"], "toolkit")
+        # A toolkit assembled from NVIDIA's wheels names its libraries by SONAME only
+        # (lib/libcudart.so.13); the full version is in the wheels' metadata, kept in
+        # <root>/dist-info. Counted for a library the toolkit's folders really hold.
+        named = {c.library for c in found}
+        for c in _wheel_copies(ctx, [f"{root}/dist-info"]):
+            if c.library not in named and any(ctx.glob(d, f"lib{c.library}.so*") for d in toolkit_dirs):
+                found.append(c._replace(source="toolkit"))
+        copies += found
     return copies
 
 

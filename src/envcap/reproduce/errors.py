@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from ..core.errors import EnvcapError
+# RebuildError lives with the core errors: the container engines (envcap.engines) raise it too.
+from ..core.errors import RebuildError
 
-
-class RebuildError(EnvcapError):
-    """A rebuild cannot go on as asked (the code, the data, the image); nothing was run."""
+__all__ = ["PreflightError", "RebuildError"]
 
 
 class PreflightError(RebuildError):

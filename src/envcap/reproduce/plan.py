@@ -35,6 +35,7 @@ from ..core.manifest import Manifest
 from ..core.redact import REDACTED
 from ..core.run import RunRecord
 from .errors import RebuildError
+from .preflight import Preflight
 
 # Where envcap puts its own things in the container, out of the way of any image.
 CONTAINER_LIB = "/.envcap/lib"  # envcap's package, for scripts that import it
@@ -373,3 +374,54 @@ def plan_outputs(original: Original, code: CodePaths, workspace: str, scratch: s
         host = host_dir if is_dir else os.path.join(host_dir, posixpath.basename(recorded_abs))
         out.append(OutputPlan(path, host, (host_dir, mount_at), entry))
     return out
+
+
+# -- the image and the whole plan ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageChoice:
+    """The image the rebuild runs in: by digest, and how it was found (or would be built)."""
+
+    reference: str | None  # REPOSITORY@sha256:...; None when it would be built
+    how: str  # "in the store", "in the registry", "built", "would be built and pushed to ..."
+    status: str | None = None  # the fidelity check's: "complete", "partial", "unchecked"
+    digest: str | None = None
+    differences: tuple[str, ...] | None = None  # the fidelity check's, when the store recorded it
+    pulled: bool | None = None  # None: this engine was not asked
+    base: str | None = None  # the base image a build would use
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"reference": self.reference, "how": self.how, "status": self.status}
+        if self.reference is None:
+            out["base"] = self.base
+            return out
+        out["digest"] = self.digest
+        if self.differences is not None:
+            out["differences"] = list(self.differences)
+        if self.pulled is not None:
+            out["pulled"] = self.pulled
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RebuildPlan:
+    """Everything a rebuild will do, worked out and checked before anything runs."""
+
+    original: Original
+    options: RebuildOptions
+    command: tuple[str, ...]
+    code: CodePaths
+    env: EnvPlan
+    data: tuple[DataCheck, ...]
+    gpu: Preflight
+    image: ImageChoice
+    caveats: tuple[str, ...] = ()  # what the plan already knows will differ
+    cwd: str | None = None  # where to look for the run's repository first
+
+    @property
+    def reference(self) -> str:
+        """The image by digest (a plan that runs something always has one)."""
+        if self.image.reference is None:
+            raise RebuildError("the image would still have to be built")  # pragma: no cover - never planned so
+        return self.image.reference

@@ -18,7 +18,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
-from .launch import ContainerSpec, Mount, mount_option
+from ..engines.spec import ContainerSpec, Mount, mount_option
 
 
 def _lines(words: Sequence[Sequence[str]]) -> str:

@@ -9,11 +9,14 @@
    digest when this engine lacks it; else, with ``--registry``, the registry's image
    of the env (its tag names the env id), or a new build through :mod:`envcap.builder`.
 5. The code in a fresh workspace (:mod:`.workspace`), then the new run's first record
-   (a reproduction of the original), then the container (:mod:`.container`): the command
+   (a reproduction of the original), then the container (:mod:`envcap.engines`): the command
    runs with the run's parameters, seeds and environment while envcap captures the
    environment inside it.
 6. The new run is finished like any other (metrics, outputs), and compared with the
    original (:mod:`.verdict`); its record keeps the verdict.
+
+What was worked out before anything runs is one frozen :class:`~.plan.RebuildPlan`; what
+happened is one frozen :class:`~.report.RebuildReport` (its ``to_dict`` is ``--json``).
 
 ``action`` is ``run``, or ``build-only`` (steps 1 and 4), ``dry-run`` (what would happen,
 nothing pulled, built, written or run) or ``print`` (the equivalent ``docker run`` and
@@ -33,26 +36,30 @@ from typing import Any, BinaryIO
 from ..builder.fidelity import MOUNT as CAPTURE_MOUNT
 from ..core.errors import EnvcapError
 from ..core.manifest import Manifest
+from ..engines import ContainerSpec, Mount, make_runner
 from . import plan as plan_mod
 from . import preflight as preflight_mod
-from .launch import ContainerSpec, Mount, default_output, launcher, make_runner, secret_values
 from .errors import RebuildError
-from .plan import CONTAINER_LIB, OUT_DIR, RUN_DIR, Original, RebuildOptions
-from .verdict import NOT_REPRODUCED, REPRODUCED
+from .launch import default_output, launcher, secret_values
+from .plan import CONTAINER_LIB, OUT_DIR, RUN_DIR, ImageChoice, Original, RebuildOptions, RebuildPlan
+from .report import (
+    Candidate,
+    CodePlan,
+    CodeResult,
+    Commands,
+    EnvComparison,
+    ExitComparison,
+    RebuildReport,
+    Verdict,
+)
+from .verdict import NOT_REPRODUCED
 
 Progress = Callable[[str], None]
 ACTIONS = ("run", "build-only", "dry-run", "print")
 
 
-@dataclass
-class Report:
-    """What a rebuild did or would do, as one JSON object; ``exit_code`` is the CLI's."""
-
-    data: dict[str, Any]
-    exit_code: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.data
+# The report of a rebuild (kept under its old name for callers of the library).
+Report = RebuildReport
 
 
 @dataclass
@@ -72,55 +79,52 @@ class _Clock:
 
 def rebuild(store: Any, ref: str, options: RebuildOptions, *, action: str = "run",
             progress: Progress = lambda _: None, output: BinaryIO | None = None,
-            cwd: str | None = None) -> Report:
+            cwd: str | None = None) -> RebuildReport:
     if action not in ACTIONS:
         raise RebuildError(f"unknown action {action!r}")
     clock = _Clock()
     original = plan_mod.load_original(store, ref)
     record = original.record
-    report: dict[str, Any] = {"action": action, "original": record.id, "rebuild": None,
-                              "env_id": original.manifest.env_id}
+    env_id = original.manifest.env_id
     if action == "build-only":
-        report["image"] = _image(store, original, options, action, progress)
+        image = _image(store, original, options, action, progress)
         clock.lap("image")
-        report["timings"] = clock.total()
-        return Report(report)
+        return RebuildReport(action=action, original=record.id, env_id=env_id, image=image, timings=clock.total())
     argv = plan_mod.command(record)
     code = plan_mod.code_paths(original)
     env_plan = plan_mod.environment(original, secret_names=options.secret_env)
     clock.lap("load")
-    checks = _check_data(store, original, code, options)
-    report["data"] = [c.to_dict() for c in checks]
+    checks = tuple(_check_data(store, original, code, options))
     clock.lap("data")
     drifted = [c for c in checks if c.drifted]
     caveats: list[str] = []
     if drifted and not options.allow_data_drift:
         reason = "; ".join(f"data {c.name} changed: the run read {c.recorded[:19]}…, {c.source} is now "
                            f"{(c.now or '')[:19]}…" for c in drifted)
-        report.update(verdict=NOT_REPRODUCED, reproduced=False,
-                      reasons=[f"{reason}. Nothing was run (--allow-data-drift runs it anyway)"],
-                      timings=clock.total())
-        return Report(report, 1)
+        refused = Verdict(reproduced=False, reasons=(f"{reason}. Nothing was run (--allow-data-drift runs it anyway)",))
+        return RebuildReport(action=action, original=record.id, env_id=env_id, data=checks, verdict=refused,
+                             timings=clock.total())
     if drifted:
         caveats.append("--allow-data-drift: the run read other data (" + ", ".join(c.name for c in drifted) + ")")
     gpu = preflight_mod.check(original.manifest, _host_gpu(original), no_gpu=options.no_gpu)
-    report["gpu"] = gpu.to_dict()
     caveats += gpu.notes
     clock.lap("gpu")
-    report.update(command=argv, workdir=code.workdir, environment_plan=env_plan.to_dict())
-    if action == "dry-run":
-        report["image"] = _image(store, original, options, action, progress)
-        report["code"] = _code_plan(original, options, cwd, code)
-        report["caveats"] = caveats
-        report["timings"] = clock.total()
-        return Report(report)
     image = _image(store, original, options, action, progress)
-    report["image"] = image
+    plan = RebuildPlan(original=original, options=options, command=tuple(argv), code=code, env=env_plan, data=checks,
+                       gpu=gpu, image=image, caveats=tuple(caveats), cwd=cwd)
+    if action == "dry-run":
+        return _report(plan, action, code=_code_plan(plan), caveats=plan.caveats, timings=clock.total())
     clock.lap("image")
     if action == "print":
-        return _print(store, original, options, report, image, code, env_plan, checks, gpu, cwd, progress)
-    return _run(store, original, options, report, image, code, env_plan, checks, gpu, caveats, clock,
-                progress, output or default_output(), cwd)
+        return _print(store, plan, progress)
+    return _run(store, plan, clock, progress, output or default_output())
+
+
+def _report(plan: RebuildPlan, action: str, **parts: Any) -> RebuildReport:
+    """The report of what was planned, with the parts the action added."""
+    return RebuildReport(action=action, original=plan.original.record.id, env_id=plan.original.manifest.env_id,
+                         data=plan.data, gpu=plan.gpu, command=plan.command, workdir=plan.code.workdir,
+                         environment_plan=plan.env, image=plan.image, **parts)
 
 
 # -- steps -------------------------------------------------------------------------------
@@ -137,7 +141,7 @@ def _host_gpu(original: Original) -> Any:
     return preflight_mod.host_gpu_section() if facts is not None else None
 
 
-def _image(store: Any, original: Original, options: RebuildOptions, action: str, progress: Progress) -> dict[str, Any]:
+def _image(store: Any, original: Original, options: RebuildOptions, action: str, progress: Progress) -> ImageChoice:
     """The run's image by digest: from the store's images table, the registry, or a build."""
     from ..store import images as image_store
     from ..builder.pipeline import BuildOptions, build, tag_for
@@ -157,13 +161,12 @@ def _image(store: Any, original: Original, options: RebuildOptions, action: str,
         registry = Registry(Repository.parse(repository))
         digest = registry.manifest_digest(tag_for(manifest.env_id))
         if digest is not None:
-            return {"reference": f"{repository}@{digest}", "how": "in the registry", "status": "unchecked",
-                    "digest": digest}
+            return ImageChoice(reference=f"{repository}@{digest}", how="in the registry", status="unchecked",
+                               digest=digest)
         if action == "print":
             raise RebuildError(f"{repository} holds no image of env {manifest.env_id} yet: build it first "
                                f"(envcap rebuild {original.record.id} --build-only --registry {repository})")
-        return {"reference": None, "how": f"would be built and pushed to {repository}", "status": None,
-                "base": options.base}
+        return ImageChoice(reference=None, how=f"would be built and pushed to {repository}", base=options.base)
     if not rows and repository is None:
         raise RebuildError(_no_image(original))
     runner = make_runner(options.engine)
@@ -174,7 +177,7 @@ def _image(store: Any, original: Original, options: RebuildOptions, action: str,
             except RebuildError as exc:
                 progress(f"warning: {exc}")
                 continue
-            return {**_image_info(row, "in the store"), "pulled": pulled == "pulled"}
+            return _image_info(row, "in the store", pulled=pulled == "pulled")
         if repository is None:
             raise RebuildError(_no_image(original))
         progress(f"looking for env {manifest.env_id} in {repository}, building it if it is not there")
@@ -183,14 +186,14 @@ def _image(store: Any, original: Original, options: RebuildOptions, action: str,
                        store=store, progress=progress)
         how = "in the registry" if result.already else "built"
         pulled = runner.ensure_image(result.reference, progress)
-        return {**_image_info(result.record, how), "pulled": pulled == "pulled"}
+        return _image_info(result.record, how, pulled=pulled == "pulled")
     finally:
         runner.close()
 
 
-def _image_info(row: Any, how: str) -> dict[str, Any]:
-    return {"reference": row.reference, "how": how, "status": row.status, "digest": row.digest,
-            "differences": list(row.differences)}
+def _image_info(row: Any, how: str, *, pulled: bool | None = None) -> ImageChoice:
+    return ImageChoice(reference=row.reference, how=how, status=row.status, digest=row.digest,
+                       differences=tuple(row.differences), pulled=pulled)
 
 
 def _no_image(original: Original) -> str:
@@ -199,47 +202,44 @@ def _no_image(original: Original) -> str:
             "(with --base REF to choose its base image)")
 
 
-def _code_plan(original: Original, options: RebuildOptions, cwd: str | None,
-               code: plan_mod.CodePaths) -> dict[str, Any]:
+def _code_plan(plan: RebuildPlan) -> CodePlan:
     from .workspace import candidates, has_commit
 
-    git = original.record.git
+    git = plan.original.record.git
     found = []
-    for what, where in candidates(git, options.repo, cwd or os.getcwd()):
+    for what, where in candidates(git, plan.options.repo, plan.cwd or os.getcwd()):
         local = os.path.isdir(where)
         state = ("has the commit" if git.get("commit") and has_commit(where, git["commit"]) else "no such commit") \
             if local else "would be cloned"
-        found.append({"where": where, "what": what, "state": state})
+        found.append(Candidate(where, what, state))
     diff = git.get("diff") or {}
-    return {"commit": git.get("commit"), "diff_bytes": diff.get("size"),
-            "untracked": len(git.get("untracked") or ()), "candidates": found, **code.to_dict()}
+    return CodePlan(commit=git.get("commit"), diff_bytes=diff.get("size"), untracked=len(git.get("untracked") or ()),
+                    candidates=tuple(found), paths=plan.code)
 
 
-def _spec(original: Original, code: plan_mod.CodePaths, env_plan: plan_mod.EnvPlan, checks: list[Any],
-          outputs: list[plan_mod.OutputPlan], *, image: str, workspace: str, run_id: str, run_dir: str,
-          gpus: bool, extra_mounts: tuple[Mount, ...] = ()) -> ContainerSpec:
+def _spec(plan: RebuildPlan, outputs: list[plan_mod.OutputPlan], *, workspace: str, run_id: str, run_dir: str,
+          extra_mounts: tuple[Mount, ...] = ()) -> ContainerSpec:
     import envcap
 
+    original, code = plan.original, plan.code
     package = str(Path(envcap.__file__).resolve().parent)
     params, _ = plan_mod.user_params(original.record)
-    env = {**env_plan.values, "ENVCAP_RUN_ID": run_id, "ENVCAP_RUN_DIR": RUN_DIR,
+    env = {**plan.env.values, "ENVCAP_RUN_ID": run_id, "ENVCAP_RUN_DIR": RUN_DIR,
            "ENVCAP_PARAMS": json.dumps(params, sort_keys=True), **plan_mod.seed_env(original.record)}
     uid, gid = os.getuid(), os.getgid()
     if uid != 0:
         env.setdefault("HOME", "/tmp")  # the caller's uid has no home in the image
     mounts = [Mount(workspace, code.target, False), Mount(run_dir, RUN_DIR, False),
               Mount(package, f"{CONTAINER_LIB}/envcap", True)]
-    mounts += [Mount(c.source, c.target, True) for c in checks]
+    mounts += [Mount(c.source, c.target, True) for c in plan.data]
     mounts += [Mount(o.mount[0], o.mount[1], False) for o in outputs if o.mount]
     mounts += extra_mounts
-    return ContainerSpec(image=image, argv=tuple(plan_mod.command(original.record)), workdir=code.workdir, env=env,
-                         secrets=env_plan.secrets, mounts=tuple(sorted(mounts, key=lambda m: m.target)),
-                         user=f"{uid}:{gid}", gpus=gpus, label=original.record.id)
+    return ContainerSpec(image=plan.reference, argv=plan.command, workdir=code.workdir, env=env,
+                         secrets=plan.env.secrets, mounts=tuple(sorted(mounts, key=lambda m: m.target)),
+                         user=f"{uid}:{gid}", gpus=plan.gpu.use_gpus, label=original.record.id)
 
 
-def _print(store: Any, original: Original, options: RebuildOptions, report: dict[str, Any], image: dict[str, Any],
-           code: plan_mod.CodePaths, env_plan: plan_mod.EnvPlan, checks: list[Any], gpu: Any, cwd: str | None,
-           progress: Progress) -> Report:
+def _print(store: Any, plan: RebuildPlan, progress: Progress) -> RebuildReport:
     from ..builder.registry import Repository
     from ..core.run import new_run_id
     from .printcmd import apptainer_command, docker_run_command
@@ -248,45 +248,40 @@ def _print(store: Any, original: Original, options: RebuildOptions, report: dict
     run_id = new_run_id()
     base = Path(store.path) / "rebuilds" / run_id
     base.mkdir(parents=True)
-    workspace = prepare(original.record.git, store, str(base / "code"), repo=options.repo, cwd=cwd)
+    workspace = prepare(plan.original.record.git, store, str(base / "code"), repo=plan.options.repo, cwd=plan.cwd)
     run_dir = base / "run"
     run_dir.mkdir()
-    outputs = plan_mod.plan_outputs(original, code, workspace.path, str(base))
+    outputs = plan_mod.plan_outputs(plan.original, plan.code, workspace.path, str(base))
     for o in outputs:
         if o.mount:
             os.makedirs(o.mount[0], exist_ok=True)
-    spec = _spec(original, code, env_plan, checks, outputs, image=image["reference"], workspace=workspace.path,
-                 run_id=run_id, run_dir=str(run_dir), gpus=gpu.use_gpus)
-    plain = Repository.parse(image["reference"].split("@", 1)[0]).loopback
-    report["code"] = workspace.to_dict()
-    report["commands"] = {"docker": docker_run_command(spec), "apptainer": apptainer_command(spec, plain_http=plain)}
-    report["spec"] = spec.to_dict()
+    spec = _spec(plan, outputs, workspace=workspace.path, run_id=run_id, run_dir=str(run_dir))
+    plain = Repository.parse(plan.reference.split("@", 1)[0]).loopback
+    commands = Commands(docker_run_command(spec), apptainer_command(spec, plain_http=plain))
     progress(f"workspace prepared in {workspace.path}; metrics go to {run_dir}")
-    return Report(report)
+    return _report(plan, "print", code=workspace, commands=commands, spec=spec)
 
 
-def _run(store: Any, original: Original, options: RebuildOptions, report: dict[str, Any], image: dict[str, Any],
-         code: plan_mod.CodePaths, env_plan: plan_mod.EnvPlan, checks: list[Any], gpu: Any, caveats: list[str],
-         clock: _Clock, progress: Progress, output: BinaryIO, cwd: str | None) -> Report:
+def _run(store: Any, plan: RebuildPlan, clock: _Clock, progress: Progress, output: BinaryIO) -> RebuildReport:
     from ..core.redact import default_redactor
     from ..runs.session import Session
     from ..store.runs import put_record
     from .workspace import prepare
 
+    original, options, code = plan.original, plan.options, plan.code
     record = original.record
-    secrets = secret_values(env_plan.secrets)  # asked first: a secret that is not set stops it before anything
+    caveats = list(plan.caveats)
+    secrets = secret_values(plan.env.secrets)  # asked first: a secret that is not set stops it before anything
     redactor = default_redactor()
-    run_plan = _session_plan(original, checks, env_plan, caveats, redactor)
+    run_plan = _session_plan(plan, caveats, redactor)
     runner = make_runner(options.engine)  # before anything is recorded: an engine that is down stops it here
     try:
         session = Session(store, run_plan, redactor)
         session.record = session.record.evolve(reproduction={"of": record.id, "verdict": None})
-        report["rebuild"] = session.id
         base = Path(store.path) / "rebuilds" / session.id
         base.mkdir(parents=True)
         progress(f"code: commit {record.git.get('commit')} into {base / 'code'}")
-        workspace = prepare(record.git, store, str(base / "code"), repo=options.repo, cwd=cwd)
-        report["code"] = workspace.to_dict()
+        workspace = prepare(record.git, store, str(base / "code"), repo=options.repo, cwd=plan.cwd)
         if workspace.missing:
             caveats.append("code the run's record did not keep: " + "; ".join(workspace.missing))
         outputs = plan_mod.plan_outputs(original, code, workspace.path, str(base))
@@ -299,36 +294,35 @@ def _run(store: Any, original: Original, options: RebuildOptions, report: dict[s
         clock.lap("workspace")
         session.begin()
         clock.lap("record_start")
-        spec = _spec(original, code, env_plan, checks, outputs, image=image["reference"], workspace=workspace.path,
-                     run_id=session.id, run_dir=session.dir, gpus=gpu.use_gpus,
+        spec = _spec(plan, outputs, workspace=workspace.path, run_id=session.id, run_dir=session.dir,
                      extra_mounts=(Mount(_package(), f"{CAPTURE_MOUNT}/envcap", True),
                                    Mount(str(base / "capture"), OUT_DIR, False)))
-        progress(f"run {session.id}: {record.command}  (in {image['reference']})")
+        progress(f"run {session.id}: {record.command}  (in {plan.reference})")
         status = _execute(runner, spec, original, secrets, output, base / "capture", store, session)
         clock.lap("container")
         captured = _captured(base / "capture", session.id)
         session.capture(None, manifest=captured)
         new = session.finish(status)
         clock.lap("record_finish")
-        result = _compare(store, original, new, captured, outputs, options, caveats, workspace)
+        verdict, code_result = _compare(store, original, new, captured, outputs, options, caveats, workspace)
     finally:
         runner.close()
-    report.update(result)
-    report["timings"] = _timings(clock, base / "capture")
+    timings = _timings(clock, base / "capture")
+    assert verdict.environment is not None  # a finished run is always compared in full
     put_record(store, new.evolve(reproduction={
-        "of": record.id, "verdict": result["verdict"], "reasons": result["reasons"], "image": image["reference"],
-        "env_same": result["environment"].get("same")}))
-    return Report(report, 0 if result["reproduced"] else 1)
+        "of": record.id, "verdict": verdict.text, "reasons": list(verdict.reasons), "image": plan.reference,
+        "env_same": verdict.environment.same}))
+    return _report(plan, "run", rebuild=session.id, code=code_result, verdict=verdict, caveats=tuple(caveats),
+                   problems=tuple(new.problems), timings=timings)
 
 
-def _session_plan(original: Original, checks: list[Any], env_plan: plan_mod.EnvPlan, caveats: list[str],
-                  redactor: Any) -> Any:
+def _session_plan(plan: RebuildPlan, caveats: list[str], redactor: Any) -> Any:
     """The new run as ``envcap run`` would have planned it: the run's command, parameters,
     seeds and data (the data the script records itself, it records again)."""
     from ..runs.params import ParamSet
     from ..runs.session import Plan
 
-    record = original.record
+    record, env_plan = plan.original.record, plan.env
     params, withheld = plan_mod.user_params(record)
     if withheld:
         caveats.append("secret parameters are not restored: " + ", ".join(withheld))
@@ -345,7 +339,7 @@ def _session_plan(original: Original, checks: list[Any], env_plan: plan_mod.EnvP
                 named_seeds=dict(seeds.get("named") or {}),
                 data=[{"path": c.source, "name": c.name, "split": c.entry.get("split"),
                        "version": c.entry.get("version"), "lineage": c.entry.get("lineage") or ()}
-                      for c in checks if not c.by_api],
+                      for c in plan.data if not c.by_api],
                 python=dict(record.python))
 
 
@@ -425,7 +419,7 @@ def _script_seconds(out_dir: Path) -> float | None:
 
 def _compare(store: Any, original: Original, new: Any, captured: Manifest | EnvcapError,
              outputs: list[plan_mod.OutputPlan], options: RebuildOptions, caveats: list[str],
-             workspace: Any) -> dict[str, Any]:
+             workspace: Any) -> tuple[Verdict, CodeResult]:
     from ..compare.diff import changes_between, describe
     from .verdict import compare_metrics, compare_outputs, decide, read_log
     from .workspace import compare_code
@@ -442,35 +436,27 @@ def _compare(store: Any, original: Original, new: Any, captured: Manifest | Envc
     rebuilt = [by_path.get(o.host) if o.host else None for o in outputs]
     rows = compare_outputs(record.outputs, rebuilt, [o.note for o in outputs])
     reproduced, reasons = decide(exit_same, exit_text, metrics, rows)
-    env: dict[str, Any] = {"original": original.manifest.env_id}
+    m = original.manifest
     if isinstance(captured, Manifest):
-        software = changes_between(original.manifest, captured, layers=["software"])
-        platform = changes_between(original.manifest, captured, layers=["platform"])
-        env.update(captured=True, rebuild=captured.env_id, same=captured.env_id == original.manifest.env_id,
-                   platform_same=captured.platform_id == original.manifest.platform_id,
-                   original_platform=original.manifest.platform_id, rebuild_platform=captured.platform_id,
-                   software=[describe(c, "run", "rebuild") for c in software],
-                   platform=[describe(c, "run", "rebuild") for c in platform],
-                   changes=[c.to_dict() for c in (*software, *platform)])
-        if not env["same"]:
+        software = changes_between(m, captured, layers=["software"])
+        platform = changes_between(m, captured, layers=["platform"])
+        env = EnvComparison(original=m.env_id, captured=True, rebuild=captured.env_id,
+                            same=captured.env_id == m.env_id, platform_same=captured.platform_id == m.platform_id,
+                            original_platform=m.platform_id, rebuild_platform=captured.platform_id,
+                            software=tuple(describe(c, "run", "rebuild") for c in software),
+                            platform=tuple(describe(c, "run", "rebuild") for c in platform),
+                            changes=(*software, *platform))
+        if not env.same:
             caveats.append(f"the environment in the container differs from the run's: {len(software)} software "
                            "difference(s), listed above")
     else:
-        env.update(captured=False, same=None, error=str(captured))
+        env = EnvComparison(original=m.env_id, captured=False, error=str(captured))
         caveats.append(f"the environment inside the container was not captured: {captured}")
     code_diff = compare_code(record.git, new.git)
     if code_diff:
         caveats.append("the rebuilt code is not the run's: " + "; ".join(code_diff))
-    return {
-        "verdict": REPRODUCED if reproduced else NOT_REPRODUCED,
-        "reproduced": reproduced,
-        "reasons": reasons,
-        "exit": {"original": {"exit_code": record.exit_code, "signal": record.signal},
-                 "reproduced": {"exit_code": new.exit_code, "signal": new.signal}, "match": exit_same},
-        "metrics": [m.to_dict() for m in metrics],
-        "outputs": [r.to_dict() for r in rows],
-        "environment": env,
-        "code": {**workspace.to_dict(), "same": not code_diff, "differences": code_diff},
-        "caveats": caveats,
-        "problems": list(new.problems),
-    }
+    exit_ = ExitComparison(original_code=record.exit_code, original_signal=record.signal,
+                           reproduced_code=new.exit_code, reproduced_signal=new.signal, match=exit_same)
+    verdict = Verdict(reproduced=reproduced, reasons=tuple(reasons), exit=exit_, metrics=tuple(metrics),
+                      outputs=tuple(rows), environment=env)
+    return verdict, CodeResult(workspace, tuple(code_diff))

@@ -11,7 +11,8 @@ The environment captured in the container is compared with the run's too, and li
 (software, then platform), but it does not decide the verdict: a run can reproduce in
 an environment that differs, and that is worth knowing as well.
 
-The report is one JSON object; the terminal table is drawn from that same object.
+The report is one typed record (:mod:`.report`); its JSON and the terminal table are both
+drawn from it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from .report import RebuildReport
 
 REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"
@@ -191,13 +195,13 @@ def _short(v: Any) -> str:
 # -- the table ---------------------------------------------------------------------------------
 
 
-def render(report: Mapping[str, Any], file: TextIO | None = None) -> None:
+def render(report: RebuildReport, file: TextIO | None = None) -> None:
     """The report as people read it: what ran where, a table of results, then the verdict."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console(file=file, highlight=False, soft_wrap=False, width=max(100, Console(file=file).width))
-    original, rebuild = report.get("original"), report.get("rebuild")
+    original, rebuild = report.original, report.rebuild
     console.print(f"[bold]envcap rebuild[/bold] run {original}" + (f" → run {rebuild}" if rebuild else ""))
     facts = Table(box=None, show_header=False, pad_edge=False)
     facts.add_column(style="bold")
@@ -205,80 +209,85 @@ def render(report: Mapping[str, Any], file: TextIO | None = None) -> None:
     for key, value in _facts(report):
         facts.add_row(key, value)
     console.print(facts)
-    if report.get("exit") or report.get("metrics") or report.get("outputs"):
+    verdict = report.verdict
+    if verdict and (verdict.exit or verdict.metrics or verdict.outputs):
         table = Table(header_style="bold", show_lines=False)
         for col in ("", "original", "reproduced", ""):
             table.add_column(col, overflow="fold")
-        ex = report.get("exit")
+        ex = verdict.exit
         if ex:
-            table.add_row("exit status", _status(ex["original"]), _status(ex["reproduced"]), _mark(ex["match"], None))
-        for m in report.get("metrics") or ():
-            table.add_row(f"metric {m['name']}", _cell(m["original"]), _cell(m["reproduced"]),
-                          _mark(m["match"], m["how"]))
-        for o in report.get("outputs") or ():
-            table.add_row(f"output {o['path']}", _short(o["original"]) if o["original"] else "—",
-                          _short(o["reproduced"]) if o["reproduced"] else "—", _mark(o["match"], o.get("note")))
+            table.add_row("exit status", _status(ex.original_code, ex.original_signal),
+                          _status(ex.reproduced_code, ex.reproduced_signal), _mark(ex.match, None))
+        for m in verdict.metrics or ():
+            how = m.to_dict()["how"]
+            table.add_row(f"metric {m.name}", _cell(m.original), _cell(m.reproduced), _mark(m.match, how))
+        for o in verdict.outputs or ():
+            table.add_row(f"output {o.path}", _short(o.original) if o.original else "—",
+                          _short(o.reproduced) if o.reproduced else "—", _mark(o.match, o.note))
         console.print(table)
-    env = report.get("environment") or {}
-    for title, key in (("software differences", "software"), ("platform differences", "platform")):
-        lines = env.get(key) or []
-        if lines:
-            console.print(f"[bold]{title}[/bold] (original → rebuild), {len(lines)}:")
-            for line in lines[:25]:
-                console.print(f"  {line}", markup=False)
-            if len(lines) > 25:
-                console.print(f"  … and {len(lines) - 25} more (--json lists them all)")
-    for caveat in report.get("caveats") or ():
+    env = verdict.environment if verdict else None
+    if env is not None:
+        for title, lines in (("software differences", env.software), ("platform differences", env.platform)):
+            if lines:
+                console.print(f"[bold]{title}[/bold] (original → rebuild), {len(lines)}:")
+                for line in lines[:25]:
+                    console.print(f"  {line}", markup=False)
+                if len(lines) > 25:
+                    console.print(f"  … and {len(lines) - 25} more (--json lists them all)")
+    for caveat in report.caveats or ():
         console.print(f"note: {caveat}", markup=False)
-    if report.get("verdict") == REPRODUCED:
+    if verdict is not None and verdict.reproduced:
         console.print("[bold green]REPRODUCED[/bold green]")
     else:
         console.print("[bold red]NOT REPRODUCED[/bold red]")
-        for reason in report.get("reasons") or ():
+        for reason in verdict.reasons if verdict else ():
             console.print(f"  {reason}", markup=False)
 
 
-def _facts(report: Mapping[str, Any]) -> list[tuple[str, str]]:
+def _facts(report: RebuildReport) -> list[tuple[str, str]]:
+    from .report import CodeResult
+
     out = []
-    image = report.get("image") or {}
-    if image.get("reference"):
-        out.append(("image", f"{image['reference']} ({image.get('how')}, {image.get('status')})"))
-    code = report.get("code") or {}
-    if code.get("commit"):
+    image = report.image
+    if image and image.reference:
+        out.append(("image", f"{image.reference} ({image.how}, {image.status})"))
+    code = report.code
+    if isinstance(code, CodeResult) and code.workspace.commit:
+        ws, commit = code.workspace, code.workspace.commit
         extra = []
-        if code.get("diff_applied"):
+        if ws.diff_applied:
             extra.append("diff applied")
-        if code.get("untracked_restored"):
-            extra.append(f"{code['untracked_restored']} untracked file(s)")
-        out.append(("code", f"{code['commit'][:12]}" + (f" + {', '.join(extra)}" if extra else "")
-                    + (f"  in {code['path']}" if code.get("path") else "")))
-    for d in report.get("data") or ():
-        state = "same" if d["same"] else f"CHANGED (now {_short(d['now'])})"
-        out.append(("data", f"{d['name']}  {_short(d['recorded'])}  {state}"))
-    env = report.get("environment") or {}
-    if env.get("captured"):
-        if env.get("same"):
-            out.append(("environment", f"same env_id {_short(env['original'])}"))
+        if ws.untracked:
+            extra.append(f"{ws.untracked} untracked file(s)")
+        out.append(("code", f"{commit[:12]}" + (f" + {', '.join(extra)}" if extra else "")
+                    + (f"  in {ws.path}" if ws.path else "")))
+    for d in report.data or ():
+        state = "same" if not d.drifted else f"CHANGED (now {_short(d.now)})"
+        out.append(("data", f"{d.name}  {_short(d.recorded)}  {state}"))
+    env = report.verdict.environment if report.verdict else None
+    if env is not None and env.captured:
+        if env.same:
+            out.append(("environment", f"same env_id {_short(env.original)}"))
         else:
-            out.append(("environment", (f"env_id {_short(env['original'])} → {_short(env['rebuild'])}: "
-                                        f"{len(env.get('software') or [])} difference(s)")))
-        out.append(("platform", "same" if env.get("platform_same") else
-                    f"differs: {len(env.get('platform') or [])} difference(s) (this machine is not the run's)"))
-    elif env:
-        out.append(("environment", f"not captured: {env.get('error')}"))
-    gpu = report.get("gpu") or {}
-    if gpu.get("gpu_run"):
-        out.append(("gpu", ("GPUs given" if gpu.get("use_gpus") else "no GPUs (--no-gpu)")
-                    + (f", image CUDA {gpu.get('image_cuda')}" if gpu.get("image_cuda") else "")))
-    timings = report.get("timings") or {}
+            out.append(("environment", (f"env_id {_short(env.original)} → {_short(env.rebuild)}: "
+                                        f"{len(env.software)} difference(s)")))
+        out.append(("platform", "same" if env.platform_same else
+                    f"differs: {len(env.platform)} difference(s) (this machine is not the run's)"))
+    elif env is not None:
+        out.append(("environment", f"not captured: {env.error}"))
+    gpu = report.gpu
+    if gpu and gpu.gpu_run:
+        out.append(("gpu", ("GPUs given" if gpu.use_gpus else "no GPUs (--no-gpu)")
+                    + (f", image CUDA {gpu.image_cuda}" if gpu.image_cuda else "")))
+    timings = report.timings or {}
     if "total" in timings:
         script = timings.get("script")
         out.append(("time", f"{timings['total']:.2f} s" + (f" (the command {script:.2f} s)" if script else "")))
     return out
 
 
-def _status(v: Mapping[str, Any]) -> str:
-    return f"killed by {v['signal']}" if v.get("signal") else str(v.get("exit_code"))
+def _status(exit_code: int | None, signal: str | None) -> str:
+    return f"killed by {signal}" if signal else str(exit_code)
 
 
 def _cell(v: Any) -> str:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..core import proc
 from ..core.errors import StoreError, UsageError
+from ..core.proc import Result
 from .errors import RebuildError
 
 _TIMEOUT = 120.0
@@ -39,13 +40,12 @@ class Workspace:
                 "untracked_restored": self.untracked, "missing": list(self.missing)}
 
 
-def _git(args: list[str], cwd: str) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(["git", *args], cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=_TIMEOUT, env={**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"},
-                              check=False)
-    except FileNotFoundError as exc:
-        raise RebuildError("git is not installed: it is needed to rebuild the run's code") from exc
+def _git(args: list[str], cwd: str) -> Result:
+    """:func:`envcap.core.proc.git` as text, where git's absence stops the rebuild."""
+    out = proc.git(args, cwd, text=True, timeout=_TIMEOUT)
+    if out is None:
+        raise RebuildError("git is not installed: it is needed to rebuild the run's code")
+    return out
 
 
 def _toplevel(path: str) -> str | None:

@@ -87,17 +87,23 @@ class Run:
 
     def log_param(self, name: str, value: Any, source: str = "user") -> None:
         """Record one parameter; ``source`` is ``user``, ``default`` or ``derived``."""
+        self._log_param(name, value, source, used=False)
+
+    def _log_param(self, name: str, value: Any, source: str, *, used: bool) -> None:
         from .params import SOURCES, normalize
 
         if source not in SOURCES:
             raise UsageError(f"parameter {name}: source must be one of {', '.join(SOURCES)}, not {source!r}")
         plain = normalize(value, name)
-        if source == "default" and name in self.params and name in self._given:
+        if source == "default" and name in self.params and name in self._given and not used:
             return
         self.params[name] = plain
         if source != "default":
             self._given.add(name)
-        self._event({"kind": "param", "name": name, "value": self._redacted(name, plain), "source": source})
+        event = {"kind": "param", "name": name, "value": self._redacted(name, plain), "source": source}
+        if used:
+            event["used"] = True
+        self._event(event)
 
     def log_params(self, params: Mapping[str, Any], source: str = "user") -> None:
         """Record many parameters; nested mappings become dotted names (``optim.lr``)."""
@@ -108,10 +114,15 @@ class Run:
 
     def log_args(self, namespace: Any, parser: Any = None) -> None:
         """Record an ``argparse`` namespace; with its parser, values left at their
-        defaults are recorded as ``default``."""
+        defaults are recorded as ``default``.
+
+        These are the values the script runs with, so they win over ``--param``: a
+        value given there that the script did not use is recorded beside it (``given``)
+        and named among the run's problems.
+        """
         for name, value in sorted(vars(namespace).items()):
             is_default = parser is not None and parser.get_default(name) == value
-            self.log_param(name, value, "default" if is_default else "user")
+            self._log_param(name, value, "default" if is_default else "user", used=True)
 
     def log_metric(self, name: str, value: Any, step: int | None = None) -> None:
         try:
@@ -271,8 +282,10 @@ def log_metric(name: str, value: Any, step: int | None = None) -> None:
 def seed_everything(seed: int | None = None, *, deterministic: bool = False) -> Seeds:
     """Seed random, numpy, torch, TensorFlow (and PYTHONHASHSEED for child processes).
 
-    The seed is the one given, else ``envcap run --seed``'s, else a fresh random one (which
-    is recorded, so the run can still be repeated). ``deterministic=True`` also turns on
+    The seed is the one given, else the run's own (``start_run(seed=...)``), else
+    ``envcap run --seed``'s, else a fresh random one (which is recorded, so the run can
+    still be repeated). Named seeds given to ``envcap run --seed NAME=N`` are returned by
+    ``seeds.child(NAME)`` as given. ``deterministic=True`` also turns on
     the frameworks' deterministic modes. Recorded in the active run, if there is one.
     """
     run = active_run()
@@ -285,6 +298,8 @@ def seed_everything(seed: int | None = None, *, deterministic: bool = False) -> 
 def _seed(run: Run | None, seed: int | None, deterministic: bool) -> Seeds:
     from .seeds import seed_everything as seed_all
 
+    if seed is None and run is not None and run.seeds is not None:
+        seed = run.seeds.seed  # Seeded already (start_run(seed=...)): the same seed again.
     if seed is None:
         raw = os.environ.get("ENVCAP_SEED")
         seed = check_seed(raw, "ENVCAP_SEED") if raw else int.from_bytes(os.urandom(4), "big")
@@ -295,14 +310,14 @@ def _seed(run: Run | None, seed: int | None, deterministic: bool) -> Seeds:
                 run._event({"kind": kind, "state": event})
             else:
                 run._event({"kind": kind, **event})
-    seeds = seed_all(seed, deterministic=deterministic, recorder=recorder)
-    named = os.environ.get("ENVCAP_SEEDS")
-    if named:
+    given: dict[str, int] = {}
+    raw_named = os.environ.get("ENVCAP_SEEDS")
+    if raw_named:
         try:
-            seeds.named.update({str(k): int(v) for k, v in json.loads(named).items()})
+            given = {str(k): int(v) for k, v in json.loads(raw_named).items()}
         except (ValueError, TypeError, AttributeError):
-            pass
-    return seeds
+            given = {}
+    return seed_all(seed, deterministic=deterministic, recorder=recorder, named=given)
 
 
 def _datasets(data: Any) -> list[tuple[str | None, str]]:

@@ -26,6 +26,7 @@ from .data import HashCache, fingerprint, hash_bytes, hash_file
 from ..core.run import RunRecord
 
 OK, MISMATCH, UNCHECKED, INFO = "ok", "mismatch", "unchecked", "info"
+FILES_SHOWN = 20  # changed files listed per dataset in text; --json lists them all
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,9 +34,13 @@ class Finding:
     status: str
     what: str
     detail: str = ""
+    files: dict[str, list[str]] | None = None  # a dataset's files that changed, added, removed
 
-    def to_dict(self) -> dict[str, str]:
-        return {"status": self.status, "what": self.what, "detail": self.detail}
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": self.status, "what": self.what, "detail": self.detail}
+        if self.files is not None:
+            out["files"] = self.files
+        return out
 
 
 @dataclass
@@ -48,8 +53,8 @@ class AuditReport:
     def ok(self) -> bool:
         return not any(f.status == MISMATCH for f in self.findings)
 
-    def add(self, status: str, what: str, detail: str = "") -> None:
-        self.findings.append(Finding(status, what, detail))
+    def add(self, status: str, what: str, detail: str = "", files: dict[str, list[str]] | None = None) -> None:
+        self.findings.append(Finding(status, what, detail, files))
 
     def to_dict(self) -> dict[str, Any]:
         return {"run": self.run_id, "ok": self.ok, "findings": [f.to_dict() for f in self.findings],
@@ -60,6 +65,10 @@ class AuditReport:
         out = [f"audit of run {self.run_id}"]
         for f in self.findings:
             out.append(f"  {marks[f.status]}  {f.what}" + (f": {f.detail}" if f.detail else ""))
+            for kind, paths in (f.files or {}).items():
+                out += [f"        {kind:<8}{p}" for p in paths[:FILES_SHOWN]]
+                if len(paths) > FILES_SHOWN:
+                    out.append(f"        ... and {len(paths) - FILES_SHOWN} more {kind}")
         if self.drift:
             out.append("  environment drift (run → now):")
             out += [f"        {line}" for line in self.drift]
@@ -82,8 +91,8 @@ def audit_run(store: Any, run_id: str, *, check_environment: bool = True) -> Aud
     manifest = _check_objects(store, record, report)
     _check_code(store, record, report)
     cache = HashCache(store)
-    _check_paths(record.data, "data", cache, report)
-    _check_paths([o for o in record.outputs if not o.get("missing")], "output", cache, report)
+    _check_paths(store, record.data, "data", cache, report)
+    _check_paths(store, [o for o in record.outputs if not o.get("missing")], "output", cache, report)
     if check_environment:
         _check_environment(record, manifest, report)
     return report
@@ -109,7 +118,8 @@ def _check_objects(store: Any, record: RunRecord, report: AuditReport) -> Any:
 
 
 def _check_code(store: Any, record: RunRecord, report: AuditReport) -> None:
-    from .git import _git, file_at
+    from ..core import proc
+    from .git import file_at
 
     git = record.git
     root = git.get("root")
@@ -117,7 +127,7 @@ def _check_code(store: Any, record: RunRecord, report: AuditReport) -> None:
     if git.get("in_repository") and not in_repo:
         report.add(UNCHECKED, "commit", f"the repository {root} is not on this machine")
     if in_repo and git.get("commit"):
-        found = _git(["cat-file", "-e", f"{git['commit']}^{{commit}}"], str(root))
+        found = proc.git(["cat-file", "-e", f"{git['commit']}^{{commit}}"], str(root))
         if found is not None and found.returncode == 0:
             report.add(OK, "commit", f"{git['commit']} is in {root}")
         else:
@@ -160,7 +170,7 @@ def _check_code(store: Any, record: RunRecord, report: AuditReport) -> None:
                 report.add(MISMATCH, f"{label} now", f"changed since the run (now {now}, the run read {pf['sha256']})")
 
 
-def _check_paths(entries: Any, kind: str, cache: HashCache, report: AuditReport) -> None:
+def _check_paths(store: Any, entries: Any, kind: str, cache: HashCache, report: AuditReport) -> None:
     for entry in entries:
         path = entry.get("abspath") or entry.get("path")
         label = f"{kind} {entry.get('name') or entry.get('path')}"
@@ -175,7 +185,25 @@ def _check_paths(entries: Any, kind: str, cache: HashCache, report: AuditReport)
         if now.fingerprint == entry.get("fingerprint"):
             report.add(OK, label, entry["fingerprint"])
         else:
-            report.add(MISMATCH, label, f"changed (recorded {entry.get('fingerprint')}, now {now.fingerprint})")
+            files = _changed_files(store, entry, path, cache) if now.kind == "dir" else None
+            counts = f"; {', '.join(f'{len(v)} {k}' for k, v in files.items())}" if files else ""
+            report.add(MISMATCH, label, f"changed (recorded {entry.get('fingerprint')}, now {now.fingerprint}){counts}",
+                       files)
+
+
+def _changed_files(store: Any, entry: Any, path: str, cache: HashCache) -> dict[str, list[str]] | None:
+    """Which files of a directory changed since the run, from the listing kept with it."""
+    from .data import changed_files, listing
+
+    oid = entry.get("listing")
+    if not oid:
+        return None
+    try:
+        before = store.get_object(oid)
+        after = listing(path, cache)
+    except EnvcapError:
+        return None
+    return changed_files(before, after)
 
 
 def _check_environment(record: RunRecord, recorded: Any, report: AuditReport) -> None:

@@ -191,6 +191,53 @@ def fingerprint(path: str | os.PathLike[str], cache: HashCache | None = None) ->
     return fp
 
 
+def listing(path: str | os.PathLike[str], cache: HashCache | None = None) -> bytes:
+    """The ``sha256sum``-style listing of a directory: its sha256 is the fingerprint.
+
+    Kept with a run (an object whose id is the fingerprint itself), it lets an audit name
+    the files that changed. File digests come from the cache, so an unchanged tree is
+    walked, not read.
+    """
+    cache = cache if cache is not None else HashCache()
+    target = os.path.abspath(os.fspath(path))
+    entries, _ = _walk(target)
+    entries.sort(key=lambda e: e[1])
+    cache.preload(target)
+    digests = _digests(entries, cache, time.time_ns())
+    cache.flush()
+    return "".join(_line(digests[a], rel) for a, rel, _ in entries).encode("utf-8", "surrogateescape")
+
+
+def parse_listing(data: bytes) -> dict[str, str]:
+    """A listing's files: relative path → hex sha256."""
+    out = {}
+    for raw in data.decode("utf-8", "surrogateescape").splitlines():
+        escaped = raw.startswith("\\")
+        line = raw[1:] if escaped else raw
+        hexd, _, rel = line.partition("  ")
+        out[_unescape(rel) if escaped else rel] = hexd
+    return out
+
+
+def _unescape(rel: str) -> str:
+    out, i = [], 0
+    while i < len(rel):
+        if rel[i] == "\\" and i + 1 < len(rel):
+            out.append("\n" if rel[i + 1] == "n" else rel[i + 1])
+            i += 2
+        else:
+            out.append(rel[i])
+            i += 1
+    return "".join(out)
+
+
+def changed_files(before: bytes, after: bytes) -> dict[str, list[str]]:
+    """The files that differ between two listings: ``changed``, ``added``, ``removed``."""
+    a, b = parse_listing(before), parse_listing(after)
+    return {"changed": sorted(p for p in a.keys() & b.keys() if a[p] != b[p]),
+            "added": sorted(b.keys() - a.keys()), "removed": sorted(a.keys() - b.keys())}
+
+
 def _line(dig: str, rel: str) -> str:
     hexd = dig[len(ID_PREFIX):]
     if "\\" in rel or "\n" in rel:  # sha256sum's escaping

@@ -45,7 +45,9 @@ def show_lines(view: dict[str, Any]) -> list[str]:
     if view.get("params"):
         lines.append(_row("params_id", view["params_id"]))
         for p in view["params"]:
-            lines.append(_row("", f"{p['name']} = {_value(p['value'])}  ({p['source']})"))
+            given = p.get("given")
+            note = f"; given {_value(given['value'], 30)}, not used" if isinstance(given, dict) else ""
+            lines.append(_row("", f"{p['name']} = {_value(p['value'])}  ({p['source']}{note})"))
     for pf in view.get("params_files") or ():
         lines.append(_row("params file", f"{pf['path']}  {short(pf['sha256'])}"))
     seeds = view.get("seeds") or {}
@@ -109,7 +111,26 @@ def table_rows(views: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]
         duration = f"{v['duration_s']:.1f}s" if v.get("duration_s") is not None else ""
         status = v["status"] if v["status"] in ("ok", "unfinished") else f"{v['status']}({v.get('exit_code')})"
         metrics = " ".join(f"{k}={_value(val, 12)}" for k, val in list((v.get("metrics") or {}).items())[:3])
-        rows.append([v["id"], v["started_at"][:19].replace("T", " "), status, duration,
-                     short(v["env_id"]) if v.get("env_id") else "", short(v["params_id"]), metrics,
-                     _value(v["command"], 50)])
+        rows.append([v["id"], (v.get("started_at") or "")[:19].replace("T", " "), status, duration,
+                     short(v["env_id"]) if v.get("env_id") else "", params_text(v), metrics,
+                     _value(v.get("command") or "", 50)])
     return header, rows
+
+
+def params_text(view: dict[str, Any], width: int = 40) -> str:
+    """The parameters by name and value (``lr=0.01 model=resnet``), else their id."""
+    params = view.get("params") or []
+    if not params:
+        return short(view["params_id"]) if view.get("params_id") and view.get("status") == "unreadable" else ""
+    return _value(" ".join(f"{p['name']}={_value(p['value'], 16)}" for p in params), width)
+
+
+def metrics_lines(history: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """A metric history as columns: name, step (``-`` when none was given), value."""
+    width = max((len(n) for n in history), default=6)
+    lines = [f"{'metric':<{width}}  {'step':>6}  value"]
+    for name, points in history.items():
+        for p in points:
+            step = "-" if p.get("step") is None else str(p["step"])
+            lines.append(f"{name:<{width}}  {step:>6}  {_value(p['value'], 40)}")
+    return lines

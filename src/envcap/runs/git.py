@@ -15,21 +15,20 @@ Content that looks like it holds a secret (a private key, a token in a known for
 not stored: its hash and size are, with the reason. Outside a repository (or without
 git) the record says so.
 
-git runs through :func:`_git`, which keeps bytes as bytes: a diff of a Latin-1 file
+git runs through :func:`envcap.core.proc.git`, which keeps bytes as bytes: a diff of a Latin-1 file
 must be stored as it is, not as decoded text.
 """
 
 from __future__ import annotations
 
 import os
-import shlex
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from ..core import proc
 from ..core.errors import StoreError, UsageError
 from ..core.redact import Redactor
 from .data import HashCache, hash_bytes, stat_key
@@ -38,7 +37,6 @@ DEFAULT_FILE_CAP = 1 << 20  # untracked content kept per file
 DEFAULT_TOTAL_CAP = 32 << 20  # and for all untracked files of one run
 DIFF_CAP = 256 << 20
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
-_TIMEOUT = 60.0
 
 
 def caps_from_env(env: dict[str, str] | os._Environ[str] | None = None) -> tuple[int, int]:
@@ -99,21 +97,6 @@ class Capture:
         return out
 
 
-def _git(args: Sequence[str], cwd: str, *, check: bool = False, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes] | None:
-    """Run git; None when git is not installed. Output is bytes."""
-    run_env = dict(os.environ if env is None else env)
-    run_env["LC_ALL"] = "C"
-    try:
-        proc = subprocess.run(["git", *args], cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=_TIMEOUT, env=run_env, check=False)
-    except FileNotFoundError:
-        return None
-    if check and proc.returncode != 0:
-        message = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise StoreError(f"git {shlex.join(args)} failed: {message[-1] if message else proc.returncode}")
-    return proc
-
-
 def strip_credentials(url: str, redactor: Redactor) -> str:
     """A remote URL without user names, passwords or tokens (``git@`` is kept)."""
     if "://" in url:
@@ -128,13 +111,13 @@ def strip_credentials(url: str, redactor: Redactor) -> str:
 def capture(cwd: str, *, redactor: Redactor, cache: HashCache | None = None,
             file_cap: int = DEFAULT_FILE_CAP, total_cap: int = DEFAULT_TOTAL_CAP) -> Capture:
     """Read the git state of the repository holding ``cwd`` (nothing is written)."""
-    top = _git(["rev-parse", "--show-toplevel"], cwd)
+    top = proc.git(["rev-parse", "--show-toplevel"], cwd)
     if top is None:
         return Capture(_outside("git is not installed", cwd), None)
     if top.returncode != 0:
         return Capture(_outside("not in a git repository", cwd), None)
     root = top.stdout.decode("utf-8", "surrogateescape").strip()
-    status = _git(["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all"], root, check=True)
+    status = proc.git(["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all"], root, check=True)
     assert status is not None
     commit, branch, tracked_dirty, untracked_paths = _parse_status(status.stdout)
     cap = Capture({}, root)
@@ -194,14 +177,14 @@ def _parse_status(out: bytes) -> tuple[str | None, str | None, bool, list[str]]:
 
 
 def _tags(root: str) -> list[str]:
-    out = _git(["tag", "--points-at", "HEAD"], root)
+    out = proc.git(["tag", "--points-at", "HEAD"], root)
     if out is None or out.returncode != 0:
         return []
     return sorted(t for t in out.stdout.decode("utf-8", "replace").splitlines() if t)
 
 
 def _remotes(root: str) -> dict[str, str]:
-    out = _git(["config", "--get-regexp", r"^remote\..*\.url$"], root)
+    out = proc.git(["config", "--get-regexp", r"^remote\..*\.url$"], root)
     if out is None or out.returncode != 0:
         return {}
     remotes = {}
@@ -212,7 +195,7 @@ def _remotes(root: str) -> dict[str, str]:
 
 
 def _submodules(root: str) -> list[dict[str, Any]]:
-    out = _git(["submodule", "status", "--recursive"], root)
+    out = proc.git(["submodule", "status", "--recursive"], root)
     if out is None or out.returncode != 0:
         return []
     states = {" ": "ok", "+": "modified", "-": "uninitialized", "U": "conflict"}
@@ -229,7 +212,7 @@ def _submodules(root: str) -> list[dict[str, Any]]:
 def _diff(root: str, commit: str | None, redactor: Redactor, cap: Capture) -> dict[str, Any]:
     # Flags that keep the user's git configuration from changing the patch: no colour,
     # no external diff or textconv, standard a/ b/ prefixes, paths from the top.
-    out = _git(["-c", "core.quotepath=false", "diff", "--binary", "--no-color", "--no-ext-diff", "--no-textconv",
+    out = proc.git(["-c", "core.quotepath=false", "diff", "--binary", "--no-color", "--no-ext-diff", "--no-textconv",
                 "--no-relative", "--src-prefix=a/", "--dst-prefix=b/", commit or EMPTY_TREE], root, check=True)
     assert out is not None
     data = out.stdout
@@ -333,12 +316,12 @@ def file_at(root: str, commit: str | None, diff: bytes | None, path: str) -> byt
     """
     with tempfile.TemporaryDirectory(prefix="envcap-index-") as tmp:
         env = {**os.environ, "GIT_INDEX_FILE": os.path.join(tmp, "index")}
-        _git(["read-tree", commit or EMPTY_TREE], root, check=True, env=env)
+        proc.git(["read-tree", commit or EMPTY_TREE], root, check=True, env=env)
         if diff:
             patch = os.path.join(tmp, "diff.patch")
             Path(patch).write_bytes(diff)
-            _git(["apply", "--cached", "--binary", patch], root, check=True, env=env)
-        out = _git(["show", f":{path}"], root, env=env)
+            proc.git(["apply", "--cached", "--binary", patch], root, check=True, env=env)
+        out = proc.git(["show", f":{path}"], root, env=env)
         if out is None or out.returncode != 0:
             return None
         return out.stdout
@@ -353,15 +336,15 @@ def restore(record_git: dict[str, Any], store: Any, repository: str, dest: str) 
     if not record_git.get("in_repository"):
         raise UsageError("the run was not in a git repository: there is no tree to rebuild")
     commit = record_git.get("commit")
-    _git(["clone", "--quiet", "--no-checkout", repository, dest], os.getcwd(), check=True)
+    proc.git(["clone", "--quiet", "--no-checkout", repository, dest], os.getcwd(), check=True)
     if commit:
-        _git(["checkout", "--quiet", "--detach", commit], dest, check=True)
+        proc.git(["checkout", "--quiet", "--detach", commit], dest, check=True)
     missing: list[str] = []
     diff = record_git.get("diff") or {}
     if diff.get("object"):
         patch = os.path.join(dest, ".git", "envcap-diff.patch")
         Path(patch).write_bytes(store.get_object(diff["object"]))
-        _git(["apply", "--binary", "--whitespace=nowarn", patch], dest, check=True)
+        proc.git(["apply", "--binary", "--whitespace=nowarn", patch], dest, check=True)
         os.unlink(patch)
     elif diff:
         missing.append(f"the uncommitted diff ({diff.get('withheld')})")

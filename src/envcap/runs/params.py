@@ -142,7 +142,7 @@ def _parse(path: Path, fmt: str, text: str) -> Any:
                              f"column {exc.colno}") from exc
     if fmt == "toml":
         try:
-            import tomllib
+            import tomllib  # type: ignore[import-not-found,unused-ignore]
         except ModuleNotFoundError:  # Python 3.10
             import tomli as tomllib  # type: ignore[no-redef,import-not-found,unused-ignore]
         try:
@@ -163,6 +163,10 @@ def _parse(path: Path, fmt: str, text: str) -> Any:
         raise UsageError(f"--params-file {path}: not valid YAML: {problem}{at}") from exc
 
 
+def _shown(value: Any) -> str:
+    return canonical_bytes(value).decode("utf-8")
+
+
 class ParamSet:
     """Parameters being gathered for one run; later sources override earlier ones.
 
@@ -175,17 +179,36 @@ class ParamSet:
         self._items: dict[str, Param] = {}
         self._raw: dict[str, Any] = {}
 
-    def set(self, name: str, value: Any, source: str) -> None:
+    def set(self, name: str, value: Any, source: str, *, used: bool = False) -> str | None:
+        """Set one parameter; return a sentence when it contradicts what was given.
+
+        ``used`` marks the value the script reports it ran with (``run.log_args``): it
+        wins over everything, a default included, since it is what happened. A value the
+        user gave that the script did not use is kept beside it as ``given``.
+        """
         if source not in SOURCES:
             raise UsageError(f"parameter {name}: source must be one of {', '.join(SOURCES)}, not {source!r}")
         if not isinstance(name, str) or not name:
             raise UsageError(f"a parameter name must be non-empty text, not {name!r}")
         current = self._items.get(name)
-        if current is not None and source == "default" and current.source != "default":
-            return
+        if current is not None and source == "default" and current.source != "default" and not used:
+            return None
         plain = normalize(value, name)
+        if used and source == "default" and current is not None and current.source != "default" \
+                and self._raw.get(name) == plain:
+            return None  # The user asked for the value the script used: it stays theirs.
+        given = None
+        if used and current is not None and current.source == "user" and self._raw.get(name) != plain:
+            given = current.given or {"value": current.value, "source": current.source}
+        elif current is not None and current.given is not None and not used:
+            given = current.given
         self._raw[name] = plain
-        self._items[name] = Param(name=name, value=self.redact(name, plain), source=source)
+        redacted = self.redact(name, plain)
+        self._items[name] = Param(name=name, value=redacted, source=source, given=given)
+        if given is None or not used:
+            return None
+        return (f"parameter {name}: the script reports it used {_shown(redacted)} ({source}), not the "
+                f"{_shown(given['value'])} it was given; recorded as used, the given value under 'given'")
 
     def update(self, values: Mapping[str, Any], source: str) -> None:
         for name, value in values.items():

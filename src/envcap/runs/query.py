@@ -194,6 +194,31 @@ def find_run_ref(ref: str) -> dict[str, Any] | None:
         return run_json(record, runs_store.notes(store, ids[0]), runs_store.reproductions(store, ids[0]))
 
 
+def metric_history(store: Any, record: RunRecord, names: Iterable[str] = ()) -> dict[str, list[dict[str, Any]]]:
+    """Every recorded point of each metric (or of ``names``), in the order they were logged.
+
+    A point is ``{"step", "value"}`` (``step`` None when none was given), with ``time``
+    when the script reported one.
+    """
+    from ..core.errors import NotFoundError
+
+    history: dict[str, list[dict[str, Any]]] = {}
+    log = record.metrics_log or {}
+    if log.get("object"):
+        for line in store.get_object(log["object"]).splitlines():
+            point = json.loads(line)
+            entry = {"step": point.get("step"), "value": point["value"]}
+            if "time" in point:
+                entry["time"] = point["time"]
+            history.setdefault(point["name"], []).append(entry)
+    wanted = list(names)
+    missing = [n for n in wanted if n not in history]
+    if missing:
+        known = ", ".join(sorted(history)) or "none"
+        raise NotFoundError(f"run {record.id} has no metric {', '.join(missing)} (its metrics: {known})")
+    return {n: history[n] for n in wanted} if wanted else history
+
+
 def _check_metrics_log(store: Any, record: Any) -> None:
     """The metrics log a run's record names is there, whole, with as many points as it says:
     ``show`` prints the record's metrics on its word."""

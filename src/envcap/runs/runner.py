@@ -17,14 +17,17 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
+from ..core import proc
 from ..core.errors import UsageError
 from ..core.run import RunRecord
 from .session import Plan, Session
+
+if TYPE_CHECKING:
+    from ..core.proc import Child
 
 FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 _PYTHON_NAME = re.compile(r"^(python|pypy|graalpy)(\d+(\.\d+)?)?[tdm]?$")
@@ -133,7 +136,7 @@ class _Forwarder:
     """Passes signals to the child; remembers those that arrive before it exists."""
 
     def __init__(self) -> None:
-        self.child: subprocess.Popen[bytes] | None = None
+        self.child: Child | None = None
         self.pending: list[int] = []
         self.received: list[int] = []
         self._previous: dict[int, Any] = {}
@@ -149,7 +152,7 @@ class _Forwarder:
             signal.signal(signum, handler)
         self._previous.clear()
 
-    def started(self, child: subprocess.Popen[bytes]) -> None:
+    def started(self, child: Child) -> None:
         self.child = child
         for signum in self.pending:
             self._send(signum)
@@ -251,7 +254,8 @@ def execute(store: Any, plan: Plan, *, announce: Callable[[str], None] | None = 
         if announce:
             announce(session.id)
         try:
-            child = subprocess.Popen(plan.argv, cwd=plan.cwd, env=child_env)
+            # The command's own streams are the terminal's, and its locale its own.
+            child = proc.start(plan.argv, cwd=plan.cwd, env=child_env, stdin=None, c_locale=False)
         except OSError as exc:
             session.finish(127 if isinstance(exc, FileNotFoundError) else 126)
             raise UsageError(f"{plan.argv[0]}: cannot start it: {exc.strerror}") from exc

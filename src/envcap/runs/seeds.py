@@ -57,10 +57,12 @@ def check_seed(seed: Any, what: str = "seed") -> int:
 class Seeds:
     """The seeds of one run: a global seed and the named children derived from it."""
 
-    def __init__(self, seed: int, recorder: Recorder | None = None) -> None:
+    def __init__(self, seed: int, recorder: Recorder | None = None, named: dict[str, int] | None = None) -> None:
         self.seed = seed
         self._recorder = recorder
-        self.named: dict[str, int] = {}
+        # Named seeds given outright (``envcap run --seed shuffle=5``) win over derivation.
+        self._given: dict[str, int] = dict(named or {})
+        self.named: dict[str, int] = dict(self._given)
 
     def __int__(self) -> int:
         return self.seed
@@ -72,7 +74,7 @@ class Seeds:
         """The seed for one purpose: ``child("shuffle")``, ``child("augment")``, ``child("worker-3")``."""
         if not isinstance(name, str) or not name:
             raise UsageError("a seed's name must be non-empty text")
-        value = derive(self.seed, name)
+        value = self._given[name] if name in self._given else derive(self.seed, name)
         if self.named.get(name) != value:
             self.named[name] = value
             self._record("seed_named", {"name": name, "value": value, "from": self.seed})
@@ -94,10 +96,14 @@ class Seeds:
             self._recorder(kind, event)
 
 
-def seed_everything(seed: int, *, deterministic: bool = False, recorder: Recorder | None = None) -> Seeds:
-    """Seed every random number generator in reach; return the run's :class:`Seeds`."""
+def seed_everything(seed: int, *, deterministic: bool = False, recorder: Recorder | None = None,
+                    named: dict[str, int] | None = None) -> Seeds:
+    """Seed every random number generator in reach; return the run's :class:`Seeds`.
+
+    ``named`` are named seeds given outright: ``child(name)`` returns them as they are.
+    """
     seed = check_seed(seed)
-    seeds = Seeds(seed, recorder)
+    seeds = Seeds(seed, recorder, {k: check_seed(v, f"seed {k}") for k, v in (named or {}).items()})
     record = seeds._record
     record("seed_global", {"value": seed})
     small = seed % SEED_MAX

@@ -27,7 +27,7 @@ from ..core.canonical import canonical_bytes
 from ..core.errors import EnvcapError
 from ..core.redact import Redactor
 from . import rundir
-from .data import HashCache, dataset_entry, fingerprint, lineage_step
+from .data import HashCache, dataset_entry, fingerprint, hash_bytes, lineage_step
 from .git import Capture, caps_from_env
 from .git import capture as capture_git
 from .params import ParamSet, ParamsFile, params_id
@@ -35,6 +35,7 @@ from ..core.run import FINISHED, UNFINISHED, RunRecord, new_run_id, utc_now
 from .seeds import determinism_state
 from ..store.runs import Note, put_record
 
+LISTING_CAP = 64 << 20  # bytes of a directory's file listing kept with a run (about 600,000 files)
 _NOT_STORED_YET = "unfinished: the uncommitted changes, untracked files and parameter files are not stored yet"
 
 
@@ -174,6 +175,7 @@ class Session:
             manifest = self.take_snapshot(python)
         env = self._store_manifest(manifest, problems)
         data = self._fingerprint_data(problems)
+        self._keep_listings(data)
         self.record = self.record.evolve(git=dict(self._git.state), params_files=tuple(self._params_entries),
                                          data=tuple(data), problems=tuple(problems), **env)
         self._put()
@@ -242,8 +244,10 @@ class Session:
             oid = self.store.put_object(log)
             self._objects.append((oid, len(log), "run-metrics"))
             metrics_log = {"object": oid, "points": len(points)}
-        data = self._recheck_data(data, problems)
+        self._keep_listings(data)
+        data = self._link_producers(self._recheck_data(data, problems))
         outputs = self._hash_outputs(problems)
+        self._keep_listings(outputs)
         self.record = self.record.evolve(
             state=FINISHED, ended_at=ended, duration_s=duration, exit_code=exit_code, signal=signal_name,
             params=params.params(), params_id=params_id(params.params()), seeds=seeds, data=tuple(data),
@@ -264,11 +268,11 @@ class Session:
             try:
                 kind = event["kind"]
                 if kind == "param":
-                    params.set(event["name"], event["value"], event["source"])
+                    said = params.set(event["name"], event["value"], event["source"], used=bool(event.get("used")))
+                    if said:
+                        problems.append(said)
                 elif kind == "seed_global":
-                    if seeds.get("global") not in (None, event["value"]):
-                        problems.append(f"the script seeded with {event['value']}, not the --seed "
-                                        f"{seeds['global']} it was given")
+                    self._check_seed(seeds, event["value"], problems)
                     seeds["global"] = event["value"]
                 elif kind == "seed_named":
                     seeds["named"][event["name"]] = event["value"]
@@ -295,6 +299,16 @@ class Session:
         seeds["named"] = dict(sorted(seeds["named"].items()))
         return notes
 
+    def _check_seed(self, seeds: dict[str, Any], value: Any, problems: list[str]) -> None:
+        """Say when the script seeds otherwise than it was told, naming who told it what."""
+        current = seeds.get("global")
+        if current in (None, value):
+            return
+        if self.plan.seed is not None and current == self.plan.seed:
+            problems.append(f"the script seeded with {value}, not the --seed {current} it was given")
+        else:
+            problems.append(f"the script seeded twice: with {current}, then with {value} (recorded: the last)")
+
     @staticmethod
     def _add_step(data: list[dict[str, Any]], name: str, step: Any, problems: list[str]) -> None:
         for entry in reversed(data):
@@ -319,6 +333,41 @@ class Session:
                                     f"(recorded {entry.get('fingerprint')}, after it {now.fingerprint})")
             out.append(entry)
         return out
+
+    def _link_producers(self, data: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Data whose bytes an earlier run wrote as an output begins its lineage there."""
+        from ..store.runs import producers
+
+        out = []
+        for entry in data:
+            fp = entry.get("fingerprint")
+            known = {(s.get("name"), (s.get("params") or {}).get("output")) for s in entry.get("lineage") or ()
+                     if s.get("kind") == "output"}
+            steps = [{"kind": "output", "name": run_id, "params": {"output": path}, "seed": None}
+                     for run_id, path in (producers(self.store, fp, self.id) if fp else [])
+                     if (run_id, path) not in known]
+            out.append({**entry, "lineage": steps + list(entry.get("lineage") or ())} if steps else entry)
+        return out
+
+    def _keep_listings(self, entries: list[dict[str, Any]]) -> None:
+        """Store the file listing of each directory (its id is the fingerprint), so that an
+        audit can name the files that changed. A listing over the cap is not kept."""
+        from ..store.runs import has_object
+        from .data import listing
+
+        for entry in entries:
+            fp, path = entry.get("fingerprint"), entry.get("abspath")
+            if entry.get("kind") != "dir" or entry.get("listing") or not fp or not path:
+                continue
+            if not has_object(self.store, fp):
+                try:
+                    data = listing(path, self._hash_cache())
+                except EnvcapError:
+                    continue
+                if len(data) > LISTING_CAP or hash_bytes(data) != fp:
+                    continue  # Too large to keep, or the tree changed since it was fingerprinted.
+                self._objects.append((self.store.put_object(data), len(data), "run-listing"))
+            entry["listing"] = fp
 
     def _hash_outputs(self, problems: list[str]) -> list[dict[str, Any]]:
         outputs = []

@@ -159,7 +159,7 @@ class Store:
         # about a connection left to the garbage collector).
         self.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: object) -> None:

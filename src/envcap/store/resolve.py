@@ -46,6 +46,30 @@ def resolve_manifest(ref: str, *, store: Any = None) -> Manifest:
         return _stored_manifest(opened, ref, is_hex, is_run)
 
 
+def resolve_run(ref: str, *, store: Any) -> Any:
+    """The run record REF names, or None when it names a manifest, a file or nothing.
+
+    The same precedence as :func:`resolve_manifest`: a file, then a manifest or snapshot
+    id, then a run id (or unique prefix). ``envcap diff RUN_A RUN_B`` compares two runs
+    whole when both name runs.
+    """
+    from ..core.run import looks_like_run_ref
+    from . import runs as runs_store
+
+    if os.sep in ref or Path(ref).exists() or not looks_like_run_ref(ref):
+        return None
+    if re.fullmatch(r"[0-9a-f]{4,64}", ref.removeprefix("sha256:")) is not None:
+        try:
+            store.get(ref)
+            return None
+        except NotFoundError:
+            pass
+    try:
+        return runs_store.load(store, runs_store.resolve(store, ref))
+    except NotFoundError:
+        return None
+
+
 def _stored_manifest(store: Any, ref: str, is_hex: bool, is_run: bool) -> Manifest:
     """A stored manifest by id, else the environment of the run REF names."""
     from . import runs as runs_store

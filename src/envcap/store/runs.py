@@ -12,6 +12,8 @@
     run_reproductions
                 which run reproduces which (``envcap rebuild``), so that a run's
                 reproductions are found without opening every record
+    run_outputs the fingerprint of each output of a finished run, so that a later run
+                reading it is linked to the run that wrote it (lineage)
 
 The tables are created on first use. A record is written as an object first; only
 then is the row pointed at it, in one transaction, so the row always names a whole
@@ -76,8 +78,14 @@ _SCHEMA = (
         verdict TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS run_reproductions_original ON run_reproductions(original_id)",
+    """CREATE TABLE IF NOT EXISTS run_outputs (
+        fingerprint TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        path TEXT NOT NULL,
+        PRIMARY KEY (fingerprint, run_id, path)
+    )""",
 )
-_TABLES = ("runs", "run_notes", "file_hashes", "tree_hashes", "run_reproductions")
+_TABLES = ("runs", "run_notes", "file_hashes", "tree_hashes", "run_reproductions", "run_outputs")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +131,26 @@ def record_statements(record: RunRecord, record_id: str, size: int) -> list[tupl
     if record.reproduction is not None:
         statements.append(("INSERT OR REPLACE INTO run_reproductions VALUES (?, ?, ?)",
                            (record.id, record.reproduction["of"], record.reproduction.get("verdict"))))
+    if record.finished:
+        statements += [("INSERT OR IGNORE INTO run_outputs VALUES (?, ?, ?)", (o["fingerprint"], record.id, o["path"]))
+                       for o in record.outputs if o.get("fingerprint") and o.get("path")]
     return statements
+
+
+def producers(store: Store, fingerprint: str, before: str) -> list[tuple[str, str]]:
+    """(run id, output path) of each run older than ``before`` that wrote these bytes."""
+    present = store.db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+                               "AND name = 'run_outputs'").fetchone()[0]
+    if not present:
+        return []
+    rows = store.db.execute("SELECT run_id, path FROM run_outputs WHERE fingerprint = ? AND run_id < ? "
+                            "ORDER BY run_id, path", (fingerprint, before)).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+def has_object(store: Store, oid: str) -> bool:
+    """Whether the store's index lists the object (cheaper than reading it)."""
+    return store.db.execute("SELECT 1 FROM objects WHERE id = ?", (oid,)).fetchone() is not None
 
 
 def put_record(store: Store, record: RunRecord, *, notes: Iterable[Note] = (),
@@ -218,3 +245,15 @@ def all_ids(store: Store) -> list[str]:
     if not has_runs_table(store):
         return []
     return [r[0] for r in store.db.execute("SELECT id FROM runs ORDER BY id")]
+
+
+def index_view(store: Store, run_id: str, problem: str) -> dict[str, Any]:
+    """What the index row says of a run whose record cannot be read, marked as such."""
+    row = store.db.execute("SELECT id, state, started_at, ended_at, exit_code, manifest_id, env_id, params_id, "
+                           "git_commit, labels FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"no run with id {run_id} in {store.path}")
+    return {"id": row[0], "state": row[1], "status": "unreadable", "started_at": row[2], "ended_at": row[3],
+            "exit_code": row[4], "manifest": row[5], "env_id": row[6], "params_id": row[7],
+            "git": {"commit": row[8]}, "labels": json.loads(row[9] or "{}"), "command": "", "params": [],
+            "metrics": {}, "problems": [f"the run's record cannot be read: {problem}"], "unreadable": True}

@@ -1,0 +1,97 @@
+"""`envcap export RUN --format ro-crate`: a Research Object Crate the rocrate library reads
+back, holding the run's record, manifest, code revision, parameters, data fingerprints,
+outputs and metrics; and no export carries a secret the run was given."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import git, run_envcap
+from export_helpers import record_run
+
+pytest.importorskip("rocrate")
+
+from envcap.export.crate import read_crate
+
+
+@pytest.mark.parametrize("name", ["run-crate.zip", "run-crate"], ids=["zip", "directory"])
+def test_a_crate_of_a_run_reads_back(tmp_path: Path, name: str) -> None:
+    run = record_run(tmp_path)
+    (run.repo / "train.py").write_text("changed\n")  # After the run: the crate keeps what was recorded.
+    out = tmp_path / name
+    proc = run_envcap("export", run.id, "--format", "ro-crate", "-o", str(out), check=True)
+    assert f"exported run {run.id}" in proc.stdout
+    crate = read_crate(out)
+    files = {e.id: e for e in crate.data_entities}
+    assert {"run.json", "environment/manifest.json", "params.json", "seeds.json", "data.json", "outputs.json",
+            "metrics.json", "metrics.jsonl"} <= set(files)
+
+    def content(path: str) -> bytes:
+        if out.suffix == ".zip":
+            return zipfile.ZipFile(out).read(path)
+        return (out / path).read_bytes()
+
+    record = json.loads(content("run.json"))
+    assert record["id"] == run.id
+    assert files["run.json"]["identifier"] == "sha256:" + hashlib.sha256(content("run.json")).hexdigest()
+    manifest = json.loads(content("environment/manifest.json"))
+    assert manifest["id"] == run.view["manifest"] == files["environment/manifest.json"]["identifier"]
+    assert json.loads(content("params.json"))["params_id"] == run.view["params_id"]
+
+    action = crate.mainEntity
+    assert action.type == "CreateAction" and action["identifier"] == run.id
+    assert action["startTime"] == run.view["started_at"] and action["endTime"] == run.view["ended_at"]
+    code = next(i for i in action["instrument"] if i.type == "SoftwareSourceCode")
+    assert code["version"] == git(run.repo, "rev-parse", "HEAD")
+    data = [o for o in action["object"] if o.id.startswith("#data-")]
+    assert [(d["name"], d["identifier"]) for d in data] == [("train.csv", run.sha256("train.csv"))]
+    results = {r["name"]: r for r in action["result"]}
+    assert results["model.bin"]["identifier"] == run.sha256("model.bin")
+    assert results["acc"]["value"] == 0.75 and results["loss"]["value"] == 0.125
+    assert "abspath" not in content("data.json").decode()
+
+
+def test_a_crate_needs_an_output_and_never_overwrites(tmp_path: Path) -> None:
+    run = record_run(tmp_path)
+    proc = run_envcap("export", run.id, "--format", "ro-crate")
+    assert proc.returncode == 2 and "give -o" in proc.stderr
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "mine.txt").write_text("keep me\n")
+    proc = run_envcap("export", run.id, "--format", "ro-crate", "-o", str(busy))
+    assert proc.returncode == 2 and "exists" in proc.stderr and "Traceback" not in proc.stderr
+    assert sorted(p.name for p in busy.iterdir()) == ["mine.txt"]
+
+
+def test_the_bundle_is_still_the_default(tmp_path: Path) -> None:
+    run = record_run(tmp_path)
+    out = tmp_path / "bundle.zip"
+    run_envcap("export", run.id, "-o", str(out), check=True)
+    assert "envcap-bundle.json" in zipfile.ZipFile(out).namelist()
+    proc = run_envcap("export", run.id)
+    assert proc.returncode == 2 and "give -o" in proc.stderr
+
+
+SECRET = "ghp_" + "Zq7" * 12  # The shape of a GitHub token: the redactor knows it.
+
+
+def test_no_export_carries_a_secret_the_run_was_given(tmp_path: Path) -> None:
+    run = record_run(tmp_path, "--param", f"note={SECRET}", "--label", f"by={SECRET}",
+                     env={"GITHUB_TOKEN": SECRET, "MY_API_KEY": SECRET},
+                     remote=f"https://user:{SECRET}@example.org/me/proj.git")
+    assert "example.org/me/proj.git" in json.dumps(run.view["git"])
+    texts = []
+    for fmt, out in (("bundle", "b.zip"), ("ro-crate", "c.zip"), ("cyclonedx", "s.cdx.json"),
+                     ("spdx", "s.spdx.json")):
+        run_envcap("export", run.id, "--format", fmt, "-o", str(tmp_path / out), check=True)
+        data = (tmp_path / out).read_bytes()
+        texts += ([zipfile.ZipFile(tmp_path / out).read(n) for n in zipfile.ZipFile(tmp_path / out).namelist()]
+                  if out.endswith(".zip") else [data])
+    texts.append(run_envcap("attest", run.id, check=True).stdout.encode())
+    leaked = [t[:200] for t in texts if SECRET.encode() in t]
+    assert not leaked
+    assert any(b"[REDACTED]" in t for t in texts), "the run recorded the secret's place, redacted"

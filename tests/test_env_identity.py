@@ -1,0 +1,117 @@
+"""Two identical environments share an env_id; so does an environment rebuilt from its lock.
+
+Real virtual environments filled by pip, captured through ``--python``; the lock is
+made by ``envcap lock`` and installed by pip in hash-checking mode.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import Venv, make_project, run_envcap
+
+from envcap.capture.collect import snapshot
+from envcap.core.manifest import Manifest, compute_ids
+
+BASE_ENV = {"HOME": "/root", "LANG": "C.UTF-8", "PATH": "/usr/local/bin:/usr/bin:/bin"}
+
+
+def new_venv(path: Path) -> Venv:
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True, timeout=300)
+    return Venv(path)
+
+
+def capture(venv: Venv, extra_env: dict[str, str] | None = None) -> Manifest:
+    env = {**BASE_ENV, "VIRTUAL_ENV": str(venv.path), **(extra_env or {})}
+    return snapshot(python=venv.python, env=env, select=["python", "environment", "os", "libc"])
+
+
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory: pytest.TempPathFactory) -> tuple[Venv, Venv]:
+    base = tmp_path_factory.mktemp("twins")
+    a, b = new_venv(base / "a"), new_venv(base / "elsewhere" / "deeper" / "b")
+    for venv in (a, b):
+        venv.pip("install", "-q", "six==1.16.0")
+    return a, b
+
+
+def test_two_identical_venvs_at_other_paths_share_an_env_id(twins: tuple[Venv, Venv]) -> None:
+    a, b = twins
+    ma, mb = capture(a), capture(b)
+    # The facts stay: each manifest says where its interpreter lives...
+    assert ma.sections["python"]["prefix"] != mb.sections["python"]["prefix"]
+    assert ma.sections["environment"]["variables"]["VIRTUAL_ENV"] == str(a.path)
+    assert ma.id != mb.id
+    # ...and the environment is the same one.
+    assert ma.env_id == mb.env_id
+    assert ma.platform_id == mb.platform_id
+
+
+def test_a_directory_added_to_path_does_not_change_the_env_id(twins: tuple[Venv, Venv]) -> None:
+    a, _ = twins
+    plain = capture(a)
+    more = capture(a, {"PATH": f"{a.path}/bin:/opt/tools/bin:{BASE_ENV['PATH']}"})
+    assert more.sections["environment"]["variables"]["PATH"].startswith(str(a.path))
+    assert plain.env_id == more.env_id
+
+
+def test_what_is_installed_still_changes_the_env_id(twins: tuple[Venv, Venv], tmp_path: Path) -> None:
+    a, _ = twins
+    before = capture(a)
+    other = new_venv(tmp_path / "other")
+    other.pip("install", "-q", "six==1.15.0")
+    assert capture(other).env_id != before.env_id
+    # A variable that changes what software does is part of the environment.
+    assert capture(a, {"OMP_NUM_THREADS": "3"}).env_id != before.env_id
+
+
+def test_a_manifest_of_schema_1_0_keeps_the_ids_it_was_written_with(twins: tuple[Venv, Venv]) -> None:
+    a, b = twins
+    old = []
+    for venv in (a, b):
+        data = capture(venv).to_dict()
+        ids = compute_ids(data["sections"], data["layers"], version="1.0.0")
+        data.update(schema_version="1.0.0", id=ids.id, env_id=ids.env_id, platform_id=ids.platform_id)
+        old.append(Manifest.from_dict(json.loads(json.dumps(data))))
+    # Read and verified by the rule it was written with: every section hashed as it is.
+    assert old[0].env_id != old[1].env_id
+    assert old[0].platform_id == capture(a).platform_id
+    assert old[0].id != capture(a).id  # so that an id names one env_id, whichever envcap wrote it
+
+
+@pytest.mark.slow
+def test_an_env_rebuilt_from_its_lock_has_the_same_env_id(tmp_path: Path, isolated: Path) -> None:
+    original = new_venv(tmp_path / "original")
+    original.pip("install", "-q", "python-dateutil==2.9.0.post0", "six==1.16.0")
+    # A local wheel too: the lock pins it by its hash for a --find-links folder.
+    src = make_project(tmp_path / "src", "envcap-test-wheel", "1.2.3")
+    original.pip("wheel", "-q", "--no-deps", "-w", str(tmp_path / "wheels"), str(src))
+    original.pip("install", "-q", str(next((tmp_path / "wheels").glob("*.whl"))))
+    before = capture(original)
+    kinds = {p["name"]: p["origin"]["kind"] for p in before.sections["python"]["packages"]}
+    assert [p["requested"] for p in before.sections["python"]["packages"] if p["name"] == "six"] == [True]
+    assert kinds["envcap-test-wheel"] == "file" and kinds["six"] == "index"
+    manifest_file = tmp_path / "env.json"
+    manifest_file.write_text(before.to_json())
+    run_envcap("import", str(manifest_file), check=True)
+    lock_dir = tmp_path / "lock"
+    proc = run_envcap("lock", before.env_id, "-o", str(lock_dir))
+    assert proc.returncode == 0, f"envcap lock (it asks PyPI's simple API for hashes):\n{proc.stderr}"
+    rebuilt = new_venv(tmp_path / "rebuilt")
+    rebuilt.pip("install", "-q", "--no-deps", "--require-hashes", "--find-links", str(tmp_path / "wheels"),
+                "-r", str(lock_dir / "requirements.txt"))
+    after = capture(rebuilt)
+    after_kinds = {p["name"]: p["origin"]["kind"] for p in after.sections["python"]["packages"]}
+    # What pip records changed (the causes seen): every package is "requested" now, and
+    # the local wheel came from the find-links folder, an index install to pip.
+    assert after_kinds["envcap-test-wheel"] == "index"
+    assert [p["requested"] for p in after.sections["python"]["packages"] if p["name"] == "six"] == [True]
+    assert sorted((p["name"], p["version"]) for p in after.sections["python"]["packages"]) == \
+        sorted((p["name"], p["version"]) for p in before.sections["python"]["packages"])
+    assert after.env_id == before.env_id
+    assert os.path.exists(lock_dir / "requirements.txt")
