@@ -24,7 +24,7 @@ from hardening_support import Case  # isort: skip
 import hardening_support  # noqa: F401  (puts the helpers' folders on the path)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runs"))
-from runs_helpers import make_repo, run_id_of  # noqa: E402
+from runs_helpers import make_repo, run_id_of
 
 CASE = "4. broken stores"
 

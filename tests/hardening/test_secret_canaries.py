@@ -15,13 +15,13 @@ from pathlib import Path
 from hardening_support import HELD, SETTINGS, TRIED, Case  # isort: skip
 from hypothesis import given
 from hypothesis import strategies as st
-import hardening_support  # noqa: F401  (puts the helpers' folders on the path)
+import hardening_support
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runs"))
-from conftest import git  # noqa: E402
-from runs_helpers import envcap, every_byte, make_repo, run_id_of, show  # noqa: E402
+from conftest import git
+from runs_helpers import envcap, every_byte, make_repo, run_id_of, show
 
-from envcap.core.redact import REDACTED, Redactor  # noqa: E402
+from envcap.core.redact import REDACTED, Redactor
 
 C = {name: f"canary{name.title().replace('_', '')}{i:02d}x" for i, name in enumerate([
     "argv_p_space", "argv_p_attached", "argv_pass_eq", "argv_db_pass", "argv_user", "argv_bearer",
@@ -41,7 +41,7 @@ with open(os.path.join(run_dir, "events.jsonl"), "a") as fh:
     fh.write(json.dumps({"kind": "param", "name": "conn", "value": "dbname=x password=%(api_param_libpq)s",
                          "source": "user"}) + "\\n")
 print(len(sys.argv))
-""" % C
+""" % C  # noqa: UP031 (the script's own braces stay as they are)
 
 
 def test_a_canary_in_every_path_reaches_no_byte_of_the_store_or_the_bundle(tmp_path: Path, isolated: Path) -> None:

@@ -14,11 +14,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runs"))
-from runs_helpers import envcap, run_id_of  # noqa: E402
+from runs_helpers import envcap, run_id_of
 
-from envcap.cli.main import main  # noqa: E402
-from envcap.core.manifest import Manifest  # noqa: E402
-from envcap.core.text import terminal_safe  # noqa: E402
+from envcap.cli.main import main
+from envcap.core.manifest import Manifest
+from envcap.core.text import terminal_safe
 
 HOSTILE = [*TERMINAL, *LINE_BREAKERS, "\t", "[bold red]markup[/]", "[link=https://evil.example]x[/link]"]
 

@@ -32,7 +32,6 @@ from pip._internal.req.req_file import RequirementsFileParser, get_line_parser
 from envcap.builder import validate as v
 from envcap.builder.dockerfile import DEFAULT_ENV_ALLOW, LABEL_ENV_ID, STEPS_DIR, render
 from envcap.builder.errors import ManifestRefused
-from envcap.builder.hashes import PYPI
 from envcap.builder.lock import Lock, lock
 
 BASE = "registry.example/base/debian@sha256:" + "1" * 64

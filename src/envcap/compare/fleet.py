@@ -21,7 +21,6 @@ manifest is loaded and checked in full once.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field

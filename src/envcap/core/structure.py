@@ -116,7 +116,7 @@ def _bounded(value: Any, depth: int) -> bool:
             return False
         return all(_bounded(v, depth + 1) for v in value)
     if kind is int:
-        return -_INT_LIMIT <= value < _INT_LIMIT
+        return bool(-_INT_LIMIT <= value < _INT_LIMIT)
     if kind is float:
         return math.isfinite(value)
     return False

@@ -438,7 +438,7 @@ class Store:
             if os.path.exists(leftover):
                 os.unlink(leftover)
         counts = {"objects": 0, "snapshots": 0, "runs": 0, "unreferenced": 0, "corrupt": 0, "carried": 0}
-        records: dict[str, tuple[str, int, dict[str, Any]]] = {}
+        records: set[str] = set()  # snapshot records
         runs: dict[str, list[tuple[str, int, RunRecord]]] = {}
         sizes: dict[str, int] = {}
         for oid, path in self._disk_objects():
@@ -467,13 +467,13 @@ class Store:
                     continue
                 runs.setdefault(record.id, []).append((oid, len(data), record))
             elif {"manifest", "env_id", "platform_id", "observed", "labels"} <= set(doc) and "sections" not in doc:
-                records[oid] = (oid, len(data), doc)
+                records.add(oid)
         self.close()
         self._index = tmp
         try:
             kinds: dict[str, str] = {}
             statements: list[tuple[str, tuple[Any, ...]]] = []
-            for record_id, (_, size, doc) in sorted(records.items()):
+            for record_id in sorted(records):
                 try:
                     manifest = self._load(record_id)
                 except (StoreError, ManifestError):
@@ -500,11 +500,10 @@ class Store:
                 statements += runs_store.record_statements(record, oid, size)
                 counts["runs"] += 1
             for oid, size in sizes.items():
-                kind = kinds.get(oid)
-                if kind is None:
-                    kind = "unreferenced"
+                if oid not in kinds:
                     counts["unreferenced"] += 1
-                statements.append(("INSERT OR REPLACE INTO objects VALUES (?, ?, ?)", (oid, size, kind)))
+                statements.append(("INSERT OR REPLACE INTO objects VALUES (?, ?, ?)",
+                                   (oid, size, kinds.get(oid, "unreferenced"))))
             counts["objects"] = len(sizes)
             self.transaction(statements)
             counts["carried"] = self._carry_over(old_index)
