@@ -90,13 +90,12 @@ def test_a_full_disk_and_a_read_only_store(tmpfs: Path, tmp_path: Path) -> None:
     run_id, manifest = _populate(home, tmp_path)
     before = _state(home, run_id)
     # Fill the disk, then try every command that writes.
-    with open(tmpfs / "fill", "wb") as fh:
+    with open(tmpfs / "fill", "wb", buffering=0) as fh:
         try:
             while True:
-                fh.write(b"\0" * 65536)
-                fh.flush()
+                fh.write(b"\0" * 4096)
         except OSError:
-            pass
+            pass  # full
     repo = tmp_path / "proj"
     writes = [("snapshot",), ("snapshot", "--label", "x=full"), ("import", manifest),
               ("run", "--", sys.executable, "-c", "pass"), ("note", run_id, "more")]
