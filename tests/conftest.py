@@ -159,3 +159,10 @@ def any_store(store_url: str) -> Iterator[Any]:
 
     with open_store(store_url, create=True) as store:
         yield store
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The attack generators' tally (tests/hardening): cases tried and cases held."""
+    support = sys.modules.get("hardening_support")
+    for line in support.summary_lines() if support is not None else []:
+        terminalreporter.write_line(line)

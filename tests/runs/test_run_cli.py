@@ -101,8 +101,10 @@ def test_notes_are_appended_with_their_time(tmp_path: Path) -> None:
 
 
 def test_runs_with_no_store_says_so_and_creates_nothing(isolated: Path) -> None:
-    proc = envcap("runs", check=True)
-    assert proc.stdout.strip() == "no runs"
+    proc = envcap("runs")
+    # The same answer as `envcap ls` gives with no store: exit 2 and what to do.
+    assert proc.returncode == envcap("ls").returncode == 2
+    assert "no envcap store" in proc.stderr
     assert not (isolated / "index.sqlite").exists()
 
 

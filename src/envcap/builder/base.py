@@ -108,9 +108,10 @@ def python_flavour(python: PythonSection | None, conda: CondaSection | None) -> 
 
 
 def _token(value: Any) -> str | None:
-    if isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9._-]+", value):
-        return value.lower()
-    return None
+    from . import validate
+
+    token = validate.plain(value)
+    return token.lower() if token and "+" not in token else None
 
 
 def load_map(env: Mapping[str, str] | None = None) -> dict[str, str]:

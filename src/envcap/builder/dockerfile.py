@@ -114,7 +114,7 @@ def _env_steps(manifest: Manifest, allow: Iterable[str], notes: list[str]) -> li
     left_out = []
     for name in sorted(variables):
         if name not in allowed:
-            left_out.append(name)
+            left_out.append(v.terminal_safe(name, 80))
             continue
         key = v.env_name(f"sections.environment.variables.{name}", name)
         value = v.env_value(f"sections.environment.variables.{name}", variables[name])

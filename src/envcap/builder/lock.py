@@ -105,7 +105,7 @@ def lock(manifest: Manifest, *, hashes: IndexHashes | None, index_url: str = PYP
 
 def _arch(manifest: Manifest) -> str | None:
     cpu = manifest.sections.get("cpu") or {}
-    if isinstance(cpu.get("architecture"), str):
-        return str(cpu["architecture"])
+    if isinstance(cpu, Mapping) and isinstance(cpu.get("architecture"), str):
+        return v.plain(cpu["architecture"])
     system = manifest.record(SystemSection)
     return system.machine_arch() if system else None

@@ -110,7 +110,7 @@ def snapshot(
         layers,
         observed=observed,
         unknowns=unknowns,
-        labels={k: redactor.text(v) for k, v in (labels or {}).items()},
+        labels={redactor.text(k): redactor.value(k, v) for k, v in (labels or {}).items()},
         canonical=canonical,
     )
 

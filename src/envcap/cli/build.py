@@ -14,6 +14,8 @@ from pathlib import Path
 
 import click
 
+from .common import safe
+
 _INDEX_HELP = "The package index the Python packages came from."
 
 
@@ -48,7 +50,7 @@ def lock(env: str, output: str, index_url: str, extra: tuple[str, ...], offline:
     for path in result.write(output):
         click.echo(f"wrote {path}")
     for item in result.unlocked:
-        click.echo(f"not locked: {item.text()}", err=True)
+        click.echo(f"not locked: {safe(item.text())}", err=True)
     asked = f"asked the index for {hashes.requests} project page(s)" if hashes.requests else \
         "every index hash came from the cache"
     click.echo(f"env {manifest.env_id}: {asked}")
@@ -102,7 +104,7 @@ def build(env: str, registry: str, base: str | None, reproducible: bool, ca_bund
             click.echo(f"already in the registry ({record.status}); nothing built", err=True)
         elif result.fidelity is not None:
             for line in result.fidelity.lines():
-                click.echo(line, err=True)
+                click.echo(safe(line), err=True)
         elif record.status == "partial":
             click.echo(f"recorded as partial: {len(record.differences)} difference(s) (envcap images --json)", err=True)
         click.echo(record.reference)

@@ -16,4 +16,23 @@ def open_store(create: bool = False) -> Any:
 
 
 def err(text: str) -> None:
-    click.echo(f"envcap: {text}", err=True)
+    click.echo(f"envcap: {safe(text)}", err=True)
+
+
+def safe(text: Any) -> str:
+    """``text`` with each of its lines made terminal-safe (see :mod:`envcap.core.text`):
+    what envcap prints comes from manifests, runs and stores made elsewhere."""
+    from ..core.text import terminal_safe
+
+    return "\n".join(terminal_safe(line) for line in str(text).split("\n"))
+
+
+def echo(text: Any, err: bool = False) -> None:
+    click.echo(safe(text), err=err)
+
+
+def cell(text: Any) -> Any:
+    """A table cell that rich prints as it reads: terminal-safe, and never read as markup."""
+    from rich.text import Text
+
+    return Text(safe(text))

@@ -11,6 +11,8 @@ import json
 
 import click
 
+from .common import safe
+
 
 @click.command()
 @click.argument("a", metavar="A")
@@ -34,7 +36,7 @@ def diff(a: str, b: str, as_json: bool) -> None:
         click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True, ensure_ascii=False))
     else:
         for line in render_text(result):
-            click.echo(line)
+            click.echo(safe(line))
     click.get_current_context().exit(0 if result.identical else 1)
 
 

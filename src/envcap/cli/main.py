@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from .common import open_store
+from .common import cell, echo, open_store, safe
 
 from ..core.errors import EnvcapError
 
@@ -73,7 +73,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except EnvcapError as exc:
-            click.echo(f"envcap: error: {exc}", err=True)
+            click.echo(f"envcap: error: {safe(exc)}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("envcap: interrupted", err=True)
@@ -163,7 +163,7 @@ def snapshot(as_json: bool, output: str | None, labels: tuple[str, ...], root: s
         return
     click.echo("envcap snapshot")
     for line in summary_lines(manifest):
-        click.echo(line)
+        echo(line)
     tail = f"stored in {where}" if where else "not stored"
     click.echo(f"\n{tail} ({time.monotonic() - started:.2f} s)")
 
@@ -209,9 +209,9 @@ def show(ref: str, as_json: bool) -> None:
         click.echo(manifest.to_json())
         return
     for line in summary_lines(manifest):
-        click.echo(line)
+        echo(line)
     obs = manifest.observed
-    click.echo(f"\n  taken {obs.get('time')} on {obs.get('hostname') or obs.get('root')}")
+    echo(f"\n  taken {obs.get('time')} on {obs.get('hostname') or obs.get('root')}")
 
 
 @main.command(name="ls")
@@ -235,8 +235,8 @@ def list_snapshots(as_json: bool) -> None:
     for col in ("time", "host", "id", "env_id", "platform_id", "labels"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r.taken_at or "", r.hostname or "", short(r.manifest_id), short(r.env_id),
-                      short(r.platform_id), " ".join(f"{k}={v}" for k, v in sorted(r.labels.items())))
+        table.add_row(cell(r.taken_at or ""), cell(r.hostname or ""), short(r.manifest_id), short(r.env_id),
+                      short(r.platform_id), cell(" ".join(f"{k}={v}" for k, v in sorted(r.labels.items()))))
     Console().print(table)
 
 
@@ -276,7 +276,7 @@ def verify(file: str | None, signature: str | None, key: str | None) -> None:
         count = len(store.snapshots())
     if problems:
         for p in problems:
-            click.echo(p)
+            echo(p)
         click.echo(f"{len(problems)} problem(s) found", err=True)
         sys.exit(1)
     click.echo(f"store verified: {count} snapshot(s), every object intact")

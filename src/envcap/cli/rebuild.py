@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .common import err
+from .common import err, safe
 
 if TYPE_CHECKING:
     from ..reproduce.report import RebuildReport
@@ -85,7 +85,7 @@ def rebuild(run_ref: str, registry: str | None, base: str | None, ca_bundle: str
         render(report, sys.stdout)
     else:
         for line in _lines(report):
-            click.echo(line)
+            click.echo(safe(line))
     sys.exit(report.exit_code)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from .common import err, open_store
+from .common import cell, echo, err, open_store
 
 
 
@@ -87,20 +87,15 @@ def _attach_mlflow(store: Any, record: Any) -> None:
 def runs(as_json: bool, where: tuple[str, ...], labels: tuple[str, ...], sort: str | None, limit: int | None) -> None:
     """List recorded runs, oldest first."""
     from ..capture.collect import parse_labels
-    from ..core.errors import StoreError
     from ..runs.query import Condition, select
     from ..runs.describe import table_rows
 
     for w in where:
         Condition.parse(w)
     wanted = parse_labels(labels)
-    try:
-        store = open_store()
-    except StoreError:
-        views: list[dict[str, Any]] = []
-    else:
-        with store:
-            views = _all_views(store, where, wanted)
+    # No store is an error, as it is for `envcap ls` and `envcap fleet`: exit 2, not "no runs".
+    with open_store() as store:
+        views = _all_views(store, where, wanted)
     chosen = select(views, where=where, labels=wanted, sort=sort, limit=limit)
     if as_json:
         click.echo(json.dumps(chosen, indent=2, ensure_ascii=False))
@@ -116,7 +111,7 @@ def runs(as_json: bool, where: tuple[str, ...], labels: tuple[str, ...], sort: s
     for col in header:
         table.add_column(col, overflow="fold" if col == "id" else "ellipsis", no_wrap=col != "command")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(cell(c) for c in row))
     Console(width=max(160, Console().width)).print(table)
 
 
@@ -153,7 +148,7 @@ def show_run_if_run(ref: str, as_json: bool) -> bool:
         click.echo(json.dumps(found, indent=2, ensure_ascii=False))
     else:
         for line in show_lines(found):
-            click.echo(line)
+            echo(line)
     return True
 
 
@@ -212,5 +207,5 @@ def audit(run_ref: str, as_json: bool) -> None:
         click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:
         for line in report.lines():
-            click.echo(line)
+            echo(line)
     sys.exit(0 if report.ok else 1)

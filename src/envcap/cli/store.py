@@ -11,7 +11,7 @@ from .common import open_store
 
 @click.group(name="store")
 def store() -> None:
-    """The store in use: the embedded one, or a shared one (envcap config set store URL)."""
+    """The store in use: which one it is, what it holds, and its index."""
 
 
 @store.command(name="info")
@@ -29,3 +29,26 @@ def info(as_json: bool) -> None:
         click.echo(f"server:         {data['server']}")
     for name, count in data["counts"].items():
         click.echo(f"{name + ':':<15} {count}")
+
+
+@store.command()
+def reindex() -> None:
+    """Rebuild the store's index from its objects (a lost, empty or damaged index).
+
+    Every object is re-hashed and read; snapshots and runs are indexed again, and what
+    only the old index held (notes, image records) is carried over when it can be read.
+    The old index is kept beside the new one. Run it while nothing else uses the store.
+    """
+    from ..core.errors import UsageError
+
+    with open_store() as s:
+        if not hasattr(s, "reindex"):
+            raise UsageError(f"{s.where} is a shared store: its index and objects are written in one "
+                             "transaction, so there is no index to rebuild; `envcap verify` checks it")
+        counts = s.reindex()
+    click.echo(f"index rebuilt from {counts['objects']} object(s): {counts['snapshots']} snapshot(s), "
+               f"{counts['runs']} run(s), {counts['carried']} row(s) carried over from the old index")
+    if counts["unreferenced"]:
+        click.echo(f"{counts['unreferenced']} object(s) are referenced by no snapshot or run (indexed as such)")
+    if counts["corrupt"]:
+        click.echo(f"{counts['corrupt']} corrupt object(s) left out: `envcap verify` names them", err=True)

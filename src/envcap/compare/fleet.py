@@ -21,7 +21,6 @@ manifest is loaded and checked in full once.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from typing import Any, Iterable, Mapping
 
 from .diff import Change, changes_between, features
 from ..core.errors import ManifestError, NotFoundError, StoreError, UsageError
+from ..core import structure
 from ..core.manifest import LAYERS, Manifest, compute_ids
 
 LAYER_KEY = {"software": "env_id", "platform": "platform_id"}
@@ -80,7 +80,7 @@ class Fleet:
 
 _EMPTY = compute_ids({}, {})
 _WS = re.compile(r"[ \t\n\r]*")
-_DECODER = json.JSONDecoder()
+_DECODER = structure.decoder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,8 +180,9 @@ class Loader:
                 return
             m = self.fleet.manifests[row.manifest_id]
             try:
-                record = json.loads(blob if blob is not None else store.get_object(row.record))  # re-hashed
-            except ValueError as exc:
+                # Bounded parsing (core/structure.py); the bytes are re-hashed on read.
+                record = structure.loads(blob if blob is not None else store.get_object(row.record), source)
+            except ManifestError as exc:
                 raise StoreError(f"{source} is not a readable record: {exc}") from exc
             if not isinstance(record, dict) or (record.get("manifest"), record.get("env_id"),
                                                 record.get("platform_id")) != (m.id, m.env_id, m.platform_id):
@@ -275,7 +276,7 @@ def _scan_top(text: str, known: Mapping[str, list[tuple[str, Any]]]) -> _Scan | 
             return None
         if _skip(text, pos + 1) != len(text):
             return None
-    except (ValueError, IndexError):
+    except (ValueError, IndexError, RecursionError):
         return None
     if matched is not None and members.get("layers") != matched[1]:
         return _Scan(members, None, None)  # sections unparsed: the ordinary path reads the file
@@ -596,6 +597,7 @@ def print_report(report: FleetReport, console: Any = None) -> None:
     from rich.text import Text
 
     from ..capture.summary import short
+    from ..core.text import terminal_safe
 
     def table(title: str, *columns: str) -> Any:
         t = Table(title=title, title_justify="left", box=None, header_style="bold")
@@ -604,10 +606,11 @@ def print_report(report: FleetReport, console: Any = None) -> None:
         return t
 
     def row(t: Any, *cells: str) -> None:
-        t.add_row(*(Text(c) for c in cells))  # Text: names and paths are not rich markup
+        # Text: names and paths are not rich markup; terminal-safe: nor escape sequences.
+        t.add_row(*(Text("\n".join(terminal_safe(line) for line in c.split("\n"))) for c in cells))
 
     console = console or Console()
-    console.print(Text(headline(report)))
+    console.print(Text(terminal_safe(headline(report))))
     for layer, title in (("software", "Environments (software layer)"), ("platform", "Platforms (platform layer)")):
         t = table(title, "group", LAYER_KEY[layer], "nodes", "clusters", "description")
         for g in report.groups[layer]:

@@ -23,6 +23,7 @@ identical nodes get the same ids whatever their hostnames and clocks say.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping, NamedTuple, TypeVar, overload
@@ -236,6 +237,10 @@ class Manifest:
         if not all(isinstance(v, str) for v in labels.values()):
             raise ManifestError(f"{source}: labels must map names to strings")
         _expect(data, "observed", dict, source)
+        # Bounds and the schema's shape, before anything hashes, stores or reads a value.
+        from . import structure
+
+        structure.check(data, source)
         try:
             ids = compute_ids(sections, layers, version=data["schema_version"])
         except ValueError as exc:
@@ -261,19 +266,14 @@ class Manifest:
 
     @classmethod
     def from_json(cls, text: str | bytes, *, source: str = "manifest") -> Manifest:
-        try:
-            data = json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
-        except UnicodeDecodeError as exc:
-            raise ManifestError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-        except json.JSONDecodeError as exc:
-            raise ManifestError(
-                f"{source}: not valid JSON (truncated or corrupt?): {exc.msg} at line {exc.lineno} column {exc.colno}"
-            ) from exc
-        return cls.from_dict(data, source=source)
+        from .structure import loads
+
+        return cls.from_dict(loads(text, source), source=source)
 
 
 def check_schema_version(version: Any, source: str) -> None:
-    if not isinstance(version, str) or not version.split(".")[0].isdigit():
+    # ASCII digits only: str.isdigit() also takes "²" and "١", which int() then refuses or reads.
+    if not isinstance(version, str) or not re.fullmatch(r"[0-9]{1,9}(?:\.[0-9]{1,9}){0,2}", version):
         raise ManifestError(f"{source}: no schema_version; this does not look like an envcap manifest")
     major = int(version.split(".")[0])
     if major != SCHEMA_MAJOR:

@@ -20,7 +20,13 @@ REDACTED = "[REDACTED]"
 # of the upper-cased name, except KEY and AUTH, which are matched per "_"-separated word
 # (a word ending in KEY, or starting with AUTH) so that names such as KEYBOARD stay
 # readable while API_KEY, APIKEY and AUTH_HEADER do not.
-SECRET_NAME_SUBSTRINGS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE")
+SECRET_NAME_SUBSTRINGS = ("TOKEN", "SECRET", "PASS", "CREDENTIAL", "PRIVATE")
+# The shell's working directories, whose names hold the word PWD but no password.
+_NOT_SECRET_NAMES = frozenset({"PWD", "OLDPWD"})
+# Words that hold TOKEN or PASS and name no secret (a tokenizer, a count of tokens or of
+# passes, a cache bypass): taken out of a name before the substrings are looked for, so
+# that TOKENIZERS_PARALLELISM keeps its value and a `max_tokens: 512` config is kept.
+_BENIGN_WORDS = re.compile(r"TOKENI[SZ][A-Z]*|TOKENS(?![A-Z])|BYPASS|PASSTHROUGH|COMPASS|PASSENV|PASSAGES?|PASSES")
 
 # Recognisable secret formats inside any text.
 SECRET_PATTERNS: tuple[str, ...] = (
@@ -58,6 +64,34 @@ _SECRET_QUERY = re.compile(
 )
 # conda's token-in-path form: https://conda.anaconda.org/t/<token>/channel
 _CONDA_TOKEN = re.compile(r"(/t/)[A-Za-z0-9\-_]{6,}(/)")
+# An HTTP Authorization header (curl -H, a config file, a log line): its whole value.
+_AUTH_HEADER = re.compile(r"(?i)\b((?:proxy-)?authorization[\"']?[ \t]*[:=][ \t]*)[^\"'\r\n]+")
+# A NAME=value or NAME: value assignment (a shell script, a .env or YAML file, a libpq
+# connection string "host=db password=x", a JSON member): redacted when NAME is a secret
+# name and the value is a literal. Values that name where the secret comes from
+# ($VAR, os.environ[...], a call, a template) or are placeholders are kept, so that
+# code which reads a secret is not mistaken for code which holds one. Quotes and tabs may
+# be escaped, so that the same text is found inside a serialized JSON string (what
+# may_contain_secret scans). A name starts only
+# where no name character precedes it, so a long run of name characters is scanned once.
+_ASSIGNMENT = re.compile(
+    r"(?<![A-Za-z0-9_.\-])(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)"
+    r"(?P<sep>(?:\\?[\"'])?(?:[ \t]|\\t)*(?:=|:(?!//))(?:[ \t]|\\t)*)(?P<quote>(?:\\?[\"'])?)"
+    r"(?=[^\s\"'`&;,(){}\[\]<>$%*\\])"
+)
+# The value: matched at the end of an assignment, apart from it, so that the search for
+# assignments also looks inside values ("x=password=secret", a JSON string holding one).
+_VALUE = re.compile(r"[^\s\"'`&;,(){}\[\]<>$%*\\]+")
+# Every secret name holds one of these (case-insensitively): the cheap test that keeps
+# the assignment expression off text that cannot hold a secret assignment.
+_ASSIGNMENT_HINT = re.compile(r"(?i)pass|pw|pat|secret|token|key|auth|credential|private")
+_PLACEHOLDERS = frozenset({"none", "null", "nil", "true", "false", "str", "bytes", "int", "string", "optional",
+                           "secretstr", "any", "required", "changeme", "xxx", "env", "os.environ", "os.getenv",
+                           "getenv", "environ", "input", "getpass", "getpass.getpass"})
+# Command-line options whose next argument (or attached value, "-pX") is a password:
+# mysql's and many tools' -p, and curl's -u/--user user:password (the part after ":").
+_PASSWORD_FLAGS = frozenset({"-p"})
+_USER_FLAGS = frozenset({"-u", "--user", "--proxy-user", "-U"})
 
 
 class Redactor:
@@ -78,10 +112,14 @@ class Redactor:
 
     def is_secret_name(self, name: str) -> bool:
         upper = name.upper()
+        if "TOKEN" in upper or "PASS" in upper:
+            upper = _BENIGN_WORDS.sub("_", upper)
         if any(s in upper for s in self._name_substrings):
             return True
         for word in re.split(r"[^A-Z0-9]+", upper):
             if word.endswith("KEY") or word == "KEYS" or word.startswith("AUTH"):
+                return True
+            if word in ("PWD", "PW", "PAT") and upper not in _NOT_SECRET_NAMES:
                 return True
         return False
 
@@ -96,7 +134,40 @@ class Redactor:
             out = _SECRET_QUERY.sub(lambda m: m.group(1) + REDACTED, out)
         if "/t/" in out:
             out = _CONDA_TOKEN.sub(lambda m: m.group(1) + REDACTED + m.group(2), out)
+        if _ASSIGNMENT_HINT.search(out):
+            out = _AUTH_HEADER.sub(lambda m: m.group(1) + REDACTED, out)
+            out = self._scrub_assignments(out)
         return out
+
+    def _secret_values(self, text: str) -> list[tuple[int, int]]:
+        """The (start, end) of each value assigned to a secret name in ``text``."""
+        spans: list[tuple[int, int]] = []
+        for m in _ASSIGNMENT.finditer(text):
+            if spans and m.start() < spans[-1][1]:
+                continue  # inside a value already found
+            value = _VALUE.match(text, m.end())
+            assert value is not None  # the lookahead saw its first character
+            after = text[value.end():value.end() + 1]
+            literal = value.group(0)
+            if (after in ("(", "[") or literal == REDACTED[1:-1] or literal.lower() in _PLACEHOLDERS
+                    or not self.is_secret_name(m.group("name"))):
+                continue  # a call, an index, a placeholder: where the secret comes from
+            spans.append((value.start(), value.end()))
+        return spans
+
+    def _scrub_assignments(self, text: str) -> str:
+        spans = self._secret_values(text)
+        if not spans:
+            return text
+        out, pos = [], 0
+        for start, end in spans:
+            out += [text[pos:start], REDACTED]
+            pos = end
+        out.append(text[pos:])
+        return "".join(out)
+
+    def _has_secret_assignment(self, text: str) -> bool:
+        return bool(_AUTH_HEADER.search(text)) or bool(self._secret_values(text))
 
     def may_contain_secret(self, serialized: str) -> bool:
         """Whether a JSON text (a whole record) may hold anything :meth:`text` replaces.
@@ -113,7 +184,9 @@ class Redactor:
             return True
         if "=" in serialized and _SECRET_QUERY.search(serialized):
             return True
-        return "/t/" in serialized and _CONDA_TOKEN.search(serialized) is not None
+        if "/t/" in serialized and _CONDA_TOKEN.search(serialized) is not None:
+            return True
+        return bool(_ASSIGNMENT_HINT.search(serialized)) and self._has_secret_assignment(serialized)
 
     def value(self, name: str, value: str) -> str:
         """Redact an environment-style NAME=value pair's value."""
@@ -122,23 +195,49 @@ class Redactor:
         return self.text(value)
 
     def deep(self, obj: Any) -> Any:
-        """Redact every string inside a JSON value (a safety net over whole records)."""
+        """Redact every string inside a JSON value, keys included (a safety net over whole
+        records: a metric's or a label's name is a key)."""
         if isinstance(obj, str):
             return self.text(obj)
         if isinstance(obj, dict):
-            return {k: self.deep(v) for k, v in obj.items()}
+            return {(self.text(k) if isinstance(k, str) else k): self.deep(v) for k, v in obj.items()}
         if isinstance(obj, (list, tuple)):
             return [self.deep(v) for v in obj]
         return obj
 
     def argv(self, args: Iterable[str]) -> list[str]:
-        """Redact a command line: ``--token X``, ``--api-key=X`` and ``KEY=V`` forms."""
+        """Redact a command line: ``--token X``, ``--api-key=X``, ``--pass=X``, ``KEY=V``,
+        ``-p X`` and ``-pX``, ``-u user:X``, ``-H "Authorization: Bearer X"`` forms."""
         out: list[str] = []
         hide_next = False
+        password_next = False  # after -p: the next word, unless it is an option
+        user_next = False
         for arg in args:
-            if hide_next:
+            if hide_next or (password_next and not (arg.startswith("-") and len(arg) > 1)):
                 out.append(REDACTED)
-                hide_next = False
+                hide_next = password_next = False
+                continue
+            password_next = False
+            if user_next:
+                user_next = False
+                user, colon, _ = arg.partition(":")
+                out.append(f"{self.text(user)}:{REDACTED}" if colon else self.text(arg))
+                continue
+            if arg in _PASSWORD_FLAGS:
+                out.append(arg)
+                password_next = True
+                continue
+            if arg in _USER_FLAGS:
+                out.append(arg)
+                user_next = True
+                continue
+            if arg[:2] in _PASSWORD_FLAGS and len(arg) > 2 and arg[2] != "=":
+                out.append(arg[:2] + REDACTED)
+                continue
+            if arg.startswith("--user=") or arg.startswith("-u") and ":" in arg:
+                flag = "--user=" if arg.startswith("--user=") else "-u"
+                user, colon, _ = arg[len(flag):].partition(":")
+                out.append(f"{flag}{self.text(user)}:{REDACTED}" if colon else self.text(arg))
                 continue
             if arg.startswith("-") and "=" in arg:
                 flag, _, val = arg.partition("=")

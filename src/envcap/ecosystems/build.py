@@ -25,9 +25,9 @@ LOCK_DIR = "/usr/share/envcap/lock"
 
 def plain(value: Any) -> str | None:
     """A free-text manifest value used in comments and base keys: one safe token."""
-    if isinstance(value, str) and value and all(c.isalnum() or c in "._-" for c in value):
-        return value
-    return None
+    from ..builder import validate
+
+    return validate.plain(value)
 
 
 @dataclass(frozen=True, slots=True)

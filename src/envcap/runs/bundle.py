@@ -237,7 +237,7 @@ def read_bundle(path: str | os.PathLike[str]) -> Bundle:
         raise StoreError(f"{source}: not an envcap bundle (no {INDEX})")
     try:
         index = json.loads(members.pop(INDEX))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise StoreError(f"{source}: {INDEX} is not JSON: {exc}") from exc
     if not isinstance(index, dict) or index.get("format") != FORMAT:
         raise StoreError(f"{source}: not a bundle of a format this envcap reads ({FORMAT})")
@@ -286,7 +286,7 @@ def _assemble(source: str, index: dict[str, Any], members: dict[str, bytes]) -> 
         raise StoreError(f"{source}: run.json is not the record {record_id}")
     try:
         record = RunRecord.from_dict(json.loads(record_bytes), source=f"{source}: run.json")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise StoreError(f"{source}: run.json is not JSON: {exc}") from exc
     if record.id != index.get("run") or not RUN_ID.match(record.id):
         raise StoreError(f"{source}: the index names run {index.get('run')}, the record {record.id}")

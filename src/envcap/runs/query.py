@@ -237,8 +237,9 @@ def find_run_ref(ref: str) -> dict[str, Any] | None:
                 pass
             else:
                 raise AmbiguousIdError(f"{ref} names both a run and a manifest; give more characters")
-        return run_json(runs_store.load(store, ids[0]), runs_store.notes(store, ids[0]),
-                        runs_store.reproductions(store, ids[0]))
+        record = runs_store.load(store, ids[0])
+        _check_metrics_log(store, record)
+        return run_json(record, runs_store.notes(store, ids[0]), runs_store.reproductions(store, ids[0]))
 
 
 def metric_history(store: Any, record: RunRecord, names: Iterable[str] = ()) -> dict[str, list[dict[str, Any]]]:
@@ -264,3 +265,18 @@ def metric_history(store: Any, record: RunRecord, names: Iterable[str] = ()) -> 
         known = ", ".join(sorted(history)) or "none"
         raise NotFoundError(f"run {record.id} has no metric {', '.join(missing)} (its metrics: {known})")
     return {n: history[n] for n in wanted} if wanted else history
+
+
+def _check_metrics_log(store: Any, record: Any) -> None:
+    """The metrics log a run's record names is there, whole, with as many points as it says:
+    ``show`` prints the record's metrics on its word."""
+    from ..core.errors import StoreError
+
+    log = record.metrics_log
+    if not log or not log.get("object"):
+        return
+    data = store.get_object(log["object"])  # re-hashed: a missing or corrupt log is a StoreError
+    points = data.count(b"\n")
+    if log.get("points") is not None and points != log["points"]:
+        raise StoreError(f"run {record.id}: its metrics log {log['object']} holds {points} points, "
+                         f"the record says {log['points']}; run `envcap verify`")

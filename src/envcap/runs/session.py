@@ -85,7 +85,7 @@ class Session:
             cwd=plan.cwd,
             host=os.uname().nodename,
             started_at=utc_now(),
-            labels={k: redactor.text(v) for k, v in plan.labels.items()},
+            labels={redactor.text(k): redactor.value(k, v) for k, v in plan.labels.items()},
             python=dict(plan.python),
             params=plan.params.params(),
             params_id=params_id(plan.params.params()),
@@ -97,7 +97,13 @@ class Session:
     # -- 1. before the command starts ------------------------------------------------------
 
     def begin(self) -> None:
-        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        try:
+            os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            from ..core.errors import StoreError
+
+            raise StoreError(f"cannot make the run's directory {self.dir}: {exc.strerror}; "
+                             "nothing was recorded and the command was not started") from exc
         file_cap, total_cap = caps_from_env()
         self._git = capture_git(self.plan.cwd, redactor=self.redactor, cache=self._hash_cache(),
                                 file_cap=file_cap, total_cap=total_cap)
@@ -128,8 +134,13 @@ class Session:
                                      "size": len(pf.content), "repo_path": None, "object": None}
             if root and (full + os.sep).startswith(os.path.realpath(root) + os.sep):
                 entry["repo_path"] = os.path.relpath(full, os.path.realpath(root))
+            text = pf.content.decode("latin-1")
             if self.plan.params.has_secret_names(pf.values):
                 entry["withheld"] = "withheld: it sets a parameter whose name marks a secret"
+            elif self.redactor.may_contain_secret(text) and self.redactor.text(text) != text:
+                # A URL with credentials, a password in a connection string: the copy
+                # would keep what the recorded values have redacted (size and hash stay).
+                entry["withheld"] = "withheld: the file looks like it holds a secret"
             else:
                 entry["object"] = pf.digest
             out.append(entry)
@@ -221,6 +232,10 @@ class Session:
         resources = self._resources(monitor, problems) if monitor is not None else None
         points, metric_problems = rundir.read_metrics(self.dir)
         problems += metric_problems
+        for point in points:
+            # A metric's name is the script's text, stored in the log and as a key of the
+            # record's metrics: it goes through the redactor like every other text.
+            point["name"] = self.redactor.text(point["name"])
         params = self.plan.params
         seeds = {k: (dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list) else v)
                  for k, v in self.record.seeds.items()}
@@ -298,8 +313,9 @@ class Session:
                 elif kind == "config":
                     self._store_config(event, problems)
                 elif kind == "label":
-                    self.record = self.record.evolve(labels={**self.record.labels,
-                                                             event["key"]: self.redactor.text(event["value"])})
+                    self.record = self.record.evolve(labels={
+                        **self.record.labels,
+                        self.redactor.text(event["key"]): self.redactor.value(event["key"], event["value"])})
                 else:
                     problems.append(f"{rundir.EVENTS} line {number}: unknown kind {kind!r}")
             except (KeyError, TypeError, EnvcapError) as exc:

@@ -197,23 +197,30 @@ class IndexStore:
 
     def load_snapshot(self, record_id: str, record_bytes: bytes) -> Manifest:
         """The manifest a snapshot record (already read and verified) names."""
+        from ..core.structure import loads
+
+        source = f"store object {record_id}"
         try:
-            record = json.loads(record_bytes)
-            body = json.loads(self.get_object(record["manifest"]))
-        except (ValueError, KeyError, TypeError) as exc:
+            # Bounded parsing (core/structure.py): a hostile object is an error, never a
+            # RecursionError or a number too large to use.
+            record = loads(record_bytes, source)
+            body = loads(self.get_object(record["manifest"]), source)
+            if not isinstance(body, dict):
+                raise TypeError("the manifest object is not a JSON object")
+            document = {
+                "schema_version": record["schema_version"],
+                "id": record["manifest"],
+                "env_id": record["env_id"],
+                "platform_id": record["platform_id"],
+                "layers": body["layers"],
+                "sections": body["sections"],
+                "observed": record["observed"],
+                "unknowns": record["unknowns"],
+                "labels": record["labels"],
+            }
+        except (ManifestError, KeyError, TypeError) as exc:
             raise StoreError(f"snapshot {record_id} is not a readable record: {exc}") from exc
-        document = {
-            "schema_version": record["schema_version"],
-            "id": record["manifest"],
-            "env_id": record["env_id"],
-            "platform_id": record["platform_id"],
-            "layers": body["layers"],
-            "sections": body["sections"],
-            "observed": record["observed"],
-            "unknowns": record["unknowns"],
-            "labels": record["labels"],
-        }
-        return Manifest.from_dict(document, source=f"store object {record_id}")
+        return Manifest.from_dict(document, source=source)
 
     def snapshots(self) -> list[SnapshotRow]:
         rows = self.db.execute(

@@ -14,12 +14,13 @@ once all land.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from ..core import sqlite as _sqlite, config
-from ..core.canonical import ID_PREFIX, digest
+from ..core.canonical import ID_PREFIX, digest, is_id
 from ..core.errors import ManifestError, NotFoundError, StoreError
 from ..core.manifest import Manifest
 from .base import SCHEMA_VERSION, IndexStore, SnapshotRow, Statements
@@ -112,9 +113,40 @@ class Store(IndexStore):
     @property
     def db(self) -> sqlite3.Connection:
         if self._db is None:
-            db = _sqlite.connect(self._index, _SCHEMA)
+            if self.writable():
+                db = _sqlite.connect(self._index, _SCHEMA)
+            else:
+                db = self._connect_read_only()
             self._db = db
         return self._db
+
+    def writable(self) -> bool:
+        """Whether this process can write the store (a read-only mount, another user's
+        store and a full permission lock-down all say no)."""
+        index_ok = not os.path.exists(self._index) or os.access(self._index, os.W_OK)
+        return index_ok and os.access(self.root, os.W_OK)
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """The index opened for reading only: ``mode=ro`` where SQLite can still keep its
+        shared-memory file beside it, else ``immutable=1`` (a read-only file system, where
+        nothing can change the file while we read it)."""
+        from urllib.parse import quote
+
+        last: sqlite3.Error | None = None
+        for query in ("mode=ro", "immutable=1"):
+            try:
+                db = sqlite3.connect(f"file:{quote(self._index)}?{query}", uri=True, timeout=30,
+                                     isolation_level=None, check_same_thread=False)
+                names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            except sqlite3.Error as exc:
+                last = exc
+                continue
+            if not {"objects", "manifests", "snapshots"} <= names:
+                db.close()
+                raise StoreError(f"the store index {self._index} is empty or damaged and the store is read-only; "
+                                 "on a writable copy, `envcap store reindex` rebuilds it from the objects")
+            return db
+        raise StoreError(f"the store index {self._index} cannot be read (the store is read-only): {last}")
 
     def close(self) -> None:
         if self._db is not None:
@@ -157,8 +189,14 @@ class Store(IndexStore):
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise StoreError(f"cannot write to the store index: {exc}") from exc
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # SQLite rolled back already (a full disk, an I/O error)
+            if not self.writable():
+                raise StoreError(f"cannot write to the store at {self.root}: it is read-only; "
+                                 "nothing was recorded") from exc
+            raise StoreError(f"cannot write to the store index {self._index}: {exc}; nothing was recorded") from exc
 
     # -- objects ---------------------------------------------------------------------
 
@@ -178,11 +216,15 @@ class Store(IndexStore):
         if os.path.exists(final):
             return oid
         folder = os.path.dirname(final)
-        os.makedirs(folder, exist_ok=True)
         # A name of our own rather than tempfile's: that module (and the random number
         # machinery it loads) would cost a snapshot more than writing the object does.
         tmp = os.path.join(self.root, "tmp", f"obj-{os.getpid()}-{os.urandom(8).hex()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            os.makedirs(os.path.dirname(tmp), exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise self._write_error(exc) from exc
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -194,13 +236,29 @@ class Store(IndexStore):
             except FileExistsError:
                 pass  # Another writer stored the same bytes first.
             _fsync_dir(folder)
+        except OSError as exc:
+            # A full disk or a failing device: the object is not stored, and nothing
+            # names it yet; the temporary file goes.
+            raise self._write_error(exc) from exc
         finally:
-            os.unlink(tmp)
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
         return oid
 
     def has_objects(self, oids: Sequence[str]) -> set[str]:
         """Which of ``oids`` the store holds the bytes of (named by a record or not yet)."""
         return {oid for oid in oids if os.path.exists(self._object_file(oid))}
+
+    def _write_error(self, exc: OSError) -> StoreError:
+        import errno
+
+        hint = {errno.ENOSPC: " (the disk is full)", errno.EDQUOT: " (the disk quota is used up)",
+                errno.EROFS: " (the file system is read-only)", errno.EFBIG: " (a file size limit was reached)",
+                errno.EACCES: " (no permission)", errno.EPERM: " (no permission)"}.get(exc.errno or 0, "")
+        return StoreError(f"cannot write to the store at {self.root}: {exc.strerror or exc}{hint}; "
+                          "nothing was recorded")
 
     def get_object(self, oid: str) -> bytes:
         """The bytes of an object, verified against its id."""
@@ -218,21 +276,28 @@ class Store(IndexStore):
     # -- verification ----------------------------------------------------------------
 
     def verify(self) -> list[str]:
-        """Re-hash every object and re-check every index row; return the problems found."""
+        """Re-hash every object, check the objects on disk against the index both ways,
+        re-check every index row; return the problems found."""
         problems: list[str] = []
         on_disk: set[str] = set()
-        if self.objects.is_dir():
-            for sub in sorted(self.objects.iterdir()):
-                for path in sorted(sub.iterdir()) if sub.is_dir() else []:
-                    oid = ID_PREFIX + sub.name + path.name
-                    on_disk.add(oid)
-                    actual = digest(path.read_bytes())
-                    if actual != oid:
-                        problems.append(f"corrupt object {oid} (bytes hash to {actual})")
-        for (oid,) in self.db.execute("SELECT id FROM objects"):
-            if oid not in on_disk:
-                problems.append(f"missing object {oid}")
-        corrupt = {p.split()[2] for p in problems}
+        for oid, path in self._disk_objects():
+            on_disk.add(oid)
+            try:
+                with open(path, "rb") as fh:
+                    actual = digest(fh.read())
+            except OSError as exc:
+                problems.append(f"unreadable object {oid} ({exc.strerror})")
+                continue
+            if actual != oid:
+                problems.append(f"corrupt object {oid} (bytes hash to {actual})")
+        indexed = {oid for (oid,) in self.db.execute("SELECT id FROM objects")}
+        problems += [f"missing object {oid}" for oid in sorted(indexed - on_disk)]
+        unindexed = sorted(on_disk - indexed)
+        problems += [f"unindexed object {oid} (on disk, not in the index)" for oid in unindexed]
+        if unindexed:
+            problems.append(f"{len(unindexed)} object(s) on disk are not in the index (a lost or damaged "
+                            "index?): `envcap store reindex` rebuilds the index from the objects")
+        corrupt = {p.split()[2] for p in problems if p.startswith(("corrupt", "missing", "unreadable"))}
         for row in self.snapshots():
             if row.record in corrupt or row.manifest_id in corrupt:
                 continue
@@ -241,6 +306,170 @@ class Store(IndexStore):
             except (StoreError, ManifestError) as exc:
                 problems.append(f"snapshot {row.record}: {exc}")
         return problems
+
+    def _disk_objects(self) -> Iterator[tuple[str, str]]:
+        """(id, path) of every object file under objects/sha256, in order."""
+        try:
+            subs = sorted(e.name for e in os.scandir(self._objects) if e.is_dir())
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StoreError(f"cannot list the objects of {self.root}: {exc.strerror}") from exc
+        for sub in subs:
+            folder = os.path.join(self._objects, sub)
+            try:
+                names = sorted(e.name for e in os.scandir(folder) if e.is_file())
+            except OSError as exc:
+                raise StoreError(f"cannot list {folder}: {exc.strerror}") from exc
+            for name in names:
+                oid = ID_PREFIX + sub + name
+                if len(sub) == 2 and is_id(oid):
+                    yield oid, os.path.join(folder, name)
+
+    def reindex(self) -> dict[str, int]:
+        """Rebuild the index from the objects on disk; return what it holds now.
+
+        Snapshots and runs are found by reading every object (each re-hashed); what only
+        the old index held (notes, image records, other tables) is carried over when the
+        old index can still be read. The new index is built beside the old one and
+        swapped in with a rename; the old one is kept as ``index.sqlite.before-reindex-*``.
+        Run it while no other envcap process uses the store.
+        """
+        import time
+
+        from ..core.run import SCHEMA as RUN_SCHEMA, RunRecord
+        from ..core.structure import loads
+        from . import runs as runs_store
+
+        if not self.writable():
+            raise StoreError(f"the store at {self.root} is read-only: reindex needs to write its index")
+        old_index = self._index
+        tmp = os.path.join(self.root, f"index.sqlite.reindex-{os.getpid()}")
+        for leftover in (tmp, tmp + "-wal", tmp + "-shm"):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
+        counts = {"objects": 0, "snapshots": 0, "runs": 0, "unreferenced": 0, "corrupt": 0, "carried": 0}
+        records: set[str] = set()  # snapshot records
+        runs: dict[str, list[tuple[str, int, RunRecord]]] = {}
+        sizes: dict[str, int] = {}
+        for oid, path in self._disk_objects():
+            try:
+                with open(path, "rb") as fh:
+                    data = fh.read()
+            except OSError:
+                counts["corrupt"] += 1
+                continue
+            if digest(data) != oid:
+                counts["corrupt"] += 1  # left out of the index: `envcap verify` names it
+                continue
+            sizes[oid] = len(data)
+            if not data.startswith(b"{"):
+                continue
+            try:
+                doc = loads(data, f"object {oid}")
+            except ManifestError:
+                continue
+            if not isinstance(doc, dict):
+                continue
+            if doc.get("schema") == RUN_SCHEMA:
+                try:
+                    record = RunRecord.from_dict(doc, source=f"object {oid}")
+                except StoreError:
+                    continue
+                runs.setdefault(record.id, []).append((oid, len(data), record))
+            elif {"manifest", "env_id", "platform_id", "observed", "labels"} <= set(doc) and "sections" not in doc:
+                records.add(oid)
+        self.close()
+        self._index = tmp
+        try:
+            kinds: dict[str, str] = {}
+            statements: list[tuple[str, tuple[Any, ...]]] = []
+            for record_id in sorted(records):
+                try:
+                    manifest = self._load(record_id)
+                except (StoreError, ManifestError):
+                    continue
+                observed = manifest.observed
+                kinds[record_id], kinds[manifest.id] = "snapshot", "manifest"
+                statements += [
+                    ("INSERT OR IGNORE INTO manifests VALUES (?, ?, ?, ?, ?)",
+                     (manifest.id, manifest.env_id, manifest.platform_id, manifest.schema_version,
+                      observed.get("time") or "")),
+                    ("INSERT OR IGNORE INTO snapshots VALUES (?, ?, ?, ?, ?)",
+                     (record_id, manifest.id, observed.get("time"), observed.get("hostname"),
+                      json.dumps(dict(manifest.labels), sort_keys=True))),
+                ]
+                counts["snapshots"] += 1
+            runs_store.ensure_tables(self)
+            for versions in runs.values():
+                # The row names the newest record: a finished one, else the fullest.
+                oid, size, record = max(versions, key=lambda v: (v[2].state == "finished", v[1], v[0]))
+                for version_oid, _, version in versions:
+                    kinds[version_oid] = "run"
+                    for ref, kind, _ in version.objects():
+                        kinds.setdefault(ref, kind)
+                statements += runs_store.record_statements(record, oid, size)
+                counts["runs"] += 1
+            for oid, size in sizes.items():
+                if oid not in kinds:
+                    counts["unreferenced"] += 1
+                statements.append(("INSERT OR REPLACE INTO objects VALUES (?, ?, ?)",
+                                   (oid, size, kinds.get(oid, "unreferenced"))))
+            counts["objects"] = len(sizes)
+            self.transaction(statements)
+            counts["carried"] = self._carry_over(old_index)
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except BaseException:
+            self.close()
+            self._index = old_index
+            for leftover in (tmp, tmp + "-wal", tmp + "-shm"):
+                if os.path.exists(leftover):
+                    os.unlink(leftover)
+            raise
+        self.close()
+        self._index = old_index
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                if os.path.exists(old_index + suffix):
+                    os.replace(old_index + suffix, f"{old_index}.before-reindex-{stamp}{suffix}")
+            os.replace(tmp, old_index)
+        except OSError as exc:
+            raise self._write_error(exc) from exc
+        return counts
+
+    def _carry_over(self, old_index: str) -> int:
+        """Copy from the old index what no object holds (notes, image records, other
+        tables); the number of rows copied. An old index that cannot be read gives none."""
+        if not os.path.exists(old_index) or os.path.getsize(old_index) == 0:
+            return 0
+        rebuilt = {"objects", "manifests", "snapshots", "runs", "run_reproductions"}
+        copied = 0
+        db = self.db
+        try:
+            db.execute("ATTACH DATABASE ? AS old", (old_index,))
+        except sqlite3.Error:
+            return 0
+        try:
+            tables = db.execute("SELECT name, sql FROM old.sqlite_master WHERE type = 'table' "
+                                "AND name NOT LIKE 'sqlite_%'").fetchall()
+            for name, sql in tables:
+                if name in rebuilt or not sql:
+                    continue
+                quoted = '"' + name.replace('"', '""') + '"'
+                if not db.execute("SELECT 1 FROM main.sqlite_master WHERE name = ?", (name,)).fetchone():
+                    db.execute(sql)
+                before = db.total_changes
+                db.execute(f"INSERT OR IGNORE INTO main.{quoted} SELECT * FROM old.{quoted}")
+                copied += db.total_changes - before
+        except sqlite3.Error:
+            pass  # a damaged old index: what could be copied was
+        finally:
+            try:
+                db.execute("DETACH DATABASE old")
+            except sqlite3.Error:
+                pass
+        return copied
 
 
 def _fsync_dir(path: str) -> None:

@@ -229,7 +229,7 @@ def load_object(store: Store, oid: str) -> RunRecord:
 def _parse(data: bytes, oid: str) -> RunRecord:
     try:
         parsed = json.loads(data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise StoreError(f"run record {oid} is not JSON: {exc}") from exc
     return RunRecord.from_dict(parsed, source=f"run record {oid}")
 

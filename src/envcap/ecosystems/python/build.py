@@ -102,12 +102,15 @@ def lock_part(manifest: Manifest, request: LockRequest, unlocked: list[Unlocked]
                 pins.append(PipPin(name, version, (sha,), local_file=local,
                                    comment=f"local file {url}: put it in a --find-links folder"))
         elif kind in ("editable", "directory"):
-            where_from = f" at {origin.git.commit}" if origin.git and origin.git.commit else ""
+            where_from = (f" at {v.commit(f'{where}.origin.git.commit', origin.git.commit)}"
+                          if origin.git and origin.git.commit else "")
+            source = v.comment(f"{where}.origin.url", origin.url)
             unlocked.append(Unlocked("python", name, version,
-                                     f"{kind} install from {origin.url}{where_from}: needs its source "
+                                     f"{kind} install from {source}{where_from}: needs its source "
                                      f"(pip install {'-e ' if kind == 'editable' else ''}<checkout>)"))
         else:
-            unlocked.append(Unlocked("python", name, version, f"origin {kind!s}: envcap cannot tell where it came from"))
+            unlocked.append(Unlocked("python", name, version, f"origin {v.comment(f'{where}.origin.kind', kind)}: "
+                                     "envcap cannot tell where it came from"))
     index_pins, used = _hash_pins(from_index, request.hashes, request.index_url, request.extra_index_urls, unlocked)
     pins.extend(index_pins)
     fields = {
@@ -240,7 +243,8 @@ def steps(manifest: Manifest, lock: Lock) -> BuildPart:
                                       "is not a wheel file name")
             wheels.append(wheel)
     notes = []
-    installers = sorted({str(p.installer) for p in packages if p.installer not in _KNOWN_INSTALLERS})
+    installers = sorted({v.token("sections.python.packages[].installer", p.installer)
+                         for p in packages if p.installer not in _KNOWN_INSTALLERS})
     if installers:
         notes.append(f"python: packages installed by {', '.join(installers)} are reinstalled by pip "
                      "(their installer field will say pip)")

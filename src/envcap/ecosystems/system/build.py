@@ -33,14 +33,14 @@ def lock_part(manifest: Manifest, request: LockRequest, unlocked: list[Unlocked]
     system = manifest.record(SystemSection)
     if system is None:
         return LockPart()
-    manager = system.manager
+    manager = v.system_manager("sections.system.manager", system.manager)
     pins = []
     for i, package in enumerate(system.packages):
         where = f"sections.system.packages[{i}]"
         name, version, arch = v.system_package(where, str(manager), package.to_dict())
         if not package.installed:
-            unlocked.append(Unlocked("system", name, version,
-                                     f"dpkg state {package.status!s}: not installed, not pinned"))
+            status = v.token(f"{where}.status", package.status)
+            unlocked.append(Unlocked("system", name, version, f"dpkg state {status!s}: not installed, not pinned"))
             continue
         pins.append((name, version, arch))
     fields = {"system_manager": manager, "system_pins": tuple(sorted(pins))}
