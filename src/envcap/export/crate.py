@@ -39,32 +39,15 @@ def _json_bytes(value: Any) -> bytes:
     return (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def _member(folder: str, rel: str) -> str:
-    parts = [p for p in rel.replace("\\", "/").split("/") if p not in ("", ".", "..")]
-    return "/".join([folder, *parts])
-
-
 def run_files(store: Any, run_id: str) -> tuple[Any, str, dict[str, bytes]]:
     """The run's record, its object id, and the files of its crate (path -> bytes)."""
+    from ..runs.bundle import stored_files
     from ..store import runs as runs_store
 
     oid = runs_store.record_id(store, run_id)
     record = runs_store.load_object(store, oid)
-    files: dict[str, bytes] = {"run.json": store.get_object(oid)}
-    if record.snapshot:
-        files["environment/manifest.json"] = (store.get(record.snapshot).to_json() + "\n").encode("utf-8")
-    diff = record.git.get("diff") or {}
-    if diff.get("object"):
-        files["code/diff.patch"] = store.get_object(diff["object"])
-    for item in record.git.get("untracked") or ():
-        if item.get("object"):
-            files[_member("code/untracked", item["path"])] = store.get_object(item["object"])
-    for item in record.params_files:
-        if item.get("object"):
-            files[_member("params", item.get("repo_path") or os.path.basename(item["path"]))] = \
-                store.get_object(item["object"])
-    if record.metrics_log and record.metrics_log.get("object"):
-        files["metrics.jsonl"] = store.get_object(record.metrics_log["object"])
+    # The same files a bundle carries (runs/bundle.py), then the crate's own JSON views.
+    files = {"run.json": store.get_object(oid), **stored_files(store, record)}
     files["params.json"] = _json_bytes({"params_id": record.params_id, "params": [p.to_dict() for p in record.params]})
     files["seeds.json"] = _json_bytes(dict(record.seeds))
     files["data.json"] = _json_bytes([_fingerprint(d) for d in record.data])

@@ -64,10 +64,30 @@ def export_run(store: Any, run_id: str, output: str | os.PathLike[str]) -> int:
     record_bytes = store.get_object(record_oid)
     record = runs_store.load_object(store, record_oid)
     notes = [n.to_dict() for n in runs_store.notes(store, run_id)]
-    files: dict[str, bytes] = {"run.json": record_bytes}
+    files = {"run.json": record_bytes, **stored_files(store, record)}
+    for name, value in (("params.json", [p.to_dict() for p in record.params]), ("seeds.json", dict(record.seeds)),
+                        ("data.json", [dict(d) for d in record.data]), ("notes.json", notes)):
+        files[name] = (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+    files["README.md"] = readme(record, files).encode("utf-8")
+    index = {
+        "format": FORMAT,
+        "run": record.id,
+        "record": record_oid,
+        "files": {name: digest(data) for name, data in sorted(files.items())},
+        "notes": notes,
+    }
+    files[INDEX] = (json.dumps(index, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+    _write_zip(Path(output), files)
+    return len(files)
+
+
+def stored_files(store: Any, record: Any) -> dict[str, bytes]:
+    """The files a run's record points at in the store, by their path in a bundle (or a
+    crate): its manifest, code diff and untracked files, parameter files, metrics log,
+    resource samples and composed configs. Every object is re-hashed as it is read."""
+    files: dict[str, bytes] = {}
     if record.snapshot:
-        manifest = store.get(record.snapshot)
-        files["environment/manifest.json"] = (manifest.to_json() + "\n").encode("utf-8")
+        files["environment/manifest.json"] = (store.get(record.snapshot).to_json() + "\n").encode("utf-8")
     diff = record.git.get("diff") or {}
     if diff.get("object"):
         files["code/diff.patch"] = store.get_object(diff["object"])
@@ -85,20 +105,7 @@ def export_run(store: Any, run_id: str, output: str | os.PathLike[str]) -> int:
     for item in record.configs:
         if item.get("object"):
             files[_member("configs", f"{item['name']}.{item.get('format') or 'txt'}")] = store.get_object(item["object"])
-    for name, value in (("params.json", [p.to_dict() for p in record.params]), ("seeds.json", dict(record.seeds)),
-                        ("data.json", [dict(d) for d in record.data]), ("notes.json", notes)):
-        files[name] = (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
-    files["README.md"] = readme(record, files).encode("utf-8")
-    index = {
-        "format": FORMAT,
-        "run": record.id,
-        "record": record_oid,
-        "files": {name: digest(data) for name, data in sorted(files.items())},
-        "notes": notes,
-    }
-    files[INDEX] = (json.dumps(index, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
-    _write_zip(Path(output), files)
-    return len(files)
+    return files
 
 
 def _member(folder: str, rel: str) -> str:
