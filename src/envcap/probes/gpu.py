@@ -176,12 +176,8 @@ def _text(value: Any) -> Any:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
-def nvml_raw() -> dict[str, Any]:
-    """Ask NVML, in the shape of ``tests/testdata/gpu-h200-ubuntu24/nvml.json``.
-
-    Raises :class:`NvmlUnavailable` when pynvml is missing or NVML refuses, so that the
-    chain moves on to nvidia-smi with the reason noted.
-    """
+def nvml_init() -> Any:
+    """pynvml, initialised; :class:`NvmlUnavailable` with the reason when it cannot be."""
     try:
         import pynvml  # nvidia-ml-py: imported only once a GPU is plausibly present
     except ImportError as exc:
@@ -190,6 +186,16 @@ def nvml_raw() -> dict[str, Any]:
         pynvml.nvmlInit()
     except pynvml.NVMLError as exc:
         raise NvmlUnavailable(f"nvmlInit failed: {exc}") from exc
+    return pynvml
+
+
+def nvml_raw() -> dict[str, Any]:
+    """Ask NVML, in the shape of ``tests/testdata/gpu-h200-ubuntu24/nvml.json``.
+
+    Raises :class:`NvmlUnavailable` when pynvml is missing or NVML refuses, so that the
+    chain moves on to nvidia-smi with the reason noted.
+    """
+    pynvml = nvml_init()
     try:
         return _nvml_gather(pynvml)
     except pynvml.NVMLError as exc:
@@ -279,14 +285,7 @@ class NvmlUsage:
         self.devices: list[dict[str, Any]] = []
 
     def open(self) -> NvmlUsage:
-        try:
-            import pynvml
-        except ImportError as exc:
-            raise NvmlUnavailable("pynvml (nvidia-ml-py) is not installed") from exc
-        try:
-            pynvml.nvmlInit()
-        except pynvml.NVMLError as exc:
-            raise NvmlUnavailable(f"nvmlInit failed: {exc}") from exc
+        pynvml = nvml_init()
         self._nv = pynvml
         try:
             count = pynvml.nvmlDeviceGetCount()

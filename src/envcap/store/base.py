@@ -20,7 +20,7 @@ new column).
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Iterator, NamedTuple, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple, Protocol, Sequence, TypeVar
 
 from ..core.canonical import ID_PREFIX, canonical_bytes, digest
 from ..core.errors import AmbiguousIdError, ManifestError, NotFoundError, StoreError
@@ -85,15 +85,32 @@ class StoreBackend(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
+_S = TypeVar("_S", bound="IndexStore")
+
+
 class IndexStore:
     """The manifest and snapshot logic both backends share: the same SQL on either index.
 
-    A subclass provides ``db``, ``transaction``, ``has_table``, ``put_object``,
+    A subclass provides ``db``, ``close``, ``transaction``, ``has_table``, ``put_object``,
     ``get_object``, ``where`` and ``verify``.
     """
 
     kind = "?"
     db: Any
+
+    def close(self) -> None:  # pragma: no cover - every backend has its own
+        raise NotImplementedError
+
+    def __del__(self) -> None:
+        # A store used without ``with`` still closes its connection (Python 3.13 warns
+        # about an SQLite connection left to the garbage collector).
+        self.close()
+
+    def __enter__(self: _S) -> _S:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def where(self) -> str:  # pragma: no cover - every backend has its own

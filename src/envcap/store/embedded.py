@@ -153,17 +153,6 @@ class Store(IndexStore):
             self._db.close()
             self._db = None
 
-    def __del__(self) -> None:
-        # A store used without ``with`` still closes its connection (Python 3.13 warns
-        # about a connection left to the garbage collector).
-        self.close()
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def has_table(self, name: str) -> bool:
         row = self.db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
         return bool(row[0])

@@ -185,15 +185,6 @@ class PostgresStore(IndexStore):
                 pass
             self._conn = None
 
-    def __del__(self) -> None:
-        self.close()
-
-    def __enter__(self) -> PostgresStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def _run(self, sql: str, params: Sequence[Any] = ()) -> Any:
         import psycopg
 
