@@ -8,34 +8,32 @@ from .common import open_store
 
 
 @click.command()
-@click.option("--store", "store", metavar="PATH", help="The store to show (default: the store every command uses).")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="The address to listen on; anything but loopback must be asked for.")
 @click.option("--port", default=8642, show_default=True, type=click.IntRange(0, 65535),
               help="The port to listen on (0: any free port).")
-def ui(store: str | None, host: str, port: int) -> None:
+def ui(host: str, port: int) -> None:
     """Serve a read-only web page over the store: runs, comparisons, importance, fleet.
 
     \b
     envcap ui                      then open the address it prints
     The JSON API is under /api (described by /api/openapi.json).
+    It shows the store every command uses: `envcap ui --store URL` (the global option,
+    taken after any command) shows another, embedded or shared.
     """
     from ..core.errors import UsageError
 
     try:
         import uvicorn
 
-        from ..ui.app import create_app, store_opener
+        from ..ui.app import create_app
     except ImportError as exc:
         raise UsageError(f"envcap ui needs its extra: pip install 'envcap[ui]' ({exc.name} is missing)") from None
-    if store:
-        opener = store_opener(store)
-    else:
-        # The store every command uses (the configured one); opened now so that a missing
-        # store is an error here, not on the first request.
-        opener = open_store
-        open_store().close()
-    app = create_app(opener, warm=True)
+    # The store every command uses (--store, $ENVCAP_STORE, the config file, else the
+    # embedded one); opened now so that a missing store is an error here, not on the
+    # first request.
+    open_store().close()
+    app = create_app(open_store, warm=True)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     _announce_when_started(server, host)
