@@ -85,6 +85,10 @@ _VALUE = re.compile(r"[^\s\"'`&;,(){}\[\]<>$%*\\]+")
 # Every secret name holds one of these (case-insensitively): the cheap test that keeps
 # the assignment expression off text that cannot hold a secret assignment.
 _ASSIGNMENT_HINT = re.compile(r"(?i)pass|pw|pat|secret|token|key|auth|credential|private")
+# The rest of a name from a point inside it, and an assignment's separator after a name.
+_NAME_REST = re.compile(r"[A-Za-z0-9_.\-]*")
+_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+_SEPARATOR = re.compile(r"(?:\\?[\"'])?(?:[ \t]|\\t)*(?:=|:(?!//))")
 _PLACEHOLDERS = frozenset({"none", "null", "nil", "true", "false", "str", "bytes", "int", "string", "optional",
                            "secretstr", "any", "required", "changeme", "xxx", "env", "os.environ", "os.getenv",
                            "getenv", "environ", "input", "getpass", "getpass.getpass"})
@@ -103,6 +107,11 @@ class Redactor:
         extra_patterns: Iterable[str] = (),
     ) -> None:
         self._name_substrings = tuple(SECRET_NAME_SUBSTRINGS) + tuple(n.upper() for n in extra_names)
+        # Every secret name holds one of these: the one search that lets most names of an
+        # assignment (a serialized record's thousands of "name": "…" members) skip
+        # is_secret_name.
+        self._name_hint = re.compile("|".join([_ASSIGNMENT_HINT.pattern, *(re.escape(n) for n in extra_names)]),
+                                     re.IGNORECASE) if extra_names else _ASSIGNMENT_HINT
         # A user's pattern may be anchored, and would then miss inside a serialized
         # record: with any configured, every record is scrubbed string by string.
         self._always_deep = bool(tuple(extra_patterns))
@@ -149,8 +158,9 @@ class Redactor:
             assert value is not None  # the lookahead saw its first character
             after = text[value.end():value.end() + 1]
             literal = value.group(0)
+            name = m.group("name")
             if (after in ("(", "[") or literal == REDACTED[1:-1] or literal.lower() in _PLACEHOLDERS
-                    or not self.is_secret_name(m.group("name"))):
+                    or not self._name_hint.search(name) or not self.is_secret_name(name)):
                 continue  # a call, an index, a placeholder: where the secret comes from
             spans.append((value.start(), value.end()))
         return spans
@@ -167,7 +177,26 @@ class Redactor:
         return "".join(out)
 
     def _has_secret_assignment(self, text: str) -> bool:
-        return bool(_AUTH_HEADER.search(text)) or bool(self._secret_values(text))
+        return self._hinted_assignment(text) and (bool(_AUTH_HEADER.search(text)) or bool(self._secret_values(text)))
+
+    def _hinted_assignment(self, text: str) -> bool:
+        """Whether a secret name is assigned anywhere in ``text``: the linear scan that
+        keeps the assignment expression (a match per JSON member of a serialized record)
+        off the text of most sections. Every secret name holds a hint, and the whole run
+        of name characters around a hint is the only name an assignment there can have,
+        so it never says no where :meth:`_secret_values` would find a value."""
+        end = 0
+        for hint in self._name_hint.finditer(text):
+            if hint.start() < end:
+                continue  # in the name the last hint's scan already ran over
+            start = hint.start()
+            while start > end and text[start - 1] in _NAME_CHARS:
+                start -= 1
+            rest = _NAME_REST.match(text, hint.end())
+            end = rest.end() if rest is not None else hint.end()
+            if _SEPARATOR.match(text, end) and self.is_secret_name(text[start:end]):
+                return True
+        return False
 
     def may_contain_secret(self, serialized: str) -> bool:
         """Whether a JSON text (a whole record) may hold anything :meth:`text` replaces.
