@@ -13,7 +13,7 @@ PACKAGE = REPO / "src" / "envcap"
 DOC = REPO / "docs" / "architecture.md"
 
 # The modules that start the command line (python -m envcap, the console script).
-ENTRY_POINTS = {"envcap.__main__", "envcap.entry"}
+ENTRY_POINTS = {"envcap.__main__"}
 
 # The fences: the only modules that may import these.
 FENCED = {

@@ -1,3 +1,3 @@
-from .entry import main
+from .cli import main
 
-main()
+main(prog_name="envcap")

@@ -135,7 +135,6 @@ def main(store_url: str | None) -> None:
 def snapshot(as_json: bool, output: str | None, labels: tuple[str, ...], root: str, python: str | None,
              conda_prefix: str | None, select: tuple[str, ...], skip: tuple[str, ...], no_store: bool) -> None:
     """Fingerprint this machine into an immutable manifest and store it."""
-    from ..capture import early
     from ..core.files import write_text_atomic
     from ..capture.collect import parse_labels, snapshot as take
     from ..capture.summary import summary_lines
@@ -143,14 +142,8 @@ def snapshot(as_json: bool, output: str | None, labels: tuple[str, ...], root: s
     started = time.monotonic()
     # The store is opened while the probes run: connecting to a shared one takes a while.
     opening = None if no_store else _in_background(lambda: open_store(create=True))
-    capture: dict[str, Any] = {"root": root, "python": python, "conda_prefix": conda_prefix, "select": select,
-                               "skip": skip, "labels": parse_labels(labels)}
-    # The console script may have started this very capture before click was imported.
-    claimed = early.claim(**capture)
-    if claimed is not None:
-        manifest, started = claimed
-    else:
-        manifest = take(**capture)
+    manifest = take(root=root, python=python, conda_prefix=conda_prefix, select=select, skip=skip,
+                    labels=parse_labels(labels))
     where = None
     if opening is not None:
         with opening() as store:
