@@ -140,8 +140,15 @@ def snapshot(as_json: bool, output: str | None, labels: tuple[str, ...], root: s
     from ..capture.summary import summary_lines
 
     started = time.monotonic()
-    # The store is opened while the probes run: connecting to a shared one takes a while.
-    opening = None if no_store else _in_background(lambda: open_store(create=True))
+    opening = None
+    if not no_store:
+        from ..store.factory import is_shared, store_url
+
+        # A shared store is opened while the probes run (connecting takes a while); the
+        # embedded one opens in a fraction of a millisecond, and a thread of its own would
+        # only compete with the probes for the interpreter.
+        opening = (_in_background(lambda: open_store(create=True)) if is_shared(store_url())
+                   else lambda: open_store(create=True))
     manifest = take(root=root, python=python, conda_prefix=conda_prefix, select=select, skip=skip,
                     labels=parse_labels(labels))
     where = None
