@@ -103,6 +103,13 @@ def test_the_api_marks_the_front_against_gpu_memory_and_energy(tmp_path: Path, c
                                      "resources.gpu.peak_memory_mib", "resources.gpu.energy_j"]
     assert body["resource_labels"]["resources.gpu.peak_memory_mib"] == "GPU memory (MiB)"
     assert body["goal"] == "max"
+    import jsonschema
+
+    from envcap.ui.api import OPENAPI_FILE
+
+    doc = json.loads(Path(OPENAPI_FILE).read_text())
+    jsonschema.validate(body, {"$ref": "#/components/schemas/Experiment", "components": doc["components"]},
+                        cls=jsonschema.Draft202012Validator)
     for resource in ("resources.gpu.peak_memory_mib", "resources.gpu.energy_j"):
         body = c.get("/api/importance", params={"metric": "score", "resource": resource}).json()
         points = body["scatter"]

@@ -386,7 +386,7 @@ def _parallel(views: list[dict[str, Any]], metric: str, names: list[str]) -> dic
         numeric = all(_is_number(x) for x in present if x is not None)
         cats = None if numeric else sorted({json.dumps(x) if not isinstance(x, str) else x for x in present
                                             if x is not None})
-        log = numeric and log_spaced([float(x) for x in present if _is_number(x)])
+        log = numeric and log_spaced([float(x) for x in present if isinstance(x, (int, float))])
         axes.append({"name": name, "categories": cats, "log": log})
     metric_values = [v["metrics"][metric] for v in views]
     axes.append({"name": metric, "categories": None, "log": log_spaced(metric_values)})
