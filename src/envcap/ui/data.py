@@ -369,7 +369,9 @@ def experiment_of(chosen: Sequence[dict[str, Any]], *, where: Sequence[str] = ()
                        method=method, goal=goal)
     result.update(analysis)
     ranked = [p["name"] for p in result["importance"]["params"]]
-    others = sorted({p["name"] for v in with_metric for p in v.get("params") or ()} - set(ranked))
+    # The parameters not ranked (too few runs), but not the constant ones: an axis of one value says nothing.
+    others = sorted({p["name"] for v in with_metric for p in v.get("params") or ()} - set(ranked)
+                    - set(result["importance"]["constant"]))
     result["parallel"] = _parallel(with_metric, metric, ranked + others)
     return result
 

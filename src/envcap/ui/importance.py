@@ -55,8 +55,8 @@ FITS = 5  # fits per importance estimate: the spread is their standard deviation
 LOG_RATIO = 100.0  # largest / smallest at which a positive parameter is log-spaced (two decades)
 FANOVA_TREES = 8
 FANOVA_DEPTH = 5
-FOREST_TREES = 50  # the permutation importance's forests
-H_SAMPLE = 50  # runs at which (and over which) the partial dependence is evaluated
+FOREST_TREES = 30  # the permutation importance's forests
+H_SAMPLE = 40  # runs at which (and over which) the partial dependence is evaluated
 PD_GRID = 16  # points per axis of the two-dimensional partial dependence
 PD_CATEGORIES = 30  # categories shown on an axis of it, the most frequent
 CACHE_SIZE = 32
@@ -297,7 +297,7 @@ def _permutation(columns: Sequence[Column], y: Sequence[float], fits: int) -> tu
     for seed in range(fits):
         forest = RandomForestRegressor(n_estimators=FOREST_TREES, min_samples_leaf=2, random_state=seed, n_jobs=1)
         forest.fit(x, target)
-        found = permutation_importance(forest, x, target, n_repeats=3, random_state=seed, n_jobs=1)
+        found = permutation_importance(forest, x, target, n_repeats=2, random_state=seed, n_jobs=1)
         scores = np.clip(found.importances_mean, 0, None)
         total = float(scores.sum())
         out.append([float(s / total) if total > 0 else 0.0 for s in scores])
@@ -332,7 +332,7 @@ def _interactions(columns: Sequence[Column], y: Sequence[float]) -> dict[str, An
     n, d = x.shape
     categorical = [c.categories is not None and len(c.categories) <= 255 for c in columns]
     model = HistGradientBoostingRegressor(
-        max_iter=100, learning_rate=0.2, max_leaf_nodes=15, min_samples_leaf=max(2, min(20, n // 20)),
+        max_iter=60, learning_rate=0.25, max_leaf_nodes=15, min_samples_leaf=max(2, min(20, n // 20)),
         early_stopping=False, categorical_features=categorical if any(categorical) else None, random_state=0)
     model.fit(x, target)
     r2 = float(model.score(x, target))

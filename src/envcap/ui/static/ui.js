@@ -75,7 +75,7 @@
         xAxis: { type: "category", data: d.params, axisLabel: { rotate: 30 } },
         yAxis: { type: "category", data: d.params },
         visualMap: { min: 0, max: max || 1, orient: "horizontal", left: "center", bottom: 0, calculable: true,
-                     text: ["H", ""], inRange: { color: ["#f7fbff", "#6baed6", "#08306b"] } },
+                     precision: 3, text: ["H", ""], inRange: { color: ["#f7fbff", "#6baed6", "#08306b"] } },
         series: [{ type: "heatmap", name: "H", data: cells,
                    label: { show: true, formatter: function (p) { return p.value[2].toPrecision(2); } } }]
       };
@@ -92,12 +92,12 @@
       function name(a) { return a.kind === "log" ? a.name + " (log scale)" : a.name; }
       return {
         tooltip: tooltip,
-        grid: { left: 110, bottom: 100, right: 30 },
-        xAxis: { type: "category", name: name(pd.x), nameLocation: "middle", nameGap: 50, data: ticks(pd.x),
+        grid: { left: 110, bottom: 130, right: 30 },
+        xAxis: { type: "category", name: name(pd.x), nameLocation: "middle", nameGap: 45, data: ticks(pd.x),
                  axisLabel: { rotate: 30 } },
         yAxis: { type: "category", name: name(pd.y), nameLocation: "middle", nameGap: 80, data: ticks(pd.y) },
         visualMap: { min: lo, max: hi, orient: "horizontal", left: "center", bottom: 0, calculable: true,
-                     text: [d.metric, ""], inRange: { color: ["#3b4cc0", "#dddddd", "#b40426"] } },
+                     precision: 3, text: [d.metric, ""], inRange: { color: ["#3b4cc0", "#dddddd", "#b40426"] } },
         series: [{ type: "heatmap", name: d.metric, data: cells }]
       };
     },
