@@ -235,7 +235,7 @@ def resources(v: dict[str, Any]) -> dict[str, float]:
             found[path] = value
 
     summary = v.get("resources") or {}
-    walk({k: x for k, x in summary.items() if k != "gpu"} if isinstance(summary, dict) else {}, "resources")
+    walk(summary, "resources")  # a list (the GPU devices) is not walked
     devices = summary.get("gpu") if isinstance(summary, dict) else None
     if isinstance(devices, list):
         # Memory and energy of every GPU the run used, added up over the devices.
