@@ -169,3 +169,23 @@ def test_envcap_importance_prints_what_the_api_serves(tmp_path: Path, client_for
     for bad in (["--metric", "nope"], ["--where", "params.lr>>1"], ["--resource", "watts"]):
         proc = cli(*bad)
         assert proc.returncode == 2 and proc.stderr.startswith("envcap: error:") and "Traceback" not in proc.stderr
+
+
+def test_what_cannot_be_estimated_is_said_so() -> None:
+    from envcap.ui.importance import analyze
+
+    def view(i, params, metrics):
+        return {"id": f"r{i}", "params": [{"name": k, "value": v} for k, v in params.items()], "metrics": metrics}
+
+    # Values past what the forests' float32 holds: a reason, not an error page.
+    huge = [view(i, {"a": i * 1e300, "b": i % 3}, {"acc": i / 10}) for i in range(9)]
+    found = analyze(huge, "acc")
+    assert found["importance"]["params"] == [] and "could not be made" in found["importance"]["reason"]
+    assert found["interactions"] is None
+    same = [view(i, {"a": i}, {"acc": 0.5}) for i in range(9)]
+    assert "the same in every run" in analyze(same, "acc")["importance"]["reason"]
+    # Some runs set a flag (always to one value), the others lack it: two categories, not a constant.
+    flag = [view(i, {"a": i, **({"amp": True} if i % 2 else {})}, {"acc": i % 2 + i / 100}) for i in range(12)]
+    ranked = analyze(flag, "acc")["importance"]
+    assert ranked["constant"] == [] and {p["name"]: p["kind"] for p in ranked["params"]}["amp"] == "categorical"
+    assert ranked["params"][0]["name"] == "amp"

@@ -30,7 +30,8 @@ largest at least :data:`LOG_RATIO` times the smallest, the median nearer the mid
 a log scale than on a linear one); anything else (text, booleans, lists) is
 categorical. A parameter with one value across the runs is left out and listed as
 constant. A run without a numeric parameter is given the parameter's median (counted in
-``absent``); a missing categorical one is the category ``(absent)``.
+``absent``); a missing categorical one is the category ``(absent)`` (so is a parameter
+that some runs have, all with one value, and others lack: two categories).
 
 The heavy libraries (numpy, scikit-learn, optuna) are imported only when this runs; the
 fits of one selection are kept (:data:`CACHE_SIZE` selections), keyed by a hash of what
@@ -154,11 +155,12 @@ def encode(views: Sequence[dict[str, Any]], metric: str) -> tuple[list[dict[str,
     for name in names:
         values = [p.get(name) for p in params]
         present = [v for v in values if v is not None]
-        if len({json.dumps(v, sort_keys=True) for v in present}) <= 1:
+        absent = len(values) - len(present)
+        distinct = len({json.dumps(v, sort_keys=True) for v in present})
+        if distinct + (1 if absent else 0) <= 1:
             constant.append(name)
             continue
-        absent = len(values) - len(present)
-        if all(is_number(v) for v in present):
+        if distinct > 1 and all(is_number(v) for v in present):
             kind = "log" if log_spaced(present) else "numeric"
             encoded = [math.log10(v) if kind == "log" else float(v) for v in present]
             encoded.sort()
@@ -201,9 +203,12 @@ def _one_thread(work: Any, *args: Any) -> Any:
     """``work(*args)`` with the native thread pools (OpenMP, BLAS) at one thread: these fits
     are small, and on a busy machine the pools' threads wait on each other far longer
     than they save (a gradient-boosting predict took ten times as long with two)."""
+    import warnings
+
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1):
+    with threadpool_limits(limits=1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the libraries' notes on the data are not the page's to print
         return work(*args)
 
 
@@ -240,7 +245,11 @@ def importance(views: Sequence[dict[str, Any]], metric: str, *, method: str = DE
         result["reason"] = f"{metric} is the same in every run: nothing to explain"
         return result
     compute = _fanova if method == "fanova" else _permutation
-    per_fit, r2 = _cached(_key(method, columns, y, fits), lambda: _one_thread(compute, columns, y, fits))
+    try:
+        per_fit, r2 = _cached(_key(method, columns, y, fits), lambda: _one_thread(compute, columns, y, fits))
+    except (RuntimeError, ValueError) as exc:  # e.g. fANOVA's forests finding no variance in a handful of runs
+        result["reason"] = f"the estimate could not be made on these runs: {exc}"
+        return result
     rows = []
     for i, c in enumerate(columns):
         values = [fit[i] for fit in per_fit]
@@ -318,8 +327,11 @@ def interactions(views: Sequence[dict[str, Any]], metric: str) -> dict[str, Any]
     y = [float(v["metrics"][metric]) for v in runs]
     if len(set(y)) == 1:
         return None
-    found: dict[str, Any] = _cached(_key("h", columns, y, H_SAMPLE, PD_GRID),
-                                    lambda: _one_thread(_interactions, columns, y))
+    try:
+        found: dict[str, Any] = _cached(_key("h", columns, y, H_SAMPLE, PD_GRID),
+                                        lambda: _one_thread(_interactions, columns, y))
+    except (RuntimeError, ValueError):
+        return None
     return found
 
 
