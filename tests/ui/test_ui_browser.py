@@ -101,6 +101,13 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                       sys.executable, "train.py", env={"LR": "0.2", "METRIC": EVIL})
     write_synthetic(home, experiment_records(120))
     write_synthetic(home, joint_sweep_records(150))
+    # A sweep whose parameter name and categorical values are hostile: on the axes of the
+    # importance, the interaction heatmap, the partial dependence and parallel coordinates.
+    hostile = joint_sweep_records(20, seed=9, start_ms=1_780_000_000_000)
+    hostile = [r.evolve(labels={"experiment": "hostile"},
+                        params=(*r.params, type(r.params[0])(name=EVIL, value=PAYLOADS[i % 2], source="user")))
+               for i, r in enumerate(hostile)]
+    write_synthetic(home, hostile)
     numpy_pair = write_numpy_pair(home)
     proc, url = serve(home)
     yield {"home": home, "ids": ids, "evil": evil, "url": url, "numpy_pair": numpy_pair}
@@ -129,7 +136,7 @@ def assert_nothing_ran(page: Any) -> None:
 
 def test_runs_page_filter_open_compare_and_importance(browser, store, shots) -> None:
     page = visit(browser, store["url"])
-    assert page.inner_text("#count").startswith("runs 1–50 of 275")
+    assert page.inner_text("#count").startswith("runs 1–50 of 295")
     page.screenshot(path=str(shots / "runs.png"))
 
     page.fill("#new-where", "labels.experiment=demo")
@@ -195,6 +202,7 @@ def test_hostile_strings_render_as_text_and_nothing_executes(browser, store, sho
         "run": store["url"] + f"runs/{evil}",
         "compare": store["url"] + f"compare?run={evil}&run={store['ids'][0]}",
         "experiment": store["url"] + "experiment?where=command~train.py",
+        "experiment-sweep": store["url"] + "experiment?where=labels.experiment%3Dhostile&metric=score",
     }
     for name, url in pages.items():
         page = visit(browser, url)
@@ -210,6 +218,10 @@ def test_hostile_strings_render_as_text_and_nothing_executes(browser, store, sho
             assert page.locator("img[src='x'], svg[onload]").count() == 0
         if name == "experiment":
             assert EVIL in page.locator("#metric option").all_inner_texts()
+        if name == "experiment-sweep":
+            page.wait_for_selector("#interaction-chart[data-drawn] canvas")
+            assert EVIL in page.locator("table#importance tr td:first-child").all_inner_texts()
+            assert any(EVIL in t for t in page.locator("table#interactions tr td:first-child").all_inner_texts())
         page.screenshot(path=str(shots / f"xss-{name}.png"), full_page=True)
 
 
