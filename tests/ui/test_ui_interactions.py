@@ -86,7 +86,10 @@ def test_log_spaced_is_a_property_of_the_values() -> None:
 
 
 def test_pareto_front() -> None:
-    from envcap.ui.importance import pareto
+    from envcap.ui.importance import default_goal, pareto
+
+    assert [default_goal(m) for m in ("val_loss", "train/loss", "top1_err", "error_rate", "wer", "runtime")] == ["min"] * 6
+    assert [default_goal(m) for m in ("acc", "score", "answer_acc", "power_auc", "f1")] == ["max"] * 5
 
     points = [("a", 1.0, 0.5), ("b", 2.0, 0.7), ("c", 2.0, 0.6), ("d", 3.0, 0.65), ("e", 4.0, 0.9), ("f", 0.5, 0.1)]
     assert pareto(points, "max") == ["f", "a", "b", "e"]

@@ -77,7 +77,8 @@ INTERACTION_METHOD = ("Friedman's H statistic (Friedman & Popescu 2008), unnorma
                       f"up to {H_SAMPLE} runs")
 GOALS = ("max", "min")
 # Metrics whose name says smaller is better (the page's default goal; ?goal= says otherwise).
-_SMALLER = re.compile(r"loss|err|rmse|mse|mae|mape|perplexity|ppl|regret|latency|wer|cer|time|cost|nll", re.I)
+_SMALLER = re.compile(r"(?<![a-z])(loss|losses|err|error|errors|rmse|mse|mae|mape|perplexity|ppl|regret|latency|wer|cer"
+                      r"|time|runtime|duration|seconds|cost|nll)(?![a-z])", re.I)
 ABSENT = "(absent)"
 
 # The resource figures the page names, first in this order (others follow as found).
