@@ -60,7 +60,7 @@ def test_sections_are_redacted_before_hashing() -> None:
 
 
 def test_files_only_reads_the_live_machine_as_a_tree_would() -> None:
-    from envcap.probes import all_probes
+    from envcap.capture.registry import all_probes
 
     live = snapshot(select=["system", "compilers", "environment"])
     tree = snapshot(select=["system", "compilers", "environment"], files_only=True)

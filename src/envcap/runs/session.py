@@ -62,7 +62,7 @@ class Session:
     """One run being recorded into ``store``."""
 
     def __init__(self, store: Any, plan: Plan, redactor: Redactor, *, run_dir: str | None = None) -> None:
-        from .. import __version__
+        from ..core.version import __version__
 
         self.store = store
         self.plan = plan
