@@ -29,7 +29,7 @@ from conftest import git
 NUMPY = "numpy==2.2.6"
 VENV_PATH = "/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LIB = "/.envcap/lib"
-CLI_DEPS = ("click", "rfc8785", "distro")
+CLI_DEPS = ("click", "rfc8785", "distro", "threadpoolctl")
 SOURCE_SCRIPT = f"""set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q

@@ -127,6 +127,8 @@ class Verdict:
     metrics: tuple[MetricRow, ...] | None = None
     outputs: tuple[OutputRow, ...] | None = None
     environment: EnvComparison | None = None
+    # What differs between the two machines that can change bits (verdict.platform_reasons).
+    platform: tuple[str, ...] = ()
 
     @property
     def text(self) -> str:
@@ -180,7 +182,8 @@ class RebuildReport:
                 out[key] = part.to_dict()
         verdict = self.verdict
         if verdict is not None:
-            out.update(verdict=verdict.text, reproduced=verdict.reproduced, reasons=list(verdict.reasons))
+            out.update(verdict=verdict.text, reproduced=verdict.reproduced, reasons=list(verdict.reasons),
+                       platform_reasons=list(verdict.platform))
             if verdict.exit is not None:
                 out["exit"] = verdict.exit.to_dict()
             if verdict.metrics is not None:
