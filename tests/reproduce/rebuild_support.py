@@ -44,6 +44,11 @@ TRAIN = '''\
 """A small seeded training run: linear regression by minibatch SGD on a CSV file."""
 import os
 
+# A site may choose the BLAS kernel of its jobs where no record sees it: here a variable
+# outside the allow-list, which the script turns into OPENBLAS_CORETYPE before numpy loads.
+if os.environ.get("SITE_BLAS_KERNEL"):
+    os.environ["OPENBLAS_CORETYPE"] = os.environ["SITE_BLAS_KERNEL"]
+
 import numpy as np
 
 import envcap

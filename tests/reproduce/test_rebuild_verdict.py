@@ -160,7 +160,8 @@ def test_platform_reasons_name_cpu_instruction_sets_gpu_driver_and_cuda() -> Non
 
 
 def test_the_report_carries_the_platform_reasons_and_the_table_shows_them() -> None:
-    verdict = Verdict(reproduced=True, reasons=(), platform=("GPU driver: 1 in the run, 2 in the rebuild",))
+    verdict = Verdict(reproduced=True, reasons=(), platform=("GPU driver: 1 in the run, 2 in the rebuild",),
+                      environment=EnvComparison(original="sha256:" + "0" * 64, captured=False, error="not asked"))
     report = RebuildReport(action="run", original="01J0000000000000000000000A", env_id="sha256:" + "0" * 64,
                            verdict=verdict)
     assert report.to_dict()["platform_reasons"] == ["GPU driver: 1 in the run, 2 in the rebuild"]

@@ -182,16 +182,16 @@ class RebuildReport:
                 out[key] = part.to_dict()
         verdict = self.verdict
         if verdict is not None:
-            out.update(verdict=verdict.text, reproduced=verdict.reproduced, reasons=list(verdict.reasons),
-                       platform_reasons=list(verdict.platform))
+            out.update(verdict=verdict.text, reproduced=verdict.reproduced, reasons=list(verdict.reasons))
             if verdict.exit is not None:
                 out["exit"] = verdict.exit.to_dict()
             if verdict.metrics is not None:
                 out["metrics"] = [m.to_dict() for m in verdict.metrics]
             if verdict.outputs is not None:
                 out["outputs"] = [o.to_dict() for o in verdict.outputs]
-            if verdict.environment is not None:
+            if verdict.environment is not None:  # a run that ran: compared in full
                 out["environment"] = verdict.environment.to_dict()
+                out["platform_reasons"] = list(verdict.platform)
         for key, items in (("caveats", self.caveats), ("problems", self.problems)):
             if items is not None:
                 out[key] = list(items)
