@@ -62,7 +62,7 @@ def testbed() -> dict[str, str]:
 
 
 def bench_render(rounds: int) -> float:
-    from envcap.builder.hashes import IndexHashes
+    from envcap.pins.hashes import IndexHashes
     from envcap.builder.lock import lock
     from envcap.builder.dockerfile import render
     from envcap.core.manifest import Manifest

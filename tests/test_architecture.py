@@ -132,3 +132,68 @@ def test_the_check_fails_on_an_import_the_table_does_not_allow() -> None:
     assert found and all(v.endswith(": store/ may not import core/ (docs/architecture.md allows no other folder)")
                          for v in found)
     assert any(v.startswith("src/envcap/store/embedded.py:") for v in found)
+
+
+def table_cycle(table: dict[str, set[str] | None]) -> list[str] | None:
+    """A cycle among the table's rows (``[a, b, a]``: a may import b, b may import a), or
+    None. "every folder" stands for every other row."""
+    edges = {f: sorted((set(table) - {f}) if allowed is None else allowed & set(table))
+             for f, allowed in table.items()}
+    state: dict[str, int] = {}  # 1: on the path being walked, 2: done
+    path: list[str] = []
+
+    def walk(folder: str) -> list[str] | None:
+        state[folder] = 1
+        path.append(folder)
+        for there in edges[folder]:
+            if state.get(there) == 1:
+                return path[path.index(there):] + [there]
+            if there not in state and (found := walk(there)):
+                return found
+        path.pop()
+        state[folder] = 2
+        return None
+
+    for folder in table:
+        if folder not in state and (found := walk(folder)):
+            return found
+    return None
+
+
+def rows_out_of_order(table: dict[str, set[str] | None]) -> list[str]:
+    """Rows that name a folder listed below them (the table reads as an order, lowest first)."""
+    order = list(table)
+    return [f"{folder} may import {there}, which is listed below it"
+            for i, folder in enumerate(order) if table[folder] is not None
+            for there in sorted(table[folder] or ()) if there in order[i:]]
+
+
+def test_the_layer_table_itself_has_no_cycle() -> None:
+    table = layer_table()
+    cycle = table_cycle(table)
+    assert cycle is None, ("docs/architecture.md's layer table allows a cycle: " + " -> ".join(cycle)
+                           + " (move what the lower folder needs below it)")
+    assert not rows_out_of_order(table), "\n".join(rows_out_of_order(table))
+    # The folders the earlier cycles ran through are now one way only.
+    assert "ecosystems" not in (table["probes"] or set())
+    assert "builder" not in (table["ecosystems"] or set())
+
+
+def test_the_cycle_check_fails_on_a_table_with_a_cycle() -> None:
+    # Yesterday's table: probes <-> ecosystems, builder <-> ecosystems.
+    table = layer_table()
+    table["probes"] = {"core", "ecosystems"}
+    assert table_cycle(table) in (["probes", "ecosystems", "probes"], ["ecosystems", "probes", "ecosystems"])
+    assert "probes may import ecosystems, which is listed below it" in rows_out_of_order(table)
+    table = layer_table()
+    table["ecosystems"] = (table["ecosystems"] or set()) | {"builder"}
+    cycle = table_cycle(table)
+    assert cycle is not None and cycle[0] == cycle[-1] and {"ecosystems", "builder"} <= set(cycle)
+    # A longer cycle through three rows, and one through the command.
+    table = layer_table()
+    table["core"] = {"runs"}
+    cycle = table_cycle(table)
+    assert cycle is not None and "core" in cycle and "runs" in cycle and len(cycle) >= 3
+    table = layer_table()
+    table["store"] = {"core", "cli"}
+    assert table_cycle(table) is not None

@@ -84,3 +84,47 @@ def test_fast_path_agrees_with_the_reference_implementation(obj) -> None:
 def test_number_lookalikes_inside_strings_stay_on_the_fast_path() -> None:
     obj = {"v": "1.5e3", "n": 15, "s": "\u0007\n\"\\"}
     assert canonical_bytes(obj) == rfc8785.dumps(obj)
+
+
+any_numbers = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text()
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    max_leaves=30,
+)
+
+
+@given(st.dictionaries(st.text(max_size=8), any_numbers, max_size=6))
+@settings(max_examples=300)
+def test_what_parse_calls_plain_serializes_as_rfc8785_without_the_scan(obj: dict) -> None:
+    from envcap.core.structure import parse
+
+    data, plain = parse(json.dumps(obj), "x")
+    assert canonical_bytes(data, plain=plain) == canonical_bytes(data) == rfc8785.dumps(data)
+
+
+def test_parse_sees_floats_and_long_integers_even_inside_strings_only_as_text() -> None:
+    from envcap.core.structure import parse
+
+    assert parse('{"v": "1.5e3", "n": "12345678901234567"}', "x")[1] is True  # inside strings: text
+    assert parse('{"v": 1.5}', "x")[1] is False
+    assert parse('{"v": [1e3]}', "x")[1] is False
+    assert parse('{"n": 1234567890123456}', "x")[1] is False  # 16 digits: JCS writes it as a double
+    assert parse('{"n": -123456789012345}', "x")[1] is True
+
+
+def test_a_manifest_with_floats_still_verifies_through_the_plain_path(tmp_path) -> None:
+    from envcap.core.manifest import Manifest
+
+    sections = {"cpu": {"mhz": 2450.000, "ratio": 1e-7, "big": 1234567890123456, "name": "é"},
+                "python": {"version": "3.11", "packages": [{"name": "a", "version": "1.0"}]}}
+    m = Manifest.create(sections, {"software": ["python"], "platform": ["cpu"]})
+    again = Manifest.from_json(m.to_json())
+    assert (again.id, again.env_id, again.platform_id) == (m.id, m.env_id, m.platform_id)
+    forged = m.to_json().replace('"mhz": 2450.0', '"mhz": 2450.5')
+    try:
+        Manifest.from_json(forged)
+    except Exception as exc:  # noqa: BLE001 - the error family is what is checked
+        assert "does not match" in str(exc)
+    else:
+        raise AssertionError("a changed float was not caught")

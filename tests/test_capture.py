@@ -60,7 +60,7 @@ def test_sections_are_redacted_before_hashing() -> None:
 
 
 def test_files_only_reads_the_live_machine_as_a_tree_would() -> None:
-    from envcap.probes import all_probes
+    from envcap.capture.registry import all_probes
 
     live = snapshot(select=["system", "compilers", "environment"])
     tree = snapshot(select=["system", "compilers", "environment"], files_only=True)
@@ -70,3 +70,24 @@ def test_files_only_reads_the_live_machine_as_a_tree_would() -> None:
     assert tree.observed["probes"]["environment"]["status"] == "not-applicable"
     assert tree.observed["hostname"] is None
     assert {p.name for p in all_probes()} >= {"system", "compilers", "environment"}
+
+
+def test_snapshot_loads_no_sqlalchemy_and_no_numerics(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "modules.txt"
+    script = ("import atexit, os, sys\n"
+              "atexit.register(lambda: open(os.environ['MODULES_OUT'], 'w').write('\\n'.join(sorted(sys.modules))))\n"
+              "from envcap.cli import main\n"
+              "main(prog_name='envcap')\n")
+    proc = subprocess.run([sys.executable, "-c", script, "snapshot"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "MODULES_OUT": str(out), "ENVCAP_HOME": str(tmp_path / "home")})
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(out.read_text().split())
+    assert "sqlite3" in loaded and "envcap.capture.collect" in loaded  # it stored the snapshot: the scan sees
+    # The snapshot path stays light: the store's SQLAlchemy (shared backends only) and the
+    # numeric runtime (read in a run's own process, never here) are not imported.
+    for module in ("sqlalchemy", "numpy", "threadpoolctl"):
+        assert module not in loaded, f"envcap snapshot imports {module}"

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -363,3 +364,38 @@ def test_debian_bookworm_against_trixie_is_a_change_of_os_libc_and_python(tmp_pa
 def test_change_is_a_plain_record() -> None:
     c = Change(layer="software", section="os", path="version_id", kind="changed", before="12", after="13")
     assert json.loads(json.dumps(c.to_dict()))["after"] == "13"
+
+
+# -- what the command loads ---------------------------------------------------------------
+
+# Runs the console script's click group and writes, at exit, every module it loaded.
+_MODULES_AT_EXIT = (
+    "import atexit, os, sys\n"
+    "atexit.register(lambda: open(os.environ['MODULES_OUT'], 'w').write('\\n'.join(sorted(sys.modules))))\n"
+    "from envcap.cli import main\n"
+    "main(prog_name='envcap')\n"
+)
+
+
+def modules_loaded_by(tmp_path: Path, *args: str) -> set[str]:
+    out = tmp_path / "modules.txt"
+    proc = subprocess.run([sys.executable, "-c", _MODULES_AT_EXIT, *args], capture_output=True, text=True,
+                          env={**os.environ, "MODULES_OUT": str(out), "ENVCAP_HOME": str(tmp_path / "home")},
+                          timeout=120)
+    assert proc.returncode in (0, 1) and "Traceback" not in proc.stderr, proc.stderr
+    return set(out.read_text().split())
+
+
+def test_diff_of_two_files_loads_no_store_and_no_sqlalchemy(h200: Manifest, tmp_path: Path) -> None:
+    a = write(tmp_path / "a.json", h200)
+    b = write(tmp_path / "b.json", variant(h200, lambda s: package(s, "system", "libc6").update(version="9")))
+    loaded = modules_loaded_by(tmp_path, "diff", a, b)
+    assert "envcap.compare.diff" in loaded  # the scan sees what the command used
+    # Two files are two manifests: no store is opened, so neither SQLite, nor a store
+    # backend, nor SQLAlchemy (which the shared store may use) is loaded; nor the probes.
+    for module in ("sqlalchemy", "sqlite3", "envcap.store.embedded", "envcap.store.factory",
+                   "envcap.probes", "envcap.capture.collect", "pathlib"):
+        assert module not in loaded, f"envcap diff A.json B.json imports {module}"
+    # A stored id does open the store: the same scan sees it.
+    Store(tmp_path / "home").add(h200)
+    assert "sqlite3" in modules_loaded_by(tmp_path, "diff", h200.id[7:19], a)

@@ -11,7 +11,7 @@ from conftest import H200_TREE, TESTDATA, run_envcap
 
 import envcap
 from envcap.core.manifest import SCHEMA_VERSION
-from envcap.probes import all_probes
+from envcap.capture.registry import all_probes
 
 SCHEMA_FILE = Path(envcap.__file__).parent / "schema" / "manifest-1.1.schema.json"
 SCHEMA = json.loads(SCHEMA_FILE.read_text())

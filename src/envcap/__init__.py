@@ -16,7 +16,7 @@ from typing import Any
 # typed accessors (``m.python``, ``m.system``, ``m.conda``) work; this imports no record.
 from . import ecosystems as _ecosystems  # noqa: F401
 
-__version__ = "0.1.0"
+from .core.version import __version__
 
 __all__ = [
     "snapshot",

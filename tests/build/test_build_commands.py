@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from envcap.store import images as image_store
 from envcap.builder.base import base_keys, choose_base, load_map
-from envcap.builder.errors import BuildError
+from envcap.pins.errors import BuildError
 from envcap.builder.lock import lock
 from envcap.builder.pipeline import BuildOptions, build, check_arch, tag_for
 from envcap.builder.registry import Registry, Repository

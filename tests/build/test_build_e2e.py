@@ -24,7 +24,7 @@ from click.testing import CliRunner
 
 from envcap.builder import fidelity
 from envcap.store import images as image_store
-from envcap.builder.errors import BuildError
+from envcap.pins.errors import BuildError
 from envcap.builder.pipeline import BuildOptions, BuildResult, build, tag_for
 from envcap.builder.registry import Registry, Repository
 from envcap.cli.main import _Group

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from buildtest_support import BOOKWORM_SECTIONS, manifest_from
 
-from envcap.builder import validate as v
-from envcap.builder.errors import ManifestRefused
+from envcap.pins import validate as v
+from envcap.pins.errors import ManifestRefused
 from envcap.builder.lock import lock
 from envcap.builder.dockerfile import render
 

@@ -19,9 +19,9 @@ from buildtest_support import (
     manifest_from,
 )
 
-from envcap.builder import hashes as hashes_mod
-from envcap.builder.errors import LockError
-from envcap.builder.hashes import IndexHashes, indexes_for
+from envcap.pins import hashes as hashes_mod
+from envcap.pins.errors import LockError
+from envcap.pins.hashes import IndexHashes, indexes_for
 from envcap.builder.lock import lock
 
 

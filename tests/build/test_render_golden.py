@@ -21,7 +21,7 @@ from buildtest_support import (
 )
 
 from envcap.builder.base import choose_base
-from envcap.builder.hashes import IndexHashes
+from envcap.pins.hashes import IndexHashes
 from envcap.builder.lock import lock
 from envcap.builder.dockerfile import render
 

@@ -29,9 +29,9 @@ from packaging.utils import canonicalize_name
 from pip._internal.network.session import PipSession
 from pip._internal.req.req_file import RequirementsFileParser, get_line_parser
 
-from envcap.builder import validate as v
+from envcap.pins import validate as v
 from envcap.builder.dockerfile import DEFAULT_ENV_ALLOW, LABEL_ENV_ID, STEPS_DIR, render
-from envcap.builder.errors import ManifestRefused
+from envcap.pins.errors import ManifestRefused
 from envcap.builder.lock import Lock, lock
 
 BASE = "registry.example/base/debian@sha256:" + "1" * 64

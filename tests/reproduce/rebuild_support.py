@@ -29,7 +29,7 @@ from conftest import git
 NUMPY = "numpy==2.2.6"
 VENV_PATH = "/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LIB = "/.envcap/lib"
-CLI_DEPS = ("click", "rfc8785", "distro")
+CLI_DEPS = ("click", "rfc8785", "distro", "threadpoolctl")
 SOURCE_SCRIPT = f"""set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
@@ -43,6 +43,11 @@ PIP_CONFIG_FILE=/dev/null PIP_CERT={HOST_CA} /opt/venv/bin/pip install -q --no-c
 TRAIN = '''\
 """A small seeded training run: linear regression by minibatch SGD on a CSV file."""
 import os
+
+# A site may choose the BLAS kernel of its jobs where no record sees it: here a variable
+# outside the allow-list, which the script turns into OPENBLAS_CORETYPE before numpy loads.
+if os.environ.get("SITE_BLAS_KERNEL"):
+    os.environ["OPENBLAS_CORETYPE"] = os.environ["SITE_BLAS_KERNEL"]
 
 import numpy as np
 

@@ -28,6 +28,10 @@ from rebuild_support import Bed, envcap, report_of, write_data
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 
+# The kernel run C's recording is made to use: an x86-64 kernel OpenBLAS runs under its own
+# name, and not the one it picks by itself on the CPUs of these machines (checked below).
+RECORDED_KERNEL = "Sandybridge"
+
 
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bed]:
@@ -40,13 +44,15 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bed]:
 
 @pytest.fixture(scope="module")
 def carried(bed: Bed) -> dict[str, Any]:
-    """Runs A (plain) and B (with an unrecorded variable set), imported into an empty store."""
+    """Runs A (plain), B (with an unrecorded variable set) and C (its BLAS kernel chosen
+    where no record sees it), imported into an empty store."""
     bed.make_source()
     a = bed.record_run()
     b = bed.record_run(env={"LR_SCALE": "1.5"})
+    c = bed.record_run(env={"SITE_BLAS_KERNEL": RECORDED_KERNEL})
     built = bed.build_image(a)
     bundles = []
-    for run_id in (a, b):
+    for run_id in (a, b, c):
         bundle = bed.tmp / f"{run_id}.zip"
         proc = envcap("export", run_id, "-o", str(bundle), env={"ENVCAP_HOME": str(bed.store)})
         assert proc.returncode == 0, proc.stderr
@@ -60,8 +66,8 @@ def carried(bed: Bed) -> dict[str, Any]:
     with Store(bed.store) as store:
         from envcap.store import runs as runs_store
 
-        originals = {r: runs_store.load(store, r) for r in (a, b)}
-    return {"a": a, "b": b, "home": home, "built": built, "originals": originals}
+        originals = {r: runs_store.load(store, r) for r in (a, b, c)}
+    return {"a": a, "b": b, "c": c, "home": home, "built": built, "originals": originals}
 
 
 def rebuild(carried: dict[str, Any], bed: Bed, *args: str, env: dict[str, str] | None = None,
@@ -95,6 +101,8 @@ def test_the_run_reproduces_bit_for_bit_from_the_bundle_and_the_registry(bed: Be
     # The environment captured inside the container is the run's.
     env = report["environment"]
     assert env["captured"] and env["same"] and env["rebuild"] == original.env_id, env.get("software")
+    # The same CPU and the same numeric runtime on both sides: nothing that changes bits differs.
+    assert report["platform_reasons"] == [] and original.numerics["libraries"]
     # Recorded as a reproduction, linked both ways.
     home = {"ENVCAP_HOME": str(carried["home"])}
     new = json.loads(envcap("show", report["rebuild"], "--json", env=home).stdout)
@@ -118,6 +126,34 @@ def test_an_unrecorded_variable_that_changed_does_not_reproduce(bed: Bed, carrie
     assert report["environment"]["same"] and report["exit"]["match"]
     table = rebuild(carried, bed, carried["b"])
     assert table.returncode == 1 and "NOT REPRODUCED" in table.stdout and "metric loss differs" in table.stdout
+
+
+def test_a_blas_kernel_no_record_sets_is_named_with_the_setting_that_matches(bed: Bed,
+                                                                            carried: dict[str, Any]) -> None:
+    original, plain = carried["originals"][carried["c"]], carried["originals"][carried["a"]]
+    # What the recording's own process used, as threadpoolctl saw it there.
+    [blas] = [lib for lib in original.numerics["libraries"] if lib["user_api"] == "blas"]
+    [auto] = [lib for lib in plain.numerics["libraries"] if lib["user_api"] == "blas"]
+    assert blas["internal_api"] == "openblas" and blas["architecture"] == RECORDED_KERNEL != auto["architecture"]
+    assert original.numerics["settings"] == {"OPENBLAS_CORETYPE": RECORDED_KERNEL}
+    # Platform facts of the process: the environment's ids do not move.
+    assert (original.env_id, original.platform_id) == (plain.env_id, plain.platform_id)
+    # The caller's own OPENBLAS_CORETYPE (some machines here set one) never reaches the
+    # rebuild: it is given here to the rebuild's process only, never set on this host.
+    for caller in ({}, {"OPENBLAS_CORETYPE": RECORDED_KERNEL}):
+        proc = rebuild(carried, bed, carried["c"], "--json", env=caller)
+        report = report_of(proc)
+        assert proc.returncode in (0, 1) and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        kernel = f"BLAS kernel: openblas ({blas['prefix']}) ran its {RECORDED_KERNEL} kernel in the run, " \
+                 f"{auto['architecture']} in the rebuild: OPENBLAS_CORETYPE={RECORDED_KERNEL} would match"
+        assert kernel in report["platform_reasons"], report["platform_reasons"]
+        assert (f"setting OPENBLAS_CORETYPE: {RECORDED_KERNEL} in the run, not set in the rebuild: "
+                f"OPENBLAS_CORETYPE={RECORDED_KERNEL} would match") in report["platform_reasons"]
+        assert report["environment"]["same"]  # nothing the records keep explains it
+        if report["verdict"] == "not reproduced":  # the last bits moved: the verdict says why
+            assert f"the platform differs: {kernel}" in report["reasons"]
+    table = rebuild(carried, bed, carried["c"])
+    assert f"OPENBLAS_CORETYPE={RECORDED_KERNEL} would match" in " ".join(table.stdout.split())
 
 
 def test_changed_data_is_refused_before_running(bed: Bed, carried: dict[str, Any]) -> None:

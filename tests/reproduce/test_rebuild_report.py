@@ -72,7 +72,7 @@ def test_every_action_keeps_its_keys_in_order() -> None:
                   timings={"total": 2.0})
     out = ran.to_dict()
     assert list(out) == [*PLANNED, "code", "verdict", "reproduced", "reasons", "exit", "metrics", "outputs",
-                         "environment", "caveats", "problems", "timings"]
+                         "environment", "platform_reasons", "caveats", "problems", "timings"]
     assert out["code"]["same"] and out["environment"] == {"original": SHA, "captured": False, "same": None,
                                                           "error": "no manifest"}
     assert list(out["image"]) == ["reference", "how", "status", "digest", "differences"]

@@ -91,3 +91,80 @@ def test_table_and_json_say_the_same() -> None:
     out = io.StringIO()
     render(report, out)
     assert "REPRODUCED" in out.getvalue() and "NOT REPRODUCED" not in out.getvalue()
+
+
+# -- platform reasons: what can change bits, and the setting that would match ----------------
+
+def _numerics(arch: str, threads: int, version: str = "0.3.29", **settings: str) -> dict:
+    return {"libraries": [{"user_api": "blas", "internal_api": "openblas", "prefix": "libscipy_openblas",
+                           "version": version, "architecture": arch, "threading_layer": "pthreads",
+                           "num_threads": threads}],
+            "settings": settings}
+
+
+def _machine(flags: list[str], gpu: str | None = None, driver: str | None = None, cuda: str | None = None,
+             cudnn: str | None = None) -> object:
+    from envcap.core.manifest import Manifest
+
+    sections: dict = {"cpu": {"model": "Xeon", "flags": flags}}
+    layers: dict = {"software": [], "platform": ["cpu"]}
+    if gpu:
+        sections["gpu"] = {"vendor": "nvidia", "driver_version": driver, "devices": [{"name": gpu}], "count": 1}
+        layers["platform"].append("gpu")
+    if cuda:
+        sections["cuda"] = {"version": cuda, "cudnn_version": cudnn}
+        layers["software"].append("cuda")
+    return Manifest.create(sections, layers)
+
+
+def test_platform_reasons_name_the_kernel_threads_and_settings_with_what_would_match() -> None:
+    from envcap.reproduce.verdict import platform_reasons
+
+    same = _machine(["avx", "avx2", "fma", "sse2"])
+    reasons = platform_reasons(same, same, _numerics("Sandybridge", 2, OPENBLAS_CORETYPE="Sandybridge"),
+                               _numerics("Haswell", 8))
+    assert reasons == [
+        "BLAS kernel: openblas (libscipy_openblas) ran its Sandybridge kernel in the run, Haswell in the rebuild: "
+        "OPENBLAS_CORETYPE=Sandybridge would match",
+        "threads: openblas (libscipy_openblas) used 2 in the run, 8 in the rebuild: OPENBLAS_NUM_THREADS=2 would match",
+        "setting OPENBLAS_CORETYPE: Sandybridge in the run, not set in the rebuild: "
+        "OPENBLAS_CORETYPE=Sandybridge would match",
+    ]
+    # Without a setting of the run's own, the kernel's name is the setting.
+    assert platform_reasons(same, same, _numerics("SkylakeX", 2), _numerics("Haswell", 2)) == [
+        "BLAS kernel: openblas (libscipy_openblas) ran its SkylakeX kernel in the run, Haswell in the rebuild: "
+        "OPENBLAS_CORETYPE=SkylakeX would match"]
+    # The same machine and runtime: nothing to say. Unknown facts: nothing is made up.
+    assert platform_reasons(same, same, _numerics("Haswell", 2), _numerics("Haswell", 2)) == []
+    assert platform_reasons(same, None, None, _numerics("Haswell", 2)) == []
+
+
+def test_platform_reasons_name_cpu_instruction_sets_gpu_driver_and_cuda() -> None:
+    from envcap.reproduce.verdict import platform_reasons
+
+    run = _machine(["avx", "avx2", "avx512f", "fma", "ht"], gpu="NVIDIA H200", driver="580.1", cuda="13.0",
+                   cudnn="9.19.0")
+    rebuild = _machine(["avx", "avx2", "fma", "sse4_2"], gpu="NVIDIA A100-SXM4-80GB", driver="570.2", cuda="13.0",
+                       cudnn="9.10.0")
+    assert platform_reasons(run, rebuild, None, None) == [
+        "CPU instruction sets (libraries choose kernels by them): avx512f in the run only; sse4_2 in the rebuild only",
+        "GPU: NVIDIA H200 in the run, NVIDIA A100-SXM4-80GB in the rebuild",
+        "GPU driver: 580.1 in the run, 570.2 in the rebuild",
+        "cuDNN: 9.19.0 in the run, 9.10.0 in the rebuild",
+    ]
+    mkl = {"libraries": [{"user_api": "blas", "internal_api": "mkl", "prefix": "libmkl_rt", "version": "2024.2",
+                          "num_threads": 4}], "settings": {}}
+    assert platform_reasons(run, run, mkl, mkl) == [
+        "MKL picks its code path by CPU: MKL_CBWR=COMPATIBLE on both machines gives the same results across CPUs "
+        "(slower)"]
+
+
+def test_the_report_carries_the_platform_reasons_and_the_table_shows_them() -> None:
+    verdict = Verdict(reproduced=True, reasons=(), platform=("GPU driver: 1 in the run, 2 in the rebuild",),
+                      environment=EnvComparison(original="sha256:" + "0" * 64, captured=False, error="not asked"))
+    report = RebuildReport(action="run", original="01J0000000000000000000000A", env_id="sha256:" + "0" * 64,
+                           verdict=verdict)
+    assert report.to_dict()["platform_reasons"] == ["GPU driver: 1 in the run, 2 in the rebuild"]
+    out = io.StringIO()
+    render(report, file=out)
+    assert "REPRODUCED" in out.getvalue() and "though the platform differs: GPU driver: 1" in out.getvalue()

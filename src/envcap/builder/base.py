@@ -31,7 +31,7 @@ from ..core.errors import UsageError
 from ..core.manifest import Manifest
 from ..ecosystems.conda.record import CondaSection
 from ..ecosystems.python.record import PythonSection
-from .errors import BuildError
+from ..pins.errors import BuildError
 
 # The distribution reference grammar, reduced to what a FROM line needs.
 _REF = re.compile(
@@ -108,7 +108,7 @@ def python_flavour(python: PythonSection | None, conda: CondaSection | None) -> 
 
 
 def _token(value: Any) -> str | None:
-    from . import validate
+    from ..pins import validate
 
     token = validate.plain(value)
     return token.lower() if token and "+" not in token else None

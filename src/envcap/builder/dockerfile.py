@@ -10,7 +10,7 @@ and options give byte-identical output.
 Nothing from the manifest is ever parsed by a shell: each RUN is exec form, running
 one of envcap's own scripts (``bash /usr/share/envcap/steps/STEP.sh ARG...``, copied from
 ``images/steps``) whose arguments are values
-that passed :mod:`envcap.builder.validate`, or lockfiles copied into the image. Captured
+that passed :mod:`envcap.pins.validate`, or lockfiles copied into the image. Captured
 environment values become ``ENV`` only when allow-listed.
 """
 
@@ -26,7 +26,7 @@ from pathlib import Path
 from .. import ecosystems
 from ..core.manifest import Manifest
 from ..ecosystems.build import LOCK_DIR, Step
-from . import validate as v
+from ..pins import validate as v
 from .base import images_dir
 from .lock import Lock
 

@@ -22,8 +22,8 @@ from ..compare.diff import changes_between, describe
 from ..core.errors import ManifestError
 from ..core.manifest import Manifest
 from ..ecosystems.python.record import PythonSection
-from ..probes import all_probes
-from .errors import BuildError
+from ..capture.registry import all_probes
+from ..pins.errors import BuildError
 
 MOUNT = "/.envcap-capture"
 # Run by the image's interpreter with nothing but the standard library and envcap's

@@ -33,9 +33,9 @@ from ..ecosystems.python.build import PipPin, PythonEnv
 from ..ecosystems.python.record import SYSTEM_INSTALLERS
 from ..ecosystems.system.build import native_dpkg_arch, system_pin_lines
 from ..ecosystems.system.record import ARCH_FROM_DPKG, SystemSection
-from . import validate as v
-from .errors import LockError
-from .hashes import PYPI, IndexHashes
+from ..pins import validate as v
+from ..pins.errors import LockError
+from ..pins.hashes import PYPI, IndexHashes
 
 __all__ = ["ARCH_FROM_DPKG", "SYSTEM_INSTALLERS", "Lock", "PipPin", "PythonEnv", "Unlocked", "lock",
            "native_dpkg_arch", "system_pin_lines"]

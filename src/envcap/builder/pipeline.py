@@ -23,9 +23,9 @@ from ..engines import make_engine
 from ..store.embedded import Store
 from ..store import images as image_store
 from .base import choose_base, has_digest
-from .errors import BuildError
+from ..pins.errors import BuildError
 from .fidelity import Fidelity, check
-from .hashes import PYPI, IndexHashes
+from ..pins.hashes import PYPI, IndexHashes
 from .lock import Lock, lock
 from .registry import Registry, Repository
 from .dockerfile import DEFAULT_ENV_ALLOW, Rendered, render

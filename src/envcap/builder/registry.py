@@ -16,7 +16,7 @@ import urllib.request
 from dataclasses import dataclass
 
 from ..core.errors import UsageError
-from .errors import BuildError
+from ..pins.errors import BuildError
 
 MANIFEST_TYPES = ", ".join((
     "application/vnd.oci.image.manifest.v1+json",

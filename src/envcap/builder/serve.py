@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import BuildError
+from ..pins.errors import BuildError
 
 PORT_BASE, PORT_SPAN, PORT_TRIES = 41000, 8000, 40
 

@@ -17,7 +17,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from ..core import config as config_mod
 from ..core.errors import NotApplicable, UsageError
 from ..core.manifest import Manifest, Unknown
-from ..probes import Finding, Probe, all_probes, choose
+from ..probes import Finding, Probe
+from .registry import all_probes, choose
 from ..probes.context import Context
 from ..core.canonical import canonical_bytes
 from ..core.redact import Redactor, default_redactor
@@ -93,7 +94,7 @@ def snapshot(
             if value.observed:
                 observed[probe.section] = redactor.deep(value.observed)
 
-    from .. import __version__
+    from ..core.version import __version__
 
     observed.update(
         {

@@ -26,10 +26,13 @@ def diff(a: str, b: str, as_json: bool) -> None:
     code, parameters, seeds, data, outputs, metrics and environment are compared. Exit 0
     when identical, 1 when different, 2 on error.
     """
+    import os
+
     from ..compare.diff import diff_manifests, render_text
     from ..store.resolve import resolve_manifest
 
-    if _diff_runs(a, b, as_json):
+    # A file is always a manifest (a run is named by id): two files need no store.
+    if not (os.path.exists(a) or os.path.exists(b)) and _diff_runs(a, b, as_json):
         return
     result = diff_manifests(resolve_manifest(a), resolve_manifest(b), a_ref=a, b_ref=b)
     if as_json:

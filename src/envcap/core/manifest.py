@@ -58,22 +58,24 @@ def compute_ids(
     canonical: Mapping[str, bytes] | None = None,
     *,
     version: str = SCHEMA_VERSION,
+    plain: bool = False,
 ) -> Ids:
     """The three ids of a set of sections, serializing each section once.
 
     ``canonical`` may hold sections' canonical bytes already computed by the caller.
     ``version`` is the manifest's schema version: from 1.1, ``env_id`` hashes the
-    identity form of the software sections (:mod:`.identity`).
+    identity form of the software sections (:mod:`.identity`). ``plain``: the sections
+    hold no float and no integer of 16 or more digits (see :func:`canonical_bytes`).
     """
     known = canonical or {}
-    canon = {name: known.get(name) or canonical_bytes(value) for name, value in sections.items()}
+    canon = {name: known.get(name) or canonical_bytes(value, plain=plain) for name, value in sections.items()}
     revised = identity.applies(version)
     tag = canonical_bytes(IDENTITY_TAG if revised else SCHEMA_TAG)
     software = sorted(layers.get("software", []))
     ident = dict(canon)
     if revised:
         forms = identity.identity_sections({n: sections[n] for n in software if n in sections})
-        ident.update({n: canonical_bytes(forms[n]) for n in forms if forms[n] is not sections[n]})
+        ident.update({n: canonical_bytes(forms[n], plain=plain) for n in forms if forms[n] is not sections[n]})
 
     def body(names: list[str], layer: str | None, source: Mapping[str, bytes], schema: bytes) -> bytes:
         parts = {"schema": schema, "sections": compose_object({n: source[n] for n in names})}
@@ -212,8 +214,12 @@ class Manifest:
         return compute_ids(self.sections, self.layers, version=self.schema_version).body
 
     @classmethod
-    def from_dict(cls, data: Any, *, source: str = "manifest") -> Manifest:
-        """Validate and load a manifest; refuse anything whose content is not its id."""
+    def from_dict(cls, data: Any, *, source: str = "manifest", plain: bool = False) -> Manifest:
+        """Validate and load a manifest; refuse anything whose content is not its id.
+
+        ``plain``: ``data`` holds no float and no integer of 16 or more digits, as
+        :func:`.structure.parse` reports of what it read (it spares hashing a scan).
+        """
         if not isinstance(data, dict):
             raise ManifestError(f"{source}: a manifest is a JSON object, not {type(data).__name__}")
         check_schema_version(data.get("schema_version"), source)
@@ -242,7 +248,7 @@ class Manifest:
 
         structure.check(data, source)
         try:
-            ids = compute_ids(sections, layers, version=data["schema_version"])
+            ids = compute_ids(sections, layers, version=data["schema_version"], plain=plain)
         except ValueError as exc:
             raise ManifestError(f"{source}: sections hold a value JSON cannot canonicalize: {exc}") from exc
         for key in ("id", "env_id", "platform_id"):
@@ -266,9 +272,10 @@ class Manifest:
 
     @classmethod
     def from_json(cls, text: str | bytes, *, source: str = "manifest") -> Manifest:
-        from .structure import loads
+        from .structure import parse
 
-        return cls.from_dict(loads(text, source), source=source)
+        data, plain = parse(text, source)
+        return cls.from_dict(data, source=source, plain=plain)
 
 
 def check_schema_version(version: Any, source: str) -> None:

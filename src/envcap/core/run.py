@@ -124,6 +124,10 @@ class RunRecord:
     # Configs a framework composed for the run (Hydra's, see envcap.integrations.hydra):
     # {"name", "format", "sha256", "size", "object", ...}. Written only when there are any.
     configs: tuple[Mapping[str, Any], ...] = ()
+    # The numeric runtime the run's own process used (BLAS and OpenMP libraries through
+    # threadpoolctl, their kernels and threads, the settings that choose them; see
+    # envcap.runs.numerics): platform facts, hashed into no id. Written only when known.
+    numerics: Mapping[str, Any] | None = None
 
     @property
     def finished(self) -> bool:
@@ -203,6 +207,7 @@ class RunRecord:
             **({"reproduction": dict(self.reproduction)} if self.reproduction is not None else {}),
             **({"resources": dict(self.resources)} if self.resources is not None else {}),
             **({"configs": [dict(c) for c in self.configs]} if self.configs else {}),
+            **({"numerics": dict(self.numerics)} if self.numerics is not None else {}),
         }
 
     @classmethod
@@ -262,6 +267,7 @@ class RunRecord:
             reproduction=_reproduction(get.optional("reproduction", dict), source),
             resources=_resources(get.optional("resources", dict), source),
             configs=tuple(get.records("configs")) if data.get("configs") is not None else (),
+            numerics=_numerics(get.optional("numerics", dict), source),
         )
 
 
@@ -270,6 +276,14 @@ def _reproduction(value: dict[str, Any] | None, source: str) -> Mapping[str, Any
         return None
     if not (isinstance(value.get("of"), str) and RUN_ID.match(value["of"])):
         raise StoreError(f"{source}: reproduction.of must be the id of the run reproduced")
+    return MappingProxyType(value)
+
+
+def _numerics(value: dict[str, Any] | None, source: str) -> Mapping[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value.get("settings"), dict) or not isinstance(value.get("libraries", []), list):
+        raise StoreError(f"{source}: numerics must hold settings (an object) and libraries (a list)")
     return MappingProxyType(value)
 
 

@@ -72,10 +72,29 @@ def decoder() -> json.JSONDecoder:
 
 def loads(text: str | bytes, source: str) -> Any:
     """Parse JSON text, refusing what a manifest can never hold, as a :class:`ManifestError`."""
+    return parse(text, source)[0]
+
+
+def parse(text: str | bytes, source: str) -> tuple[Any, bool]:
+    """:func:`loads`, and whether the text held no float and no integer of 16 or more
+    digits (``plain``: its canonical bytes are then json's own, see
+    :func:`envcap.core.canonical.canonical_bytes`)."""
+    seen: list[str] = []
+
+    def parse_int(token: str) -> int:
+        if len(token) > 15 and len(token.lstrip("-")) > 15:
+            seen.append(token)
+        return _parse_int(token)
+
+    def parse_float(token: str) -> float:
+        seen.append(token)
+        return _parse_float(token)
+
     try:
         if isinstance(text, bytes):
             text = text.decode("utf-8")
-        return json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
+        data = json.loads(text, parse_int=parse_int, parse_float=parse_float, parse_constant=_parse_constant)
+        return data, not seen
     except UnicodeDecodeError as exc:
         raise ManifestError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except json.JSONDecodeError as exc:

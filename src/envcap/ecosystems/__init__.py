@@ -4,7 +4,8 @@ Each ecosystem is a folder that knows everything about its world, so that adding
 (uv, pixi, rpm builds) means adding a folder rather than editing every wing of envcap:
 
 - ``probe.py``: what is installed, as the manifest section it fills (the probe is listed
-  with the others in :mod:`envcap.probes`, by the same name and tags);
+  with the others in the registry, :mod:`envcap.capture.registry`, by the same name and
+  tags);
 - ``record.py``: that section as a frozen typed record (``from_dict``/``to_dict``, the
   latter giving the section back byte for byte), which every reader uses, and which
   describes itself for fleets (``brief``) and summaries (``describe``; a manifest's summary,
@@ -16,7 +17,8 @@ Each ecosystem is a folder that knows everything about its world, so that adding
 Importing this package costs no more than the registration below: the records and build
 parts are imported when a manifest first asks for one, never on the snapshot's path.
 Dependencies: an ecosystem's probe and record stand on ``core`` and ``probes`` only; its
-build part also on the builder's grammar (``builder.validate``), index hashes and errors.
+build part also on ``pins`` (the builder's grammar, index hashes and errors), which lies
+below the ecosystems as the builder lies above them.
 """
 
 from __future__ import annotations

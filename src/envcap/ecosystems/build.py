@@ -1,7 +1,7 @@
 """The build interface every ecosystem's ``build.py`` implements.
 
 ``lock_part(manifest, request, unlocked)`` returns the ecosystem's part of the
-:class:`envcap.builder.lock.Lock` (its fields and its lockfiles) and appends what it
+builder's :class:`envcap.builder.lock.Lock` (its fields and its lockfiles) and appends what it
 cannot pin to ``unlocked``; ``steps(manifest, lock)`` returns its Dockerfile steps as a
 :class:`BuildPart`. The builder calls them for each ecosystem in layer order
 (:data:`envcap.ecosystems.ECOSYSTEMS`); an ecosystem whose section the manifest lacks
@@ -17,7 +17,11 @@ from typing import TYPE_CHECKING, Any
 from ..core.manifest import Manifest
 
 if TYPE_CHECKING:
-    from ..builder.hashes import IndexHashes
+    from ..pins.hashes import IndexHashes
+
+# The builder's Lock (envcap.builder.lock), which stands above the ecosystems: it is made
+# of their lock parts' fields, and each build part's ``steps`` reads back its own.
+Lock = Any
 
 # Where an image keeps the lockfiles it was built from.
 LOCK_DIR = "/usr/share/envcap/lock"
@@ -25,7 +29,7 @@ LOCK_DIR = "/usr/share/envcap/lock"
 
 def plain(value: Any) -> str | None:
     """A free-text manifest value used in comments and base keys: one safe token."""
-    from ..builder import validate
+    from ..pins import validate
 
     return validate.plain(value)
 

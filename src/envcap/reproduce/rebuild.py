@@ -235,13 +235,24 @@ def _spec(plan: RebuildPlan, outputs: list[plan_mod.OutputPlan], *, workspace: s
     if uid != 0:
         env.setdefault("HOME", "/tmp")  # the caller's uid has no home in the image
     mounts = [Mount(workspace, code.target, False), Mount(run_dir, RUN_DIR, False),
-              Mount(package, f"{CONTAINER_LIB}/envcap", True)]
+              Mount(package, f"{CONTAINER_LIB}/envcap", True), *_threadpoolctl_mount()]
     mounts += [Mount(c.source, c.target, True) for c in plan.data]
     mounts += [Mount(o.mount[0], o.mount[1], False) for o in outputs if o.mount]
     mounts += extra_mounts
     return ContainerSpec(image=plan.reference, argv=plan.command, workdir=code.workdir, env=env,
                          secrets=plan.env.secrets, mounts=tuple(sorted(mounts, key=lambda m: m.target)),
                          user=f"{uid}:{gid}", gpus=plan.gpu.use_gpus, label=original.record.id)
+
+
+def _threadpoolctl_mount() -> list[Mount]:
+    """threadpoolctl (one module) beside envcap's package, so that the script's run can say
+    which BLAS kernel it used (envcap.runs.numerics) in an image that lacks it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("threadpoolctl")
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return []
+    return [Mount(str(Path(spec.origin).resolve()), f"{CONTAINER_LIB}/threadpoolctl.py", True)]
 
 
 def _print(store: Any, plan: RebuildPlan, progress: Progress) -> RebuildReport:
@@ -426,7 +437,7 @@ def _compare(store: Any, original: Original, new: Any, captured: Manifest | Envc
              outputs: list[plan_mod.OutputPlan], options: RebuildOptions, caveats: list[str],
              workspace: Any) -> tuple[Verdict, CodeResult]:
     from ..compare.diff import changes_between, describe
-    from .verdict import compare_metrics, compare_outputs, decide, read_log
+    from .verdict import compare_metrics, compare_outputs, decide, platform_reasons, read_log
     from .workspace import compare_code
 
     record = original.record
@@ -462,6 +473,11 @@ def _compare(store: Any, original: Original, new: Any, captured: Manifest | Envc
         caveats.append("the rebuilt code is not the run's: " + "; ".join(code_diff))
     exit_ = ExitComparison(original_code=record.exit_code, original_signal=record.signal,
                            reproduced_code=new.exit_code, reproduced_signal=new.signal, match=exit_same)
+    # Why the bits may differ, where the records can tell: said with the reasons when it did not reproduce.
+    bits = platform_reasons(m, captured if isinstance(captured, Manifest) else None, record.numerics,
+                            new.numerics)
+    if not reproduced:
+        reasons += [f"the platform differs: {line}" for line in bits]
     verdict = Verdict(reproduced=reproduced, reasons=tuple(reasons), exit=exit_, metrics=tuple(metrics),
-                      outputs=tuple(rows), environment=env)
+                      outputs=tuple(rows), environment=env, platform=tuple(bits))
     return verdict, CodeResult(workspace, tuple(code_diff))

@@ -127,6 +127,8 @@ class Verdict:
     metrics: tuple[MetricRow, ...] | None = None
     outputs: tuple[OutputRow, ...] | None = None
     environment: EnvComparison | None = None
+    # What differs between the two machines that can change bits (verdict.platform_reasons).
+    platform: tuple[str, ...] = ()
 
     @property
     def text(self) -> str:
@@ -187,8 +189,9 @@ class RebuildReport:
                 out["metrics"] = [m.to_dict() for m in verdict.metrics]
             if verdict.outputs is not None:
                 out["outputs"] = [o.to_dict() for o in verdict.outputs]
-            if verdict.environment is not None:
+            if verdict.environment is not None:  # a run that ran: compared in full
                 out["environment"] = verdict.environment.to_dict()
+                out["platform_reasons"] = list(verdict.platform)
         for key, items in (("caveats", self.caveats), ("problems", self.problems)):
             if items is not None:
                 out[key] = list(items)

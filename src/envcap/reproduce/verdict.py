@@ -180,6 +180,19 @@ def decide(exit_same: bool, exit_text: str, metrics: Sequence[MetricRow], output
     return not reasons, reasons
 
 
+def platform_reasons(run_manifest: Any, rebuild_manifest: Any, run_numerics: Mapping[str, Any] | None,
+                     rebuild_numerics: Mapping[str, Any] | None) -> list[str]:
+    """The differences between the recording's machine and the rebuild's that can change a
+    result's last bits, each with the setting that would match where one exists: the BLAS
+    kernel, versions and threads the runs' own processes used and the settings that chose
+    them (``OPENBLAS_CORETYPE``, ``MKL_CBWR``, ``OMP_NUM_THREADS``), then CPU instruction
+    sets, GPU model, driver, CUDA and cuDNN. They explain a verdict; they do not decide it.
+    """
+    from .platform import machine, numeric_runtime
+
+    return numeric_runtime(run_numerics, rebuild_numerics) + machine(run_manifest, rebuild_manifest)
+
+
 def _text(v: Any) -> str:
     if isinstance(v, float):
         return repr(v)
@@ -238,6 +251,8 @@ def render(report: RebuildReport, file: TextIO | None = None) -> None:
         console.print(f"note: {caveat}", markup=False)
     if verdict is not None and verdict.reproduced:
         console.print("[bold green]REPRODUCED[/bold green]")
+        for line in verdict.platform:
+            console.print(f"  though the platform differs: {line}", markup=False)
     else:
         console.print("[bold red]NOT REPRODUCED[/bold red]")
         for reason in verdict.reasons if verdict else ():

@@ -188,6 +188,7 @@ class Run:
         with _lock:
             if self._closed:
                 return
+            self._record_numerics()
             self._closed = True
             if _active is self:
                 _active = None
@@ -203,6 +204,16 @@ class Run:
                 if os.environ.get(name) in (self.id, self.dir):
                     del os.environ[name]
             self._session.store.close()
+
+    def _record_numerics(self) -> None:
+        """The numeric runtime this process used (BLAS, OpenMP, their kernels, threads and
+        settings; see :mod:`.numerics`), read here, where the script loaded it."""
+        from .numerics import observe
+
+        try:
+            self._event({"kind": "numerics", "facts": observe()})
+        except (OSError, ValueError, UsageError):
+            pass  # a run directory gone or a value JSON cannot hold: the facts stay unknown
 
     def __enter__(self) -> Run:
         return self

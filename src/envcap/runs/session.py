@@ -62,7 +62,7 @@ class Session:
     """One run being recorded into ``store``."""
 
     def __init__(self, store: Any, plan: Plan, redactor: Redactor, *, run_dir: str | None = None) -> None:
-        from .. import __version__
+        from ..core.version import __version__
 
         self.store = store
         self.plan = plan
@@ -75,6 +75,7 @@ class Session:
         self._problems: list[str] = []
         self._cache: HashCache | None = None
         self._params_entries: list[dict[str, Any]] = []
+        self._numerics: dict[str, Any] | None = None  # what the script's process reported (.numerics)
         argv = redactor.argv(plan.argv)
         self.record = RunRecord(
             id=self.id,
@@ -256,7 +257,7 @@ class Session:
             params=params.params(), params_id=params_id(params.params()), seeds=seeds, data=tuple(data),
             outputs=tuple(outputs), metrics=rundir.summarize(points), metrics_log=metrics_log,
             problems=tuple(p for p in problems if not p.startswith("unfinished:")),
-            resources=resources,
+            resources=resources, numerics=self._numerics,
         )
         self._put(notes=notes)
         self._cleanup()
@@ -312,6 +313,8 @@ class Session:
                     notes.append(Note(event["time"], self.redactor.text(event["text"])))
                 elif kind == "config":
                     self._store_config(event, problems)
+                elif kind == "numerics":
+                    self._numerics = self._checked_numerics(event["facts"], number, problems)
                 elif kind == "label":
                     self.record = self.record.evolve(labels={
                         **self.record.labels,
@@ -322,6 +325,16 @@ class Session:
                 problems.append(f"{rundir.EVENTS} line {number}: {exc}")
         seeds["named"] = dict(sorted(seeds["named"].items()))
         return notes
+
+    def _checked_numerics(self, facts: Any, number: int, problems: list[str]) -> dict[str, Any] | None:
+        from .numerics import checked
+
+        kept = checked(facts)
+        if kept is None:
+            problems.append(f"{rundir.EVENTS} line {number}: the numeric runtime's facts are malformed")
+            return None
+        kept["settings"] = {k: self.redactor.value(k, v) for k, v in kept["settings"].items()}
+        return kept
 
     def _store_config(self, event: dict[str, Any], problems: list[str]) -> None:
         """A composed config the script reported (already redacted there; scrubbed again)."""

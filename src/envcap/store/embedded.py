@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from ..core import sqlite as _sqlite, config
 from ..core.canonical import ID_PREFIX, digest, is_id
-from ..core.errors import ManifestError, NotFoundError, StoreError
-from ..core.manifest import Manifest
+from ..core.errors import ManifestError, StoreError
 from .base import SCHEMA_VERSION, IndexStore, SnapshotRow, Statements
+# Reading a manifest file needs no store: it lives with the resolution of references.
+from .resolve import load_manifest
 
 __all__ = ["SnapshotRow", "Store", "load_manifest"]
 
@@ -54,18 +55,6 @@ CREATE TABLE IF NOT EXISTS snapshots (
 );
 CREATE INDEX IF NOT EXISTS snapshots_manifest ON snapshots(manifest_id);
 """
-
-
-def load_manifest(path: str | os.PathLike[str]) -> Manifest:
-    """Read and verify a manifest file."""
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError as exc:
-        raise NotFoundError(f"{path}: no such file") from exc
-    except OSError as exc:
-        raise ManifestError(f"{path}: cannot read: {exc.strerror}") from exc
-    return Manifest.from_json(data, source=str(path))
 
 
 class Store(IndexStore):

@@ -277,7 +277,7 @@ class PostgresStore(IndexStore):
     def _migrate(self, create: bool) -> None:
         import psycopg
 
-        from .. import __version__
+        from ..core.version import __version__
 
         version = self._version()
         if version is None and not create:

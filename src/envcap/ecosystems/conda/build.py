@@ -11,13 +11,13 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ...builder import validate as v
+from ...pins import validate as v
 from ...core.manifest import Manifest
 from ..build import LOCK_DIR, NO_BUILD, BuildPart, LockPart, LockRequest, Step, Unlocked, plain
 from .record import CondaSection
 
 if TYPE_CHECKING:
-    from ...builder.lock import Lock
+    from ..build import Lock
 
 
 def lock_part(manifest: Manifest, request: LockRequest, unlocked: list[Unlocked]) -> LockPart:

@@ -17,15 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...builder import validate as v
-from ...builder.errors import LockError, ManifestRefused
-from ...builder.hashes import FileHash, IndexHashes, indexes_for
+from ...pins import validate as v
+from ...pins.errors import LockError, ManifestRefused
+from ...pins.hashes import FileHash, IndexHashes, indexes_for
 from ...core.manifest import Manifest
 from ..build import LOCK_DIR, NO_BUILD, BuildPart, LockPart, LockRequest, Step, Unlocked
 from .record import NO_ORIGIN, PythonSection
 
 if TYPE_CHECKING:
-    from ...builder.lock import Lock
+    from ..build import Lock
 
 _WHEEL_FILE = re.compile(r"^[A-Za-z0-9_.+!-]+\.whl$")
 # Installers whose packages pip reinstalls as its own (the others are pip's or left out).

@@ -11,13 +11,13 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ...builder import validate as v
+from ...pins import validate as v
 from ...core.manifest import Manifest
 from ..build import LOCK_DIR, NO_BUILD, BuildPart, LockPart, LockRequest, Step, Unlocked
 from .record import SystemSection
 
 if TYPE_CHECKING:
-    from ...builder.lock import Lock
+    from ..build import Lock
 
 _SYSTEM_FILE = {"dpkg": "apt.txt", "rpm": "rpm.txt", "apk": "apk.txt"}
 _INSTALL_HINT = {
