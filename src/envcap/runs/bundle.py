@@ -35,7 +35,7 @@ from typing import Any
 from ..core.canonical import digest
 from ..core.errors import ManifestError, StoreError, UsageError
 from ..store import runs as runs_store
-from ..core.run import RUN_ID, RunRecord
+from ..core.run import RUN_ID, RunRecord, check_untrusted
 
 FORMAT = "envcap.bundle/1"
 INDEX = "envcap-bundle.json"
@@ -297,6 +297,7 @@ def _assemble(source: str, index: dict[str, Any], members: dict[str, bytes]) -> 
         raise StoreError(f"{source}: run.json is not JSON: {exc}") from exc
     if record.id != index.get("run") or not RUN_ID.match(record.id):
         raise StoreError(f"{source}: the index names run {index.get('run')}, the record {record.id}")
+    check_untrusted(record, f"{source}: run.json")
     by_digest = {digest(data): data for name, data in members.items()}
     bundle = Bundle(source=source, record=record, record_id=record_id, record_bytes=record_bytes)
     for oid, kind, what in record.objects():

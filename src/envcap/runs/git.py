@@ -30,6 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..core import proc
 from ..core.errors import StoreError, UsageError
+from ..core.files import safe_join, write_inside
 from ..core.redact import Redactor
 from .data import HashCache, hash_bytes, stat_key
 
@@ -349,14 +350,11 @@ def restore(record_git: dict[str, Any], store: Any, repository: str, dest: str) 
     elif diff:
         missing.append(f"the uncommitted diff ({diff.get('withheld')})")
     for item in record_git.get("untracked") or ():
-        target = os.path.join(dest, item["path"])
+        # The path comes from a record, perhaps a stranger's: relative, inside dest, no link on the way.
+        safe_join(dest, item.get("path"), what="untracked file")
         if not item.get("object"):
             missing.append(f"{item['path']} ({item.get('withheld')})")
             continue
         data = store.get_object(item["object"])
-        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
-        if item.get("kind") == "symlink":
-            os.symlink(os.fsdecode(data), target)
-        else:
-            Path(target).write_bytes(data)
+        write_inside(dest, item["path"], data, what="untracked file", symlink=item.get("kind") == "symlink")
     return missing

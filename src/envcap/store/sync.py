@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from ..core.errors import NotFoundError, StoreError
+from ..core.run import RunRecord, check_untrusted
 from . import images as images_store
 from . import runs as runs_store
 
@@ -104,6 +105,9 @@ def _plan_run(source: Any, run_id: str, out: Plan) -> None:
     out.rows["runs"].append(row)
     out.objects.add(row["record"])
     record = json.loads(source.get_object(row["record"]))
+    # A record from another store is checked as a bundle's is before anything is copied.
+    check_untrusted(RunRecord.from_dict(record, source=f"run {run_id} in {source.where}"),
+                    f"run {run_id} in {source.where}")
     out.objects.update(_referenced(record))
     out.rows["run_reproductions"] += _select(source, "run_reproductions", "run_id = ?", (run_id,))
     out.rows["run_outputs"] += _select(source, "run_outputs", "run_id = ?", (run_id,))
