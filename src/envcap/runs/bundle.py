@@ -198,7 +198,11 @@ class Bundle:
 
     def write_into(self, store: Any) -> str:
         """Add the run to ``store`` (all or nothing); say what was done."""
-        runs_store.ensure_tables(store)
+        return write_bundles(store, [self])[0]
+
+    def check_against(self, store: Any) -> None:
+        """Refuse, before anything is written, a bundle the store cannot take: a run it
+        holds finished with another record."""
         existing = runs_store.find(store, self.run_id)
         if existing == [self.run_id]:
             current = runs_store.record_id(store, self.run_id)
@@ -207,26 +211,48 @@ class Bundle:
                 if old.finished:
                     raise StoreError(f"{self.source}: run {self.run_id} is already in {store.where} "
                                      "with a different record")
-        for oid, (data, _) in self.objects.items():
-            if store.put_object(data) != oid:  # pragma: no cover - verified when read
-                raise StoreError(f"{self.source}: object {oid} does not match its content")
-        store.put_object(self.record_bytes)
+
+    def parts(self, store: Any) -> tuple[list[bytes], list[tuple[str, tuple[Any, ...]]]]:
+        """The objects to write and the index rows naming them, every check done first."""
+        blobs = [data for data, _ in self.objects.values()] + [self.record_bytes]
+        statements: list[tuple[str, tuple[Any, ...]]] = []
         if self.manifest is not None:
-            snapshot = store.add(self.manifest)
-            if self.record.snapshot and snapshot != self.record.snapshot:
+            body, snapshot_bytes, snapshot_rows = store.snapshot_parts(self.manifest)
+            if self.record.snapshot and digest(snapshot_bytes) != self.record.snapshot:
                 raise StoreError(f"{self.source}: the manifest's observations do not match the run's "
                                  f"snapshot {self.record.snapshot}")
+            blobs += [body, snapshot_bytes]
+            statements += snapshot_rows
         have = {(n.time, n.text) for n in runs_store.notes(store, self.run_id)}
-        statements: list[tuple[str, tuple[Any, ...]]] = [
-            ("INSERT OR IGNORE INTO objects VALUES (?, ?, ?)", (oid, len(data), kind))
-            for oid, (data, kind) in self.objects.items()
-        ]
+        statements += [("INSERT OR IGNORE INTO objects VALUES (?, ?, ?)", (oid, len(data), kind))
+                       for oid, (data, kind) in self.objects.items()]
         statements += runs_store.record_statements(self.record, self.record_id, len(self.record_bytes))
         statements += [("INSERT INTO run_notes (run_id, time, text) VALUES (?, ?, ?)",
                         (self.run_id, n["time"], n["text"]))
                        for n in self.notes if (n["time"], n["text"]) not in have]
-        store.transaction(statements)
-        return self.run_id
+        return blobs, statements
+
+
+def write_bundles(store: Any, bundles: list[Bundle]) -> list[str]:
+    """Write verified bundles into ``store``: every one checked against the store and the
+    others first, then the objects, then every index row in one transaction. A refusal
+    leaves nothing behind, an object included."""
+    runs_store.ensure_tables(store)
+    seen: dict[str, Bundle] = {}
+    for b in bundles:
+        other = seen.setdefault(b.run_id, b)
+        if other.record_id != b.record_id and other.record.finished and b.record.finished:
+            raise StoreError(f"{b.source} and {other.source} hold run {b.run_id} with different records; "
+                             "nothing was imported")
+        b.check_against(store)
+    planned = [b.parts(store) for b in bundles]
+    statements: list[tuple[str, tuple[Any, ...]]] = []
+    for blobs, rows in planned:
+        for data in blobs:
+            store.put_object(data)
+        statements += rows
+    store.transaction(statements)
+    return [b.run_id for b in bundles]
 
 
 def read_bundle(path: str | os.PathLike[str]) -> Bundle:
@@ -330,5 +356,4 @@ def _assemble(source: str, index: dict[str, Any], members: dict[str, bytes]) -> 
 
 def import_bundles(paths: list[str], store: Any) -> list[str]:
     """Verify every bundle, then write them all; the run ids imported."""
-    bundles = [read_bundle(p) for p in paths]
-    return [b.write_into(store) for b in bundles]
+    return write_bundles(store, [read_bundle(p) for p in paths])
