@@ -186,7 +186,7 @@ def note(run_ref: str, text: str) -> None:
 
     with open_store() as store:
         run_id = runs_store.resolve(store, run_ref)
-        runs_store.add_note(store, run_id, runs_store.Note(utc_now(), default_redactor().text(text)))
+        runs_store.add_note(store, run_id, runs_store.Note(utc_now(), default_redactor().free_text(text)))
     click.echo(f"note added to run {run_id}")
 
 

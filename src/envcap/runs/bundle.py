@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.canonical import digest
+from ..core.redact import default_redactor
 from ..core.errors import ManifestError, StoreError, UsageError
 from ..store import runs as runs_store
 from ..core.run import RUN_ID, RunRecord, check_untrusted
@@ -227,9 +228,11 @@ class Bundle:
         statements += [("INSERT OR IGNORE INTO objects VALUES (?, ?, ?)", (oid, len(data), kind))
                        for oid, (data, kind) in self.objects.items()]
         statements += runs_store.record_statements(self.record, self.record_id, len(self.record_bytes))
-        statements += [("INSERT INTO run_notes (run_id, time, text) VALUES (?, ?, ?)",
-                        (self.run_id, n["time"], n["text"]))
-                       for n in self.notes if (n["time"], n["text"]) not in have]
+        # A stranger's notes are redacted as this machine's are.
+        redactor = default_redactor()
+        notes = [(n["time"], redactor.free_text(n["text"])) for n in self.notes]
+        statements += [("INSERT INTO run_notes (run_id, time, text) VALUES (?, ?, ?)", (self.run_id, t, x))
+                       for t, x in dict.fromkeys(notes) if (t, x) not in have]
         return blobs, statements
 
 
@@ -299,11 +302,14 @@ def _read_members(zf: zipfile.ZipFile, source: str) -> dict[str, bytes]:
             name = info.filename
             if name.startswith("/") or ".." in name.split("/") or name in members:
                 raise StoreError(f"{source}: a member has an unsafe or repeated name: {name!r}")
+            if info.flag_bits & 0x1:
+                raise StoreError(f"{source}: {name} is encrypted; an envcap bundle never is")
             total += info.file_size
             if info.file_size > _MAX_MEMBER or total > _MAX_TOTAL:
                 raise StoreError(f"{source}: too large to be a bundle ({name})")
             members[name] = zf.read(info)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError,
+            RuntimeError) as exc:  # RuntimeError: zipfile's word for a member that needs a password
         raise StoreError(f"{source}: not a readable bundle (a corrupt or truncated zip file?): {exc}") from exc
     except Exception as exc:  # zlib.error and its kin: the compressed data is damaged
         if type(exc).__module__ in ("zlib", "bz2", "lzma"):

@@ -252,7 +252,8 @@ def _untracked(root: str, paths: list[str], redactor: Redactor, cache: HashCache
                     item["withheld"] = f"cannot read: {exc.strerror}"
         if data is not None:
             item["sha256"] = hash_bytes(data)
-            reason = _withhold_reason(data, redactor, None, "file") or _secret_file_name(rel)
+            reason = (_withhold_reason(data, redactor, None, "file") or _secret_file_name(rel)
+                      or _script_secret(rel, data, redactor))
             if reason:
                 item["withheld"] = reason
             else:
@@ -294,6 +295,21 @@ def _secret_file_name(rel: str) -> str | None:
     name = os.path.basename(rel).lower()
     if name in _SECRET_FILES or name.startswith(".env.") or name.endswith(_SECRET_SUFFIXES):
         return "withheld: the file name says it may hold a secret"
+    return None
+
+
+_SCRIPT_SUFFIXES = (".sh", ".bash", ".zsh", ".ksh", ".fish", ".command", ".bat", ".cmd", ".ps1", ".mk")
+_SCRIPT_NAMES = ("makefile", "gnumakefile", "dockerfile", "containerfile", "justfile", "procfile", ".envrc")
+
+
+def _script_secret(rel: str, data: bytes, redactor: Redactor) -> str | None:
+    """A script (by its name or its ``#!`` line) whose commands pass a secret as an
+    argument: ``deploy --token X`` is kept out as ``TOKEN=X`` is."""
+    name = os.path.basename(rel).lower()
+    if not (name.endswith(_SCRIPT_SUFFIXES) or name in _SCRIPT_NAMES or data.startswith(b"#!")):
+        return None
+    if redactor.commands_hold_secret(data.decode("latin-1")):
+        return "withheld: the script passes what looks like a secret on a command line"
     return None
 
 
