@@ -32,13 +32,15 @@ from runs_helpers import make_repo, run_id_of  # noqa: E402
 from envcap.core.canonical import digest  # noqa: E402
 
 
-@dataclass(frozen=True)
 class BaseBundle:
-    path: Path
-    run_id: str
-    record: dict[str, Any]
-    members: dict[str, bytes]
-    index: dict[str, Any]
+    """A real run's bundle, its record and members (a plain class: hypothesis prints it short)."""
+
+    def __init__(self, path: Path, run_id: str, record: dict[str, Any], members: dict[str, bytes],
+                 index: dict[str, Any]) -> None:
+        self.path, self.run_id, self.record, self.members, self.index = path, run_id, record, members, index
+
+    def __repr__(self) -> str:
+        return f"BaseBundle({self.path.name}, run {self.run_id})"
 
 
 def make_base_bundle(where: Path) -> BaseBundle:
