@@ -27,9 +27,9 @@ from hypothesis import strategies as st
 import hardening_support  # noqa: F401  (puts the helpers' folders on the path)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runs"))
-from runs_helpers import make_repo, run_id_of  # noqa: E402
+from runs_helpers import make_repo, run_id_of
 
-from envcap.core.canonical import digest  # noqa: E402
+from envcap.core.canonical import digest
 
 
 class BaseBundle:
