@@ -20,12 +20,15 @@ from hardening_support import Case  # isort: skip
 CASE = "8. reindex and lost indexes"
 
 WRITER = r"""
-import json, sys
+import json, os, sys
 from envcap.core.manifest import Manifest
 from envcap.store.embedded import Store
 base = json.load(open(sys.argv[2]))
+stop = sys.argv[5] if len(sys.argv) > 5 else None
 with Store(sys.argv[1]) as store:
     for i in range(int(sys.argv[3])):
+        if stop and os.path.exists(stop):
+            break
         data = dict(base, labels={"writer": sys.argv[4], "n": str(i)})
         try:
             record = store.add(Manifest.from_dict(data))
@@ -62,14 +65,18 @@ def test_reindex_with_writers_running_loses_no_acknowledged_snapshot(tmp_path: P
     seed = subprocess.run([sys.executable, "-c", WRITER, str(home), str(manifest), "150", "seed"],
                           capture_output=True, text=True, timeout=300)
     assert seed.returncode == 0, seed.stderr
-    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(home), str(manifest), "120", f"w{k}"],
+    stop = tmp_path / "stop"
+    # Writers that go on until the three reindexes are over (at most 100,000 snapshots).
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(home), str(manifest), "100000", f"w{k}", str(stop)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in range(2)]
     reindexes = []
     try:
+        time.sleep(1.0)  # the writers are writing
         for _ in range(3):
             reindexes.append(envcap("store", "reindex", home=home))
-            time.sleep(0.05)
+            assert all(w.poll() is None for w in writers), "a writer stopped before the reindexes were over"
     finally:
+        stop.write_text("")
         results = [w.communicate(timeout=300) for w in writers]
     acknowledged = {line.strip() for out, _ in results for line in out.splitlines() if line.startswith("sha256:")}
     with Case(CASE):
