@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +77,8 @@ def forge(base: BaseBundle, record: dict[str, Any] | None = None, *, extra: dict
         idx["run"] = (record or base.record).get("id") if isinstance(record or base.record, dict) else None
         idx["files"] = {name: digest(data) for name, data in sorted(members.items())}
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
+    with warnings.catch_warnings(), zipfile.ZipFile(buf, "w") as zf:
+        warnings.simplefilter("ignore")  # a repeated member name is one of the forgeries
         zf.writestr("envcap-bundle.json", json.dumps(idx))
         for name, data in members.items():
             zf.writestr(name, data)

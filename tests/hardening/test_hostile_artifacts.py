@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from hardening_support import SETTINGS, Case  # isort: skip
+from hardening_support import SETTINGS, Case, budget  # isort: skip
 from hostile_support import (  # isort: skip
     BaseBundle, clean_refusal, cli, files_under, forge, fresh_dir, make_base_bundle, store_state, with_untracked,
 )
@@ -252,7 +252,7 @@ def _bundle_bytes(base: BaseBundle, which: str) -> bytes:
     return forge(base, raw_run_json=raw.encode())
 
 
-@settings(SETTINGS, suppress_health_check=[*SETTINGS.suppress_health_check, HealthCheck.filter_too_much])
+@settings(budget(1.0, 10), suppress_health_check=[*SETTINGS.suppress_health_check, HealthCheck.filter_too_much])
 @given(subject=SUBJECTS, size=SIZES, digest=DIGESTS, annotations=ANNOTATIONS, layers=LAYERS, which=BUNDLES)
 def test_generated_artifacts(base: BaseBundle, registry: Registry, subject: Any, size: Any, digest: Any,
                              annotations: Any, layers: Any, which: str) -> None:

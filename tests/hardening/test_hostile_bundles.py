@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hardening_support import SETTINGS, Case  # isort: skip
+from hardening_support import Case, budget  # isort: skip
 from hostile_support import (  # isort: skip
     ESCAPING_PATHS, HOSTILE_PATHS, WRONG_TYPES, BaseBundle, clean_refusal, cli, deep_json, files_under, forge,
     fresh_dir, make_base_bundle, store_state, with_untracked,
@@ -124,7 +124,7 @@ def test_the_workspace_refuses_a_stored_record_that_escapes(base: BaseBundle, tm
     assert list(outside.iterdir()) == []
 
 
-@SETTINGS
+@budget(1.0, 5)
 @given(paths=st.lists(HOSTILE_PATHS, min_size=1, max_size=3), kind=st.sampled_from(["file", "symlink"]))
 def test_generated_paths_in_a_bundle(base: BaseBundle, paths: list[str], kind: str) -> None:
     record, extra = with_untracked(base, paths, kind=kind)
@@ -132,7 +132,7 @@ def test_generated_paths_in_a_bundle(base: BaseBundle, paths: list[str], kind: s
         _held(forge(base, record, extra=extra))
 
 
-@SETTINGS
+@budget(1.0, 5)
 @given(path=HOSTILE_PATHS, links=st.lists(st.sampled_from(["a", "b", "l"]), max_size=2))
 def test_generated_paths_never_write_outside_the_root(path: str, links: list[str]) -> None:
     """The shared helper alone: every write lands inside the root or is refused."""
@@ -185,7 +185,7 @@ def _set(record: dict[str, Any], where: tuple[Any, ...], value: Any) -> None:
         obj[last] = value
 
 
-@SETTINGS
+@budget(1.0, 5)
 @given(where=st.sampled_from(_TYPE_TARGETS), value=WRONG_TYPES)
 def test_wrong_types_anywhere_in_the_record(base: BaseBundle, where: tuple[Any, ...], value: Any) -> None:
     record, extra = with_untracked(base, ["ok.txt"])
@@ -194,7 +194,7 @@ def test_wrong_types_anywhere_in_the_record(base: BaseBundle, where: tuple[Any, 
         _held(forge(base, record, extra=extra))
 
 
-@SETTINGS
+@budget(1.0, 5)
 @given(depth=st.sampled_from([50, 500, 1000, 5000, 20000]),
        where=st.sampled_from(["labels", "metrics", "git", "run.json", "index", "notes"]))
 def test_deep_nesting(base: BaseBundle, depth: int, where: str) -> None:
@@ -223,7 +223,7 @@ def test_deep_nesting(base: BaseBundle, depth: int, where: str) -> None:
         _held(data)
 
 
-@SETTINGS
+@budget(0.5, 10)
 @given(count=st.sampled_from([0, 1, 50, 1000]), size=st.sampled_from([0, 1, 4096]),
        name=st.sampled_from(["x", "code/untracked/../../x", "/x", "a" * 300, "d/", "envcap-bundle.json"]))
 def test_member_counts_sizes_and_names(base: BaseBundle, count: int, size: int, name: str) -> None:

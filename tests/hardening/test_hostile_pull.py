@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hardening_support import SETTINGS, Case  # isort: skip
+from hardening_support import Case, budget  # isort: skip
 from hostile_support import (  # isort: skip
     HOSTILE_PATHS, WRONG_TYPES, BaseBundle, clean_refusal, cli, fresh_dir, make_base_bundle, store_state,
 )
@@ -100,7 +100,7 @@ def test_pulling_a_record_whose_path_escapes_is_refused(shared: str, base: BaseB
         assert "untracked" in result.output and store_state(home)[0] == []
 
 
-@SETTINGS
+@budget(0.5, 10)
 @given(paths=st.lists(HOSTILE_PATHS, min_size=1, max_size=3))
 def test_generated_paths_through_pull(shared: str, base: BaseBundle, paths: list[str]) -> None:
     record = copy.deepcopy(base.record)
@@ -113,7 +113,7 @@ _TARGETS = [("git", "untracked"), ("git", "untracked", 0), ("git", "untracked", 
             ("git", "untracked", 0, "object"), ("params_files",), ("configs",), ("outputs",), ("git",), ("cwd",)]
 
 
-@SETTINGS
+@budget(0.5, 10)
 @given(where=st.sampled_from(_TARGETS), value=WRONG_TYPES, depth=st.sampled_from([0, 0, 100, 5000]))
 def test_generated_types_and_nesting_through_pull(shared: str, base: BaseBundle, where: tuple[Any, ...],
                                                   value: Any, depth: int) -> None:
