@@ -35,22 +35,21 @@ def test_the_command_reaches_the_store_without_its_password(pg_url: str, tmp_pat
     proc = run_envcap("--store", pg_url, "run", "--", sys.executable, str(script),
                       env={"ENVCAP_STORE": pg_url})
     assert proc.returncode == 0, proc.stderr
-    Case("9. keys, signatures and secrets").__enter__()  # counted as tried; held below if it gets there
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("CHILD"))
-    info = json.loads(line[len("CHILD"):])
-    env = info["env"]
-    # (The test bed's own coordinates, ENVCAP_TEST_*, come from the test, not from envcap.)
-    leaked = [k for k, v in env.items() if password in v and not k.startswith("ENVCAP_TEST_")]
-    assert not leaked, f"the password is in the child's environment: {leaked}"
-    assert env["ENVCAP_STORE"].startswith("postgresql://") and "@" in env["ENVCAP_STORE"]
-    assert info["passfile_mode"] == "0o600" and info["dir_mode"] == "0o700"
-    assert info["runs"] >= 1
-    # The passfile is gone once the run is over, and the record holds no password.
-    assert not Path(env["PGPASSFILE"]).exists()
-    shown = run_envcap("--store", pg_url, "runs", "--json")
-    assert shown.returncode == 0, shown.stderr
-    assert password not in shown.stdout
-    Case("9. keys, signatures and secrets").__exit__(None)
+    with Case("9. keys, signatures and secrets"):
+        line = next(x for x in proc.stdout.splitlines() if x.startswith("CHILD"))
+        info = json.loads(line[len("CHILD"):])
+        env = info["env"]
+        # (The test bed's own coordinates, ENVCAP_TEST_*, come from the test, not from envcap.)
+        leaked = [k for k, v in env.items() if password in v and not k.startswith("ENVCAP_TEST_")]
+        assert not leaked, f"the password is in the child's environment: {leaked}"
+        assert env["ENVCAP_STORE"].startswith("postgresql://") and "@" in env["ENVCAP_STORE"]
+        assert info["passfile_mode"] == "0o600" and info["dir_mode"] == "0o700"
+        assert info["runs"] >= 1
+        # The passfile is gone once the run is over, and the record holds no password.
+        assert not Path(env["PGPASSFILE"]).exists()
+        shown = run_envcap("--store", pg_url, "runs", "--json")
+        assert shown.returncode == 0, shown.stderr
+        assert password not in shown.stdout
 
 
 def test_child_store_env_forms(tmp_path: Path) -> None:
