@@ -262,3 +262,21 @@ def test_generated_artifacts(base: BaseBundle, registry: Registry, subject: Any,
     assume(dig is not None)  # what the registry itself refuses never reaches envcap
     with Case(CASE):
         _held(registry, dig)
+
+
+def test_an_image_is_bound_only_when_the_run_in_it_captured_the_env(tmp_path: Path) -> None:
+    """The one way an artifact's subject becomes an env's image: a rebuild ran in it and
+    the manifest captured inside has the run's env_id."""
+    from envcap.reproduce.oci import bind_if_captured
+    from envcap.store import images
+    from envcap.store.embedded import Store
+
+    env, other = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+    ref = f"127.0.0.1:5000/x/y@{FAKE_IMAGE}"
+    with Store(tmp_path / "home") as store:
+        with Case(CASE):
+            assert not bind_if_captured(store, ref, env, other)
+            assert not bind_if_captured(store, ref, env, None)
+            assert images.images(store, env) == []
+        assert bind_if_captured(store, ref, env, env)
+        assert [i.reference for i in images.images(store, env)] == [ref]

@@ -320,3 +320,45 @@ def test_escaping_paths_are_all_named_by_the_helper() -> None:
             safe_relpath(path)
     for path in ("a", "a/b", "a b/c.txt", ".hidden", "a..b", "...", "ſ/x"):
         assert safe_relpath(path) == path
+
+
+def test_rebuild_print_of_a_stored_record_that_escapes_writes_nothing_outside(tmp_path: Path) -> None:
+    """The issue's own reproduction, where the record is used: `envcap rebuild RUN --print`
+    of a run whose stored record names `../../x` and `/abs/x` as untracked files."""
+    import subprocess
+    import sys
+
+    from hostile_support import make_repo, run_id_of
+
+    from envcap.store import images
+    from envcap.store import runs as runs_store
+    from envcap.store.embedded import Store
+
+    home = tmp_path / "deep" / "er" / "home"
+    repo = make_repo(tmp_path / "proj", {"train.py": "print('hi')\n"})
+    env = {**os.environ, "ENVCAP_HOME": str(home)}
+    proc = subprocess.run([sys.executable, "-m", "envcap", "run", "--", sys.executable, "train.py"], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    run_id = run_id_of(proc)
+    for path in ("../../../../planted-rel", str(tmp_path / "planted-abs")):
+        with Store(home) as store:
+            record = runs_store.load(store, run_id)
+            oid = store.put_object(b"owned\n")
+            git = dict(record.git)
+            git["untracked"] = [{"path": path, "size": 6, "sha256": oid, "object": oid, "kind": "file"}]
+            runs_store.put_record(store, record.evolve(git=git), objects=[(oid, 6, "run-file")])
+            images.record(store, images.ImageRecord(record.env_id or "", "127.0.0.1:5000/x/y", "t", FAKE, "complete",
+                                                    "docker", "debian"))
+        before = files_under(tmp_path)
+        with Case(CASE):
+            out = subprocess.run([sys.executable, "-m", "envcap", "rebuild", run_id, "--print"], cwd=repo, env=env,
+                                 capture_output=True, text=True, timeout=120)
+            assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+            assert "untracked" in out.stderr
+            new = {p for p in files_under(tmp_path) - before if "/rebuilds" not in f"/{p}"}
+            assert not new, sorted(new)
+            assert not list(tmp_path.rglob("planted-*"))
+
+
+FAKE = "sha256:" + "7" * 64
