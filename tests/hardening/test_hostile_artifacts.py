@@ -183,7 +183,8 @@ def test_a_subject_of_the_wrong_type_is_refused_before_the_import(base: BaseBund
         assert store_state(home) == ([], [])
 
 
-@pytest.mark.parametrize("size", [0, -1, 1, "len+1", "len-1", 10**13, "12", 1.5, True, None])
+# (A size that is not an integer, "12", 1.5 or true, the registry itself refuses.)
+@pytest.mark.parametrize("size", [0, -1, 1, "len+1", "len-1", 10**13, None])
 def test_the_layer_size_is_checked(base: BaseBundle, registry: Registry, size: Any) -> None:
     data = base.path.read_bytes()
     declared = {"len+1": len(data) + 1, "len-1": len(data) - 1}.get(size, size) if isinstance(size, str) else size
