@@ -107,3 +107,12 @@ def set_at(obj: Any, path: tuple[Any, ...], value: Any) -> None:
         obj[value] = obj.pop(last[1])
     else:
         obj[last] = value
+
+
+def budget(share: float = 1.0, deadline_s: float = 5.0) -> Any:
+    """The settings of one generator: ``share`` of ``ENVCAP_HARDEN_EXAMPLES`` examples (at
+    least 5), each allowed ``deadline_s`` seconds (generous: CI machines are loaded), so
+    that every class's cost in the suite is known and bounded (tests/hardening/README)."""
+    from datetime import timedelta
+
+    return settings(SETTINGS, max_examples=max(5, int(EXAMPLES * share)), deadline=timedelta(seconds=deadline_s))

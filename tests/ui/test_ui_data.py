@@ -218,7 +218,7 @@ def test_a_request_waiting_for_the_catalog_does_not_hold_up_the_others(tmp_path:
     write_synthetic(tmp_path, experiment_records(10))
     app = create_app(store_opener(str(tmp_path)))
     catalog = app.app.state.catalog
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1") as c:
         results: dict[str, int] = {}
         catalog._lock.acquire()  # As while the catalog reads 100,000 records.
         try:

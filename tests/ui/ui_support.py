@@ -166,7 +166,7 @@ def client_for() -> Iterator[Any]:
     clients = []
 
     def make(home: Path) -> Any:
-        c = TestClient(create_app(store_opener(str(home))))
+        c = TestClient(create_app(store_opener(str(home))), base_url="http://127.0.0.1")
         clients.append(c)
         return c
 

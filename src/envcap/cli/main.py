@@ -222,6 +222,7 @@ def list_snapshots(as_json: bool) -> None:
     from ..capture.summary import short
 
     with open_store() as store:
+        getattr(store, "check_index", lambda: None)()  # a lost index is an error, not an empty list
         rows = store.snapshots()
     if as_json:
         click.echo(json.dumps([
@@ -245,14 +246,15 @@ def list_snapshots(as_json: bool) -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def import_(files: tuple[str, ...]) -> None:
     """Verify manifest FILEs or run bundles (.zip) and add them to the store (all or nothing)."""
-    from ..runs.bundle import is_bundle, read_bundle
+    from ..runs.bundle import is_bundle, read_bundle, write_bundles
     from ..store.embedded import load_manifest
 
     bundles = {f: read_bundle(f) for f in files if is_bundle(f)}  # Verified before anything is stored,
     manifests = [load_manifest(f) for f in files if f not in bundles]  # like every manifest file.
     with open_store(create=True) as store:
-        for path, b in bundles.items():
-            click.echo(f"imported {path}: run {b.write_into(store)}")
+        # All bundles checked against the store and each other, then written in one transaction.
+        for path, run_id in zip(bundles, write_bundles(store, list(bundles.values()))):
+            click.echo(f"imported {path}: run {run_id}")
         for path, m in zip([f for f in files if f not in bundles], manifests):
             store.add(m)
             click.echo(f"imported {path}: {m.id}")
@@ -275,6 +277,8 @@ def verify(file: str | None, signature: str | None, key: str | None) -> None:
     with open_store() as store:
         problems = store.verify()
         count = len(store.snapshots())
+    for note in getattr(store, "notices", ()):
+        click.echo(f"note: {note}", err=True)
     if problems:
         for p in problems:
             echo(p)

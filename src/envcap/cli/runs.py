@@ -95,6 +95,7 @@ def runs(as_json: bool, where: tuple[str, ...], labels: tuple[str, ...], sort: s
     wanted = parse_labels(labels)
     # No store is an error, as it is for `envcap ls` and `envcap fleet`: exit 2, not "no runs".
     with open_store() as store:
+        getattr(store, "check_index", lambda: None)()  # a lost index is an error, not "no runs"
         views = _all_views(store, where, wanted)
     chosen = select(views, where=where, labels=wanted, sort=sort, limit=limit)
     if as_json:
@@ -185,7 +186,7 @@ def note(run_ref: str, text: str) -> None:
 
     with open_store() as store:
         run_id = runs_store.resolve(store, run_ref)
-        runs_store.add_note(store, run_id, runs_store.Note(utc_now(), default_redactor().text(text)))
+        runs_store.add_note(store, run_id, runs_store.Note(utc_now(), default_redactor().free_text(text)))
     click.echo(f"note added to run {run_id}")
 
 

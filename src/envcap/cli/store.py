@@ -35,19 +35,26 @@ def info(as_json: bool) -> None:
 def reindex() -> None:
     """Rebuild the store's index from its objects (a lost, empty or damaged index).
 
-    Every object is re-hashed and read; snapshots and runs are indexed again, and what
-    only the old index held (notes, image records) is carried over when it can be read.
-    The old index is kept beside the new one. Run it while nothing else uses the store.
+    Every object is re-hashed and read; snapshots and runs are indexed again in the live
+    index, under its write lock, so writers may go on (they wait for it); what no object
+    holds (notes, image records) stays. A copy of the index as it was is kept beside it;
+    a deleted index is made anew, one that is not a database is set aside.
     """
     from ..core.errors import UsageError
+    from ..store.embedded import IndexLostError
 
-    with open_store() as s:
+    try:
+        opened = open_store()
+    except IndexLostError:
+        opened = open_store(create=True)
+    with opened as s:
         if not hasattr(s, "reindex"):
             raise UsageError(f"{s.where} is a shared store: its index and objects are written in one "
                              "transaction, so there is no index to rebuild; `envcap verify` checks it")
         counts = s.reindex()
     click.echo(f"index rebuilt from {counts['objects']} object(s): {counts['snapshots']} snapshot(s), "
-               f"{counts['runs']} run(s), {counts['carried']} row(s) carried over from the old index")
+               f"{counts['runs']} run(s)" + (f", {counts['carried']} row(s) carried over from the old index"
+                                             if counts["carried"] else ""))
     if counts["unreferenced"]:
         click.echo(f"{counts['unreferenced']} object(s) are referenced by no snapshot or run (indexed as such)")
     if counts["corrupt"]:

@@ -12,7 +12,10 @@ from .common import open_store
               help="The address to listen on; anything but loopback must be asked for.")
 @click.option("--port", default=8642, show_default=True, type=click.IntRange(0, 65535),
               help="The port to listen on (0: any free port).")
-def ui(host: str, port: int) -> None:
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+              help="Also answer requests for this host name (repeatable; '*.lab.example' for a domain). "
+                   "By default only the --host address and, on loopback, localhost; others get 400.")
+def ui(host: str, port: int, allow_hosts: tuple[str, ...]) -> None:
     """Serve a read-only web page over the store: runs, comparisons, importance, fleet.
 
     \b
@@ -33,11 +36,30 @@ def ui(host: str, port: int) -> None:
     # embedded one); opened now so that a missing store is an error here, not on the
     # first request.
     open_store().close()
-    app = create_app(open_store, warm=True)
+    app = create_app(open_store, warm=True, allowed_hosts=served_hosts(host, allow_hosts))
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     _announce_when_started(server, host)
     server.run()
+
+
+def served_hosts(host: str, extra: tuple[str, ...] = ()) -> list[str]:
+    """The Host names the UI answers: the address it listens on, localhost on loopback,
+    this machine's names on a wildcard address, and the ones given."""
+    import ipaddress
+    import socket
+
+    names = [host.strip("[]")]
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        address = None
+    if address is not None and address.is_loopback or host == "localhost":
+        names += ["localhost", "127.0.0.1", "::1"]
+    elif address is not None and address.is_unspecified:
+        names += [socket.gethostname(), socket.getfqdn(), "localhost", "127.0.0.1"]
+    names += list(extra)
+    return list(dict.fromkeys(n for n in names if n))
 
 
 def _announce_when_started(server: object, host: str) -> None:

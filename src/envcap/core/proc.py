@@ -48,8 +48,23 @@ class Output(NamedTuple):
     stderr: bytes
 
 
+def _has_password(url: str) -> bool:
+    from urllib.parse import parse_qsl, urlsplit
+
+    try:
+        parts = urlsplit(url)
+        return bool(parts.password) or any(k.lower() == "password" for k, _ in parse_qsl(parts.query))
+    except ValueError:
+        return True  # unreadable: not passed on
+
+
 def _env(env: Mapping[str, str] | None, c_locale: bool) -> dict[str, str]:
     run_env = dict(os.environ if env is None else env)
+    store = run_env.get("ENVCAP_STORE", "")
+    if "@" in store and _has_password(store):
+        # No program envcap starts gets the store's password; one that needs the store is
+        # handed it without (envcap.store.childenv.child_store_env).
+        del run_env["ENVCAP_STORE"]
     if c_locale:
         run_env["LC_ALL"] = "C"
     return run_env

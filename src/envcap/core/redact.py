@@ -284,6 +284,70 @@ class Redactor:
         return out
 
 
+    def commands_hold_secret(self, text: str) -> bool:
+        """Whether a script's command lines pass a secret as an argument (``deploy --token X``,
+        ``curl -u user:X``, ``sshpass -p X``): each line split as the shell would and read
+        as :meth:`argv` reads a command line. ``-p`` counts only for the commands where it
+        means a password (``mkdir -p`` does not)."""
+        return bool(self._command_secrets(text, first=True))
+
+    def free_text(self, text: str) -> str:
+        """:meth:`text`, and the secrets passed on command lines inside it (a note saying
+        ``ran deploy --token X``) replaced too."""
+        out = self.text(text)
+        for secret in self._command_secrets(out):
+            out = out.replace(secret, REDACTED)
+        return out
+
+    def _command_secrets(self, text: str, *, first: bool = False) -> list[str]:
+        import shlex
+
+        found: list[str] = []
+        for line in text.replace("\\\n", " ").splitlines():
+            if "-" not in line:
+                continue
+            try:
+                lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|()")
+                lexer.whitespace_split = True
+                lexer.commenters = "#"
+                words = list(lexer)
+            except ValueError:
+                continue
+            command: list[str] = []
+            for word in [*words, ";"]:
+                if word and set(word) <= set(";&|()"):
+                    if command:
+                        found += self._argv_secrets(command)
+                        if found and first:
+                            return found
+                    command = []
+                else:
+                    command.append(word)
+        return found
+
+    def _argv_secrets(self, words: list[str]) -> list[str]:
+        program = words[0].rsplit("/", 1)[-1]
+        password_p = program in _P_IS_PASSWORD or "login" in words[1:3]
+        found: list[str] = []
+        for i, (before, after) in enumerate(zip(words, self.argv(words))):
+            if before == after or REDACTED not in after:
+                continue
+            by_p = before.startswith("-p") or (i > 0 and words[i - 1] in _PASSWORD_FLAGS)
+            if by_p and not password_p:
+                continue
+            value = before[2:] if before.startswith("-p") and len(before) > 2 else before
+            value = value.rsplit("=", 1)[-1].rsplit(":", 1)[-1]
+            if not value or _SHELL_REFERENCE.fullmatch(value) or value.lower() in _PLACEHOLDERS:
+                continue  # $TOKEN, ${TOKEN}, $(pass show x): where the secret comes from, not the secret
+            found.append(value)
+        return found
+
+
+_SHELL_REFERENCE = re.compile(r"\$(\{[^}]*\}|\w+|\(.*\))|%\w+%")
+# The programs whose -p takes a password (for mkdir, cp, ssh, psql... it is something else).
+_P_IS_PASSWORD = frozenset({"mysql", "mysqldump", "mysqladmin", "mariadb", "mariadb-dump", "sshpass", "rabbitmqctl"})
+
+
 def _scrub_userinfo(m: re.Match[str]) -> str:
     userinfo = m.group("userinfo")
     if ":" not in userinfo and userinfo in _BENIGN_USERS:

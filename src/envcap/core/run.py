@@ -320,3 +320,69 @@ class _Getter:
             if not isinstance(item, dict):
                 raise StoreError(f"{self.source}: {key}[{i}] must be a JSON object")
         return items
+
+
+_OBJECT_ID = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def check_untrusted(record: RunRecord, source: str) -> None:
+    """Refuse a record from elsewhere (a bundle, an artifact, a shared store) whose
+    references could lead envcap astray: an object id that is not one, a file path that
+    is absolute, not normalised or climbs out of its root, an entry of the wrong type.
+
+    Checked when the record comes in; the places that use a path check it again
+    (:func:`envcap.core.files.safe_join`).
+    """
+    from .files import UnsafePathError, safe_relpath
+
+    def oid(value: Any, where: str) -> None:
+        if value is not None and not (isinstance(value, str) and _OBJECT_ID.match(value)):
+            raise StoreError(f"{source}: {where} must be an object id (sha256:<64 hex>), not {str(value)[:80]!r}")
+
+    def items(value: Any, where: str) -> list[Mapping[str, Any]]:
+        if value is None:
+            return []
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, Mapping) for v in value):
+            raise StoreError(f"{source}: {where} must be a list of JSON objects")
+        return list(value)
+
+    def relpath(value: Any, where: str) -> None:
+        try:
+            safe_relpath(value, what=f"{source}: {where}")
+        except UnsafePathError as exc:
+            raise StoreError(str(exc)) from None
+
+    def text(value: Any, where: str, *, optional: bool = False) -> None:
+        if (value is None and optional) or isinstance(value, str):
+            return
+        raise StoreError(f"{source}: {where} must be a string, not {type(value).__name__}")
+
+    git = record.git
+    diff = git.get("diff")
+    if diff is not None:
+        if not isinstance(diff, Mapping):
+            raise StoreError(f"{source}: git.diff must be a JSON object")
+        oid(diff.get("object"), "git.diff.object")
+    for i, item in enumerate(items(git.get("untracked"), "git.untracked")):
+        relpath(item.get("path"), f"git.untracked[{i}].path")
+        oid(item.get("object"), f"git.untracked[{i}].object")
+        if item.get("kind") not in (None, "file", "symlink"):
+            raise StoreError(f"{source}: git.untracked[{i}].kind must be file or symlink")
+    for i, item in enumerate(record.params_files):
+        text(item.get("path"), f"params_files[{i}].path")
+        if item.get("repo_path") is not None:
+            relpath(item.get("repo_path"), f"params_files[{i}].repo_path")
+        oid(item.get("object"), f"params_files[{i}].object")
+    for i, item in enumerate(record.configs):
+        text(item.get("name"), f"configs[{i}].name")
+        text(item.get("format"), f"configs[{i}].format", optional=True)
+        relpath(f"{item['name']}.{item.get('format') or 'txt'}", f"configs[{i}].name")
+        oid(item.get("object"), f"configs[{i}].object")
+    for key, entries in (("data", record.data), ("outputs", record.outputs)):
+        for i, item in enumerate(entries):
+            text(item.get("path"), f"{key}[{i}].path")
+            text(item.get("abspath"), f"{key}[{i}].abspath", optional=True)
+    for key, value in (("metrics_log", record.metrics_log), ("resources", record.resources)):
+        if value is not None:
+            oid(value.get("object"), f"{key}.object")
+    text(record.cwd, "cwd")

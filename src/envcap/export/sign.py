@@ -129,12 +129,42 @@ def _read_key_bytes(path: Path) -> bytes:
         raise UsageError(f"cannot read the key {path}: {exc.strerror}") from exc
 
 
-def load_private(path: str | os.PathLike[str]) -> Any:
+def check_private_mode(where: Path) -> None:
+    """Refuse a private key others can read or replace, as ssh does ("UNPROTECTED PRIVATE
+    KEY FILE"): a key file with any group or other permission, owned by someone else, or
+    in a directory that others may write to."""
+    import stat
+
+    try:
+        st = os.stat(where)
+    except OSError:
+        return  # reading it says what is wrong
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        raise UsageError(f"{where}: the private key is open to others (mode {mode:04o}); envcap signs only with a "
+                         f"key only you can read: chmod 600 {where}")
+    if st.st_uid not in (os.getuid(), 0):
+        raise UsageError(f"{where}: the private key belongs to another user (uid {st.st_uid}); envcap signs only "
+                         "with a key of your own")
+    directory = where.resolve().parent
+    try:
+        dmode = stat.S_IMODE(os.stat(directory).st_mode)
+    except OSError:
+        return
+    if dmode & 0o022:
+        raise UsageError(f"{where}: the key's directory {directory} can be written by others (mode {dmode:04o}), "
+                         f"who could replace the key: chmod go-w {directory} (0700 is best), or move the key")
+
+
+def load_private(path: str | os.PathLike[str], *, to_sign: bool = True) -> Any:
+    """The ed25519 private key in ``path``; to sign with, only one no one else can read or replace."""
     serialization = _crypto()
     from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     where = Path(path)
+    if to_sign:
+        check_private_mode(where)
     data = _read_key_bytes(where)
     try:
         if b"OPENSSH PRIVATE KEY" in data:
@@ -161,7 +191,7 @@ def load_public(path: str | os.PathLike[str]) -> Any:
     where = Path(path)
     data = _read_key_bytes(where)
     if b"PRIVATE KEY" in data:
-        return load_private(where).public_key()
+        return load_private(where, to_sign=False).public_key()
     try:
         if data.lstrip().startswith(b"ssh-"):
             key = serialization.load_ssh_public_key(data)
@@ -244,8 +274,8 @@ def read_signature(path: str | os.PathLike[str]) -> dict[str, Any]:
         doc = json.loads(where.read_bytes())
     except FileNotFoundError as exc:
         raise NotFoundError(f"{where}: no such signature file") from exc
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{where}: not an envcap signature file (JSON)") from exc
+    except (OSError, ValueError, RecursionError):
+        raise UsageError(f"{where}: not an envcap signature file (JSON)") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("algorithm") != "ed25519":
         raise UsageError(f"{where}: not a signature of a format this envcap reads ({FORMAT}, ed25519)")
     for field in ("sha256", "key_id", "signature"):

@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..core.errors import StoreError, UsageError
@@ -65,7 +66,7 @@ class _Client:
 
         try:
             return self.oras.do_request(f"{self.base}/{path}", method, **kwargs)
-        except requests.RequestException as exc:
+        except (requests.RequestException, ValueError) as exc:  # oras: ValueError when it cannot authenticate
             raise StoreError(f"registry {self.repo.host} did not answer: {exc}") from None
 
     def manifest(self, reference: str) -> tuple[dict[str, Any], bytes] | None:
@@ -73,7 +74,11 @@ class _Client:
         if response.status_code == 404:
             return None
         _check(response, f"reading {self.repo}@{reference}")
-        return response.json(), response.content
+        try:
+            return json.loads(response.content), response.content
+        except (ValueError, RecursionError) as exc:
+            raise StoreError(f"{self.repo}@{reference}: the registry's manifest is not JSON: "
+                             f"{str(exc)[:200]}") from None
 
     def put_manifest(self, reference: str, body: bytes, media_type: str) -> Any:
         response = self.request("PUT", f"manifests/{reference}", headers={"Content-Type": media_type}, data=body)
@@ -177,38 +182,127 @@ def parse_ref(ref: str) -> tuple[str, str]:
     return repository, digest
 
 
-def fetch_bundle(store: Any, ref: str, *, progress: Callable[[str], None] = lambda _: None) -> str:
-    """Import the run bundle that ``oci://HOST/REPO@sha256:...`` names into ``store``; return the run id."""
-    from ..store import images as images_store
+_DIGEST_HEX = frozenset("0123456789abcdef")
+_MAX_BUNDLE = 4 << 30  # as runs/bundle.py's whole-bundle limit
+
+
+def _is_digest(value: Any) -> bool:
+    return (isinstance(value, str) and len(value) == 71 and value.startswith("sha256:")
+            and set(value[7:]) <= _DIGEST_HEX)
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A run imported from an artifact, and the image the artifact hangs from: a candidate
+    only, never bound to the run's env on the artifact's word (see :func:`bind_if_captured`)."""
+
+    run_id: str
+    env_id: str | None
+    subject: str | None  # HOST/REPO@sha256:... or None
+
+
+def _checked_artifact(manifest: Any, where: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The bundle layer and the subject of an artifact manifest, every field's type and
+    size checked before anything is downloaded or imported."""
+    if not isinstance(manifest, dict):
+        raise StoreError(f"{where}: the registry's manifest is not a JSON object")
+    if manifest.get("artifactType") != ARTIFACT_TYPE:
+        raise UsageError(f"{where} is not an envcap run bundle (artifactType {str(manifest.get('artifactType'))[:80]!r})")
+    layers = manifest.get("layers")
+    if not isinstance(layers, list) or not all(isinstance(x, dict) for x in layers):
+        raise StoreError(f"{where}: the artifact's layers are not a list of descriptors")
+    bundles = [x for x in layers if x.get("mediaType") == BUNDLE_MEDIA_TYPE]
+    if len(bundles) != 1:
+        raise UsageError(f"{where} is not an envcap run bundle ({len(bundles)} bundle layers, not 1)")
+    layer = bundles[0]
+    size = layer.get("size")
+    if not _is_digest(layer.get("digest")):
+        raise StoreError(f"{where}: the bundle layer's digest is not sha256:<64 hex digits>")
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= _MAX_BUNDLE:
+        raise StoreError(f"{where}: the bundle layer declares a size of {str(size)[:40]!r} bytes "
+                         f"(a bundle is 1 to {_MAX_BUNDLE} bytes)")
+    annotations = manifest.get("annotations")
+    if annotations is not None and not (isinstance(annotations, dict)
+                                        and all(isinstance(v, str) for v in annotations.values())):
+        raise StoreError(f"{where}: the artifact's annotations are not a map of strings")
+    subject = manifest.get("subject")
+    if subject is not None and not (isinstance(subject, dict) and _is_digest(subject.get("digest"))):
+        raise StoreError(f"{where}: the artifact's subject is not a descriptor with a sha256 digest "
+                         f"({type(subject).__name__})")
+    return layer, subject
+
+
+def _download(client: _Client, digest: str, layer: dict[str, Any], path: str, where: str) -> None:
+    """The bundle blob, no more than its declared size, checked against its digest."""
+    response = client.request("GET", f"blobs/{layer['digest']}", stream=True)
+    if response.status_code == 404:
+        raise StoreError(f"{where}: the bundle blob {layer['digest']} is not in the registry (deleted?)")
+    _check(response, f"reading the bundle blob of {where}")
+    size = layer["size"]
+    hasher = hashlib.sha256()
+    got = 0
+    with open(path, "wb") as fh:
+        for chunk in response.iter_content(1 << 20):
+            got += len(chunk)
+            if got > size:
+                raise StoreError(f"{where}: the bundle blob is larger than the {size} bytes its layer declares")
+            hasher.update(chunk)
+            fh.write(chunk)
+    if got != size:
+        raise StoreError(f"{where}: the bundle blob is {got} bytes, not the {size} its layer declares")
+    if "sha256:" + hasher.hexdigest() != layer["digest"]:
+        raise StoreError(f"{where}: the bundle's bytes hash to sha256:{hasher.hexdigest()}, not {layer['digest']}")
+
+
+def fetch(store: Any, ref: str, *, progress: Callable[[str], None] = lambda _: None) -> Fetched:
+    """Import the run bundle that ``oci://HOST/REPO@sha256:...`` names into ``store``.
+
+    Nothing is written before the artifact's manifest, the bundle's bytes and every file
+    of the bundle are checked. The artifact's subject is returned as a candidate image and
+    not recorded: an image is bound to an env only when envcap built it, or ran in it and
+    captured that env (:func:`bind_if_captured`).
+    """
     from ..runs.bundle import read_bundle
 
     repository, digest = parse_ref(ref)
+    where = f"{repository}@{digest}"
     client = _Client(repository)
     found = client.manifest(digest)
     if found is None:
-        raise StoreError(f"{repository}@{digest} is not in the registry")
+        raise StoreError(f"{where} is not in the registry")
     manifest, body = found
     if "sha256:" + hashlib.sha256(body).hexdigest() != digest:
-        raise StoreError(f"{repository}@{digest}: the registry's manifest does not match its digest")
-    layers = [layer for layer in manifest.get("layers", []) if layer.get("mediaType") == BUNDLE_MEDIA_TYPE]
-    if manifest.get("artifactType") != ARTIFACT_TYPE or len(layers) != 1:
-        raise UsageError(f"{repository}@{digest} is not an envcap run bundle (artifactType "
-                         f"{manifest.get('artifactType')!r})")
+        raise StoreError(f"{where}: the registry's manifest does not match its digest")
+    layer, subject = _checked_artifact(manifest, where)
     with tempfile.TemporaryDirectory(prefix="envcap-oci-") as tmp:
         path = os.path.join(tmp, "bundle.zip")
-        client.oras.download_blob(client.container(digest), layers[0]["digest"], path)
-        with open(path, "rb") as fh:
-            actual = "sha256:" + hashlib.sha256(fh.read()).hexdigest()
-        if actual != layers[0]["digest"]:
-            raise StoreError(f"{repository}@{digest}: the bundle's bytes hash to {actual}, not {layers[0]['digest']}")
+        _download(client, digest, layer, path, where)
         bundle = read_bundle(path)  # Every file checked before anything is written.
         run_id = bundle.write_into(store)
-    subject = manifest.get("subject")
-    env_id = (manifest.get("annotations") or {}).get(ANNOTATION_ENV) or bundle.record.env_id
-    if subject and env_id:
-        # The image the artifact hangs from: the rebuild runs in it rather than building one.
-        images_store.record(store, images_store.ImageRecord(
-            env_id=env_id, repository=str(client.repo), tag="", digest=subject["digest"], status="unchecked",
-            engine="registry", base=""))
+    claimed = (manifest.get("annotations") or {}).get(ANNOTATION_ENV)
+    env_id = bundle.record.env_id
+    if claimed and claimed != env_id:
+        progress(f"warning: {where} claims env {claimed[:19]}…, its run's record says {str(env_id)[:19]}…: "
+                 "the claim is ignored")
     progress(f"imported run {run_id} from {repository}@{digest[:19]}…")
-    return run_id
+    return Fetched(run_id=run_id, env_id=env_id,
+                   subject=f"{client.repo}@{subject['digest']}" if subject and env_id else None)
+
+
+def fetch_bundle(store: Any, ref: str, *, progress: Callable[[str], None] = lambda _: None) -> str:
+    """:func:`fetch`, for callers that need only the run id."""
+    return fetch(store, ref, progress=progress).run_id
+
+
+def bind_if_captured(store: Any, reference: str, env_id: str, captured_env_id: str | None) -> bool:
+    """Record ``reference`` as an image of ``env_id`` when envcap ran in it and captured
+    that very env (``captured_env_id``); never on an artifact's word. Whether it was bound."""
+    from ..store import images as images_store
+
+    if not captured_env_id or captured_env_id != env_id:
+        return False
+    repository, _, digest = reference.partition("@")
+    images_store.record(store, images_store.ImageRecord(
+        env_id=env_id, repository=repository, tag="", digest=digest, status="unchecked",
+        engine="captured", base=""))
+    return True

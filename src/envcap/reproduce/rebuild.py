@@ -83,16 +83,20 @@ def rebuild(store: Any, ref: str, options: RebuildOptions, *, action: str = "run
     if action not in ACTIONS:
         raise RebuildError(f"unknown action {action!r}")
     clock = _Clock()
+    candidate: str | None = None
     if ref.startswith("oci://"):
         # A run bundle in a registry (envcap push RUN --registry): imported, then rebuilt like any run.
-        from .oci import fetch_bundle
+        # The image it hangs from is a candidate for this rebuild only, bound to the env
+        # only if the run in it captures that env.
+        from .oci import fetch
 
-        ref = fetch_bundle(store, ref, progress=progress)
+        fetched = fetch(store, ref, progress=progress)
+        ref, candidate = fetched.run_id, fetched.subject
     original = plan_mod.load_original(store, ref)
     record = original.record
     env_id = original.manifest.env_id
     if action == "build-only":
-        image = _image(store, original, options, action, progress)
+        image = _image(store, original, options, action, progress, candidate)
         clock.lap("image")
         return RebuildReport(action=action, original=record.id, env_id=env_id, image=image, timings=clock.total())
     argv = plan_mod.command(record)
@@ -114,7 +118,7 @@ def rebuild(store: Any, ref: str, options: RebuildOptions, *, action: str = "run
     gpu = preflight_mod.check(original.manifest, _host_gpu(original), no_gpu=options.no_gpu)
     caveats += gpu.notes
     clock.lap("gpu")
-    image = _image(store, original, options, action, progress)
+    image = _image(store, original, options, action, progress, candidate)
     plan = RebuildPlan(original=original, options=options, command=tuple(argv), code=code, env=env_plan, data=checks,
                        gpu=gpu, image=image, caveats=tuple(caveats), cwd=cwd)
     if action == "dry-run":
@@ -146,8 +150,10 @@ def _host_gpu(original: Original) -> Any:
     return preflight_mod.host_gpu_section() if facts is not None else None
 
 
-def _image(store: Any, original: Original, options: RebuildOptions, action: str, progress: Progress) -> ImageChoice:
-    """The run's image by digest: from the store's images table, the registry, or a build."""
+def _image(store: Any, original: Original, options: RebuildOptions, action: str, progress: Progress,
+           candidate: str | None = None) -> ImageChoice:
+    """The run's image by digest: from the store's images table, the registry, or a build;
+    else ``candidate`` (the subject of the artifact the run came from), unverified."""
     from ..store import images as image_store
     from ..builder.pipeline import BuildOptions, build, tag_for
     from ..builder.registry import Registry, Repository
@@ -158,6 +164,9 @@ def _image(store: Any, original: Original, options: RebuildOptions, action: str,
     rank = {"complete": 0, "unchecked": 1, "partial": 2}
     rows.sort(key=lambda r: r.built_at, reverse=True)  # the newest first,
     rows.sort(key=lambda r: rank.get(r.status, 3))  # and complete images before the others
+    if not rows and candidate and repository is None:
+        return _candidate(candidate, action, make_runner(options.engine) if action not in ("dry-run", "print")
+                          else None, progress)
     if action in ("dry-run", "print"):
         if rows:
             return _image_info(rows[0], "in the store")
@@ -194,6 +203,23 @@ def _image(store: Any, original: Original, options: RebuildOptions, action: str,
         return _image_info(result.record, how, pulled=pulled == "pulled")
     finally:
         runner.close()
+
+
+UNVERIFIED = "the artifact's subject, unverified"
+
+
+def _candidate(reference: str, action: str, runner: Any, progress: Progress) -> ImageChoice:
+    """The image an artifact names: used for this rebuild, recorded for the env only if
+    the run in it captures the env (:func:`envcap.reproduce.oci.bind_if_captured`)."""
+    digest = reference.partition("@")[2]
+    if runner is None:
+        return ImageChoice(reference=reference, how=UNVERIFIED, status="unverified", digest=digest)
+    try:
+        pulled = runner.ensure_image(reference, progress)
+    finally:
+        runner.close()
+    return ImageChoice(reference=reference, how=UNVERIFIED, status="unverified", digest=digest,
+                       pulled=pulled == "pulled")
 
 
 def _image_info(row: Any, how: str, *, pulled: bool | None = None) -> ImageChoice:
@@ -317,6 +343,13 @@ def _run(store: Any, plan: RebuildPlan, clock: _Clock, progress: Progress, outpu
         status = _execute(runner, spec, original, secrets, output, base / "capture", store, session)
         clock.lap("container")
         captured = _captured(base / "capture", session.id)
+        if plan.image.how == UNVERIFIED and plan.image.reference:
+            from .oci import bind_if_captured
+
+            if bind_if_captured(store, plan.image.reference, original.manifest.env_id,
+                                captured.env_id if isinstance(captured, Manifest) else None):
+                progress(f"image {plan.image.reference}: the run in it captured env "
+                         f"{original.manifest.env_id[:19]}…: recorded as that env's image")
         session.capture(None, manifest=captured)
         new = session.finish(status)
         clock.lap("record_finish")

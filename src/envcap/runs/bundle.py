@@ -33,9 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from ..core.canonical import digest
+from ..core.redact import default_redactor
 from ..core.errors import ManifestError, StoreError, UsageError
 from ..store import runs as runs_store
-from ..core.run import RUN_ID, RunRecord
+from ..core.run import RUN_ID, RunRecord, check_untrusted
 
 FORMAT = "envcap.bundle/1"
 INDEX = "envcap-bundle.json"
@@ -198,7 +199,11 @@ class Bundle:
 
     def write_into(self, store: Any) -> str:
         """Add the run to ``store`` (all or nothing); say what was done."""
-        runs_store.ensure_tables(store)
+        return write_bundles(store, [self])[0]
+
+    def check_against(self, store: Any) -> None:
+        """Refuse, before anything is written, a bundle the store cannot take: a run it
+        holds finished with another record."""
         existing = runs_store.find(store, self.run_id)
         if existing == [self.run_id]:
             current = runs_store.record_id(store, self.run_id)
@@ -207,26 +212,50 @@ class Bundle:
                 if old.finished:
                     raise StoreError(f"{self.source}: run {self.run_id} is already in {store.where} "
                                      "with a different record")
-        for oid, (data, _) in self.objects.items():
-            if store.put_object(data) != oid:  # pragma: no cover - verified when read
-                raise StoreError(f"{self.source}: object {oid} does not match its content")
-        store.put_object(self.record_bytes)
+
+    def parts(self, store: Any) -> tuple[list[bytes], list[tuple[str, tuple[Any, ...]]]]:
+        """The objects to write and the index rows naming them, every check done first."""
+        blobs = [data for data, _ in self.objects.values()] + [self.record_bytes]
+        statements: list[tuple[str, tuple[Any, ...]]] = []
         if self.manifest is not None:
-            snapshot = store.add(self.manifest)
-            if self.record.snapshot and snapshot != self.record.snapshot:
+            body, snapshot_bytes, snapshot_rows = store.snapshot_parts(self.manifest)
+            if self.record.snapshot and digest(snapshot_bytes) != self.record.snapshot:
                 raise StoreError(f"{self.source}: the manifest's observations do not match the run's "
                                  f"snapshot {self.record.snapshot}")
+            blobs += [body, snapshot_bytes]
+            statements += snapshot_rows
         have = {(n.time, n.text) for n in runs_store.notes(store, self.run_id)}
-        statements: list[tuple[str, tuple[Any, ...]]] = [
-            ("INSERT OR IGNORE INTO objects VALUES (?, ?, ?)", (oid, len(data), kind))
-            for oid, (data, kind) in self.objects.items()
-        ]
+        statements += [("INSERT OR IGNORE INTO objects VALUES (?, ?, ?)", (oid, len(data), kind))
+                       for oid, (data, kind) in self.objects.items()]
         statements += runs_store.record_statements(self.record, self.record_id, len(self.record_bytes))
-        statements += [("INSERT INTO run_notes (run_id, time, text) VALUES (?, ?, ?)",
-                        (self.run_id, n["time"], n["text"]))
-                       for n in self.notes if (n["time"], n["text"]) not in have]
-        store.transaction(statements)
-        return self.run_id
+        # A stranger's notes are redacted as this machine's are.
+        redactor = default_redactor()
+        notes = [(n["time"], redactor.free_text(n["text"])) for n in self.notes]
+        statements += [("INSERT INTO run_notes (run_id, time, text) VALUES (?, ?, ?)", (self.run_id, t, x))
+                       for t, x in dict.fromkeys(notes) if (t, x) not in have]
+        return blobs, statements
+
+
+def write_bundles(store: Any, bundles: list[Bundle]) -> list[str]:
+    """Write verified bundles into ``store``: every one checked against the store and the
+    others first, then the objects, then every index row in one transaction. A refusal
+    leaves nothing behind, an object included."""
+    runs_store.ensure_tables(store)
+    seen: dict[str, Bundle] = {}
+    for b in bundles:
+        other = seen.setdefault(b.run_id, b)
+        if other.record_id != b.record_id and other.record.finished and b.record.finished:
+            raise StoreError(f"{b.source} and {other.source} hold run {b.run_id} with different records; "
+                             "nothing was imported")
+        b.check_against(store)
+    planned = [b.parts(store) for b in bundles]
+    statements: list[tuple[str, tuple[Any, ...]]] = []
+    for blobs, rows in planned:
+        for data in blobs:
+            store.put_object(data)
+        statements += rows
+    store.transaction(statements)
+    return [b.run_id for b in bundles]
 
 
 def read_bundle(path: str | os.PathLike[str]) -> Bundle:
@@ -273,11 +302,14 @@ def _read_members(zf: zipfile.ZipFile, source: str) -> dict[str, bytes]:
             name = info.filename
             if name.startswith("/") or ".." in name.split("/") or name in members:
                 raise StoreError(f"{source}: a member has an unsafe or repeated name: {name!r}")
+            if info.flag_bits & 0x1:
+                raise StoreError(f"{source}: {name} is encrypted; an envcap bundle never is")
             total += info.file_size
             if info.file_size > _MAX_MEMBER or total > _MAX_TOTAL:
                 raise StoreError(f"{source}: too large to be a bundle ({name})")
             members[name] = zf.read(info)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError,
+            RuntimeError) as exc:  # RuntimeError: zipfile's word for a member that needs a password
         raise StoreError(f"{source}: not a readable bundle (a corrupt or truncated zip file?): {exc}") from exc
     except Exception as exc:  # zlib.error and its kin: the compressed data is damaged
         if type(exc).__module__ in ("zlib", "bz2", "lzma"):
@@ -297,6 +329,7 @@ def _assemble(source: str, index: dict[str, Any], members: dict[str, bytes]) -> 
         raise StoreError(f"{source}: run.json is not JSON: {exc}") from exc
     if record.id != index.get("run") or not RUN_ID.match(record.id):
         raise StoreError(f"{source}: the index names run {index.get('run')}, the record {record.id}")
+    check_untrusted(record, f"{source}: run.json")
     by_digest = {digest(data): data for name, data in members.items()}
     bundle = Bundle(source=source, record=record, record_id=record_id, record_bytes=record_bytes)
     for oid, kind, what in record.objects():
@@ -329,5 +362,4 @@ def _assemble(source: str, index: dict[str, Any], members: dict[str, bytes]) -> 
 
 def import_bundles(paths: list[str], store: Any) -> list[str]:
     """Verify every bundle, then write them all; the run ids imported."""
-    bundles = [read_bundle(p) for p in paths]
-    return [b.write_into(store) for b in bundles]
+    return write_bundles(store, [read_bundle(p) for p in paths])

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..core import proc
 from ..core.errors import StoreError, UsageError
+from ..core.files import safe_join, write_inside
 from ..core.redact import Redactor
 from .data import HashCache, hash_bytes, stat_key
 
@@ -251,7 +252,8 @@ def _untracked(root: str, paths: list[str], redactor: Redactor, cache: HashCache
                     item["withheld"] = f"cannot read: {exc.strerror}"
         if data is not None:
             item["sha256"] = hash_bytes(data)
-            reason = _withhold_reason(data, redactor, None, "file") or _secret_file_name(rel)
+            reason = (_withhold_reason(data, redactor, None, "file") or _secret_file_name(rel)
+                      or _script_secret(rel, data, redactor))
             if reason:
                 item["withheld"] = reason
             else:
@@ -293,6 +295,21 @@ def _secret_file_name(rel: str) -> str | None:
     name = os.path.basename(rel).lower()
     if name in _SECRET_FILES or name.startswith(".env.") or name.endswith(_SECRET_SUFFIXES):
         return "withheld: the file name says it may hold a secret"
+    return None
+
+
+_SCRIPT_SUFFIXES = (".sh", ".bash", ".zsh", ".ksh", ".fish", ".command", ".bat", ".cmd", ".ps1", ".mk")
+_SCRIPT_NAMES = ("makefile", "gnumakefile", "dockerfile", "containerfile", "justfile", "procfile", ".envrc")
+
+
+def _script_secret(rel: str, data: bytes, redactor: Redactor) -> str | None:
+    """A script (by its name or its ``#!`` line) whose commands pass a secret as an
+    argument: ``deploy --token X`` is kept out as ``TOKEN=X`` is."""
+    name = os.path.basename(rel).lower()
+    if not (name.endswith(_SCRIPT_SUFFIXES) or name in _SCRIPT_NAMES or data.startswith(b"#!")):
+        return None
+    if redactor.commands_hold_secret(data.decode("latin-1")):
+        return "withheld: the script passes what looks like a secret on a command line"
     return None
 
 
@@ -349,14 +366,11 @@ def restore(record_git: dict[str, Any], store: Any, repository: str, dest: str) 
     elif diff:
         missing.append(f"the uncommitted diff ({diff.get('withheld')})")
     for item in record_git.get("untracked") or ():
-        target = os.path.join(dest, item["path"])
+        # The path comes from a record, perhaps a stranger's: relative, inside dest, no link on the way.
+        safe_join(dest, item.get("path"), what="untracked file")
         if not item.get("object"):
             missing.append(f"{item['path']} ({item.get('withheld')})")
             continue
         data = store.get_object(item["object"])
-        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
-        if item.get("kind") == "symlink":
-            os.symlink(os.fsdecode(data), target)
-        else:
-            Path(target).write_bytes(data)
+        write_inside(dest, item["path"], data, what="untracked file", symlink=item.get("kind") == "symlink")
     return missing

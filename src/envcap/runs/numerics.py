@@ -41,7 +41,7 @@ def observe(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     environ = os.environ if environ is None else environ
     settings = {name: environ[name] for name in SETTINGS if name in environ}
     try:
-        from threadpoolctl import threadpool_info  # type: ignore[import-untyped]
+        from threadpoolctl import threadpool_info
     except ImportError:
         return {"error": "threadpoolctl is not importable in the run's interpreter", "settings": settings}
     try:

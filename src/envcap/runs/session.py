@@ -123,7 +123,7 @@ class Session:
             params_files=tuple({**e, "object": None} for e in params_files),
             problems=(_NOT_STORED_YET,),
         )
-        notes = [Note(utc_now(), self.redactor.text(n)) for n in self.plan.notes]
+        notes = [Note(utc_now(), self.redactor.free_text(n)) for n in self.plan.notes]
         self._put(notes=notes)
 
     def _params_files(self, git: dict[str, Any]) -> list[dict[str, Any]]:
@@ -310,7 +310,7 @@ class Session:
                 elif kind == "data_step":
                     self._add_step(data, event["dataset"], event["step"], problems)
                 elif kind == "note":
-                    notes.append(Note(event["time"], self.redactor.text(event["text"])))
+                    notes.append(Note(event["time"], self.redactor.free_text(event["text"])))
                 elif kind == "config":
                     self._store_config(event, problems)
                 elif kind == "numerics":

@@ -57,10 +57,15 @@ CREATE INDEX IF NOT EXISTS snapshots_manifest ON snapshots(manifest_id);
 """
 
 
+class IndexLostError(StoreError):
+    """A store directory whose objects are there and whose index is not."""
+
+
 class Store(IndexStore):
     """The store at ``path`` (default: :func:`envcap.core.config.home`)."""
 
     kind = "embedded"
+    notices: list[str] = []  # what verify found worth saying that is not damage
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, create: bool = True) -> None:
         self._db: sqlite3.Connection | None = None
@@ -70,6 +75,9 @@ class Store(IndexStore):
         self._objects = os.path.join(self.root, "objects", "sha256")
         self._index = os.path.join(self.root, "index.sqlite")
         if not os.path.exists(self._index):
+            if not create and self._has_objects():
+                raise IndexLostError(f"the store at {self.root} has lost its index ({self._index} is missing): "
+                                     "`envcap store reindex` rebuilds it from the objects")
             if not create:
                 raise StoreError(
                     f"no envcap store at {self.root}: run `envcap snapshot` to create one, "
@@ -80,6 +88,25 @@ class Store(IndexStore):
                 os.makedirs(self._objects, exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"cannot create the store at {self.root}: {exc.strerror}") from exc
+
+    def _has_objects(self) -> bool:
+        try:
+            with os.scandir(self._objects) as entries:
+                return any(e.is_dir() for e in entries)
+        except OSError:
+            return False
+
+    def check_index(self) -> None:
+        """Refuse to read an index that has lost what the objects hold: a zero-length or
+        table-less ``index.sqlite`` beside objects is a lost index, not an empty store."""
+        try:
+            size = os.path.getsize(self._index)
+        except OSError:
+            size = -1
+        empty = size == 0 or (size > 0 and not self.has_table("snapshots"))
+        if empty and self._has_objects():
+            raise StoreError(f"the store index {self._index} is empty though the store holds objects (a lost or "
+                             "truncated index): `envcap store reindex` rebuilds it from the objects")
 
     @property
     def path(self) -> Path:
@@ -271,10 +298,18 @@ class Store(IndexStore):
         indexed = {oid for (oid,) in self.db.execute("SELECT id FROM objects")}
         problems += [f"missing object {oid}" for oid in sorted(indexed - on_disk)]
         unindexed = sorted(on_disk - indexed)
-        problems += [f"unindexed object {oid} (on disk, not in the index)" for oid in unindexed]
-        if unindexed:
+        self.notices = []
+        if unindexed and not indexed:
+            # Nothing indexed and objects on disk: the index itself is lost.
+            problems += [f"unindexed object {oid} (on disk, not in the index)" for oid in unindexed]
             problems.append(f"{len(unindexed)} object(s) on disk are not in the index (a lost or damaged "
                             "index?): `envcap store reindex` rebuilds the index from the objects")
+        elif unindexed:
+            # What an interrupted write leaves (docs/store.md): objects no row names yet,
+            # which the next write of the same record reuses. Not damage.
+            self.notices.append(f"{len(unindexed)} object(s) on disk that no index row names (left by an "
+                                "interrupted write; the next write of the same record reuses them, and "
+                                "`envcap store reindex` takes in any record among them)")
         corrupt = {p.split()[2] for p in problems if p.startswith(("corrupt", "missing", "unreadable"))}
         for row in self.snapshots():
             if row.record in corrupt or row.manifest_id in corrupt:
@@ -304,33 +339,16 @@ class Store(IndexStore):
                 if len(sub) == 2 and is_id(oid):
                     yield oid, os.path.join(folder, name)
 
-    def reindex(self) -> dict[str, int]:
-        """Rebuild the index from the objects on disk; return what it holds now.
-
-        Snapshots and runs are found by reading every object (each re-hashed); what only
-        the old index held (notes, image records, other tables) is carried over when the
-        old index can still be read. The new index is built beside the old one and
-        swapped in with a rename; the old one is kept as ``index.sqlite.before-reindex-*``.
-        Run it while no other envcap process uses the store.
-        """
-        import time
-
+    def _read_records(self, known: dict[str, Any], counts: dict[str, int],
+                      only_new: bool = False) -> None:
+        """Read (and re-hash) every object not in ``known`` into it: ``("snapshot", None)``,
+        ``("run", RunRecord)``, or ``(None, None)``, with its size under ``known[oid][2]``."""
         from ..core.run import SCHEMA as RUN_SCHEMA, RunRecord
         from ..core.structure import loads
-        from . import runs as runs_store
 
-        if not self.writable():
-            raise StoreError(f"the store at {self.root} is read-only: reindex needs to write its index")
-        old_index = self._index
-        tmp = os.path.join(self.root, f"index.sqlite.reindex-{os.getpid()}")
-        for leftover in (tmp, tmp + "-wal", tmp + "-shm"):
-            if os.path.exists(leftover):
-                os.unlink(leftover)
-        counts = {"objects": 0, "snapshots": 0, "runs": 0, "unreferenced": 0, "corrupt": 0, "carried": 0}
-        records: set[str] = set()  # snapshot records
-        runs: dict[str, list[tuple[str, int, RunRecord]]] = {}
-        sizes: dict[str, int] = {}
         for oid, path in self._disk_objects():
+            if oid in known:
+                continue
             try:
                 with open(path, "rb") as fh:
                     data = fh.read()
@@ -340,81 +358,139 @@ class Store(IndexStore):
             if digest(data) != oid:
                 counts["corrupt"] += 1  # left out of the index: `envcap verify` names it
                 continue
-            sizes[oid] = len(data)
-            if not data.startswith(b"{"):
-                continue
-            try:
-                doc = loads(data, f"object {oid}")
-            except ManifestError:
-                continue
-            if not isinstance(doc, dict):
-                continue
-            if doc.get("schema") == RUN_SCHEMA:
+            kind: tuple[Any, Any, int] = (None, None, len(data))
+            if data.startswith(b"{"):
                 try:
-                    record = RunRecord.from_dict(doc, source=f"object {oid}")
-                except StoreError:
-                    continue
-                runs.setdefault(record.id, []).append((oid, len(data), record))
-            elif {"manifest", "env_id", "platform_id", "observed", "labels"} <= set(doc) and "sections" not in doc:
-                records.add(oid)
+                    doc = loads(data, f"object {oid}")
+                except ManifestError:
+                    doc = None
+                if isinstance(doc, dict) and doc.get("schema") == RUN_SCHEMA:
+                    try:
+                        kind = ("run", RunRecord.from_dict(doc, source=f"object {oid}"), len(data))
+                    except StoreError:
+                        pass
+                elif isinstance(doc, dict) and {"manifest", "env_id", "platform_id", "observed", "labels"} <= set(doc) \
+                        and "sections" not in doc:
+                    kind = ("snapshot", None, len(data))
+            known[oid] = kind
+
+    def reindex(self) -> dict[str, int]:
+        """Rebuild the index from the objects on disk; return what it holds now.
+
+        Safe with writers running: every object is read (and re-hashed) first without a
+        lock; then, holding the index's write lock (writers wait), the objects written
+        meanwhile are read too and the rebuilt tables (objects, manifests, snapshots,
+        runs, reproductions) are replaced in one transaction of the live index, so every
+        record acknowledged before it stays and every one after lands in the same file.
+        What no object holds (notes, image records, other tables) stays where it is. A
+        copy of the index as it was is kept as ``index.sqlite.before-reindex-*``; an index
+        that is not a database at all is moved there, and what can be read of it carried over.
+        """
+        import time
+
+        from . import runs as runs_store
+
+        if not self.writable():
+            raise StoreError(f"the store at {self.root} is read-only: reindex needs to write its index")
+        stamp = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
+        kept = f"{self._index}.before-reindex-{stamp}"
+        counts = {"objects": 0, "snapshots": 0, "runs": 0, "unreferenced": 0, "corrupt": 0, "carried": 0}
         self.close()
-        self._index = tmp
+        moved_aside = False
         try:
-            kinds: dict[str, str] = {}
-            statements: list[tuple[str, tuple[Any, ...]]] = []
-            for record_id in sorted(records):
+            if os.path.exists(self._index):
                 try:
-                    manifest = self._load(record_id)
-                except (StoreError, ManifestError):
-                    continue
-                observed = manifest.observed
-                kinds[record_id], kinds[manifest.id] = "snapshot", "manifest"
-                statements += [
-                    ("INSERT OR IGNORE INTO manifests VALUES (?, ?, ?, ?, ?)",
-                     (manifest.id, manifest.env_id, manifest.platform_id, manifest.schema_version,
-                      observed.get("time") or "")),
-                    ("INSERT OR IGNORE INTO snapshots VALUES (?, ?, ?, ?, ?)",
-                     (record_id, manifest.id, observed.get("time"), observed.get("hostname"),
-                      json.dumps(dict(manifest.labels), sort_keys=True))),
-                ]
-                counts["snapshots"] += 1
-            runs_store.ensure_tables(self)
-            for versions in runs.values():
-                # The row names the newest record: a finished one, else the fullest.
-                oid, size, record = max(versions, key=lambda v: (v[2].state == "finished", v[1], v[0]))
-                for version_oid, _, version in versions:
-                    kinds[version_oid] = "run"
-                    for ref, kind, _ in version.objects():
-                        kinds.setdefault(ref, kind)
-                statements += runs_store.record_statements(record, oid, size)
-                counts["runs"] += 1
-            for oid, size in sizes.items():
-                if oid not in kinds:
-                    counts["unreferenced"] += 1
-                statements.append(("INSERT OR REPLACE INTO objects VALUES (?, ?, ?)",
-                                   (oid, size, kinds.get(oid, "unreferenced"))))
-            counts["objects"] = len(sizes)
-            self.transaction(statements)
-            counts["carried"] = self._carry_over(old_index)
-            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except BaseException:
-            self.close()
-            self._index = old_index
-            for leftover in (tmp, tmp + "-wal", tmp + "-shm"):
-                if os.path.exists(leftover):
-                    os.unlink(leftover)
-            raise
-        self.close()
-        self._index = old_index
-        stamp = time.strftime("%Y%m%dT%H%M%S")
-        try:
-            for suffix in ("", "-wal", "-shm"):
-                if os.path.exists(old_index + suffix):
-                    os.replace(old_index + suffix, f"{old_index}.before-reindex-{stamp}{suffix}")
-            os.replace(tmp, old_index)
+                    db = _sqlite.connect(self._index, _SCHEMA)
+                    try:
+                        db.execute("PRAGMA quick_check(1)").fetchone()
+                        copy = sqlite3.connect(kept)
+                        try:
+                            db.backup(copy)
+                        finally:
+                            copy.close()
+                    finally:
+                        db.close()
+                except (StoreError, sqlite3.DatabaseError):
+                    # Not a database (or a damaged one): set aside whole, a fresh index in its place.
+                    for suffix in ("", "-wal", "-shm"):
+                        if os.path.exists(self._index + suffix):
+                            os.replace(self._index + suffix, kept + suffix)
+                    moved_aside = True
         except OSError as exc:
             raise self._write_error(exc) from exc
+        known: dict[str, Any] = {}
+        self._read_records(known, counts)
+        db = self.db
+        runs_store.ensure_tables(self)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            self._read_records(known, counts)  # written while the first pass ran
+            statements = self._index_statements(known, counts)
+            for table in ("run_reproductions", "runs", "snapshots", "manifests", "objects"):
+                db.execute(f"DELETE FROM {table}")
+            for sql, params in statements:
+                db.execute(sql, params)
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            raise StoreError(f"cannot rebuild the store index {self._index}: {exc}; it was left as it was") from exc
+        if moved_aside:
+            counts["carried"] = self._carry_over(kept)
+        try:
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            pass
         return counts
+
+    def _index_statements(self, known: dict[str, Any], counts: dict[str, int]) -> list[tuple[str, tuple[Any, ...]]]:
+        from . import runs as runs_store
+
+        kinds: dict[str, str] = {}
+        statements: list[tuple[str, tuple[Any, ...]]] = []
+        runs: dict[str, list[tuple[str, int, Any]]] = {}
+        counts["snapshots"] = counts["runs"] = counts["unreferenced"] = 0
+        for oid in sorted(known):
+            what, record, size = known[oid]
+            if what == "run":
+                runs.setdefault(record.id, []).append((oid, size, record))
+                continue
+            if what != "snapshot":
+                continue
+            try:
+                manifest = self._load(oid)
+            except (StoreError, ManifestError):
+                continue
+            observed = manifest.observed
+            kinds[oid], kinds[manifest.id] = "snapshot", "manifest"
+            statements += [
+                ("INSERT OR IGNORE INTO manifests VALUES (?, ?, ?, ?, ?)",
+                 (manifest.id, manifest.env_id, manifest.platform_id, manifest.schema_version,
+                  observed.get("time") or "")),
+                ("INSERT OR IGNORE INTO snapshots VALUES (?, ?, ?, ?, ?)",
+                 (oid, manifest.id, observed.get("time"), observed.get("hostname"),
+                  json.dumps(dict(manifest.labels), sort_keys=True))),
+            ]
+            counts["snapshots"] += 1
+        for versions in runs.values():
+            # The row names the newest record: a finished one, else the fullest.
+            oid, size, record = max(versions, key=lambda v: (v[2].state == "finished", v[1], v[0]))
+            for version_oid, _, version in versions:
+                kinds[version_oid] = "run"
+                for ref, kind, _ in version.objects():
+                    kinds.setdefault(ref, kind)
+            statements += runs_store.record_statements(record, oid, size)
+            counts["runs"] += 1
+        for oid, (_, _, size) in known.items():
+            if oid not in kinds:
+                counts["unreferenced"] += 1
+            statements.append(("INSERT OR REPLACE INTO objects VALUES (?, ?, ?)",
+                               (oid, size, kinds.get(oid, "unreferenced"))))
+        counts["objects"] = len(known)
+        return statements
 
     def _carry_over(self, old_index: str) -> int:
         """Copy from the old index what no object holds (notes, image records, other

@@ -167,6 +167,10 @@ def put_record(store: Store, record: RunRecord, *, notes: Iterable[Note] = (),
 
 
 def add_note(store: Store, run_id: str, note: Note) -> None:
+    """Append a note, its secrets redacted (every way in: ``envcap note``, the API, imports)."""
+    from ..core.redact import default_redactor
+
+    note = Note(note.time, default_redactor().free_text(note.text))
     ensure_tables(store)
     store.transaction([("INSERT INTO run_notes (run_id, time, text) VALUES (?, ?, ?)", (run_id, note.time, note.text))])
 

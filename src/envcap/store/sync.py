@@ -9,11 +9,11 @@ sends the rest and writes the rows: nothing is ever in the destination twice.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from ..core.errors import NotFoundError, StoreError
+from ..core.run import check_untrusted
 from . import images as images_store
 from . import runs as runs_store
 
@@ -103,7 +103,10 @@ def _plan_run(source: Any, run_id: str, out: Plan) -> None:
     row = _select(source, "runs", "id = ?", (run_id,))[0]
     out.rows["runs"].append(row)
     out.objects.add(row["record"])
-    record = json.loads(source.get_object(row["record"]))
+    # A record from another store is checked as a bundle's is before anything is copied.
+    parsed = runs_store.load_object(source, row["record"])
+    check_untrusted(parsed, f"run {run_id} in {source.where}")
+    record = parsed.to_dict()
     out.objects.update(_referenced(record))
     out.rows["run_reproductions"] += _select(source, "run_reproductions", "run_id = ?", (run_id,))
     out.rows["run_outputs"] += _select(source, "run_outputs", "run_id = ?", (run_id,))

@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import os
 import urllib.parse
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
@@ -126,11 +128,18 @@ def _fleet_page(request: Request, store: Any) -> dict[str, Any]:
     return {"page": "fleet", **data.fleet(store, cluster_label=request.query_params.get("cluster_label") or "cluster")}
 
 
-def create_app(open_store: Callable[[], Any], *, warm: bool = False) -> ASGIApp:
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def create_app(open_store: Callable[[], Any], *, warm: bool = False,
+               allowed_hosts: Sequence[str] = LOOPBACK_NAMES) -> ASGIApp:
     """The app over the store ``open_store()`` opens (once per request, read only).
 
     With ``warm``, every run's record is read into the catalog in the background from
-    the start, for the filters and sorts that need them all.
+    the start, for the filters and sorts that need them all. A request whose ``Host`` is
+    not one of ``allowed_hosts`` gets 400 (starlette's TrustedHostMiddleware): a web page
+    the user visits cannot read the store by pointing a name of its own at this address
+    (DNS rebinding).
     """
     app = Starlette(routes=[
         Route("/", _page("runs.html", _runs_page)),
@@ -140,7 +149,7 @@ def create_app(open_store: Callable[[], Any], *, warm: bool = False) -> ASGIApp:
         Route("/fleet", _page("fleet.html", _fleet_page)),
         *api.routes,
         Mount("/static", StaticFiles(directory=os.path.join(HERE, "static")), name="static"),
-    ])
+    ], middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts), www_redirect=False)])
     app.state.open_store = open_store
     app.state.catalog = data.Catalog()
     app.state.templates = _templates()
