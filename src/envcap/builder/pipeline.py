@@ -175,7 +175,10 @@ def _build_with(manifest: Manifest, options: BuildOptions, store: Store, progres
         t = lap("build", t)
     try:
         progress("fidelity check: capturing the image from outside it")
-        fidelity, _ = check(engine, image, manifest)
+        fidelity, _ = check(engine, image, manifest, left=lock_.system_left, pinned=lock_.pin_os)
+        if fidelity.unpinned:
+            progress(f"fidelity: {fidelity.status}: {len(fidelity.differences)} difference(s), "
+                     f"{len(fidelity.unpinned)} of them in OS packages the build did not pin ({fidelity.pinned})")
         t = lap("fidelity", t)
         progress(f"pushing {repository}:{tag}")
         digest = engine.push(image, repository, tag, progress)

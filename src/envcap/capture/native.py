@@ -18,7 +18,6 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-import subprocess
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -140,12 +139,33 @@ def folders_of(python: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _interpreter_files(python: Mapping[str, Any]) -> list[str]:
+    """The interpreter's own executable and libpython, when it is not the distribution's:
+    an interpreter built on the machine links the OS's libraries too (Debian's links
+    libexpat and zlib into the executable)."""
+    base = str(python.get("base_prefix") or python.get("prefix") or "")
+    if base in ("/usr", "") or not os.path.isdir(base):
+        return []
+    out = []
+    for folder, prefix in ((os.path.join(base, "bin"), "python"), (os.path.join(base, "lib"), "libpython")):
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:
+            continue
+        out += [os.path.join(folder, n) for n in names
+                if n.startswith(prefix) and not os.path.islink(os.path.join(folder, n))
+                and os.path.isfile(os.path.join(folder, n)) and not n.endswith((".a", ".py", "-config"))]
+    return out
+
+
 def native_libs(python: Mapping[str, Any], *, dpkg: bool) -> dict[str, Any] | None:
-    """``{"libraries": {soname: owner or None}, "owners": [...]}`` for a live machine."""
+    """``{"libraries": {soname: owner or None}, "owners": [...]}`` for a live machine:
+    what the extension modules under ``folders_of(python)`` and a managed interpreter's
+    own executable and libpython link, less what the environment itself carries."""
     folders = folders_of(python)
     if not folders:
         return None
-    files = list(_shared_objects(folders))
+    files = list(_shared_objects(folders)) + _interpreter_files(python)
     local = {os.path.basename(f) for f in files}
     wanted: set[str] = set()
     machine = None
@@ -176,10 +196,14 @@ def _dpkg_owners(paths: list[str]) -> dict[str, str]:
         for candidate in (real, path[4:] if path.startswith("/usr/") else "/usr" + path,
                           real[4:] if real.startswith("/usr/") else "/usr" + real):
             spellings.setdefault(candidate, path)
+    from ..core.proc import run
+
     try:
-        done = subprocess.run(["dpkg-query", "-S", *spellings], capture_output=True, text=True, timeout=20,
-                              check=False, env={"LC_ALL": "C", "PATH": os.environ.get("PATH", "/usr/bin:/bin")})
-    except (OSError, subprocess.TimeoutExpired):
+        done = run(["dpkg-query", "-S", *spellings], timeout=20,
+                   env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    except Exception:  # noqa: BLE001 - a timeout (subprocess's, through core.proc): owners unknown, as without dpkg
+        return {}
+    if done is None:
         return {}
     owners: dict[str, str] = {}
     for line in done.stdout.splitlines():

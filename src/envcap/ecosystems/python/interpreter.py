@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,11 +62,14 @@ def offered(uv: Path | None, env: dict[str, str], arch: str | None) -> tuple[str
                         "it needs uv, which is not installed here: pip install uv, or set ENVCAP_UV")
     argv = [str(uv), "python", "list", "--only-downloads", "--all-versions", "--output-format", "json"]
     child = {k: v for k, v in os.environ.items() if not k.startswith("UV_")}
+    from ...core.proc import run
+
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False,
-                              env={**child, **env, "UV_NO_CONFIG": "1"})
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise LockError(f"cannot ask uv which Python builds it can install: {exc}") from exc
+        done = run(argv, timeout=120, env={**child, **env, "UV_NO_CONFIG": "1"})
+    except Exception as exc:
+        raise LockError(f"uv did not say which Python builds it can install: {exc}") from exc
+    if done is None:
+        raise LockError(f"cannot run uv ({uv}): set ENVCAP_UV to a uv executable")
     if done.returncode != 0:
         why = (done.stderr.strip().splitlines() or ["no message"])[-1]
         raise LockError(f"uv cannot list the Python builds on offer: {why} (check ENVCAP_PYTHON_DOWNLOADS)")

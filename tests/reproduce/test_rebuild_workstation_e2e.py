@@ -1,0 +1,228 @@
+"""End to end on the real test bed: a workstation's run, whose Python no base image has and
+whose OS holds a version the mirror no longer serves, rebuilt from its bundle alone.
+
+The "workstation" is a container of the test bed's bookworm base image set up as people
+set up theirs: more OS packages than the run needs (git), a security update the base
+images' mirror lacks (the test bed's dated archive holds it: libexpat1 at its
+bookworm-security version), and CPython installed by uv (``uv python install``, from the
+test bed's own CPython build and download list) with a venv and numpy from PyPI. A
+seeded numpy run is recorded there with ``envcap run``, exported, imported into an
+empty store, and rebuilt with ``envcap rebuild --registry`` into a repository that holds
+no image of it: the build pins what the run needs (the libraries its compiled code and
+its interpreter link: libexpat1 among them), falls back to the dated archive for the
+version the mirror lacks, installs the recorded CPython with uv where it was, and the
+run reproduces bit for bit. The same run, when no CPython 3.11 build can be had, is
+refused before any build step, naming the interpreter, and nothing is pushed.
+
+Needs scripts/testbed.sh up (skipped otherwise). Slow: one workstation container, one
+image build.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rebuild_support import LIB, Bed, envcap, report_of
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "build"))
+
+from buildtest_support import HOST_CA, TESTBED_ENV
+
+pytestmark = [pytest.mark.testbed, pytest.mark.slow]
+
+NUMPY = "numpy==2.2.6"
+UV_IN_CONTAINER = "/.envcap-test/uv"
+WORKSTATION = f"""set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# The base images' mirror lacks the version the workstation has (else this test shows nothing).
+if apt-get install -s -q "$ARCHIVE_PACKAGE" >/dev/null 2>&1; then
+    echo "the mirror serves $ARCHIVE_PACKAGE: the test bed's archive is no test" >&2; exit 9
+fi
+cp /.envcap-test/archive.sources /etc/apt/sources.list.d/security.sources
+apt-get update -q
+apt-get install -y -q --no-install-recommends git "$ARCHIVE_PACKAGE"
+rm /etc/apt/sources.list.d/security.sources
+rm -rf /var/lib/apt/lists/*
+UV_PYTHON_DOWNLOADS_JSON_URL=$DOWNLOADS {UV_IN_CONTAINER} python install --no-bin "$PYTHON_VERSION"
+python=$(UV_PYTHON_DOWNLOADS_JSON_URL=$DOWNLOADS {UV_IN_CONTAINER} python find --managed-python "$PYTHON_VERSION")
+"$python" -m venv /opt/venv
+PIP_CONFIG_FILE=/dev/null PIP_CERT={HOST_CA} /opt/venv/bin/pip install -q --no-cache-dir \\
+    --index-url https://pypi.org/simple {NUMPY}
+"""
+
+
+def _facts(bed: Bed) -> dict[str, str]:
+    values = dict(bed.facts)
+    if "ENVCAP_TEST_PYTHON_DOWNLOADS" not in values and TESTBED_ENV.is_file():
+        for line in TESTBED_ENV.read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep:
+                values.setdefault(key.strip(), value.strip())
+    if "ENVCAP_TEST_PYTHON_DOWNLOADS" not in values:
+        pytest.skip("the test bed has no dated archive or CPython builds yet: run scripts/testbed.sh up")
+    return values
+
+
+def _uv() -> Path:
+    from envcap.builder.settings import BuildSettings
+
+    uv = BuildSettings().uv_binary()
+    if uv is None:
+        pytest.fail("uv is not installed (envcap[build] installs it)")
+    return uv
+
+
+class Workstation(Bed):
+    def __init__(self, tmp: Path) -> None:
+        super().__init__(tmp)
+        self.extra = _facts(self)
+        downloads = json.loads(_get(self.extra["ENVCAP_TEST_PYTHON_DOWNLOADS"]))
+        [entry] = downloads.values()
+        self.python_version = f"{entry['major']}.{entry['minor']}.{entry['patch']}"
+        self.archive_package = self.extra["ENVCAP_TEST_ARCHIVE_PACKAGE"]
+        self.settings = {"ENVCAP_APT_ARCHIVE": self.extra["ENVCAP_TEST_APT_ARCHIVE"],
+                         "ENVCAP_APT_ARCHIVE_KEY": self.extra["ENVCAP_TEST_APT_ARCHIVE_KEY"],
+                         "ENVCAP_PYTHON_DOWNLOADS": self.extra["ENVCAP_TEST_PYTHON_DOWNLOADS"]}
+
+    def make_source(self) -> None:
+        kit = self.tmp / "kit"
+        kit.mkdir()
+        shutil.copy2(_uv(), kit / "uv")
+        key = Path(self.extra["ENVCAP_TEST_APT_ARCHIVE_KEY"]).read_text().strip().splitlines()
+        (kit / "archive.sources").write_text(
+            f"Types: deb\nURIs: {self.extra['ENVCAP_TEST_APT_ARCHIVE']}\nSuites: bookworm\nComponents: main\n"
+            "Signed-By:\n" + "".join(f" {line or '.'}\n" for line in key))
+        mounts = [self.docker.types.Mount(str(HOST_CA), str(HOST_CA), type="bind", read_only=True),
+                  self.docker.types.Mount("/.envcap-test", str(kit), type="bind", read_only=True)]
+        environment = {"ARCHIVE_PACKAGE": self.archive_package, "PYTHON_VERSION": self.python_version,
+                       "DOWNLOADS": self.extra["ENVCAP_TEST_PYTHON_DOWNLOADS"]}
+        container = self.client.containers.run(self.base, ["/bin/bash", "-c", WORKSTATION], detach=True,
+                                               network_mode="host", mounts=mounts, environment=environment)
+        try:
+            status = container.wait(timeout=900)
+            assert status["StatusCode"] == 0, container.logs().decode()[-3000:]
+            container.commit(*self.source_image.split(":"))
+            self.made.append(self.source_image)
+        finally:
+            container.remove(force=True)
+
+
+def _get(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return str(response.read().decode("utf-8"))
+
+
+@pytest.fixture(scope="module")
+def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workstation]:
+    b = Workstation(tmp_path_factory.mktemp("workstation-bed"))
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def carried(bed: Workstation) -> dict[str, Any]:
+    """The workstation's run, recorded there and imported into an empty store."""
+    bed.make_source()
+    run_id = bed.record_run()
+    bundle = bed.tmp / f"{run_id}.zip"
+    proc = envcap("export", run_id, "-o", str(bundle), env={"ENVCAP_HOME": str(bed.store)})
+    assert proc.returncode == 0, proc.stderr
+    home = bed.tmp / "store-elsewhere"
+    proc = envcap("import", str(bundle), env={"ENVCAP_HOME": str(home)})
+    assert proc.returncode == 0, proc.stderr
+    from envcap.store import runs as runs_store
+    from envcap.store.embedded import Store
+
+    with Store(bed.store) as store:
+        original = runs_store.load(store, run_id)
+        manifest = store.get(original.manifest)
+    return {"run": run_id, "home": home, "original": original, "manifest": manifest}
+
+
+def rebuild(bed: Workstation, carried: dict[str, Any], *args: str, repository: str,
+            env: dict[str, str] | None = None) -> Any:
+    return envcap("rebuild", carried["run"], "--registry", repository, "--base", bed.base, "--ca-bundle", str(HOST_CA),
+                  *args,
+                  env={"ENVCAP_HOME": str(carried["home"]), **bed.settings, **(env or {})}, timeout=1800)
+
+
+def test_the_workstation_is_what_it_should_be(bed: Workstation, carried: dict[str, Any]) -> None:
+    manifest = carried["manifest"]
+    python = manifest.sections["python"]
+    # uv's CPython, not the base image's: the environment is a venv on a base no image has.
+    assert python["version"] == bed.python_version and "/.local/share/uv/python/" in python["base_prefix"]
+    name, _, version = bed.archive_package.partition("=")
+    dpkg = {p["name"]: p["version"] for p in manifest.sections["system"]["packages"]}
+    assert dpkg[name] == version and "git" in dpkg
+    # The run's snapshot says which OS packages its compiled code and interpreter link.
+    native = manifest.observed["native_libs"]
+    assert name in native["owners"] and "libc6" in native["owners"] and "git" not in native["owners"]
+
+
+def test_a_python_that_cannot_be_had_is_refused_before_any_build_step(bed: Workstation,
+                                                                      carried: dict[str, Any]) -> None:
+    listing = bed.tmp / "no-311.json"
+    entry = dict(next(iter(json.loads(_get(bed.extra["ENVCAP_TEST_PYTHON_DOWNLOADS"])).values())))
+    entry.update(minor=12, patch=1)
+    listing.write_text(json.dumps({"cpython-3.12.1-linux-x86_64-gnu": entry}))
+    repository = f"{bed.repository}-refused"
+    proc = rebuild(bed, carried, "--json", repository=repository, env={"ENVCAP_PYTHON_DOWNLOADS": str(listing)})
+    assert proc.returncode == 2, (proc.stdout[-2000:], proc.stderr[-3000:])
+    assert f"CPython {bed.python_version}" in proc.stderr and "no CPython 3.11 build is on offer" in proc.stderr
+    assert "Traceback" not in proc.stderr and "Step " not in proc.stderr and "base image:" not in proc.stderr
+    from envcap.builder.registry import Registry, Repository
+    from envcap.builder.pipeline import tag_for
+
+    registry = Registry(Repository.parse(repository))
+    assert registry.manifest_digest(tag_for(carried["manifest"].env_id)) is None
+
+
+def test_the_run_is_rebuilt_from_the_archive_and_uv_and_reproduces(bed: Workstation,
+                                                                     carried: dict[str, Any]) -> None:
+    original = carried["original"]
+    proc = rebuild(bed, carried, "--json", repository=bed.repository)
+    report = report_of(proc)
+    assert proc.returncode == 0, (report.get("reasons"), proc.stderr[-4000:])
+    bed.made.append(report["image"]["reference"])
+    assert report["verdict"] == "reproduced" and report["reasons"] == []
+    assert report["image"]["how"] == "built"
+    metrics = {m["name"]: m for m in report["metrics"]}
+    assert set(metrics) == {"loss", "w_norm"}
+    assert all(row["how"] == "identical" and row["reproduced"] == original.metrics[name]
+               for name, row in metrics.items())
+    [model] = report["outputs"]
+    assert model["match"]
+    err = proc.stderr
+    # The mirror lacked the pinned version; the build added the dated archive by itself.
+    name, _, version = bed.archive_package.partition("=")
+    assert "envcap: adding the dated archive " + bed.extra["ENVCAP_TEST_APT_ARCHIVE"] in err
+    # What was pinned, and what was left to the base image (git: the run does not link it).
+    assert "--pin-os auto" in err and "not pinned, left to the base image" in err and "git" in err
+    # The recorded CPython, installed by uv from the site's builds where it was recorded.
+    assert f"envcap: CPython {bed.python_version} at {carried['manifest'].sections['python']['base_prefix']}" in err
+    assert "substituted" not in err
+    # Inside the container: the same interpreter and numpy; the OS differs only by what
+    # was left to the base (git and what it pulled in), which the report lists.
+    env = report["environment"]
+    assert env["captured"]
+    software = "\n".join(env["software"])
+    assert "python" not in software.lower() or "git" in software, software
+    assert version not in software and "numpy" not in software, software
+    # Pulled by digest from the registry the build pushed to: nothing half-pushed.
+    from envcap.builder.registry import Registry, Repository
+
+    digest = report["image"]["reference"].split("@")[1]
+    assert Registry(Repository.parse(bed.repository)).manifest_digest(digest) == digest
+    # A script that uses envcap's API ran with envcap mounted (as every rebuild does).
+    assert LIB
