@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..core.errors import BuildError, RebuildError
-from .common import Progress, explain_failure, short, step_line
+from .common import Progress, explain_failure, short, step_line, STEP_NOTE
 from .spec import ContainerSpec
 
 DOCKER_ARCH = {"amd64": "x86_64", "arm64": "aarch64", "ppc64le": "ppc64le", "s390x": "s390x", "386": "i686",
@@ -86,6 +86,8 @@ class DockerEngine:
                     log.append(text)
                     if text.startswith("Step "):
                         progress(step_line(text))
+                    elif text.startswith(STEP_NOTE):  # what envcap's own step scripts say
+                        progress(text[len(STEP_NOTE):].rstrip())
                 elif "error" in chunk:
                     log.append(chunk["error"])
                     raise BuildError(explain_failure("".join(log)))
