@@ -10,7 +10,8 @@ install=(apt-get "${envcap_apt_ca[@]}" install -y -q --no-install-recommends --a
 apt-get "${envcap_apt_ca[@]}" update -q
 if [ -n "$archive" ] && ! "${install[@]}" --simulate -- "${pins[@]}" >"$envcap_private/simulate.log" 2>&1; then
     echo "envcap: the mirror lacks what the pins need:" >&2
-    grep -e '^E:' -e 'but it is not' -e 'but .* is to be installed' "$envcap_private/simulate.log" >&2 || true
+    grep -e '^E:' -e 'but it is not' -e 'but .* is to be installed' "$envcap_private/simulate.log" |
+        sed 's/^/envcap:   /' >&2 || true
     echo "envcap: adding the dated archive $(grep -m1 '^URIs:' "$archive" | cut -d' ' -f2-)" >&2
     cp "$archive" /etc/apt/sources.list.d/envcap-archive.sources
     apt-get "${envcap_apt_ca[@]}" update -q
