@@ -204,9 +204,10 @@ def test_the_run_is_rebuilt_from_the_archive_and_uv_and_reproduces(bed: Workstat
     [model] = report["outputs"]
     assert model["match"]
     err = proc.stderr
+    (bed.tmp / "rebuild-stderr.txt").write_text(err)
     # The mirror lacked the pinned version; the build added the dated archive by itself.
     name, _, version = bed.archive_package.partition("=")
-    assert "envcap: adding the dated archive " + bed.extra["ENVCAP_TEST_APT_ARCHIVE"] in err
+    assert "envcap: adding the dated archive " + bed.extra["ENVCAP_TEST_APT_ARCHIVE"] in err, err[-6000:]
     # What was pinned, and what was left to the base image (git: the run does not link it).
     assert "--pin-os auto" in err and "not pinned, left to the base image" in err and "git" in err
     # The recorded CPython, installed by uv from the site's builds where it was recorded.

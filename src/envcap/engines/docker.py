@@ -80,14 +80,18 @@ class DockerEngine:
             stream = self.client.api.build(path=str(context), tag=image, buildargs=dict(buildargs),
                                            network_mode="host", rm=True, forcerm=True, decode=True,
                                            nocache=nocache, pull=False)
+            pending = ""
             for chunk in stream:
                 if "stream" in chunk:
                     text = chunk["stream"]
                     log.append(text)
-                    if text.startswith("Step "):
-                        progress(step_line(text))
-                    elif text.startswith(STEP_NOTE):  # what envcap's own step scripts say
-                        progress(text[len(STEP_NOTE):].rstrip())
+                    # A chunk is any part of the output, not a line: split it into lines.
+                    *lines, pending = (pending + text).split("\n")
+                    for line in lines:
+                        if line.startswith("Step "):
+                            progress(step_line(line))
+                        elif line.startswith(STEP_NOTE):  # what envcap's own step scripts say
+                            progress(line[len(STEP_NOTE):].rstrip())
                 elif "error" in chunk:
                     log.append(chunk["error"])
                     raise BuildError(explain_failure("".join(log)))
