@@ -21,6 +21,7 @@ image build.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from collections.abc import Iterator
@@ -79,6 +80,49 @@ def _uv() -> Path:
     return uv
 
 
+class DatedArchive:
+    """The test bed's archive served as a dated one, ``/archive/<stamp>/...``, on a port of
+    its own (so that no build of an earlier test run is taken from the layer cache)."""
+
+    def __init__(self, upstream: str) -> None:
+        import http.server
+        import threading
+        import urllib.request
+
+        self.stamps: list[str] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                parts = self.path.split("/", 3)  # "", "archive", stamp, rest
+                if len(parts) < 4 or parts[1] != "archive" or not re.fullmatch(r"\d{8}T\d{6}Z", parts[2]):
+                    self.send_error(404)
+                    return
+                outer.stamps.append(parts[2])
+                try:
+                    with urllib.request.urlopen(upstream + parts[3], timeout=10) as response:
+                        data = response.read()
+                except OSError:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/archive/{{stamp}}/"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 class Workstation(Bed):
     def __init__(self, tmp: Path) -> None:
         super().__init__(tmp)
@@ -87,9 +131,16 @@ class Workstation(Bed):
         [entry] = downloads.values()
         self.python_version = f"{entry['major']}.{entry['minor']}.{entry['patch']}"
         self.archive_package = self.extra["ENVCAP_TEST_ARCHIVE_PACKAGE"]
-        self.settings = {"ENVCAP_APT_ARCHIVE": self.extra["ENVCAP_TEST_APT_ARCHIVE"],
+        self.archive = DatedArchive(self.extra["ENVCAP_TEST_APT_ARCHIVE"])
+        self.settings = {"ENVCAP_APT_ARCHIVE": self.archive.url,
                          "ENVCAP_APT_ARCHIVE_KEY": self.extra["ENVCAP_TEST_APT_ARCHIVE_KEY"],
                          "ENVCAP_PYTHON_DOWNLOADS": self.extra["ENVCAP_TEST_PYTHON_DOWNLOADS"]}
+
+    def close(self) -> None:
+        try:
+            self.archive.close()
+        finally:
+            super().close()
 
     def make_source(self) -> None:
         kit = self.tmp / "kit"
@@ -207,7 +258,12 @@ def test_the_run_is_rebuilt_from_the_archive_and_uv_and_reproduces(bed: Workstat
     (bed.tmp / "rebuild-stderr.txt").write_text(err)
     # The mirror lacked the pinned version; the build added the dated archive by itself.
     name, _, version = bed.archive_package.partition("=")
-    assert "envcap: adding the dated archive " + bed.extra["ENVCAP_TEST_APT_ARCHIVE"] in err, err[-6000:]
+    stamp = "".join(c for c in carried["manifest"].observed["time"][:19] if c.isdigit())
+    stamp = f"{stamp[:8]}T{stamp[8:]}Z"
+    archive = bed.archive.url.replace("{stamp}", stamp)
+    assert "envcap: adding the dated archive " + archive in err, err[-6000:]
+    assert f"envcap:   E: Version '{version}' for '{name}' was not found" in err
+    assert set(bed.archive.stamps) == {stamp}
     # What was pinned, and what was left to the base image (git: the run does not link it).
     assert "--pin-os auto" in err and "not pinned, left to the base image" in err and "git" in err
     # The recorded CPython, installed by uv from the site's builds where it was recorded.

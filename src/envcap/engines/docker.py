@@ -5,6 +5,7 @@ network is ever created."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -15,6 +16,8 @@ from .spec import ContainerSpec
 
 DOCKER_ARCH = {"amd64": "x86_64", "arm64": "aarch64", "ppc64le": "ppc64le", "s390x": "s390x", "386": "i686",
                "arm": "armv7l", "riscv64": "riscv64"}
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class DockerEngine:
@@ -88,6 +91,7 @@ class DockerEngine:
                     # A chunk is any part of the output, not a line: split it into lines.
                     *lines, pending = (pending + text).split("\n")
                     for line in lines:
+                        line = _ANSI.sub("", line)  # the daemon colours a step's standard error
                         if line.startswith("Step "):
                             progress(step_line(line))
                         elif line.startswith(STEP_NOTE):  # what envcap's own step scripts say
