@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "tests" / "reproduce"))
 sys.path.insert(0, str(REPO / "tests" / "build"))
+sys.path.insert(0, str(REPO / "tests"))
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 TESTBED_ENV = Path(os.environ.get("ENVCAP_TESTBED_DIR", "/var/tmp/envcap-testbed")) / "env"
 
@@ -115,8 +116,7 @@ def main() -> int:
 
             hand_written("warm")
             hand_s = hand_written("hand")
-            for key in ("APT_ARCHIVE", "APT_ARCHIVE_KEY", "PYTHON_DOWNLOADS"):
-                os.environ[f"ENVCAP_{key}"] = bed.extra[f"ENVCAP_TEST_{key}"]
+            os.environ.update(bed.settings)
             lines: list[str] = []
             start = time.perf_counter()
             with Store() as store:
