@@ -41,6 +41,9 @@ HOST_PACKAGES=(docker.io docker-registry debootstrap skopeo buildah
 # envcap ui's browser tests drive Debian's chromium through Playwright (never a
 # browser download of Playwright's own).
 HOST_PACKAGES+=(chromium fonts-dejavu-core)
+# The local dated apt archive and interpreter builds (envcap's OS rebuild tests) are
+# made from Debian packages with dpkg-dev and signed with gnupg.
+HOST_PACKAGES+=(dpkg-dev gnupg)
 IMAGE_PATH_ENV=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 RUN_DIR=$TESTBED_DIR/run
@@ -55,6 +58,16 @@ ENV_FILE=$TESTBED_DIR/env
 PG_DIR=$TESTBED_DIR/postgres
 PG_PORT=${ENVCAP_TESTBED_PG_PORT:-55432}
 PG_USER=envcap
+# A static file server of the test bed's own: a dated apt archive that holds a version
+# the base images' mirror lacks, and CPython builds in python-build-standalone's layout
+# with a uv download list of their own.
+FILES_DIR=$TESTBED_DIR/files
+FILES_ADDR=127.0.0.1:5080
+FILES_PIDFILE=$RUN_DIR/files.pid
+# The package the archive holds at a version the base images' suite lacks (its
+# bookworm-security update), and the interpreter packages the CPython build is made of.
+ARCHIVE_PACKAGE=libexpat1
+PYTHON_PACKAGES=(python3.11-minimal libpython3.11-minimal libpython3.11-stdlib python3.11-venv)
 
 export DEBIAN_FRONTEND=noninteractive
 
@@ -420,6 +433,118 @@ ensure_base_image() {
 
 
 # ---------------------------------------------------------------------------
+# A dated apt archive and CPython builds, on a loopback file server
+# ---------------------------------------------------------------------------
+
+# The archive's signing key, made once (a site's archive is signed by its own key).
+archive_key() {
+    local home=$FILES_DIR/gnupg
+    if [[ ! -s $FILES_DIR/debian-archive/archive-key.asc ]]; then
+        rm -rf "$home"; mkdir -p "$home" "$FILES_DIR/debian-archive"; chmod 700 "$home"
+        GNUPGHOME=$home gpg --batch --quiet --passphrase '' --quick-gen-key \
+            'envcap test bed archive <testbed@envcap.invalid>' rsa3072 sign never >>"$LOG_DIR/files.log" 2>&1
+        GNUPGHOME=$home gpg --batch --armor --export >"$FILES_DIR/debian-archive/archive-key.asc"
+    fi
+}
+
+# A Debian archive at $FILES_DIR/debian-archive holding ARCHIVE_PACKAGE at the version
+# bookworm-security has, which the base images' mirror (bookworm only) lacks. Kept
+# while that version is the current one.
+build_archive() {
+    local dir=$FILES_DIR/debian-archive version suite_version
+    version=$(apt-cache madison "$ARCHIVE_PACKAGE" | awk -F'|' '$3 ~ /bookworm-security/ { gsub(/ /, "", $2); print $2; exit }')
+    [[ -n $version ]] || die "no $ARCHIVE_PACKAGE in bookworm-security among the host's apt sources"
+    suite_version=$(apt-cache madison "$ARCHIVE_PACKAGE" | awk -F'|' '$3 ~ / bookworm\/main/ { gsub(/ /, "", $2); print $2; exit }')
+    [[ $version != "$suite_version" ]] || die "$ARCHIVE_PACKAGE $version is in bookworm itself: pick another package"
+    if [[ -f $dir/package && $(<"$dir/package") == "$ARCHIVE_PACKAGE=$version" && -f $dir/dists/bookworm/InRelease ]]; then
+        log "files: apt archive holds $ARCHIVE_PACKAGE=$version (cached)"
+        return
+    fi
+    archive_key
+    rm -rf "$dir/pool" "$dir/dists"
+    mkdir -p "$dir/pool/main" "$dir/dists/bookworm/main/binary-amd64"
+    (cd "$dir/pool/main" && apt-get download -q "$ARCHIVE_PACKAGE=$version") >>"$LOG_DIR/files.log" 2>&1 ||
+        die "apt-get download $ARCHIVE_PACKAGE=$version failed; see $LOG_DIR/files.log"
+    (cd "$dir" && dpkg-scanpackages --multiversion pool/main 2>>"$LOG_DIR/files.log") \
+        >"$dir/dists/bookworm/main/binary-amd64/Packages"
+    gzip -9nk "$dir/dists/bookworm/main/binary-amd64/Packages"
+    {
+        echo "Origin: envcap test bed"
+        echo "Suite: bookworm"
+        echo "Codename: bookworm"
+        echo "Date: $(LC_ALL=C date -u -R)"
+        echo "Architectures: amd64"
+        echo "Components: main"
+        echo "SHA256:"
+        local f
+        for f in main/binary-amd64/Packages main/binary-amd64/Packages.gz; do
+            printf ' %s %s %s\n' "$(sha256sum "$dir/dists/bookworm/$f" | cut -d' ' -f1)" \
+                "$(stat -c %s "$dir/dists/bookworm/$f")" "$f"
+        done
+    } >"$dir/dists/bookworm/Release"
+    GNUPGHOME=$FILES_DIR/gnupg gpg --batch --yes --quiet --clearsign -o "$dir/dists/bookworm/InRelease" \
+        "$dir/dists/bookworm/Release" >>"$LOG_DIR/files.log" 2>&1
+    echo "$ARCHIVE_PACKAGE=$version" >"$dir/package"
+    log "files: apt archive holds $ARCHIVE_PACKAGE=$version"
+}
+
+# CPython made of Debian's own interpreter packages, laid out as python-build-standalone's
+# install_only archives are (python/bin, python/lib), and a uv download list with its
+# sha256. Debian's interpreter is relocatable the same way; its ensurepip takes the
+# pip wheel from the image's python3-pip-whl, which the base images have.
+build_python() {
+    local dir=$FILES_DIR/python work=$WORK_DIR/python-build key version name sha deb
+    key=$(apt-cache policy "${PYTHON_PACKAGES[@]}" | awk '/Candidate:/ { print $2 }' | tr '\n' ' ')
+    if [[ -f $dir/key && $(<"$dir/key") == "$key" && -f $dir/downloads.json ]]; then
+        log "files: CPython build cached ($dir)"
+        return
+    fi
+    rm -rf "$work" "$dir"; mkdir -p "$work/debs" "$work/root" "$dir"
+    (cd "$work/debs" && apt-get download -q "${PYTHON_PACKAGES[@]}") >>"$LOG_DIR/files.log" 2>&1 ||
+        die "apt-get download of the interpreter packages failed; see $LOG_DIR/files.log"
+    for deb in "$work"/debs/*.deb; do dpkg-deb -x "$deb" "$work/root"; done
+    mkdir -p "$work/python/bin" "$work/python/lib"
+    cp -a "$work/root/usr/bin/python3.11" "$work/python/bin/"
+    ln -s python3.11 "$work/python/bin/python3"
+    ln -s python3.11 "$work/python/bin/python"
+    cp -a "$work/root/usr/lib/python3.11" "$work/python/lib/"
+    # uv refuses absolute links in an archive, and a standalone build is not externally managed.
+    find "$work/python" -type l -lname '/*' -delete
+    rm -f "$work/python/lib/python3.11/EXTERNALLY-MANAGED"
+    version=$("$work/python/bin/python3" -c 'import platform; print(platform.python_version())')
+    name=cpython-$version+debian-x86_64-unknown-linux-gnu-install_only.tar.gz
+    tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$work" -cf - python | gzip -9n >"$dir/$name"
+    sha=$(sha256sum "$dir/$name" | cut -d' ' -f1)
+    IFS=. read -r major minor patch <<<"$version"
+    cat >"$dir/downloads.json" <<EOF
+{"cpython-$version-linux-x86_64-gnu": {"name": "cpython", "arch": {"family": "x86_64", "variant": null}, "os": "linux",
+ "libc": "gnu", "major": $major, "minor": $minor, "patch": $patch, "prerelease": "",
+ "url": "http://$FILES_ADDR/python/$name", "sha256": "$sha", "variant": null, "build": "debian"}}
+EOF
+    echo "$key" >"$dir/key"
+    rm -rf "$work"
+    log "files: CPython $version built from Debian's packages ($dir/$name)"
+}
+
+files_answer() { curl -fsS -o /dev/null --max-time 3 "http://$FILES_ADDR/python/downloads.json" 2>/dev/null; }
+
+start_files() {
+    local pid
+    build_archive
+    build_python
+    if files_answer; then
+        log "files: already served on $FILES_ADDR"
+        return
+    fi
+    log "files: serving $FILES_DIR on $FILES_ADDR (log in $LOG_DIR/files.log)"
+    setsid nohup python3 -m http.server --bind "${FILES_ADDR%:*}" --directory "$FILES_DIR" "${FILES_ADDR#*:}" \
+        >>"$LOG_DIR/files.log" 2>&1 </dev/null 9>&- &
+    pid=$!
+    echo "$pid" >"$FILES_PIDFILE"
+    wait_until_answers files_answer "$pid" 30 "file server" "$LOG_DIR/files.log"
+}
+
+# ---------------------------------------------------------------------------
 # PostgreSQL: a cluster of the test bed's own
 # ---------------------------------------------------------------------------
 
@@ -509,6 +634,7 @@ cmd_up() {
     start_dockerd
     start_registry
     start_postgres
+    start_files
 
     local suite env_lines=("ENVCAP_TEST_REGISTRY=$REGISTRY_ADDR")
     for suite in "${SUITES[@]}"; do
@@ -519,6 +645,10 @@ cmd_up() {
     # The tests make a database of their own per test with this role.
     env_lines+=("ENVCAP_TEST_PG=$PG_URL")
     env_lines+=("ENVCAP_TEST_PG_BIN=$(pg_bindir)")
+    env_lines+=("ENVCAP_TEST_APT_ARCHIVE=http://$FILES_ADDR/debian-archive/")
+    env_lines+=("ENVCAP_TEST_APT_ARCHIVE_KEY=$FILES_DIR/debian-archive/archive-key.asc")
+    env_lines+=("ENVCAP_TEST_ARCHIVE_PACKAGE=$(<"$FILES_DIR/debian-archive/package")")
+    env_lines+=("ENVCAP_TEST_PYTHON_DOWNLOADS=http://$FILES_ADDR/python/downloads.json")
 
     printf '%s\n' "${env_lines[@]}" >"$ENV_FILE.tmp"
     mv "$ENV_FILE.tmp" "$ENV_FILE"
@@ -530,6 +660,7 @@ cmd_up() {
 
 cmd_down() {
     # The registry goes first so that nothing is mid-push when dockerd stops.
+    stop_pid "$FILES_PIDFILE" python3 "file server"
     stop_pid "$REGISTRY_PIDFILE" docker-registry registry
     stop_pid "$DOCKERD_PIDFILE" dockerd dockerd
     stop_postgres

@@ -213,8 +213,10 @@ class Bed:
 
         with Store(self.store) as store:
             manifest = store.get(runs_store.load(store, run_id).manifest)
-            result = build(manifest, BuildOptions(registry=self.repository, base=self.base, ca_bundle=HOST_CA),
-                           store=store)
+            # Every OS package pinned: these tests compare the environments whole (git, which
+            # the run does not link, would be left to the base image by --pin-os auto).
+            result = build(manifest, BuildOptions(registry=self.repository, base=self.base, ca_bundle=HOST_CA,
+                                                  pin_os=("all",)), store=store)
         self.made.append(result.reference)
         self.made.append(f"{self.repository}:{result.record.tag}")
         return result

@@ -50,6 +50,8 @@ class Fidelity:
     source_env_id: str
     image_env_id: str
     differences: tuple[str, ...]
+    pinned: str = ""  # how the OS packages were chosen (--pin-os), in words
+    unpinned: tuple[str, ...] = ()  # the differences that are OS packages the build did not pin
 
     @property
     def complete(self) -> bool:
@@ -64,7 +66,13 @@ class Fidelity:
             return [f"fidelity: complete: the image captures as env {self.image_env_id}, the same as its manifest"]
         out = [f"fidelity: PARTIAL: the image captures as env {self.image_env_id}, not {self.source_env_id}; "
                f"{len(self.differences)} difference(s):"]
-        out += [f"  {d}" for d in self.differences]
+        out += [f"  {d}" for d in self.differences if d not in self.unpinned]
+        if self.unpinned:
+            out.append(f"  and {len(self.unpinned)} in OS packages the build did not pin (OS packages pinned: "
+                       f"{self.pinned}; --pin-os all pins every one):")
+            out += [f"    {d}" for d in self.unpinned]
+        elif self.pinned:
+            out.append(f"  (OS packages pinned: {self.pinned})")
         return out
 
 
@@ -101,14 +109,21 @@ def capture_image(engine: Any, image: str, source: Manifest) -> Manifest:
         raise BuildError(f"capturing the built image gave no manifest: {exc}") from exc
 
 
-def compare(source: Manifest, image: Manifest) -> Fidelity:
+def compare(source: Manifest, image: Manifest, *, left: Sequence[str] = (), pinned: str = "") -> Fidelity:
+    """The image against its manifest; ``left`` names the OS packages the build did not pin
+    (--pin-os), whose differences are told apart from the others."""
     changes = changes_between(source, image, layers=["software"])
-    return Fidelity(source.env_id, image.env_id, tuple(describe(c, "manifest", "image") for c in changes))
+    names = set(left)
+    unpinned = tuple(describe(c, "manifest", "image") for c in changes
+                     if c.section == "system" and c.package is not None and str(c.package).split(":")[0] in names)
+    return Fidelity(source.env_id, image.env_id, tuple(describe(c, "manifest", "image") for c in changes),
+                    pinned=pinned, unpinned=unpinned)
 
 
-def check(engine: Any, image: str, source: Manifest) -> tuple[Fidelity, Manifest]:
+def check(engine: Any, image: str, source: Manifest, *, left: Sequence[str] = (),
+          pinned: str = "") -> tuple[Fidelity, Manifest]:
     captured = capture_image(engine, image, source)
-    return compare(source, captured), captured
+    return compare(source, captured, left=left, pinned=pinned), captured
 
 
 def summarize(differences: Sequence[str], limit: int = 20) -> list[str]:

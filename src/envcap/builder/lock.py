@@ -36,6 +36,7 @@ from ..ecosystems.system.record import ARCH_FROM_DPKG, SystemSection
 from ..pins import validate as v
 from ..pins.errors import LockError
 from ..pins.hashes import PYPI, IndexHashes
+from .settings import BuildSettings
 
 __all__ = ["ARCH_FROM_DPKG", "SYSTEM_INSTALLERS", "Lock", "PipPin", "PythonEnv", "Unlocked", "lock",
            "native_dpkg_arch", "system_pin_lines"]
@@ -51,6 +52,9 @@ class Lock:
     os_version: str | None
     system_manager: str | None
     system_pins: tuple[tuple[str, str, str], ...] = ()  # (name, version, arch)
+    system_left: tuple[str, ...] = ()  # installed packages not pinned (--pin-os)
+    pin_os: str = ""  # how the pins were chosen, in words
+    python_install: Any = None  # the interpreter a build installs (ecosystems.python.interpreter.Choice)
     python: PythonEnv | None = None
     pip_hashed: tuple[PipPin, ...] = ()
     pip_vcs: tuple[PipPin, ...] = ()
@@ -77,8 +81,14 @@ class Lock:
 
 
 def lock(manifest: Manifest, *, hashes: IndexHashes | None, index_url: str = PYPI,
-         extra_index_urls: Iterable[str] = ()) -> Lock:
-    """The lock of ``manifest``; ``hashes`` None leaves index hashes out (render only)."""
+         extra_index_urls: Iterable[str] = (), pin_os: Iterable[str] = ("auto",),
+         settings: BuildSettings | None = None, python_offer: Any = None) -> Lock:
+    """The lock of ``manifest``; ``hashes`` None leaves index hashes out (render only).
+
+    ``pin_os`` chooses the OS packages to pin (``auto``, ``all``, names); ``settings``
+    names the site's dated archive; ``python_offer`` says which interpreter builds can
+    be had (None: not asked, the recorded version is taken as it is)."""
+    settings = settings or BuildSettings()
     sections = manifest.sections
     index_url = v.url("--index-url", index_url).rstrip("/")
     extras = tuple(v.url("--extra-index-url", u).rstrip("/") for u in extra_index_urls)
@@ -94,13 +104,24 @@ def lock(manifest: Manifest, *, hashes: IndexHashes | None, index_url: str = PYP
     unlocked: list[Unlocked] = []
     files: dict[str, str] = {}
     request = LockRequest(manifest=manifest, os_id=parts["os_id"], os_codename=parts["os_codename"], hashes=hashes,
-                          index_url=index_url, extra_index_urls=extras)
+                          index_url=index_url, extra_index_urls=extras, pin_os=tuple(pin_os) or ("auto",),
+                          apt_archive=settings.apt_archive, apt_archive_key=_key_text(settings.apt_archive_key),
+                          python_offer=python_offer)
     for name in ecosystems.ECOSYSTEMS:
         part = ecosystems.build_part(name).lock_part(manifest, request, unlocked)
         parts.update(part.fields)
         files.update(part.files)
     parts["unlocked"] = tuple(sorted(unlocked, key=lambda u: (u.section, u.name)))
     return Lock(files=dict(sorted(files.items())), **parts)
+
+
+def _key_text(path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LockError(f"the apt archive's key {path} (ENVCAP_APT_ARCHIVE_KEY) cannot be read: {exc}") from exc
 
 
 def _arch(manifest: Manifest) -> str | None:

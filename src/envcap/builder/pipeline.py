@@ -25,13 +25,18 @@ from ..store import images as image_store
 from .base import choose_base, has_digest
 from ..pins.errors import BuildError
 from .fidelity import Fidelity, check
+from ..pins import validate as v
+from ..ecosystems.python import interpreter
+from ..ecosystems.python.build import is_managed
 from ..pins.hashes import PYPI, IndexHashes
+from .settings import BuildSettings
 from .lock import Lock, lock
 from .registry import Registry, Repository
 from .dockerfile import DEFAULT_ENV_ALLOW, Rendered, render
 from .serve import serve
 
 Progress = Callable[[str], None]
+SERVED_DOWNLOADS = "python-downloads.json"
 
 
 def tag_for(env_id: str) -> str:
@@ -52,6 +57,7 @@ class BuildOptions:
     context_dir: Path | None = None  # keep the rendered build context here
     buildah_storage: Path | None = None  # buildah's storage root (default: its own)
     nocache: bool = False
+    pin_os: tuple[str, ...] = ("auto",)  # which OS packages to pin: auto, all, and names
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +75,41 @@ class BuildResult:
 
 
 def make_lock(manifest: Manifest, *, index_url: str = PYPI, extra_index_urls: Iterable[str] = (),
-              offline: bool = False, refresh: bool = False) -> tuple[Lock, IndexHashes]:
+              offline: bool = False, refresh: bool = False, pin_os: Iterable[str] = ("auto",),
+              settings: BuildSettings | None = None, ask_python: bool = False) -> tuple[Lock, IndexHashes]:
+    """The lock of ``manifest`` with index hashes; ``ask_python`` asks uv which interpreter
+    builds are on offer (a build does, before any step), for an interpreter no base has."""
+    settings = settings or BuildSettings.load()
+    offer = python_offer(manifest, settings) if ask_python else None
     hashes = IndexHashes(offline=offline, refresh=refresh)
     try:
-        return lock(manifest, hashes=hashes, index_url=index_url, extra_index_urls=extra_index_urls), hashes
+        return lock(manifest, hashes=hashes, index_url=index_url, extra_index_urls=extra_index_urls,
+                    pin_os=pin_os, settings=settings, python_offer=offer), hashes
     finally:
         hashes.close()
+
+
+def python_offer(manifest: Manifest, settings: BuildSettings) -> interpreter.Offer | None:
+    """What uv can install, asked of the uv and the download list the build will use."""
+    if not is_managed(manifest):
+        return None
+    from .lock import _arch
+
+    versions = interpreter.offered(settings.uv_binary(), settings.uv_env(), _arch(manifest))
+    downloads = settings.python_downloads or ""
+    if downloads.startswith("file://") or (downloads and "://" not in downloads):
+        downloads = f"served:{SERVED_DOWNLOADS}"
+    elif downloads:
+        downloads = v.url("ENVCAP_PYTHON_DOWNLOADS", downloads)
+    mirror = v.url("ENVCAP_PYTHON_MIRROR", settings.python_mirror) if settings.python_mirror else ""
+    return interpreter.Offer(versions, downloads, mirror)
+
+
+def _downloads_file(settings: BuildSettings) -> Path | None:
+    value = settings.python_downloads or ""
+    if value.startswith("file://"):
+        return Path(value[len("file://"):])
+    return Path(value) if value and "://" not in value else None
 
 
 def check_arch(lock_: Lock, engine_arch: str) -> None:
@@ -102,7 +137,9 @@ def build(manifest: Manifest, options: BuildOptions, *, store: Store, progress: 
         if found is not None:
             return BuildResult(found, True, time.monotonic() - started, timings=timings)
     t = time.monotonic()
-    lock_, _ = make_lock(manifest, index_url=options.index_url, extra_index_urls=options.extra_index_urls)
+    settings = BuildSettings.load()
+    lock_, _ = make_lock(manifest, index_url=options.index_url, extra_index_urls=options.extra_index_urls,
+                         pin_os=options.pin_os, settings=settings, ask_python=True)
     t = lap("lock", t)
     if engine is not None:
         return _build_with(manifest, options, store, progress, engine, lock_, started, timings, lap, t,
@@ -134,11 +171,14 @@ def _build_with(manifest: Manifest, options: BuildOptions, store: Store, progres
         context = options.context_dir or Path(tmp) / "context"
         rendered.write(context)
         t = time.monotonic()
-        _build(engine, rendered, context, image, options, progress)
+        _build(engine, rendered, context, image, options, progress, lock_)
         t = lap("build", t)
     try:
         progress("fidelity check: capturing the image from outside it")
-        fidelity, _ = check(engine, image, manifest)
+        fidelity, _ = check(engine, image, manifest, left=lock_.system_left, pinned=lock_.pin_os)
+        if fidelity.unpinned:
+            progress(f"fidelity: {fidelity.status}: {len(fidelity.differences)} difference(s), "
+                     f"{len(fidelity.unpinned)} of them in OS packages the build did not pin ({fidelity.pinned})")
         t = lap("fidelity", t)
         progress(f"pushing {repository}:{tag}")
         digest = engine.push(image, repository, tag, progress)
@@ -180,7 +220,7 @@ def _already_pushed(store: Store, registry: Registry, env_id: str, tag: str) -> 
 
 
 def _build(engine: Any, rendered: Rendered, context: Path, image: str, options: BuildOptions,
-           progress: Progress) -> None:
+           progress: Progress, lock_: Lock) -> None:
     served: dict[str, Path] = {}
     buildargs: dict[str, str] = {}
     if options.ca_bundle is not None:
@@ -197,6 +237,17 @@ def _build(engine: Any, rendered: Rendered, context: Path, image: str, options: 
         if not Path(local).is_file():
             raise BuildError(f"the local wheel {local} is gone: put it back, or install that package from an index")
         served[f"wheels/{name}"] = Path(local)
+    if lock_.python_install is not None:
+        settings = BuildSettings.load()
+        uv = settings.uv_binary()
+        if uv is None:
+            raise BuildError("installing the environment's own Python needs uv: pip install uv, or set ENVCAP_UV")
+        served["uv"] = uv
+        listing = _downloads_file(settings)
+        if listing is not None:
+            if not listing.is_file():
+                raise BuildError(f"ENVCAP_PYTHON_DOWNLOADS {listing}: no such file")
+            served[SERVED_DOWNLOADS] = listing
     if not served:
         engine.build(context, image, buildargs, progress, nocache=options.nocache)
         return

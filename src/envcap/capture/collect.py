@@ -49,6 +49,7 @@ def snapshot(
     timeout: float | None = None,
     env: Mapping[str, str] | None = None,
     files_only: bool = False,
+    native: bool = False,
 ) -> Manifest:
     """Fingerprint a machine (or a file tree with ``root``) and return its manifest.
 
@@ -93,6 +94,14 @@ def snapshot(
                 layers[probe.layer].append(probe.section)
             if value.observed:
                 observed[probe.section] = redactor.deep(value.observed)
+
+    if native and ctx.live and not files_only and isinstance(sections.get("python"), dict):
+        from .native import native_libs
+
+        system = sections.get("system") or {}
+        found = native_libs(sections["python"], dpkg=system.get("manager") == "dpkg")
+        if found is not None:
+            observed["native_libs"] = found
 
     from ..core.version import __version__
 

@@ -17,6 +17,14 @@ import click
 from .common import safe
 
 _INDEX_HELP = "The package index the Python packages came from."
+_PIN_HELP = ("Which OS packages to pin: auto (the default: what the run needs: the libraries its compiled code "
+             "links, compilers, CUDA), all, or package names to add (repeatable, or comma-separated).")
+
+
+def _pins(values: tuple[str, ...]) -> tuple[str, ...]:
+    from .rebuild import _pins as pins
+
+    return pins(values)
 
 
 def _progress(started: float) -> Callable[[str], None]:
@@ -34,7 +42,9 @@ def _progress(started: float) -> Callable[[str], None]:
               help="Another index to look in (repeatable), e.g. the one local versions (+cu130) came from.")
 @click.option("--offline", is_flag=True, help="Use only hashes cached earlier; ask no index.")
 @click.option("--refresh", is_flag=True, help="Ask the index again even for releases already cached.")
-def lock(env: str, output: str, index_url: str, extra: tuple[str, ...], offline: bool, refresh: bool) -> None:
+@click.option("--pin-os", "pin_os", multiple=True, metavar="auto|all|NAME", help=_PIN_HELP)
+def lock(env: str, output: str, index_url: str, extra: tuple[str, ...], offline: bool, refresh: bool,
+         pin_os: tuple[str, ...]) -> None:
     """Write pinned lockfiles for ENV (a manifest file, or a stored id or prefix).
 
     Python: requirements.txt with --hash for every file the index serves for each
@@ -46,7 +56,9 @@ def lock(env: str, output: str, index_url: str, extra: tuple[str, ...], offline:
 
     manifest = resolve_manifest(env)
     result, hashes = make_lock(manifest, index_url=index_url, extra_index_urls=extra, offline=offline,
-                               refresh=refresh)
+                               refresh=refresh, pin_os=_pins(pin_os))
+    if result.pin_os:
+        click.echo(f"OS packages pinned: {result.pin_os}", err=True)
     for path in result.write(output):
         click.echo(f"wrote {path}")
     for item in result.unlocked:
@@ -72,10 +84,11 @@ def lock(env: str, output: str, index_url: str, extra: tuple[str, ...], offline:
 @click.option("--force", is_flag=True, help="Build and push even when the registry already has the image.")
 @click.option("--context", "context_dir", type=click.Path(file_okay=False),
               help="Keep the rendered Dockerfile and lockfiles in DIR.")
+@click.option("--pin-os", "pin_os", multiple=True, metavar="auto|all|NAME", help=_PIN_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def build(env: str, registry: str, base: str | None, reproducible: bool, ca_bundle: str | None,
           env_allow: tuple[str, ...], index_url: str, extra: tuple[str, ...], force: bool,
-          context_dir: str | None, as_json: bool) -> None:
+          context_dir: str | None, pin_os: tuple[str, ...], as_json: bool) -> None:
     """Build ENV into an image, check it against its manifest, push it to REGISTRY.
 
     Prints the image by digest. When the registry already holds ENV's image, returns
@@ -92,7 +105,7 @@ def build(env: str, registry: str, base: str | None, reproducible: bool, ca_bund
     options = BuildOptions(registry=registry, base=base, reproducible=reproducible,
                            ca_bundle=Path(ca_bundle) if ca_bundle else None, env_allow=env_allow,
                            index_url=index_url, extra_index_urls=extra, force=force,
-                           context_dir=Path(context_dir) if context_dir else None)
+                           context_dir=Path(context_dir) if context_dir else None, pin_os=_pins(pin_os))
     with open_store(create=True) as store:
         result = run_build(manifest, options, store=store, progress=_progress(started))
     record = result.record

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 @click.option("--engine", type=click.Choice(["docker", "podman"]), default="docker", show_default=True,
               help="Run the container with Docker (its SDK) or podman (its CLI).")
 @click.option("--repo", metavar="PATH|URL", help="A repository that holds the run's commit.")
+@click.option("--pin-os", "pin_os", multiple=True, metavar="auto|all|NAME",
+              help="For a build: pin what the run needs (auto, the default), every OS package (all), or these too.")
 @click.option("--no-gpu", is_flag=True, help="Run a run that had GPUs without them (on the CPU).")
 @click.option("--print", "print_only", is_flag=True,
               help="Print the equivalent docker run and apptainer exec commands (pinned by digest); run nothing.")
@@ -45,7 +47,7 @@ if TYPE_CHECKING:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def rebuild(run_ref: str, registry: str | None, base: str | None, ca_bundle: str | None, data: tuple[str, ...],
             allow_data_drift: bool, secret_env: tuple[str, ...], rtol: float, atol: float, engine: str,
-            repo: str | None, no_gpu: bool, print_only: bool, build_only: bool, dry_run: bool,
+            repo: str | None, pin_os: tuple[str, ...], no_gpu: bool, print_only: bool, build_only: bool, dry_run: bool,
             as_json: bool) -> None:
     """Run RUN again in its own image and say whether it reproduced.
 
@@ -73,7 +75,7 @@ def rebuild(run_ref: str, registry: str | None, base: str | None, ca_bundle: str
                                                                                           else "", "run")
     options = RebuildOptions(registry=registry, base=base, ca_bundle=Path(ca_bundle) if ca_bundle else None,
                              data=data, allow_data_drift=allow_data_drift, secret_env=secret_env, rtol=rtol,
-                             atol=atol, engine=engine, repo=repo, no_gpu=no_gpu)
+                             atol=atol, engine=engine, repo=repo, no_gpu=no_gpu, pin_os=_pins(pin_os))
     with open_store(create=run_ref.startswith("oci://")) as store:
         report = run_rebuild(store, run_ref, options, action=action, progress=err,
                              output=sys.stderr.buffer)  # (click.get_binary_stream is deprecated)
@@ -87,6 +89,12 @@ def rebuild(run_ref: str, registry: str | None, base: str | None, ca_bundle: str
         for line in _lines(report):
             click.echo(safe(line))
     sys.exit(report.exit_code)
+
+
+def _pins(values: tuple[str, ...]) -> tuple[str, ...]:
+    """--pin-os values, each possibly a comma-separated list; auto when none is given."""
+    out = tuple(p.strip() for v in values for p in v.split(",") if p.strip())
+    return out if any(p in ("auto", "all") for p in out) else ("auto", *out)
 
 
 def _lines(report: RebuildReport) -> list[str]:

@@ -57,6 +57,11 @@ class LockRequest:
     hashes: IndexHashes | None  # None leaves index hashes out (render only)
     index_url: str
     extra_index_urls: tuple[str, ...]
+    # Which OS packages to pin: "auto" (what the run needs) or "all", then names to add.
+    pin_os: tuple[str, ...] = ("auto",)
+    apt_archive: str | None = None  # the dated archive's URL ({stamp} for the snapshot's time)
+    apt_archive_key: str | None = None  # its armored signing key, when Debian's keyring does not sign it
+    python_offer: Any = None  # the interpreter builds on offer (python.interpreter.Offer); None: not asked
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

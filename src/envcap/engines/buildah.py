@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..core import proc
 from ..core.errors import BuildError
-from .common import Progress, explain_failure, step_line, tls_args
+from .common import Progress, explain_failure, step_line, tls_args, STEP_NOTE
 
 BUILD_TIMEOUT = 3600.0
 
@@ -42,6 +42,8 @@ class BuildahEngine:
                 lines.append(line)
                 if progress and line.startswith("STEP "):
                     progress(step_line(line))
+                elif progress and line.startswith(STEP_NOTE):  # what envcap's own step scripts say
+                    progress(line[len(STEP_NOTE):].rstrip())
                 if time.monotonic() > deadline:
                     child.kill()
                     raise BuildError(f"buildah {args[0]} ran past {timeout:.0f} s")

@@ -45,6 +45,11 @@ def short(exc: BaseException) -> str:
 
 
 
+# A line that one of envcap's step scripts (images/steps) prints for the user: the
+# engines pass it on as progress (the dated archive added, the interpreter installed).
+STEP_NOTE = "envcap: "
+
+
 def step_line(text: str) -> str:
     line = text.strip().splitlines()[0]
     if " : RUN [" in line:

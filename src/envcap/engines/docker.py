@@ -5,16 +5,19 @@ network is ever created."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..core.errors import BuildError, RebuildError
-from .common import Progress, explain_failure, short, step_line
+from .common import Progress, explain_failure, short, step_line, STEP_NOTE
 from .spec import ContainerSpec
 
 DOCKER_ARCH = {"amd64": "x86_64", "arm64": "aarch64", "ppc64le": "ppc64le", "s390x": "s390x", "386": "i686",
                "arm": "armv7l", "riscv64": "riscv64"}
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class DockerEngine:
@@ -80,12 +83,19 @@ class DockerEngine:
             stream = self.client.api.build(path=str(context), tag=image, buildargs=dict(buildargs),
                                            network_mode="host", rm=True, forcerm=True, decode=True,
                                            nocache=nocache, pull=False)
+            pending = ""
             for chunk in stream:
                 if "stream" in chunk:
                     text = chunk["stream"]
                     log.append(text)
-                    if text.startswith("Step "):
-                        progress(step_line(text))
+                    # A chunk is any part of the output, not a line: split it into lines.
+                    *lines, pending = (pending + text).split("\n")
+                    for line in lines:
+                        line = _ANSI.sub("", line)  # the daemon colours a step's standard error
+                        if line.startswith("Step "):
+                            progress(step_line(line))
+                        elif line.startswith(STEP_NOTE):  # what envcap's own step scripts say
+                            progress(line[len(STEP_NOTE):].rstrip())
                 elif "error" in chunk:
                     log.append(chunk["error"])
                     raise BuildError(explain_failure("".join(log)))

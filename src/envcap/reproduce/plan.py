@@ -64,6 +64,7 @@ class RebuildOptions:
     engine: str = "docker"  # or "podman"
     repo: str | None = None  # a repository holding the run's commit
     no_gpu: bool = False  # run a GPU run on the CPU
+    pin_os: tuple[str, ...] = ("auto",)  # for a build: which OS packages to pin (as envcap build --pin-os)
 
     def __post_init__(self) -> None:
         if self.engine not in ("docker", "podman"):
@@ -389,6 +390,7 @@ class ImageChoice:
     differences: tuple[str, ...] | None = None  # the fidelity check's, when the store recorded it
     pulled: bool | None = None  # None: this engine was not asked
     base: str | None = None  # the base image a build would use
+    notes: tuple[str, ...] = ()  # what a build made now says it could not reproduce (a substituted Python)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"reference": self.reference, "how": self.how, "status": self.status}

@@ -25,6 +25,8 @@ nothing pulled, built, written or run) or ``print`` (the equivalent ``docker run
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import time
@@ -119,6 +121,7 @@ def rebuild(store: Any, ref: str, options: RebuildOptions, *, action: str = "run
     caveats += gpu.notes
     clock.lap("gpu")
     image = _image(store, original, options, action, progress, candidate)
+    caveats += image.notes
     plan = RebuildPlan(original=original, options=options, command=tuple(argv), code=code, env=env_plan, data=checks,
                        gpu=gpu, image=image, caveats=tuple(caveats), cwd=cwd)
     if action == "dry-run":
@@ -196,11 +199,12 @@ def _image(store: Any, original: Original, options: RebuildOptions, action: str,
             raise RebuildError(_no_image(original))
         progress(f"looking for env {manifest.env_id} in {repository}, building it if it is not there")
         result = build(manifest, BuildOptions(registry=repository, base=options.base, ca_bundle=options.ca_bundle,
-                                              reproducible=options.engine == "podman"),
+                                              reproducible=options.engine == "podman", pin_os=options.pin_os),
                        store=store, progress=progress)
         how = "in the registry" if result.already else "built"
         pulled = runner.ensure_image(result.reference, progress)
-        return _image_info(result.record, how, pulled=pulled == "pulled")
+        notes = tuple(n for n in result.notes if "substituted" in n)
+        return dataclasses.replace(_image_info(result.record, how, pulled=pulled == "pulled"), notes=notes)
     finally:
         runner.close()
 

@@ -187,7 +187,7 @@ class Session:
         from ..capture.collect import snapshot
 
         try:
-            return snapshot(python=python, labels={"run": self.id}, env=env)
+            return snapshot(python=python, labels={"run": self.id}, env=env, native=True)
         except EnvcapError as exc:
             return exc
 

@@ -22,6 +22,8 @@ from ...pins.errors import LockError, ManifestRefused
 from ...pins.hashes import FileHash, IndexHashes, indexes_for
 from ...core.manifest import Manifest
 from ..build import LOCK_DIR, NO_BUILD, BuildPart, LockPart, LockRequest, Step, Unlocked
+from ..conda.record import CondaSection
+from . import interpreter
 from .record import NO_ORIGIN, PythonSection
 
 if TYPE_CHECKING:
@@ -115,6 +117,7 @@ def lock_part(manifest: Manifest, request: LockRequest, unlocked: list[Unlocked]
     pins.extend(index_pins)
     fields = {
         "python": env,
+        "python_install": managed_choice(manifest, env, request.python_offer),
         "pip_hashed": tuple(sorted(pins, key=lambda p: p.name)),
         "pip_vcs": tuple(sorted(vcs, key=lambda p: p.name)),
         "requested": tuple(sorted(requested)),
@@ -127,6 +130,19 @@ def lock_part(manifest: Manifest, request: LockRequest, unlocked: list[Unlocked]
     if fields["pip_vcs"]:
         files["requirements-vcs.txt"] = _requirements_vcs(manifest, fields)
     return LockPart(fields=fields, files=files)
+
+
+def is_managed(manifest: Manifest) -> bool:
+    """Whether the environment's interpreter is a build of its own that no base image has."""
+    python = manifest.record(PythonSection)
+    conda = manifest.record(CondaSection)
+    return python is not None and python.flavour(conda.prefix if conda is not None else None) == "managed"
+
+
+def managed_choice(manifest: Manifest, env: PythonEnv, offer: interpreter.Offer | None) -> interpreter.Choice | None:
+    if not is_managed(manifest):
+        return None
+    return interpreter.choose(env.version, env.base_prefix or env.prefix, offer)
 
 
 def _hash_pins(wanted: list[tuple[str, str]], hashes: IndexHashes | None, index_url: str,
@@ -215,11 +231,23 @@ def _requirements_vcs(manifest: Manifest, fields: Mapping[str, Any]) -> str:
 
 def steps(manifest: Manifest, lock: Lock) -> BuildPart:
     env = lock.python
-    if env is None or not (lock.pip_hashed or lock.pip_vcs or lock.requested):
+    choice: interpreter.Choice | None = lock.python_install
+    if env is None or not (lock.pip_hashed or lock.pip_vcs or lock.requested or choice):
         return NO_BUILD
     python_section = manifest.record(PythonSection)
     packages = python_section.packages if python_section else ()
     out: list[Step] = []
+    notes = []
+    if choice is not None:
+        out.append(Step(comment=f"The environment's own CPython {choice.recorded}, from uv's managed Python builds, "
+                                "where it was recorded.", script="python",
+                        args=(choice.version, v.path("sections.python.base_prefix", choice.prefix),
+                              choice.downloads, choice.mirror)))
+        note = choice.note()
+        if note:
+            notes.append(note)
+        if not (lock.pip_hashed or lock.pip_vcs or lock.requested):
+            return BuildPart(steps=tuple(out), notes=tuple(notes))
     major_minor = ".".join(env.version.split(".")[:2])
     if env.is_venv:
         assert env.base_prefix is not None
@@ -242,7 +270,6 @@ def steps(manifest: Manifest, lock: Lock) -> BuildPart:
                 raise ManifestRefused(f"manifest refused: the local file of {pin.name} ({pin.local_file}) "
                                       "is not a wheel file name")
             wheels.append(wheel)
-    notes = []
     installers = sorted({v.token("sections.python.packages[].installer", p.installer)
                          for p in packages if p.installer not in _KNOWN_INSTALLERS})
     if installers:

@@ -170,13 +170,16 @@ class PythonSection:
 
     def flavour(self, conda_prefix: str | None) -> str:
         """Where the interpreter came from: the distribution ("system"), a /usr/local
-        build as official Python images have ("official"), or conda."""
+        build as official Python images have ("official"), conda, or a build of its own
+        that no base image has ("managed": pyenv, uv, a source build in a home folder)."""
         base = self.base_prefix or self.prefix or ""
         if conda_prefix and conda_prefix in (self.prefix, self.base_prefix):
             return "conda"
         if base == "/usr/local":
             return "official"
-        return "system"
+        if base in ("/usr", "") or base.startswith("/usr/lib/"):
+            return "system"
+        return "managed"
 
     def uses_system_site(self, prefix: str, base_prefix: str) -> bool:
         """Whether the venv at ``prefix`` also imports from its base interpreter's

@@ -7,11 +7,13 @@ Only dpkg packages are reinstalled in an image; the others are kept from the bas
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ...pins import validate as v
+from ...pins.errors import LockError
 from ...core.manifest import Manifest
 from ..build import LOCK_DIR, NO_BUILD, BuildPart, LockPart, LockRequest, Step, Unlocked
 from .record import SystemSection
@@ -27,6 +29,17 @@ _INSTALL_HINT = {
 }
 _SNAPSHOT_ARCHIVES = {"debian": "https://snapshot.debian.org/archive/debian/{stamp}/",
                       "ubuntu": "https://snapshot.ubuntu.com/ubuntu/{stamp}/"}
+_PACKAGE_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+# What a run needs of the OS besides the libraries its compiled code links
+# (observed.native_libs): compilers and build tools, and the CUDA stack.
+_COMPILERS = re.compile(r"^(?:gcc|g\+\+|cpp|gfortran|clang|lld|llvm|binutils|build-essential|make|cmake|ninja-build|"
+                        r"libc6-dev|libstdc\+\+-\d+-dev|libgcc-\d+-dev|libgfortran-\d+-dev|nvidia-cuda-toolkit)"
+                        r"(?:-\d+(?:\.\d+)*)?$")
+_CUDA = re.compile(r"^(?:cuda-|libcuda|libcudnn|libnccl|libcublas|libcufft|libcurand|libcusolver|libcusparse|libnvjitlink|"
+                   r"libnvrtc|libnvjpeg|libnpp|libnvidia-|nvidia-|libnvinfer|tensorrt)")
+# The distribution's own interpreter, when the environment's Python is the system's.
+_SYSTEM_PYTHON = re.compile(r"^(?:python3(?:\.\d+)?(?:-minimal|-venv|-dev)?|libpython3(?:\.\d+)?(?:-minimal|-stdlib|-dev)?|"
+                            r"python3-.+)$")
 
 
 def lock_part(manifest: Manifest, request: LockRequest, unlocked: list[Unlocked]) -> LockPart:
@@ -43,8 +56,52 @@ def lock_part(manifest: Manifest, request: LockRequest, unlocked: list[Unlocked]
             unlocked.append(Unlocked("system", name, version, f"dpkg state {status!s}: not installed, not pinned"))
             continue
         pins.append((name, version, arch))
-    fields = {"system_manager": manager, "system_pins": tuple(sorted(pins))}
+    chosen, why = choose_pins(manifest, manager, pins, request.pin_os)
+    left = sorted({n for n, _, _ in pins} - {n for n, _, _ in chosen})
+    fields = {"system_manager": manager, "system_pins": tuple(sorted(chosen)), "system_left": tuple(left),
+              "pin_os": why}
     return LockPart(fields=fields, files=_files(request, fields))
+
+
+def choose_pins(manifest: Manifest, manager: str, pins: list[tuple[str, str, str]],
+                pin_os: tuple[str, ...]) -> tuple[list[tuple[str, str, str]], str]:
+    """The pins a build installs, and a line saying how they were chosen.
+
+    ``all`` pins every installed package. ``auto`` (the default) pins what the run
+    needs: the owners of the shared libraries its compiled Python code links directly
+    (``observed.native_libs``, taken by a run's snapshot), compilers and build tools, the
+    CUDA stack, the distribution's Python when the environment's interpreter is the
+    system's, and every package named besides (``--pin-os NAME``). The rest is left to the
+    base image, whose own packages stay as they are.
+    """
+    modes = [m for m in pin_os if m in ("auto", "all")]
+    named = [m for m in pin_os if m not in ("auto", "all")]
+    bad = [m for m in named if not _PACKAGE_NAME.fullmatch(m)]
+    if bad:
+        raise LockError(f"--pin-os {bad[0]!r}: give auto, all, or package names")
+    have = {n for n, _, _ in pins}
+    missing = [n for n in named if n not in have]
+    if missing:
+        raise LockError(f"--pin-os {', '.join(missing)}: not an installed {manager} package of env "
+                        f"{manifest.env_id}")
+    native = manifest.observed.get("native_libs")
+    if not isinstance(native, Mapping) and "all" not in modes:
+        # A snapshot taken outside a run does not say what its code links: everything is
+        # pinned, as it is with --pin-os all.
+        return pins, (f"all {len(pins)} installed packages (--pin-os auto: the snapshot does not say which "
+                      "libraries a run links; a run's snapshot does)")
+    if "all" in modes or manager != "dpkg":
+        return pins, f"all {len(pins)} installed packages (--pin-os all)"
+    owners = {str(o) for o in native.get("owners") or ()} if isinstance(native, Mapping) else set()
+    python = manifest.sections.get("python") or {}
+    base = str(python.get("base_prefix") or python.get("prefix") or "") if isinstance(python, Mapping) else ""
+    system_python = base == "/usr"
+    wanted = set(named) | owners
+    wanted |= {n for n in have if _COMPILERS.match(n) or _CUDA.match(n) or (system_python and _SYSTEM_PYTHON.match(n))}
+    chosen = [p for p in pins if p[0] in wanted]
+    return chosen, (f"{len(chosen)} of {len(pins)} installed packages (--pin-os auto: the owners of the "
+                    "libraries the run's compiled code links, compilers, CUDA"
+                    f"{', the system Python' if system_python else ''}{', named' if named else ''})")
 
 
 def native_dpkg_arch(pins: Iterable[tuple[str, str, str]]) -> str | None:
@@ -65,6 +122,7 @@ def system_pin_lines(manager: str, pins: Iterable[tuple[str, str, str]]) -> list
 def _files(request: LockRequest, fields: Mapping[str, Any]) -> dict[str, str]:
     manager = fields["system_manager"]
     head = [f"# envcap lock: {manager} packages of env {request.manifest.env_id}",
+            f"# Pinned: {fields['pin_os']}; left to the base image: {len(fields['system_left'])}.",
             f"# Install with: {_INSTALL_HINT[manager]}"]
     out = {_SYSTEM_FILE[manager]: "\n".join(head + system_pin_lines(manager, fields["system_pins"])) + "\n"}
     snapshot = _archive_snapshot(request, manager)
@@ -81,7 +139,7 @@ def _archive_snapshot(request: LockRequest, manager: str) -> str | None:
     lockfiles this one can differ between two snapshots with the same content.
     """
     manifest = request.manifest
-    template = _SNAPSHOT_ARCHIVES.get(request.os_id or "")
+    template = request.apt_archive or _SNAPSHOT_ARCHIVES.get(request.os_id or "")
     taken = manifest.observed.get("time")
     if manager != "dpkg" or template is None or not request.os_codename or not isinstance(taken, str):
         return None
@@ -89,23 +147,43 @@ def _archive_snapshot(request: LockRequest, manager: str) -> str | None:
     if len(digits) != 14:
         return None
     stamp = f"{digits[:8]}T{digits[8:]}Z"
+    uri = v.url("the apt archive (ENVCAP_APT_ARCHIVE)", template.replace("{stamp}", stamp))
+    signed = ""
+    if request.apt_archive_key:
+        # An embedded key (apt 2.3.10 and later): a site archive signed by its own key.
+        lines = [line.rstrip() for line in request.apt_archive_key.strip().splitlines()]
+        if not lines or lines[0] != "-----BEGIN PGP PUBLIC KEY BLOCK-----" or any(
+                not line.isprintable() for line in lines):
+            raise LockError("the apt archive's key (ENVCAP_APT_ARCHIVE_KEY) is not an armored PGP public key")
+        signed = "Signed-By:\n" + "".join(f" {line or '.'}\n" for line in lines)
     return (f"# envcap lock: the {request.os_id} archive as it was when env {manifest.env_id} was captured.\n"
-            "# Use it in place of the mirror when the mirror no longer serves the pinned versions:\n"
+            "# envcap build adds it by itself when the mirror lacks a pinned version; by hand:\n"
             "#   cp apt-snapshot.sources /etc/apt/sources.list.d/ && apt-get update\n"
             "Types: deb\n"
-            f"URIs: {template.format(stamp=stamp)}\n"
+            f"URIs: {uri}\n"
             f"Suites: {request.os_codename}\n"
             "Components: main\n"
-            "Check-Valid-Until: no\n")
+            "Check-Valid-Until: no\n" + signed)
 
 
 def steps(manifest: Manifest, lock: Lock) -> BuildPart:
+    left = tuple(lock.system_left)
+    notes = ((f"system: {len(left)} dpkg package(s) not pinned, left to the base image (what the run needs is "
+              f"pinned; --pin-os all pins every one): {_shown(left)}"),) if left else ()
     if lock.system_manager == "dpkg" and lock.system_pins:
+        names = ("apt.txt", *(["apt-snapshot.sources"] if "apt-snapshot.sources" in lock.files else []))
         return BuildPart(
-            steps=(Step(comment="OS packages, pinned (the slowest, most stable layer).", script="apt",
-                        args=(f"{LOCK_DIR}/apt.txt",), copy=("apt.txt",)),),
-            files={"apt.txt": lock.files["apt.txt"]})
+            steps=(Step(comment="OS packages, pinned (the slowest, most stable layer); the dated archive is added "
+                                "only when the mirror lacks a pinned version.", script="apt",
+                        args=tuple(f"{LOCK_DIR}/{n}" for n in names), copy=names),),
+            files={n: lock.files[n] for n in names}, notes=notes)
+    if lock.system_manager == "dpkg":
+        return BuildPart(notes=notes)
     if lock.system_manager:
         return BuildPart(notes=((f"system: rebuilding {lock.system_manager} packages is not supported; "
                                  "the base image's are kept"),))
     return NO_BUILD
+
+
+def _shown(names: tuple[str, ...], limit: int = 12) -> str:
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
