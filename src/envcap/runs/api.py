@@ -360,7 +360,6 @@ def _own_run() -> Run:
     plan = Plan(argv=[sys.executable, *sys.argv], cwd=os.getcwd(), mode="api", params=ParamSet(redactor),
                 python={"executable": sys.executable, "from": "self"})
     session = Session(store, plan, redactor)
-    env = dict(os.environ)
     session.begin()
     run = Run(session.id, session.dir, attached=False, session=session)
     from .resources import Monitor
@@ -374,10 +373,12 @@ def _own_run() -> Run:
     os.environ["ENVCAP_RUN_DIR"] = session.dir
     os.environ.setdefault("ENVCAP_HOME", str(store.path))
 
-    # The environment as the script found it: what seed_everything sets later
-    # (PYTHONHASHSEED) is recorded with the seeds, not as a change of environment.
+    # The environment the script was started with (the snapshot reads it from
+    # /proc/self/environ): what a library sets in the process when imported (scikit-
+    # learn's KMP_* variables) or seed_everything sets (PYTHONHASHSEED, recorded with the
+    # seeds) is not a change of environment.
     def take() -> None:
-        run._manifest = session.take_snapshot(None, env)
+        run._manifest = session.take_snapshot(None)
 
     run._snapshot = threading.Thread(target=take, name="envcap-run-snapshot", daemon=True)
     run._snapshot.start()
