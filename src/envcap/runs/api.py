@@ -384,15 +384,42 @@ def _own_run() -> Run:
     run._snapshot.start()
     import atexit
 
+    _ExitWatch.install()
     atexit.register(_finish_at_exit, run)
     return run
 
 
+class _ExitWatch:
+    """How the script is ending, for a run left open (``params_from_argparse`` starts a
+    run that ends with the script): an uncaught exception (``sys.excepthook`` sees it
+    before the exit handlers run) or ``sys.exit(code)`` (argparse's errors too), else a
+    normal end, status 0."""
+
+    code: int | None = None
+    installed = False
+
+    @classmethod
+    def install(cls) -> None:
+        if cls.installed:
+            return
+        cls.installed = True
+        hook, exit_ = sys.excepthook, sys.exit
+
+        def excepthook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+            cls.code = 130 if issubclass(kind, KeyboardInterrupt) else 1
+            hook(kind, value, tb)
+
+        def exit(status: object = None) -> None:  # noqa: A001 - it stands in for sys.exit
+            cls.code = status if isinstance(status, int) else (0 if status is None else 1)
+            exit_(status)
+
+        sys.excepthook = excepthook
+        sys.exit = exit  # type: ignore[assignment]
+
+
 def _finish_at_exit(run: Run) -> None:
     if not run._closed and run._session is not None:
-        run._session.note_problem("the script ended without closing its run (envcap.start_run); "
-                                  "its exit status is unknown")
-        run.finish(None)
+        run.finish(0 if _ExitWatch.code is None else _ExitWatch.code)
 
 
 _cache: Any = None
