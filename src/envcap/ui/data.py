@@ -393,11 +393,12 @@ def fleet(store: Any, *, cluster_label: str = "cluster") -> dict[str, Any]:
     for layer, groups in report["layers"].items():
         names = [g["name"] for g in groups]
         matrix[layer] = {
-            "groups": [{"name": g["name"], "id": g["id"], "description": g["description"], "nodes": g["nodes"]}
-                       for g in groups],
+            "groups": [{"name": g["name"], "id": g["id"], "description": g["description"], "nodes": g["nodes"],
+                        "members": g["members"]} for g in groups],
             "clusters": [{"name": c["name"], "nodes": c["nodes"],
                           "counts": [c["groups"].get(layer, {}).get(n, 0) for n in names],
                           "majority": c["majority"].get(layer)} for c in report["clusters"]],
         }
     return {"cluster_label": cluster_label, "nodes": report["nodes"], "snapshots": report["snapshots"],
-            "matrix": matrix, "outliers": report["outliers"], "rejected": report["rejected"]}
+            "matrix": matrix, "outliers": report["outliers"], "splits": report["splits"],
+            "rejected": report["rejected"]}
