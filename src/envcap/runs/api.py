@@ -409,7 +409,7 @@ class _ExitWatch:
             cls.code = 130 if issubclass(kind, KeyboardInterrupt) else 1
             hook(kind, value, tb)
 
-        def exit(status: object = None) -> None:  # noqa: A001 - it stands in for sys.exit
+        def exit(status: object = None) -> None:
             cls.code = status if isinstance(status, int) else (0 if status is None else 1)
             exit_(status)
 
