@@ -411,7 +411,7 @@ class _ExitWatch:
 
         def exit(status: object = None) -> None:
             cls.code = status if isinstance(status, int) else (0 if status is None else 1)
-            exit_(status)
+            exit_(status)  # type: ignore[arg-type]
 
         sys.excepthook = excepthook
         sys.exit = exit  # type: ignore[assignment]

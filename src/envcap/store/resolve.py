@@ -57,7 +57,7 @@ def first_snapshot(store: Any, manifest: Manifest) -> Manifest:
     """The same manifest with the observations of its first snapshot in STORE."""
     # The store lists snapshots oldest first.
     first = next((row.record for row in store.snapshots() if row.manifest_id == manifest.id), None)
-    return manifest if first is None else store.get(first)  # type: ignore[no-any-return]
+    return manifest if first is None else store.get(first)
 
 
 def resolve_run(ref: str, *, store: Any) -> Any:
