@@ -47,9 +47,10 @@ def run(params: tuple[str, ...], params_files: tuple[str, ...], seeds: tuple[str
     plan = plan_run(list(command), params=params, params_files=params_files, seeds=seeds, data=data,
                     notes=notes, labels=labels, outputs=outputs, python=python)
     if mlflow:
-        from ..integrations.mlflow import check_available
+        from ..integrations.mlflow import check_available, prepare
 
         check_available()
+        prepare()  # MLflow's import, while the command runs
     with open_store(create=True) as store:
         record = execute(store, plan, announce=lambda run_id: err(f"run {run_id}"))
         if mlflow:
