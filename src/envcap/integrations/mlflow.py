@@ -127,7 +127,7 @@ def prepare() -> threading.Thread:
 
     def load() -> None:
         try:
-            import mlflow  # noqa: F401
+            import mlflow
             from mlflow.tracking import MlflowClient  # noqa: F401
 
             uri = os.environ.get("MLFLOW_TRACKING_URI", "")
