@@ -109,8 +109,15 @@ def runs(as_json: bool, where: tuple[str, ...], labels: tuple[str, ...], sort: s
 
     header, rows = table_rows(chosen)
     table = Table(box=None, header_style="bold")
+    # A run id is never cut (26 characters, whole, on one line); params and metrics are
+    # listed one a line, each line whole up to 60 characters, and the command wraps.
+    widest = {col: max((len(line) for row in rows for line in row[i].split("\n")), default=0)
+              for i, col in enumerate(header)}
     for col in header:
-        table.add_column(col, overflow="fold" if col == "id" else "ellipsis", no_wrap=col != "command")
+        table.add_column(col, no_wrap=col not in ("command", "params", "metrics"),
+                         min_width=widest[col] if col == "id" else min(widest[col], 60)
+                         if col in ("params", "metrics") else None,
+                         overflow="fold" if col in ("params", "metrics", "command") else "ellipsis")
     for row in rows:
         table.add_row(*(cell(c) for c in row))
     Console(width=max(160, Console().width)).print(table)
