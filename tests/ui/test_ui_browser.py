@@ -236,3 +236,25 @@ def test_the_runs_table_fits_a_1400_px_window_and_names_each_runs_host(browser, 
                             " table#runs td.time')).filter(td => td.scrollWidth > td.clientWidth).length")
         assert cut == 0
         page.screenshot(path=str(shots / f"runs-1400{query.replace('?', '-').replace('=', '-')}.png"))
+
+
+def test_the_fleet_colour_legend_stands_clear_of_the_axis_labels(browser, store, shots) -> None:
+    page = visit(browser, store["url"] + "fleet")
+    page.set_viewport_size({"width": 1400, "height": 900})
+    page.wait_for_selector("[data-chart='matrix'][data-drawn] canvas")
+    boxes = page.evaluate("""() => Array.from(document.querySelectorAll("[data-chart='matrix']")).map(el => {
+        const chart = echarts.getInstanceByDom(el);
+        const legend = chart.getViewOfComponentModel(chart.getModel().getComponent('visualMap')).group;
+        const box = legend.getBoundingRect().clone();
+        box.applyTransform(legend.getComputedTransform());
+        const grid = chart.getModel().getComponent('grid').coordinateSystem.getRect();
+        return {legend: [box.x, box.y, box.width, box.height], grid: [grid.x, grid.y, grid.width, grid.height]};
+    })""")
+    assert boxes
+    for b in boxes:
+        lx, ly, lw, lh = b["legend"]
+        gx, gy, gw, gh = b["grid"]
+        # Right of the plotting area: not under it among the x axis's labels, nor left
+        # of it among the y axis's.
+        assert lx >= gx + gw, b
+    page.screenshot(path=str(shots / "fleet-1400.png"))
