@@ -117,11 +117,12 @@ def test_mlflow_adds_little_after_the_command_ends(tmp_path: Path, tracking: dic
     import time
 
     env = {**os.environ, **tracking}
+    # (In tmp_path: the default experiment keeps its artifacts under ./mlruns of where it was made.)
     subprocess.run([sys.executable, "-c", "import mlflow; mlflow.MlflowClient().search_experiments()"], env=env,
-                   check=True, capture_output=True, timeout=600)
+                   check=True, capture_output=True, timeout=600, cwd=tmp_path)
     started = time.monotonic()
     subprocess.run([sys.executable, "-c", "import mlflow, mlflow.store.tracking.sqlalchemy_store"], env=env,
-                   check=True, capture_output=True, timeout=600)
+                   check=True, capture_output=True, timeout=600, cwd=tmp_path)
     imports = time.monotonic() - started
     # A command longer than the import, which does not use MLflow itself.
     command = ["--", sys.executable, "-c", f"import time; time.sleep({imports + 3:.1f})"]
