@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from ui_support import envcap_run, experiment_records, write_numpy_pair, write_synthetic
+from ui_support import envcap_run, experiment_records, joint_sweep_records, write_numpy_pair, write_synthetic
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
@@ -84,7 +84,8 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Three runs by ``envcap run`` (one with a hostile parameter, note, label and metric
-    name) and a sweep of 120 synthetic runs."""
+    name), a sweep of 120 synthetic runs, and issue 22's sweep of 150 (lr × depth jointly,
+    batch_size alone, not dropout; with resources)."""
     home = tmp_path_factory.mktemp("ui-browser")
     work = tmp_path_factory.mktemp("ui-browser-project")
     (work / "train.py").write_text(
@@ -99,6 +100,14 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     evil = envcap_run(home, work, "--param", f"comment={EVIL}", "--label", f"who={EVIL}", "--note", EVIL, "--",
                       sys.executable, "train.py", env={"LR": "0.2", "METRIC": EVIL})
     write_synthetic(home, experiment_records(120))
+    write_synthetic(home, joint_sweep_records(150))
+    # A sweep whose parameter name and categorical values are hostile: on the axes of the
+    # importance, the interaction heatmap, the partial dependence and parallel coordinates.
+    hostile = joint_sweep_records(20, seed=9, start_ms=1_780_000_000_000)
+    hostile = [r.evolve(labels={"experiment": "hostile"},
+                        params=(*r.params, type(r.params[0])(name=EVIL, value=PAYLOADS[i % 2], source="user")))
+               for i, r in enumerate(hostile)]
+    write_synthetic(home, hostile)
     numpy_pair = write_numpy_pair(home)
     proc, url = serve(home)
     yield {"home": home, "ids": ids, "evil": evil, "url": url, "numpy_pair": numpy_pair}
@@ -127,7 +136,7 @@ def assert_nothing_ran(page: Any) -> None:
 
 def test_runs_page_filter_open_compare_and_importance(browser, store, shots) -> None:
     page = visit(browser, store["url"])
-    assert page.inner_text("#count").startswith("runs 1–50 of 125")
+    assert page.inner_text("#count").startswith("runs 1–50 of 295")
     page.screenshot(path=str(shots / "runs.png"))
 
     page.fill("#new-where", "labels.experiment=demo")
@@ -193,6 +202,7 @@ def test_hostile_strings_render_as_text_and_nothing_executes(browser, store, sho
         "run": store["url"] + f"runs/{evil}",
         "compare": store["url"] + f"compare?run={evil}&run={store['ids'][0]}",
         "experiment": store["url"] + "experiment?where=command~train.py",
+        "experiment-sweep": store["url"] + "experiment?where=labels.experiment%3Dhostile&metric=score",
     }
     for name, url in pages.items():
         page = visit(browser, url)
@@ -208,6 +218,10 @@ def test_hostile_strings_render_as_text_and_nothing_executes(browser, store, sho
             assert page.locator("img[src='x'], svg[onload]").count() == 0
         if name == "experiment":
             assert EVIL in page.locator("#metric option").all_inner_texts()
+        if name == "experiment-sweep":
+            page.wait_for_selector("#interaction-chart[data-drawn] canvas")
+            assert EVIL in page.locator("table#importance tr td:first-child").all_inner_texts()
+            assert any(EVIL in t for t in page.locator("table#interactions tr td:first-child").all_inner_texts())
         page.screenshot(path=str(shots / f"xss-{name}.png"), full_page=True)
 
 
@@ -258,3 +272,59 @@ def test_the_fleet_colour_legend_stands_clear_of_the_axis_labels(browser, store,
         # of it among the y axis's.
         assert lx >= gx + gw, b
     page.screenshot(path=str(shots / "fleet-1400.png"))
+
+
+def test_experiment_page_importance_interactions_and_pareto_front(browser, store, shots) -> None:
+    """Issue 22's page: fANOVA named and ranking dropout last, Friedman's H heatmap with
+    (depth, lr) first, the 2-D partial dependence over that pair on a log lr axis, lr's
+    parallel axis logarithmic, the constant parameter listed, the Pareto front against GPU
+    memory; then the permutation importance chosen from the form."""
+    page = visit(browser, store["url"] + "experiment?where=labels.experiment%3Djoint&metric=score")
+    for chart in ("importance", "interaction", "pd", "parallel", "scatter"):
+        page.wait_for_selector(f"#{chart}-chart[data-drawn] canvas")
+    assert "fANOVA" in page.inner_text("#importance-method")
+    assert "FanovaImportanceEvaluator" in page.inner_text("#importance-method")
+    ranked = page.locator("table#importance tr td:first-child").all_inner_texts()
+    assert ranked[-1] == "dropout" and len(ranked) == 4
+    spreads = [float(x) for x in page.locator("table#importance tr td:nth-child(3)").all_inner_texts()]
+    assert len(spreads) == 4 and max(spreads) > 0
+    assert "epochs" in page.inner_text("#constant")
+    assert "Friedman's H" in page.inner_text("#interaction-method")
+    pairs = page.locator("table#interactions tr td:first-child").all_inner_texts()
+    assert pairs[0] == "depth × lr" and len(pairs) == 6
+    strengths = [float(x) for x in page.locator("table#interactions tr td:nth-child(2)").all_inner_texts()]
+    assert strengths[0] >= 2 * strengths[1]
+    assert "depth and lr" in page.inner_text("#pd-title")
+    # What the charts were given: the heatmap's cells, a log axis where the values span decades.
+    option = "(id) => echarts.getInstanceByDom(document.getElementById(id)).getOption()"
+    heat = page.evaluate(option, "interaction-chart")
+    assert len(heat["series"][0]["data"]) == 12  # every ordered pair of the four parameters
+    pd = page.evaluate(option, "pd-chart")
+    assert "lr (log scale)" in (pd["xAxis"][0]["name"], pd["yAxis"][0]["name"])
+    parallel = page.evaluate(option, "parallel-chart")
+    axes = {a["name"]: a["type"] for a in parallel["parallelAxis"]}
+    assert axes["lr (log)"] == "log" and axes["dropout"] == "value"
+    page.screenshot(path=str(shots / "experiment-interactions.png"), full_page=True)
+
+    page.select_option("#resource", "resources.gpu.peak_memory_mib")
+    page.click("#apply")
+    page.wait_for_url(re.compile(r"resource=resources\.gpu\.peak_memory_mib"))
+    page.wait_for_selector("#scatter-chart[data-drawn] canvas")
+    assert "GPU memory (MiB)" in page.inner_text("#pareto")
+    front = page.locator("table#pareto td.id a").all_inner_texts()
+    scatter = page.evaluate(option, "scatter-chart")
+    assert [s["name"] for s in scatter["series"]] == ["runs", "Pareto front"]
+    assert len(scatter["series"][1]["data"]) == len(front) >= 1
+    cost = [float(x) for x in page.locator("table#pareto td:nth-child(2)").all_inner_texts()]
+    score = [float(x) for x in page.locator("table#pareto td:nth-child(3)").all_inner_texts()]
+    assert cost == sorted(cost) and score == sorted(score)  # cheapest first, each better than the last
+    assert_nothing_ran(page)
+    page.screenshot(path=str(shots / "experiment-pareto.png"), full_page=True)
+
+    page.select_option("#method", "permutation")
+    page.click("#apply")
+    page.wait_for_url(re.compile(r"method=permutation"))
+    page.wait_for_selector("#importance-chart[data-drawn] canvas")
+    assert "permutation" in page.inner_text("#importance-method")
+    assert page.locator("table#importance tr td:first-child").all_inner_texts()[-1] == "dropout"
+    assert_nothing_ran(page)

@@ -129,6 +129,12 @@ def test_resources_are_read_when_the_record_has_them() -> None:
     assert resources(view) == {"duration_s": 2.5, "resources.cpu_user_s": 1.5, "resources.peak_rss_mib": 812,
                                "resources.gpu.energy_j": 40.0}
     assert resources({"duration_s": None}) == {}
+    # What envcap run records: one summary per GPU, their memory and energy added up.
+    devices = {"duration_s": 3.0, "resources": {"cpu_s": 2.0, "gpu": [
+        {"index": 0, "peak_memory_mib": 1000.0, "energy_j": 50.0, "peak_util_pct": 90},
+        {"index": 1, "peak_memory_mib": 500.0, "energy_j": 25.5, "peak_util_pct": 40}]}}
+    assert resources(devices) == {"duration_s": 3.0, "resources.cpu_s": 2.0, "resources.gpu.peak_memory_mib": 1500.0,
+                                  "resources.gpu.energy_j": 75.5}
 
 
 def test_every_page_has_the_strict_policy_and_escapes(tmp_path: Path, client_for) -> None:

@@ -8,6 +8,7 @@ test modules import from.)"""
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import subprocess
@@ -41,7 +42,7 @@ def envcap_run(home: Path, cwd: Path, *args: str, env: dict[str, str] | None = N
 
 def synthetic_record(index: int, params: dict[str, Any], metrics: dict[str, Any], *, start_ms: int,
                      command: str = "python train.py", labels: dict[str, str] | None = None,
-                     exit_code: int = 0, duration: float | None = None) -> Any:
+                     exit_code: int = 0, duration: float | None = None, resources: dict[str, Any] | None = None) -> Any:
     from envcap.core.run import FINISHED, Param, RunRecord, new_run_id
 
     started = start_ms + index * 1000
@@ -54,6 +55,7 @@ def synthetic_record(index: int, params: dict[str, Any], metrics: dict[str, Any]
         params=tuple(Param(name=k, value=v, source="user") for k, v in params.items()),
         params_id=f"sha256:{index:064x}", metrics=metrics, envcap_version="0.1.0",
         git={"in_repository": True, "commit": f"{index:040x}", "branch": "main", "dirty": False},
+        resources=resources,
     )
 
 
@@ -79,6 +81,28 @@ def experiment_records(n: int, *, seed: int = 1, start_ms: int = 1_760_000_000_0
         score = 10 * p["lr"] / 0.1 + 0.8 * (p["depth"] - 6) ** 2 / 4 + rng.gauss(0, 0.1)
         out.append(synthetic_record(i, p, {"score": round(score, 6)}, start_ms=start_ms,
                                     labels={"experiment": "sweep"}))
+    return out
+
+
+def joint_sweep_records(n: int, *, seed: int = 1, start_ms: int = 1_770_000_000_000) -> list[Any]:
+    """The sweep of issue 22: ``score`` depends on ``lr`` and ``depth`` jointly (the best
+    learning rate moves with the depth: log10(lr) = -4 + 3 (depth - 1) / 11), on
+    ``batch_size`` alone, and not on ``dropout``; ``epochs`` is constant. ``lr`` is drawn
+    log-uniformly over three decades. Each run records resources, GPU ones included: the
+    larger batches cost more memory, the deeper models more time and energy."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        p = {"lr": 10 ** rng.uniform(-4, -1), "depth": rng.randint(1, 12), "batch_size": rng.choice([16, 32, 64, 128, 256]),
+             "dropout": rng.uniform(0, 0.5), "epochs": 10}
+        best = -4 + 3 * (p["depth"] - 1) / 11
+        score = 1 - (math.log10(p["lr"]) - best) ** 2 / 2 + 0.3 * math.log2(p["batch_size"] / 16) + rng.gauss(0, 0.02)
+        duration = round(20 * p["depth"] * (1 + rng.random() / 5), 2)
+        used = {"wall_s": duration, "cpu_s": round(duration * 1.7, 2), "peak_rss_mib": round(900 + 4 * p["batch_size"], 1),
+                "gpu": [{"peak_memory_mib": round(500 + 30 * p["batch_size"], 1), "energy_j": round(150 * duration, 1)},
+                        {"peak_memory_mib": 400.0, "energy_j": round(50 * duration, 1)}]}
+        out.append(synthetic_record(i, p, {"score": round(score, 6)}, start_ms=start_ms, labels={"experiment": "joint"},
+                                    duration=duration, resources=used))
     return out
 
 

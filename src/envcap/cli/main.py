@@ -38,6 +38,7 @@ LAZY_COMMANDS = {
     "diff": "envcap.cli.compare:diff",
     "fleet": "envcap.cli.compare:fleet",
     "ui": "envcap.cli.ui:ui",
+    "importance": "envcap.cli.importance:importance",
     "store": "envcap.cli.store:store",
     "config": "envcap.cli.config:config",
     "push": "envcap.cli.push:push",

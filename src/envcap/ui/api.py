@@ -68,10 +68,15 @@ def _compare(request: Request, store: Any) -> Any:
     return data.compare(store, request.query_params.getlist("run"))
 
 
-def _importance(request: Request, store: Any) -> Any:
+def experiment_query(request: Request) -> dict[str, Any]:
+    """The experiment's arguments as a request gives them (the page's and the API's)."""
     q = request.query_params
-    return data.experiment(store, request.app.state.catalog, where=q.getlist("where"), metric=q.get("metric") or None,
-                           resource=q.get("resource") or None)
+    return {"where": q.getlist("where"), "metric": q.get("metric") or None, "resource": q.get("resource") or None,
+            "method": q.get("method") or None, "goal": q.get("goal") or None}
+
+
+def _importance(request: Request, store: Any) -> Any:
+    return data.experiment(store, request.app.state.catalog, **experiment_query(request))
 
 
 def _fleet(request: Request, store: Any) -> Any:

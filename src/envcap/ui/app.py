@@ -118,9 +118,7 @@ def _compare_page(request: Request, store: Any) -> dict[str, Any]:
 
 
 def _experiment_page(request: Request, store: Any) -> dict[str, Any]:
-    q = request.query_params
-    found = data.experiment(store, request.app.state.catalog, where=q.getlist("where"),
-                            metric=q.get("metric") or None, resource=q.get("resource") or None)
+    found = data.experiment(store, request.app.state.catalog, **api.experiment_query(request))
     return {"page": "experiment", **found}
 
 

@@ -222,9 +222,13 @@ def curves(store: Any, v: dict[str, Any]) -> dict[str, list[list[Any]]]:
     return out
 
 
+GPU_SUMS = ("peak_memory_mib", "energy_j")  # the GPU figures added up over a run's devices
+
+
 def resources(v: dict[str, Any]) -> dict[str, float]:
     """A run's resource figures by name: its duration, and every number in its
-    ``resources`` summary where the record has one (nested names joined with dots)."""
+    ``resources`` summary where the record has one (nested names joined with dots; the
+    GPU devices' peak memory and energy added up, as ``resources.gpu.…``)."""
     found: dict[str, float] = {}
     if _is_number(v.get("duration_s")):
         found["duration_s"] = v["duration_s"]
@@ -236,7 +240,15 @@ def resources(v: dict[str, Any]) -> dict[str, float]:
         elif _is_number(value):
             found[path] = value
 
-    walk(v.get("resources") or {}, "resources")
+    summary = v.get("resources") or {}
+    walk(summary, "resources")  # a list (the GPU devices) is not walked
+    devices = summary.get("gpu") if isinstance(summary, dict) else None
+    if isinstance(devices, list):
+        # Memory and energy of every GPU the run used, added up over the devices.
+        for key in GPU_SUMS:
+            values = [d[key] for d in devices if isinstance(d, dict) and _is_number(d.get(key))]
+            if values:
+                found[f"resources.gpu.{key}"] = sum(values)
     return found
 
 
@@ -312,13 +324,25 @@ def _env_diffs(store: Any, views: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def experiment(store: Any, catalog: Catalog, *, where: Iterable[str] = (), metric: str | None = None,
-               resource: str | None = None) -> dict[str, Any]:
-    """The runs a filter selects taken as one experiment: parameter importance for a
-    metric, the parallel-coordinates rows and the metric against a resource figure."""
-    from .importance import importance
-
+               resource: str | None = None, method: str | None = None, goal: str | None = None) -> dict[str, Any]:
+    """The runs a filter selects taken as one experiment (see :func:`experiment_of`)."""
     conditions = parse_where(where)
     chosen = select(catalog.views(store), where=conditions)
+    return experiment_of(chosen, where=conditions, metric=metric, resource=resource, method=method, goal=goal)
+
+
+def experiment_of(chosen: Sequence[dict[str, Any]], *, where: Sequence[str] = (), metric: str | None = None,
+                  resource: str | None = None, method: str | None = None, goal: str | None = None) -> dict[str, Any]:
+    """Runs (their JSON views) taken as one experiment: parameter importance for a metric,
+    the interactions of parameters, the parallel-coordinates rows and the metric against a
+    resource figure with its Pareto front. A pure function of the views."""
+    from .importance import DEFAULT_METHOD, GOALS, METHODS, RESOURCE_NAMES, analyze
+
+    method = method or DEFAULT_METHOD
+    if method not in METHODS:
+        raise UsageError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    if goal is not None and goal not in GOALS:
+        raise UsageError(f"goal must be max or min, not {goal!r}")
     metrics = _names_all({k: v for k, v in (c.get("metrics") or {}).items() if _is_number(v)} for c in chosen)
     if metric is None and metrics:
         metric = metrics[0]
@@ -326,15 +350,18 @@ def experiment(store: Any, catalog: Catalog, *, where: Iterable[str] = (), metri
         raise NotFoundError(f"no run of these has a numeric metric {metric!r}"
                          + (f" (metrics: {', '.join(metrics)})" if metrics else ""))
     figures = [resources(v) for v in chosen]
-    resource_names = _names_all(figures)
+    found = _names_all(figures)
+    resource_names = [n for n in RESOURCE_NAMES if n in found] + [n for n in found if n not in RESOURCE_NAMES]
     if resource is None and resource_names:
         resource = resource_names[0]
     if resource is not None and resource not in resource_names:
         raise NotFoundError(f"no run of these has the resource figure {resource!r}")
     result: dict[str, Any] = {
-        "where": conditions, "runs": len(chosen), "metric": metric, "metrics": metrics,
-        "resource": resource, "resources": resource_names, "importance": None, "parallel": None, "scatter": [],
-        "sampled": None,
+        "where": list(where), "runs": len(chosen), "metric": metric, "metrics": metrics,
+        "resource": resource, "resources": resource_names,
+        "resource_labels": {n: RESOURCE_NAMES.get(n, n) for n in resource_names},
+        "method": method, "methods": dict(METHODS), "goal": goal, "goal_asked": goal,
+        "importance": None, "interactions": None, "parallel": None, "scatter": [], "pareto": None, "sampled": None,
     }
     if metric is None:
         return result
@@ -344,18 +371,22 @@ def experiment(store: Any, catalog: Catalog, *, where: Iterable[str] = (), metri
         # fixed sample keeps the page quick and the same on every reload.
         result["sampled"] = {"of": len(with_metric), "kept": EXPERIMENT_RUNS}
         with_metric = sorted(random.Random(0).sample(with_metric, EXPERIMENT_RUNS), key=lambda v: v["id"])
-    result["importance"] = importance(with_metric, metric)
+    analysis = analyze(with_metric, metric, figures=[resources(v) for v in with_metric], resource=resource,
+                       method=method, goal=goal)
+    result.update(analysis)
     ranked = [p["name"] for p in result["importance"]["params"]]
-    others = sorted({p["name"] for v in with_metric for p in v.get("params") or ()} - set(ranked))
+    # The parameters not ranked (too few runs), but not the constant ones: an axis of one value says nothing.
+    others = sorted({p["name"] for v in with_metric for p in v.get("params") or ()} - set(ranked)
+                    - set(result["importance"]["constant"]))
     result["parallel"] = _parallel(with_metric, metric, ranked + others)
-    if resource is not None:
-        result["scatter"] = [{"run": v["id"], "x": f[resource], "y": v["metrics"][metric]}
-                             for v in with_metric for f in [resources(v)] if resource in f]
     return result
 
 
 def _parallel(views: list[dict[str, Any]], metric: str, names: list[str]) -> dict[str, Any]:
-    """Axes (parameters by importance, then the metric) and one line per run."""
+    """Axes (parameters by importance, then the metric; a log axis where the values span
+    decades) and one line per run."""
+    from .importance import log_spaced
+
     axes = []
     for name in names:
         values = [lookup(v, f"params.{name}") for v in views]
@@ -363,8 +394,10 @@ def _parallel(views: list[dict[str, Any]], metric: str, names: list[str]) -> dic
         numeric = all(_is_number(x) for x in present if x is not None)
         cats = None if numeric else sorted({json.dumps(x) if not isinstance(x, str) else x for x in present
                                             if x is not None})
-        axes.append({"name": name, "categories": cats})
-    axes.append({"name": metric, "categories": None})
+        log = numeric and log_spaced([float(x) for x in present if isinstance(x, (int, float))])
+        axes.append({"name": name, "categories": cats, "log": log})
+    metric_values = [v["metrics"][metric] for v in views]
+    axes.append({"name": metric, "categories": None, "log": log_spaced(metric_values)})
     rows = []
     for v in views:
         line = []
