@@ -20,6 +20,8 @@ from typing import Any
 
 TESTDATA = Path(__file__).resolve().parent / "testdata"
 GOLDEN = TESTDATA / "golden-ids.json"
+# Earlier schema minors whose ids of the same sections are pinned too.
+EARLIER = ("1.0.0", "1.1.0")
 NOTE = "Manifest ids of snapshot(root=tree) for each fixture tree; regenerate with: python tests/golden_ids.py"
 
 
@@ -35,12 +37,21 @@ def name(tree: Path) -> str:
 def ids(tree: Path) -> dict[str, Any]:
     from envcap import snapshot
 
+    from envcap.core.manifest import compute_ids
+
     m = snapshot(root=str(tree))
+    earlier = {}
+    for version in EARLIER:
+        old = compute_ids(m.sections, m.layers, version=version)
+        earlier[version] = {"id": old.id, "env_id": old.env_id, "platform_id": old.platform_id}
     return {
         "id": m.id,
         "env_id": m.env_id,
         "platform_id": m.platform_id,
         "sections": sorted(m.sections),
+        # The ids the same sections have in a manifest of an earlier schema minor: an
+        # identity rule of its own, and ids that a new rule must never move.
+        "earlier": earlier,
     }
 
 

@@ -115,3 +115,50 @@ def test_an_env_rebuilt_from_its_lock_has_the_same_env_id(tmp_path: Path, isolat
         sorted((p["name"], p["version"]) for p in before.sections["python"]["packages"])
     assert after.env_id == before.env_id
     assert os.path.exists(lock_dir / "requirements.txt")
+
+
+def test_names_of_one_interpreter_are_one_environment(twins: tuple[Venv, Venv], tmp_path: Path) -> None:
+    # `envcap snapshot` of venv/bin/python3, `envcap run -- python train.py` of venv/bin/python.
+    a, _ = twins
+    names = sorted(p.name for p in (a.path / "bin").iterdir() if p.name.startswith("python"))
+    assert {"python", "python3"} <= set(names)
+    files = []
+    for name in names:
+        m = snapshot(python=str(a.path / "bin" / name), env={**BASE_ENV, "VIRTUAL_ENV": str(a.path)},
+                     select=["python", "environment", "os", "libc"])
+        assert m.sections["python"]["executable"].endswith("/" + name)  # the fact stays
+        files.append(tmp_path / f"{name}.json")
+        files[-1].write_text(m.to_json())
+    ids = {Manifest.from_json(f.read_text()).env_id for f in files}
+    assert len(ids) == 1
+    out = run_envcap("diff", str(files[0]), str(files[1])).stdout
+    assert "software: same environment" in out and "software: differs" not in out
+
+
+def _as_schema(m: Manifest, version: str) -> Manifest:
+    data = m.to_dict()
+    ids = compute_ids(data["sections"], data["layers"], version=version)
+    data.update(schema_version=version, id=ids.id, env_id=ids.env_id, platform_id=ids.platform_id)
+    return Manifest.from_dict(json.loads(json.dumps(data)))
+
+
+def test_a_change_of_identity_rule_is_no_change_of_environment(twins: tuple[Venv, Venv], tmp_path: Path) -> None:
+    # The same machine captured by an envcap writing schema 1.1 and by this one (1.2).
+    a, b = twins
+    new = capture(a)
+    old = _as_schema(new, "1.1.0")
+    assert old.env_id != new.env_id  # each keeps the id of its own rule...
+    assert old.current_env_id() == new.env_id  # ...and compares by the newest one
+    (tmp_path / "old.json").write_text(old.to_json())
+    (tmp_path / "new.json").write_text(new.to_json())
+    diff = run_envcap("diff", str(tmp_path / "old.json"), str(tmp_path / "new.json"))
+    assert "software: same" in diff.stdout and "software: differs" not in diff.stdout, diff.stdout
+    assert "another identity rule" in diff.stdout
+    fleet = json.loads(run_envcap("fleet", str(tmp_path / "old.json"), str(tmp_path / "new.json"), "--json",
+                                  "--all-snapshots").stdout)
+    assert [g["nodes"] for g in fleet["layers"]["software"]] == [2]
+    # Another environment is still another one across rules.
+    other = _as_schema(capture(a, {"OMP_NUM_THREADS": "3"}), "1.1.0")
+    (tmp_path / "other.json").write_text(other.to_json())
+    diff = run_envcap("diff", str(tmp_path / "other.json"), str(tmp_path / "new.json"))
+    assert "software: differs" in diff.stdout and "OMP_NUM_THREADS" in diff.stdout

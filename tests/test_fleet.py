@@ -298,3 +298,56 @@ def test_missing_inputs_are_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     assert_clean_error(envcap("fleet", str(tmp_path / "empty")), "no manifest files")
     assert_clean_error(envcap("fleet"), "no envcap store")
+
+
+# -- node labels, names, and what separates the groups of one cluster ------------------------
+
+
+def test_a_nodes_labels_stick_to_every_snapshot_it_takes_runs_included(isolated: Path, tmp_path: Path) -> None:
+    import sys
+
+    proc = envcap("config", "set", "label.cluster", "a")
+    assert proc.returncode == 0, proc.stderr
+    assert envcap("config", "get", "label.cluster").stdout.strip() == "a"
+    assert envcap("snapshot").returncode == 0
+    for extra in ([], ["--label", "rack=r7"]):
+        ran = envcap("run", *extra, "--", sys.executable, "-c", "pass")
+        assert ran.returncode == 0, ran.stderr
+    with Store() as store:
+        labels = [row.labels for row in store.snapshots()]
+    assert len(labels) == 3 and all(lab.get("cluster") == "a" for lab in labels), labels
+    assert sum("run" in lab for lab in labels) == 2 and sum(lab.get("rack") == "r7" for lab in labels) == 1
+    # The host's newest snapshot is a run's, and the fleet still knows its cluster.
+    report = json.loads(envcap("fleet", "--json").stdout)
+    assert [c["name"] for c in report["clusters"]] == ["a"]
+    assert report["superseded"] == 2
+    # A label given on the command line wins over the node's own.
+    assert envcap("snapshot", "--label", "cluster=b").returncode == 0
+    with Store() as store:
+        assert store.snapshots()[-1].labels["cluster"] == "b"
+
+
+def test_a_split_cluster_names_its_nodes_and_what_separates_them(base: Manifest, tmp_path: Path) -> None:
+    nodes = [node(base, "n-1", "a"), node(base, "n-2", "a", env="numpy+extra")]
+    directory = write_all(tmp_path / "fleet", nodes)
+    html = tmp_path / "report.html"
+    text = envcap("fleet", str(directory), "--html", str(html))
+    assert text.returncode == 0, text.stderr
+    out = " ".join(text.stdout.split())
+    assert "n-1" in out and "n-2" in out
+    assert "Split clusters" in out and "zz-extra 1.0" in out
+    page = html.read_text()
+    split = page.split("Split clusters")[1]
+    assert "<li>n-1</li>" in split and "<li>n-2</li>" in split and "zz-extra" in split
+    data = json.loads(envcap("fleet", str(directory), "--json").stdout)
+    assert sorted(g["members"] for g in data["layers"]["software"]) == [["n-1"], ["n-2"]]
+    (split_row,) = data["splits"]
+    assert sorted([split_row["nodes_a"], split_row["nodes_b"]]) == [["n-1"], ["n-2"]]
+    assert any("zz-extra" in line for line in split_row["differs"])
+
+
+def test_outlier_rows_say_what_differs(base: Manifest, tmp_path: Path) -> None:
+    data = json.loads(envcap("fleet", str(write_all(tmp_path / "fleet", planted_fleet(base))), "--json").stdout)
+    rows = {o["node"]: o for o in data["outliers"]}
+    assert any("numpy" in line for line in rows["a-5"]["differs"])
+    assert any("driver_version" in line for line in rows["b-2"]["differs"])

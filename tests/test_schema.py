@@ -13,7 +13,7 @@ import envcap
 from envcap.core.manifest import SCHEMA_VERSION
 from envcap.capture.registry import all_probes
 
-SCHEMA_FILE = Path(envcap.__file__).parent / "schema" / "manifest-1.1.schema.json"
+SCHEMA_FILE = Path(envcap.__file__).parent / "schema" / "manifest-1.2.schema.json"
 SCHEMA = json.loads(SCHEMA_FILE.read_text())
 
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -37,7 +40,13 @@ def test_a_crate_of_a_run_reads_back(tmp_path: Path, name: str) -> None:
 
     record = json.loads(content("run.json"))
     assert record["id"] == run.id
-    assert files["run.json"]["identifier"] == "sha256:" + hashlib.sha256(content("run.json")).hexdigest()
+    # The identifier names the record as stored; the crate's copy leaves the author's paths out.
+    from envcap.store.embedded import Store
+    from envcap.store import runs as runs_store
+
+    with Store(create=False) as store:
+        stored = store.get_object(runs_store.record_id(store, run.id))
+    assert files["run.json"]["identifier"] == "sha256:" + hashlib.sha256(stored).hexdigest()
     manifest = json.loads(content("environment/manifest.json"))
     assert manifest["id"] == run.view["manifest"] == files["environment/manifest.json"]["identifier"]
     assert json.loads(content("params.json"))["params_id"] == run.view["params_id"]
@@ -45,7 +54,7 @@ def test_a_crate_of_a_run_reads_back(tmp_path: Path, name: str) -> None:
     action = crate.mainEntity
     assert action.type == "CreateAction" and action["identifier"] == run.id
     assert action["startTime"] == run.view["started_at"] and action["endTime"] == run.view["ended_at"]
-    code = next(i for i in action["instrument"] if i.type == "SoftwareSourceCode")
+    code = next(i for i in action["instrument"] if "SoftwareSourceCode" in i.type)
     assert code["version"] == git(run.repo, "rev-parse", "HEAD")
     data = [o for o in action["object"] if o.id.startswith("#data-")]
     assert [(d["name"], d["identifier"]) for d in data] == [("train.csv", run.sha256("train.csv"))]
@@ -95,3 +104,74 @@ def test_no_export_carries_a_secret_the_run_was_given(tmp_path: Path) -> None:
     leaked = [t[:200] for t in texts if SECRET.encode() in t]
     assert not leaked
     assert any(b"[REDACTED]" in t for t in texts), "the run recorded the secret's place, redacted"
+
+
+def _fill_validator_cache(cache: Path, version: str) -> None:
+    """``rocrate-validator --offline`` reads only its HTTP cache: put in it the RO-Crate
+    context the crate names, from the copy the ``rocrate`` package ships."""
+    import io
+
+    import requests
+    import requests_cache
+    import rocrate
+    import urllib3
+
+    context = (Path(rocrate.__file__).parent / "data" / "ro-crate.jsonld").read_bytes()
+    url = f"https://w3id.org/ro/crate/{version}/context"
+    assert json.loads(context)["@id"] == url, "the rocrate package ships another version's context"
+    headers = {"Content-Type": "application/ld+json"}
+    response = requests.Response()
+    response.status_code, response._content, response.url, response.encoding = 200, context, url, "utf-8"
+    response.headers.update(headers)
+    response.raw = urllib3.HTTPResponse(body=io.BytesIO(context), headers=headers, status=200,
+                                        preload_content=False, request_url=url)
+    response.request = requests.Request("GET", url).prepare()
+    requests_cache.CachedSession(cache_name=str(cache), backend="sqlite").cache.save_response(response)
+
+
+def test_the_crate_passes_rocrate_validator_for_the_profile_it_declares(tmp_path: Path) -> None:
+    pytest.importorskip("rocrate_validator")
+    from envcap.export.crate import RO_CRATE_VERSION
+
+    run = record_run(tmp_path)
+    out = tmp_path / "crate"
+    run_envcap("export", run.id, "--format", "ro-crate", "-o", str(out), check=True)
+    metadata = json.loads((out / "ro-crate-metadata.json").read_text())
+    declared = next(e for e in metadata["@graph"] if e["@id"] == "ro-crate-metadata.json")["conformsTo"]["@id"]
+    assert declared == f"https://w3id.org/ro/crate/{RO_CRATE_VERSION}"
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "export.md").read_text()
+    assert f"RO-Crate {RO_CRATE_VERSION}" in docs and "RO-Crate 1.1" not in docs
+    cache = tmp_path / "validator-cache"
+    _fill_validator_cache(cache, RO_CRATE_VERSION)
+    validator = Path(sys.executable).with_name("rocrate-validator")
+    report_file = tmp_path / "report.json"
+    # --creation-time runs the availability checks and --extra-checks the extra ones,
+    # which are otherwise skipped.
+    proc = subprocess.run([str(validator), "--no-interactive", "validate", "--offline", "--cache-path", str(cache),
+                           "--profile-identifier", f"ro-crate-{RO_CRATE_VERSION}",
+                           "--creation-time", "--extra-checks", "--no-paging", "--output-format", "json",
+                           "--output-file", str(report_file), str(out)],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
+    report = json.loads(report_file.read_text())
+    assert proc.returncode == 0 and report["passed"], (report.get("issues"), proc.stderr[-2000:])
+    assert report["issues"] == []
+    stats = report["statistics"]
+    assert stats["total_failed_checks"] == 0 and stats["extra_check_checks"]["skipped"] == 0
+    # The one check the validator reports as skipped is for detached crates (data on the
+    # web, no files): it does not apply to a crate that holds its files.
+    assert [s["name"] for s in report["skipped_check_details"]] == \
+        ["Detached RO-Crate: data entities MUST be web-based"]
+    assert stats["total_passed_checks"] == stats["total_checks"] - 1
+
+
+def test_the_crate_carries_no_absolute_path_of_the_authors_machine(tmp_path: Path) -> None:
+    run = record_run(tmp_path)
+    out = tmp_path / "crate"
+    run_envcap("export", run.id, "--format", "ro-crate", "-o", str(out), check=True)
+    for name in ("run.json", "environment/manifest.json"):
+        text = (out / name).read_text()
+        assert str(tmp_path) not in text and sys.prefix not in text, name
+        for key in ("abspath", "root", "PATH", "VIRTUAL_ENV"):
+            assert f'"{key}":' not in text, (name, key)
+    record = json.loads((out / "run.json").read_text())
+    assert record["id"] == run.id and record["python"]["executable"].startswith("{prefix}/")

@@ -213,3 +213,20 @@ def test_the_snapshot_path_imports_no_export_library() -> None:
             "'envcap.capture', 'envcap.store', 'envcap.cli'))))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['envcap']", out
+
+
+def test_two_exports_with_another_snapshot_between_them_are_the_same_bytes(tmp_path: Path) -> None:
+    import time
+
+    first = json.loads(run_envcap("snapshot", "--json", "--root", str(H200_TREE), check=True).stdout)
+    exports = []
+    for attempt in range(2):
+        if attempt:
+            time.sleep(2.1)  # the snapshot's clock ticks in whole seconds
+            again = json.loads(run_envcap("snapshot", "--json", "--root", str(H200_TREE), check=True).stdout)
+            assert again["id"] == first["id"] and again["observed"]["time"] != first["observed"]["time"]
+        for fmt in sbom.FORMATS:
+            out = tmp_path / f"{attempt}.{fmt}.json"
+            run_envcap("export", first["id"], "--format", fmt, "-o", str(out), check=True)
+            exports.append(out.read_bytes())
+    assert exports[:2] == exports[2:]

@@ -83,3 +83,19 @@ def test_the_value_the_script_ran_with_wins_over_param(tmp_path: Path) -> None:
     params = {p["name"]: p for p in view["params"]}
     assert params["lr"]["value"] == 0.02 and params["lr"]["source"] == "user"
     assert any("lr" in problem for problem in view["problems"]), view["problems"]
+
+
+@pytest.mark.parametrize("ending, code, status", [
+    ("", 0, "ok"),  # the script just ends, as the documented usage does
+    ("import sys\nsys.exit(3)\n", 3, "failed"),
+    ("raise RuntimeError('diverged')\n", 1, "failed"),
+], ids=["ends", "sys-exit-3", "exception"])
+def test_a_standalone_script_is_recorded_with_its_own_exit_status(tmp_path: Path, ending: str, code: int,
+                                                                   status: str) -> None:
+    (tmp_path / "train.py").write_text(SCRIPT + "print(envcap.runs.api.active_run().id, flush=True)\n" + ending)
+    proc = __import__("subprocess").run([sys.executable, "train.py", "--epochs", "3"], cwd=tmp_path,
+                                        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == code, proc.stderr
+    view = show(proc.stdout.strip())
+    assert (view["status"], view["exit_code"]) == (status, code)
+    assert view["problems"] == []

@@ -117,3 +117,31 @@ def test_the_callback_records_an_unchanged_script(app: Path) -> None:
     assert params["optim.lr"] == (0.01, "default")
     assert not any(n.startswith(("hydra.callbacks", "hydra.run")) for n in params), params
     assert view["configs"][0]["name"] == "hydra"
+
+
+def _sweep_runs(parent: str) -> list[dict[str, Any]]:
+    import json
+
+    listed = json.loads(envcap("runs", "--json", "--label", f"sweep={parent}", check=True).stdout)
+    runs = listed if isinstance(listed, list) else listed["runs"]
+    return [show(r["id"]) for r in runs]
+
+
+@pytest.mark.parametrize("script, extra", [
+    ("train.py", []),
+    ("plain.py", ["+hydra.callbacks.envcap._target_=envcap.integrations.hydra.Callback"]),
+], ids=["log_config", "callback"])
+def test_a_multirun_records_each_job_as_a_run_of_one_sweep(app: Path, script: str, extra: list[str]) -> None:
+    proc = envcap("run", "--", sys.executable, script, "-m", "optim.lr=0.1,0.2", *extra, cwd=app)
+    assert proc.returncode == 0, proc.stderr
+    assert "raised" not in proc.stderr and "AttributeError" not in proc.stderr, proc.stderr
+    parent = show(run_id_of(proc))
+    assert parent["labels"].get("sweep") == parent["id"] and parent["problems"] == []
+    jobs = sorted((v for v in _sweep_runs(parent["id"]) if v["id"] != parent["id"]),
+                  key=lambda v: v["labels"]["hydra.job.num"])
+    assert [v["labels"]["hydra.job.num"] for v in jobs] == ["0", "1"]
+    assert [_params(v)["optim.lr"] for v in jobs] == [(0.1, "user"), (0.2, "user")]
+    assert [_params(v)["optim.warmup_lr"] for v in jobs] == [(0.1, "derived"), (0.2, "derived")]
+    for v in jobs:
+        assert v["status"] == "ok" and v["problems"] == [], v
+        assert v["configs"][0]["name"] == "hydra" and v["env_id"] == parent["env_id"]

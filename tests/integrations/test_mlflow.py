@@ -107,3 +107,34 @@ def test_mlflow_missing_is_a_clean_error_before_anything_runs(tmp_path: Path) ->
                   env={"PYTHONPATH": str(tmp_path)})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "pip install 'envcap[mlflow]'" in proc.stderr
+
+
+def test_mlflow_adds_little_after_the_command_ends(tmp_path: Path, tracking: dict[str, str]) -> None:
+    # MLflow's import (and its SQL store's) is what `envcap run --mlflow` waited for after
+    # the command: it now runs while the command does. The tracking database exists
+    # already, as it does once a team uses MLflow.
+    import os
+    import time
+
+    env = {**os.environ, **tracking}
+    # (In tmp_path: the default experiment keeps its artifacts under ./mlruns of where it was made.)
+    subprocess.run([sys.executable, "-c", "import mlflow; mlflow.MlflowClient().search_experiments()"], env=env,
+                   check=True, capture_output=True, timeout=600, cwd=tmp_path)
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-c", "import mlflow, mlflow.store.tracking.sqlalchemy_store"], env=env,
+                   check=True, capture_output=True, timeout=600, cwd=tmp_path)
+    imports = time.monotonic() - started
+    # A command longer than the import, which does not use MLflow itself.
+    command = ["--", sys.executable, "-c", f"import time; time.sleep({imports + 3:.1f})"]
+
+    def overhead(*flags: str) -> float:
+        began = time.monotonic()
+        proc = envcap("run", *flags, *command, cwd=tmp_path, env=tracking, timeout=600)
+        wall = time.monotonic() - began
+        assert proc.returncode == 0, proc.stderr
+        return wall - show(run_id_of(proc))["duration_s"]
+
+    plain, with_mlflow = overhead(), overhead("--mlflow")
+    added = with_mlflow - plain
+    assert added < 0.5 * imports + 1.5, (f"--mlflow added {added:.1f} s after the command "
+                                         f"(MLflow's import takes {imports:.1f} s here)")

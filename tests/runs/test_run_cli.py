@@ -121,3 +121,23 @@ def test_working_directory_is_relative_to_the_repository_root(tmp_path: Path) ->
     repo = project(tmp_path)
     proc = envcap("run", "--", sys.executable, "-c", "pass", cwd=repo / "data", check=True)
     assert show(run_id_of(proc))["cwd"] == "data"
+
+
+def test_runs_shows_whole_ids_every_param_and_the_host(tmp_path: Path) -> None:
+    import os
+
+    params = {"lr": "0.001", "optimizer": "adamw-with-decoupled-decay", "batch_size": "128",
+              "weight_decay": "0.0001", "scheduler": "cosine-with-restarts", "dropout": "0.1"}
+    ids = []
+    for _ in range(2):
+        proc = envcap("run", *(a for k, v in params.items() for a in ("--param", f"{k}={v}")), "--",
+                      sys.executable, "-c", "pass", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        ids.append(run_id_of(proc))
+    out = envcap("runs", check=True, env={"COLUMNS": "100"}).stdout
+    lines = out.splitlines()
+    for run_id in ids:
+        assert any(run_id in line for line in lines), out  # whole, on one line
+    for name, value in params.items():
+        assert f"{name}={value}" in out, out
+    assert "host" in lines[0] and os.uname().nodename in out

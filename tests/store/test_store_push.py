@@ -48,7 +48,7 @@ def test_push_sends_what_is_missing_once_and_pull_brings_a_run_back(pg_url: str,
     # Another machine (an empty home) pulls the run; its own store has it whole.
     other = tmp_path / "other-home"
     pulled = run_envcap("pull", run_id[:8], env={**env, "ENVCAP_HOME": str(other)}, check=True)
-    assert "1 run(s) and 1 snapshot(s) pulled into" in pulled.stdout
+    assert "1 new run(s), 1 new snapshot(s)" in pulled.stdout and "pulled into" in pulled.stdout
     local = {"ENVCAP_HOME": str(other)}
     assert json.loads(run_envcap("show", run_id, "--json", env=local, check=True).stdout)["env_id"] == shown["env_id"]
     assert run_envcap("audit", run_id, env=local).returncode == 0
@@ -109,3 +109,12 @@ def test_config_set_store_points_every_command_at_it(pg_url: str, isolated: Path
         assert proc.returncode == 2 and "no envcap store at" in proc.stderr
     run_envcap("config", "unset", "store", check=True)
     assert "(embedded)" in run_envcap("store", "info", check=True).stdout
+
+
+def test_pushing_twice_says_nothing_was_sent_the_second_time(pg_url: str) -> None:
+    run_id = record_run()
+    env = {"ENVCAP_STORE": pg_url}
+    first = run_envcap("push", run_id, env=env, check=True).stdout
+    assert "1 new run(s), 1 new snapshot(s)" in first and "pushed to" in first
+    again = run_envcap("push", run_id, env=env, check=True).stdout
+    assert "pushed" not in again and again.startswith("nothing to copy:") and "nothing was sent" in again

@@ -225,6 +225,55 @@ def test_hostile_strings_render_as_text_and_nothing_executes(browser, store, sho
         page.screenshot(path=str(shots / f"xss-{name}.png"), full_page=True)
 
 
+def test_the_runs_table_fits_a_1400_px_window_and_names_each_runs_host(browser, store, shots) -> None:
+    # The runs page with every column the store fills: six parameters, the metrics,
+    # commands, hosts; the first page, sorted by the default and by a metric.
+    for query in ("", "?sort=-metrics.score"):
+        page = visit(browser, store["url"] + query)
+        page.set_viewport_size({"width": 1400, "height": 900})
+        page.wait_for_timeout(200)
+        widths = page.evaluate("() => [document.documentElement.scrollWidth, document.body.scrollWidth,"
+                               " document.querySelector('table#runs').getBoundingClientRect().right,"
+                               " window.innerWidth]")
+        wide = page.evaluate("() => Array.from(document.querySelectorAll('body *')).filter(e => "
+                             "e.getBoundingClientRect().right > window.innerWidth).slice(0, 5).map(e => "
+                             "e.tagName + '.' + e.className + '#' + e.id + ' ' + Math.round(e.getBoundingClientRect().right))")
+        assert max(widths[:3]) <= widths[3] == 1400, (widths, wide)
+        headers = page.locator("table#runs thead th").all_inner_texts()
+        assert any(h.strip().startswith("host") for h in headers), headers
+        hosts = page.locator("table#runs td.host").all_inner_texts()
+        assert hosts and all(h.strip() for h in hosts), hosts
+        # Nothing the table shows in full is cut: each run id is whole.
+        ids = page.locator("table#runs td.id").all_inner_texts()
+        assert ids and all(len(i.strip()) == 26 for i in ids), ids
+        cut = page.evaluate("() => Array.from(document.querySelectorAll('table#runs td.id, table#runs td.started,"
+                            " table#runs td.time')).filter(td => td.scrollWidth > td.clientWidth).map(td => td.className + ' ' + td.innerText)")
+        assert cut == [], cut[:5]
+        page.screenshot(path=str(shots / f"runs-1400{query.replace('?', '-').replace('=', '-')}.png"))
+
+
+def test_the_fleet_colour_legend_stands_clear_of_the_axis_labels(browser, store, shots) -> None:
+    page = visit(browser, store["url"] + "fleet")
+    page.set_viewport_size({"width": 1400, "height": 900})
+    page.wait_for_selector("[data-chart='matrix'][data-drawn] canvas")
+    boxes = page.evaluate("""() => Array.from(document.querySelectorAll("[data-chart='matrix']")).map(el => {
+        const chart = echarts.getInstanceByDom(el);
+        const legend = chart.getViewOfComponentModel(chart.getModel().getComponent('visualMap')).group;
+        const box = legend.getBoundingRect().clone();
+        box.applyTransform(legend.getComputedTransform());
+        const grid = chart.getModel().getComponent('grid').coordinateSystem.getRect();
+        return {legend: [box.x, box.y, box.width, box.height], grid: [grid.x, grid.y, grid.width, grid.height]};
+    })""")
+    assert boxes
+    for b in boxes:
+        lx, ly, lw, lh = b["legend"]
+        gx, gy, gw, gh = b["grid"]
+        # Right of the plotting area: not under it among the x axis's labels, nor left
+        # of it among the y axis's.
+        assert lx >= gx + gw, b
+    page.screenshot(path=str(shots / "fleet-1400.png"))
+
+
 def test_experiment_page_importance_interactions_and_pareto_front(browser, store, shots) -> None:
     """Issue 22's page: fANOVA named and ranking dropout last, Friedman's H heatmap with
     (depth, lr) first, the 2-D partial dependence over that pair on a log lr axis, lr's

@@ -258,3 +258,14 @@ def test_a_run_whose_record_cannot_be_read_is_listed_as_unreadable(tmp_path: Pat
     assert [v["status"] for v in cli_runs(tmp_path) if v["id"] == bad] == ["unreadable"]
     assert c.get(f"/api/runs/{bad}").status_code == 500
     assert "corrupt" in c.get(f"/runs/{bad}").text
+
+
+def test_a_run_page_shows_its_own_snapshot_not_another_runs(recorded, client_for) -> None:
+    # The three runs share one manifest; each took a snapshot of its own, labelled with it.
+    c = client_for(recorded["home"])
+    first, *_, last = recorded["ids"]
+    views = [c.get(f"/api/runs/{i}").json()["run"] for i in recorded["ids"]]
+    assert len({v["manifest"] for v in views}) == 1
+    page = c.get(f"/runs/{first}").text
+    assert f"run={first}" in page and f"run={last}" not in page
+    assert c.get(f"/api/manifests/{first}").json()["labels"]["run"] == first

@@ -23,7 +23,7 @@ from ..probes.context import Context
 from ..core.canonical import canonical_bytes
 from ..core.redact import Redactor, default_redactor
 
-_LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}$")
+_LABEL_KEY = re.compile(f"^{config_mod.LABEL_KEY}$")
 
 
 def parse_labels(items: Iterable[str]) -> dict[str, str]:
@@ -35,6 +35,12 @@ def parse_labels(items: Iterable[str]) -> dict[str, str]:
             raise UsageError(f"label {item!r} must look like key=value (key: letters, digits, . _ - /)")
         labels[key] = value
     return labels
+
+
+def node_labels(cfg: config_mod.Config, given: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The labels a snapshot carries: the node's own (``[node.labels]`` in the
+    configuration), under those given for this snapshot (``--label``), which win."""
+    return {**dict(cfg.labels), **(given or {})}
 
 
 def snapshot(
@@ -120,7 +126,7 @@ def snapshot(
         layers,
         observed=observed,
         unknowns=unknowns,
-        labels={redactor.text(k): redactor.value(k, v) for k, v in (labels or {}).items()},
+        labels={redactor.text(k): redactor.value(k, v) for k, v in node_labels(cfg, labels).items()},
         canonical=canonical,
     )
 

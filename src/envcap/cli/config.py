@@ -14,7 +14,8 @@ def config() -> None:
 @click.argument("name", metavar="NAME")
 @click.argument("value", metavar="VALUE")
 def set_(name: str, value: str) -> None:
-    """Set NAME to VALUE. NAME: store (a postgresql:// URL, or a directory for an embedded store)."""
+    """Set NAME to VALUE. NAME: store (a postgresql:// URL, or a directory for an embedded store),
+    or label.KEY (a label of this node: every snapshot it takes, runs included, carries KEY=VALUE)."""
     from ..core import config as cfg
     from ..store.factory import display
 
@@ -40,6 +41,13 @@ def get(name: str) -> None:
     from ..core.errors import UsageError
     from ..store.factory import display, store_url
 
+    if name.startswith(cfg.LABEL_PREFIX):
+        labels = dict(cfg.load().labels)
+        key = name[len(cfg.LABEL_PREFIX):]
+        if key not in labels:
+            raise UsageError(f"this node has no label {key!r}")
+        click.echo(labels[key])
+        return
     if name not in cfg.SETTABLE:
-        raise UsageError(f"unknown setting {name!r}; known: {', '.join(sorted(cfg.SETTABLE))}")
+        raise UsageError(f"unknown setting {name!r}; known: {', '.join(sorted(cfg.SETTABLE))}, label.KEY")
     click.echo(display(store_url()) if store_url() else "embedded (default)")

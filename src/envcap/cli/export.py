@@ -59,7 +59,9 @@ def _sbom(ref: str, fmt: str, output: str | None) -> None:
     from ..export.sbom import sbom
     from ..store.resolve import resolve_manifest
 
-    manifest = resolve_manifest(ref)
+    # An SBOM describes the manifest: the observations it carries (time, host) are those of
+    # its first snapshot, so that another snapshot of it changes no byte.
+    manifest = resolve_manifest(ref, earliest=True)
     text = sbom(manifest, fmt)
     if not output:
         click.echo(text, nl=False)

@@ -72,5 +72,10 @@ def _say(report: Any, where: str, verb: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({**data, "store": where}, indent=2))
         return
-    click.echo(f"{data['runs']} run(s) and {data['snapshots']} snapshot(s) {verb} {where}: "
-               f"{data['objects_sent']} object(s) sent, {data['objects_present']} already there")
+    if report.nothing_new:
+        click.echo(f"nothing to copy: {where} already holds the {data['runs']} run(s) and "
+                   f"{data['snapshots']} snapshot(s) ({data['objects_present']} object(s)); nothing was sent")
+        return
+    click.echo(f"{data['new_runs']} new run(s), {data['new_snapshots']} new snapshot(s) and {data['new_notes']} "
+               f"new note(s) {verb} {where}: {data['objects_sent']} object(s) sent, "
+               f"{data['objects_present']} already there")

@@ -47,9 +47,10 @@ def run(params: tuple[str, ...], params_files: tuple[str, ...], seeds: tuple[str
     plan = plan_run(list(command), params=params, params_files=params_files, seeds=seeds, data=data,
                     notes=notes, labels=labels, outputs=outputs, python=python)
     if mlflow:
-        from ..integrations.mlflow import check_available
+        from ..integrations.mlflow import check_available, prepare
 
         check_available()
+        prepare()  # MLflow's import, while the command runs
     with open_store(create=True) as store:
         record = execute(store, plan, announce=lambda run_id: err(f"run {run_id}"))
         if mlflow:
@@ -109,8 +110,15 @@ def runs(as_json: bool, where: tuple[str, ...], labels: tuple[str, ...], sort: s
 
     header, rows = table_rows(chosen)
     table = Table(box=None, header_style="bold")
+    # A run id is never cut (26 characters, whole, on one line); params and metrics are
+    # listed one a line, each line whole up to 60 characters, and the command wraps.
+    widest = {col: max((len(line) for row in rows for line in row[i].split("\n")), default=0)
+              for i, col in enumerate(header)}
     for col in header:
-        table.add_column(col, overflow="fold" if col == "id" else "ellipsis", no_wrap=col != "command")
+        table.add_column(col, no_wrap=col not in ("command", "params", "metrics"),
+                         min_width=widest[col] if col == "id" else min(widest[col], 60)
+                         if col in ("params", "metrics") else None,
+                         overflow="fold" if col in ("params", "metrics", "command") else "ellipsis")
     for row in rows:
         table.add_row(*(cell(c) for c in row))
     Console(width=max(160, Console().width)).print(table)

@@ -27,7 +27,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from ..core.manifest import LAYERS, Manifest, Unknown
+from ..core import identity
+from ..core.manifest import LAYERS, SCHEMA_VERSION, Manifest, Unknown
 
 # Reading order of the sections envcap knows (the issue's order: OS and kernel, libc,
 # driver and CUDA, Python, packages, compilers, environment). It only orders output:
@@ -136,14 +137,18 @@ class Side:
     hostname: str | None
     time: str | None
     unknowns: tuple[Unknown, ...]
+    schema_version: str = SCHEMA_VERSION
+    current_env_id: str = ""  # env_id under the newest identity rule
 
     @classmethod
     def of(cls, m: Manifest, ref: str) -> Side:
         return cls(ref=ref, id=m.id, env_id=m.env_id, platform_id=m.platform_id,
-                   hostname=m.observed.get("hostname"), time=m.observed.get("time"), unknowns=m.unknowns)
+                   hostname=m.observed.get("hostname"), time=m.observed.get("time"), unknowns=m.unknowns,
+                   schema_version=m.schema_version, current_env_id=m.current_env_id())
 
     def to_dict(self) -> dict[str, Any]:
         return {"ref": self.ref, "id": self.id, "env_id": self.env_id, "platform_id": self.platform_id,
+                "schema_version": self.schema_version, "current_env_id": self.current_env_id,
                 "hostname": self.hostname, "time": self.time, "unknowns": [u.to_dict() for u in self.unknowns]}
 
 
@@ -161,8 +166,15 @@ class Diff:
     def sensitive(self) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.sensitive)
 
+    @property
+    def other_rules(self) -> bool:
+        """Whether A and B were hashed by different identity rules (schema minors)."""
+        return identity.rule(self.a.schema_version) != identity.rule(self.b.schema_version)
+
     def layer_ids(self) -> dict[str, tuple[str, str]]:
-        return {"software": (self.a.env_id, self.b.env_id), "platform": (self.a.platform_id, self.b.platform_id)}
+        # Under one rule the recorded ids compare; across rules, the ids under the newest.
+        software = (self.a.current_env_id, self.b.current_env_id) if self.other_rules else (self.a.env_id, self.b.env_id)
+        return {"software": software, "platform": (self.a.platform_id, self.b.platform_id)}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -197,7 +209,7 @@ def changes_between(a: Manifest, b: Manifest, *, layers: Iterable[str] | None = 
     wanted = set(LAYERS if layers is None else layers)
     # env_id hashes the identity form of the software sections (schema 1.1): equal ids
     # can hide facts that differ (a venv's path), which are still shown.
-    same_software = a.env_id == b.env_id and all(a.sections.get(n) == b.sections.get(n)
+    same_software = a.current_env_id() == b.current_env_id() and all(a.sections.get(n) == b.sections.get(n)
                                                  for n in (*a.layers.get("software", ()), *b.layers.get("software", ())))
     same = {"software": same_software, "platform": a.platform_id == b.platform_id}
     layer_a = {s: layer for layer, names in a.layers.items() for s in names}
@@ -546,6 +558,9 @@ def render_text(d: Diff) -> list[str]:
     if d.identical:
         lines.append("\nidentical: same id, same environment and platform")
         return lines
+    if d.other_rules:
+        lines.append(f"\nA is schema {d.a.schema_version}, B {d.b.schema_version}: another identity rule, so "
+                     "other recorded env_ids; compared by the newest rule's")
     by_layer: dict[str, list[Change]] = {}
     for c in d.changes:
         by_layer.setdefault(c.layer, []).append(c)

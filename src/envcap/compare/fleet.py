@@ -200,8 +200,12 @@ class Loader:
         observed = members.get("observed") or {}
         hostname = observed.get("hostname")
         name = hostname or _source_name(source)
+        # Environments are grouped under the newest identity rule: a node captured by an
+        # older envcap (another schema minor) is not another environment for that alone.
+        known = self.fleet.manifests.get(members["id"])
+        env_id = known.current_env_id() if known is not None else members["env_id"]
         self.fleet.nodes.append(Node(
-            name=str(name), source=source, id=members["id"], env_id=members["env_id"],
+            name=str(name), source=source, id=members["id"], env_id=env_id,
             platform_id=members["platform_id"], hostname=hostname, time=observed.get("time"),
             labels=dict(members.get("labels") or {}),
         ))
@@ -330,6 +334,7 @@ class Group:
     representative: str  # the manifest id diffs of this group are taken from
     description: str
     clusters: Mapping[str, int]
+    members: tuple[str, ...] = ()  # the names of its nodes
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +343,20 @@ class Cluster:
     nodes: int
     groups: Mapping[str, Mapping[str, int]]  # layer -> group name -> nodes
     majority: Mapping[str, str | None]  # layer -> the group of more than half the nodes
+    members: tuple[str, ...] = ()  # the names of its nodes
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """Two groups of one layer within one cluster, neither of them its majority's
+    outliers: the cluster's largest group ``a`` and another one ``b``, with their nodes."""
+
+    cluster: str
+    layer: str
+    a: str
+    b: str
+    nodes_a: tuple[str, ...]
+    nodes_b: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,6 +402,7 @@ class FleetReport:
     links: tuple[Link, ...]
     comparisons: Mapping[tuple[str, str, str], Comparison]
     rejected: tuple[Rejected, ...]
+    splits: tuple[Split, ...] = ()
 
     def comparison(self, layer: str, a: str, b: str) -> Comparison:
         return self.comparisons[(layer, a, b)]
@@ -404,20 +424,27 @@ class FleetReport:
             "layers": {
                 layer: [
                     {"name": g.name, "id": g.id, "nodes": g.nodes, "representative": g.representative,
-                     "description": g.description, "clusters": dict(g.clusters)}
+                     "description": g.description, "clusters": dict(g.clusters), "members": list(g.members)}
                     for g in groups
                 ]
                 for layer, groups in self.groups.items()
             },
             "clusters": [
                 {"name": c.name or None, "nodes": c.nodes, "groups": {k: dict(v) for k, v in c.groups.items()},
-                 "majority": dict(c.majority)}
+                 "majority": dict(c.majority), "members": list(c.members)}
                 for c in self.clusters
             ],
             "outliers": [
                 {"node": o.node.name, "source": o.node.source, "cluster": o.cluster or None, "layer": o.layer,
-                 "group": o.group, "majority": o.majority, "id": o.node.id}
+                 "group": o.group, "majority": o.majority, "id": o.node.id,
+                 "differs": change_lines(self.comparison(o.layer, o.majority, o.group).changes, o.majority, o.group)}
                 for o in self.outliers
+            ],
+            "splits": [
+                {"cluster": x.cluster or None, "layer": x.layer, "a": x.a, "b": x.b, "nodes_a": list(x.nodes_a),
+                 "nodes_b": list(x.nodes_b),
+                 "differs": change_lines(self.comparison(x.layer, x.a, x.b).changes, x.a, x.b)}
+                for x in self.splits
             ],
             "links": [{"layer": k.layer, "group": k.group, "nearest": k.nearest} for k in self.links],
             "comparisons": [c.to_dict() for c in self.comparisons.values()],
@@ -433,9 +460,11 @@ def analyze(fleet: Fleet, *, cluster_label: str = "cluster") -> FleetReport:
         groups[layer] = _groups(fleet, layer, cluster_label)
         names[layer] = {g.id: g.name for g in groups[layer]}
     clusters, outliers = _clusters(fleet, names, cluster_label)
+    splits = _splits(fleet, names, clusters, cluster_label)
     links = [link for layer in LAYERS for link in _links(layer, groups[layer], fleet.manifests)]
     by_name = {(g.layer, g.name): g for layer in LAYERS for g in groups[layer]}
-    pairs = {(o.layer, o.majority, o.group) for o in outliers} | {(k.layer, k.nearest, k.group) for k in links}
+    pairs = ({(o.layer, o.majority, o.group) for o in outliers} | {(k.layer, k.nearest, k.group) for k in links}
+             | {(x.layer, x.a, x.b) for x in splits})
     comparisons = {}
     for layer, a, b in sorted(pairs):
         ma = fleet.manifests[by_name[(layer, a)].representative]
@@ -444,7 +473,7 @@ def analyze(fleet: Fleet, *, cluster_label: str = "cluster") -> FleetReport:
     return FleetReport(
         cluster_label=cluster_label, snapshots=fleet.snapshots, superseded=fleet.superseded,
         nodes=len(fleet.nodes), groups=groups, clusters=clusters, outliers=tuple(outliers),
-        links=tuple(links), comparisons=comparisons, rejected=tuple(fleet.rejected),
+        links=tuple(links), comparisons=comparisons, rejected=tuple(fleet.rejected), splits=tuple(splits),
     )
 
 
@@ -452,9 +481,11 @@ def _groups(fleet: Fleet, layer: str, cluster_label: str) -> tuple[Group, ...]:
     counts: Counter[str] = Counter()
     ids: dict[str, Counter[str]] = {}
     clusters: dict[str, Counter[str]] = {}
+    members: dict[str, list[str]] = {}
     for n in fleet.nodes:
         key = n.layer_id(layer)
         counts[key] += 1
+        members.setdefault(key, []).append(n.name)
         ids.setdefault(key, Counter())[n.id] += 1
         clusters.setdefault(key, Counter())[n.labels.get(cluster_label, UNLABELLED)] += 1
     ordered = sorted(counts, key=lambda k: (-counts[k], k))
@@ -465,7 +496,7 @@ def _groups(fleet: Fleet, layer: str, cluster_label: str) -> tuple[Group, ...]:
         out.append(Group(
             layer=layer, name=f"{GROUP_PREFIX[layer]}{i}", id=key, nodes=counts[key], representative=rep,
             description=describe_software(m) if layer == "software" else describe_platform(m),
-            clusters=dict(sorted(clusters[key].items())),
+            clusters=dict(sorted(clusters[key].items())), members=tuple(sorted(members[key])),
         ))
     return tuple(out)
 
@@ -493,9 +524,29 @@ def _clusters(fleet: Fleet, names: Mapping[str, Mapping[str, str]],
                     Outlier(node=n, cluster=cname, layer=layer, group=names[layer][n.layer_id(layer)], majority=top)
                     for n in nodes if names[layer][n.layer_id(layer)] != top
                 )
-        clusters.append(Cluster(name=cname, nodes=len(nodes), groups=per_layer, majority=majority))
+        clusters.append(Cluster(name=cname, nodes=len(nodes), groups=per_layer, majority=majority,
+                                members=tuple(sorted(n.name for n in nodes))))
     outliers.sort(key=lambda o: (o.cluster, o.node.name, LAYERS.index(o.layer)))
     return tuple(clusters), outliers
+
+
+def _splits(fleet: Fleet, names: Mapping[str, Mapping[str, str]], clusters: tuple[Cluster, ...],
+            cluster_label: str) -> list[Split]:
+    """The groups of a cluster without a majority in a layer, each against its largest
+    one: no node of such a cluster is an outlier, yet its environments differ somewhere."""
+    splits: list[Split] = []
+    for c in clusters:
+        for layer in LAYERS:
+            if c.majority[layer] is not None or len(c.groups[layer]) < 2:
+                continue
+            nodes: dict[str, list[str]] = {}
+            for n in fleet.nodes:
+                if n.labels.get(cluster_label, UNLABELLED) == c.name:
+                    nodes.setdefault(names[layer][n.layer_id(layer)], []).append(n.name)
+            first, *others = list(c.groups[layer])
+            splits.extend(Split(c.name, layer, first, other, tuple(sorted(nodes[first])), tuple(sorted(nodes[other])))
+                          for other in others)
+    return splits
 
 
 def _group_number(name: str) -> int:
@@ -614,12 +665,23 @@ def print_report(report: FleetReport, console: Any = None) -> None:
     for layer, title in (("software", "Environments (software layer)"), ("platform", "Platforms (platform layer)")):
         t = table(title, "group", LAYER_KEY[layer], "nodes", "clusters", "description")
         for g in report.groups[layer]:
-            row(t, g.name, short(g.id), str(g.nodes), cluster_counts(g.clusters), g.description)
+            row(t, g.name, short(g.id), f"{g.nodes}: {member_names(g.members)}", cluster_counts(g.clusters),
+                g.description)
         console.print(t)
     t = table("Clusters (* the majority)", "cluster", "nodes", "environments", "platforms")
     for c in report.clusters:
-        row(t, c.name or "(no label)", str(c.nodes), *(_cluster_groups(c, layer) for layer in LAYERS))
+        row(t, c.name or "(no label)", f"{c.nodes}: {member_names(c.members)}",
+            *(_cluster_groups(c, layer) for layer in LAYERS))
     console.print(t)
+    if report.splits:
+        t = table("Split clusters: environments of one cluster, no majority", "cluster", "layer", "groups",
+                  "what separates them")
+        for x in report.splits:
+            changes = report.comparison(x.layer, x.a, x.b).changes
+            row(t, x.cluster or "(no label)", x.layer,
+                f"{x.a}: {member_names(x.nodes_a)}\n{x.b}: {member_names(x.nodes_b)}",
+                "\n".join(change_lines(changes, x.a, x.b)))
+        console.print(t)
     if report.outliers:
         t = table("Outliers: nodes that differ from their cluster's majority",
                   "cluster", "layer", "group", "nodes", "what differs from the majority")
@@ -641,6 +703,12 @@ def print_report(report: FleetReport, console: Any = None) -> None:
 def node_names(nodes: list[Node], limit: int = 6) -> str:
     names = ", ".join(n.name for n in nodes[:limit])
     return names + (f" and {len(nodes) - limit} more" if len(nodes) > limit else "")
+
+
+def member_names(names: Iterable[str], limit: int = 6) -> str:
+    listed = list(names)
+    text = ", ".join(listed[:limit])
+    return text + (f" and {len(listed) - limit} more" if len(listed) > limit else "")
 
 
 def cluster_counts(counts: Mapping[str, int]) -> str:

@@ -67,6 +67,7 @@ def render_html(report: FleetReport) -> str:
         parts.append(f"<h2>{title}</h2>")
         parts.append(_matrix(report, layer))
     parts.append(_outliers(report))
+    parts.append(_splits(report))
     for layer, title in (("software", "Environments"), ("platform", "Platforms")):
         parts.append(_groups(report, layer, title))
     parts.append(_links(report))
@@ -133,6 +134,30 @@ def _outliers(report: FleetReport) -> str:
             + "".join(rows) + "</table>")
 
 
+def _splits(report: FleetReport) -> str:
+    if not report.splits:
+        return ""
+    rows = []
+    for x in report.splits:
+        changes = report.comparison(x.layer, x.a, x.b).changes
+        rows.append(
+            f"<tr><td>{escape(x.cluster or '(no label)')}</td><td>{x.layer}</td>"
+            f"<td>{escape(x.a)}{_names(x.nodes_a)}</td><td>{escape(x.b)}{_names(x.nodes_b)}</td>"
+            f"<td>{_changes(changes, x.a, x.b)}</td></tr>"
+        )
+    return ("<h2>Split clusters: what separates the environments of one cluster</h2>"
+            "<p>No group holds more than half of these clusters' nodes, so none of them is an outlier.</p>"
+            "<table><tr><th>cluster</th><th>layer</th><th>group</th><th>other group</th><th>what differs</th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def _names(names: tuple[str, ...] | list[str]) -> str:
+    items = "".join(f"<li>{escape(n)}</li>" for n in names)
+    if len(names) <= _LIST_NODES:
+        return f'<ul class="nodes">{items}</ul>'
+    return f'<details><summary>{len(names)} nodes</summary><ul class="nodes">{items}</ul></details>'
+
+
 def _nodes(nodes: list[Node]) -> str:
     items = "".join(f'<li title="{escape(n.source)}">{escape(n.name)}</li>' for n in nodes)
     if len(nodes) <= _LIST_NODES:
@@ -143,7 +168,7 @@ def _nodes(nodes: list[Node]) -> str:
 
 def _groups(report: FleetReport, layer: str, title: str) -> str:
     rows = "".join(
-        f'<tr><td>{escape(g.name)}</td><td class="id">{escape(short(g.id))}</td><td>{g.nodes}</td>'
+        f'<tr><td>{escape(g.name)}</td><td class="id">{escape(short(g.id))}</td><td>{g.nodes}{_names(g.members)}</td>'
         f"<td>{escape(cluster_counts(g.clusters))}</td><td>{escape(g.description)}</td></tr>"
         for g in report.groups[layer]
     )

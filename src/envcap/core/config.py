@@ -13,6 +13,9 @@ Read from ``$ENVCAP_CONFIG`` or ``$XDG_CONFIG_HOME/envcap/config.toml`` when pre
     [store]
     url = "postgresql://envcap@db.example.org/envcap"   # a shared store (default: embedded)
 
+    [node.labels]
+    cluster = "a"                 # labels of this node: every snapshot it takes carries them
+
 Only ``envcap config set`` writes this file (:func:`set_value`).
 """
 
@@ -35,6 +38,8 @@ class Config(NamedTuple):
     probe_timeout: float = 5.0
     redact_names: tuple[str, ...] = ()
     redact_patterns: tuple[str, ...] = ()
+    # The node's own labels ([node.labels]), as (key, value) pairs.
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 # Paths are worked out as strings and turned into pathlib objects only for callers that
@@ -102,7 +107,24 @@ def store_url() -> str | None:
 
 
 # The keys `envcap config set` knows: a dotted name and the TOML table and key it lands in.
+# ``label.KEY`` is a label of this node: ``[node.labels] KEY``.
 SETTABLE = {"store": ("store", "url")}
+LABEL_PREFIX = "label."
+# What a label's name may be (``--label k=v``, ``[node.labels]``).
+LABEL_KEY = r"[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}"
+
+
+def _setting(name: str) -> tuple[tuple[str, ...], str]:
+    if name in SETTABLE:
+        return (SETTABLE[name][0],), SETTABLE[name][1]
+    if name.startswith(LABEL_PREFIX):
+        import re
+
+        key = name[len(LABEL_PREFIX):]
+        if not re.fullmatch(LABEL_KEY, key):
+            raise UsageError(f"label {key!r}: a label name is letters, digits, . _ - / (up to 63)")
+        return ("node", "labels"), key
+    raise UsageError(f"unknown setting {name!r}; known: {', '.join(sorted(SETTABLE))}, {LABEL_PREFIX}KEY")
 
 
 def set_value(name: str, value: str | None) -> str:
@@ -115,9 +137,7 @@ def set_value(name: str, value: str | None) -> str:
 
     from .files import write_text_atomic
 
-    if name not in SETTABLE:
-        raise UsageError(f"unknown setting {name!r}; known: {', '.join(sorted(SETTABLE))}")
-    table, key = SETTABLE[name]
+    tables, key = _setting(name)
     path = config_file()
     _read()  # A file that is not TOML is reported, never overwritten.
     try:
@@ -125,13 +145,18 @@ def set_value(name: str, value: str | None) -> str:
             doc = tomlkit.parse(fh.read())
     except FileNotFoundError:
         doc = tomlkit.document()
-    if value is None:
-        if table in doc and key in doc[table]:
-            del doc[table][key]
+    parent: Any = doc
+    for table in tables:
+        if table not in parent:
+            if value is None:
+                break
+            parent[table] = tomlkit.table(is_super_table=table != tables[-1])
+        parent = parent[table]
     else:
-        if table not in doc:
-            doc[table] = tomlkit.table()
-        doc[table][key] = value
+        if value is None:
+            parent.pop(key, None)
+        else:
+            parent[key] = value
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     write_text_atomic(path, tomlkit.dumps(doc))
     os.chmod(path, 0o600)  # A store URL may carry a password.
@@ -151,7 +176,11 @@ def load() -> Config:
     extra = os.environ.get("ENVCAP_ENV_ALLOW")
     if extra:
         env_allow += tuple(p.strip() for p in extra.split(",") if p.strip())
+    labels = (data.get("node") or {}).get("labels") or {}
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise UsageError(f"node.labels in {config_file()} must map label names to strings")
     return Config(
+        labels=tuple(sorted(labels.items())),
         env_allow=env_allow,
         probe_timeout=timeout_s,
         redact_names=tuple(redact.get("names", ())),

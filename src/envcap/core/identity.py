@@ -18,8 +18,14 @@ what it is:
 - ``environment``: ``PATH`` and ``VIRTUAL_ENV`` say where a shell looks and which
   folder it activated, not what is installed: left out.
 
+From 1.2 the interpreter's ``executable`` is left out too: ``python``, ``python3`` and
+``python3.11`` in one venv (names or links of one interpreter) are one environment, and
+the interpreter is what the rest of the section says (version, implementation, build,
+``base_prefix``, ``paths``).
+
 Manifests of schema 1.0 hash the sections as they are; :func:`identity_sections` is
-applied only from 1.1 (see docs/manifest.md).
+applied only from 1.1, and each manifest by its own revision's rule (see
+docs/manifest.md). :func:`rule` names the revision whose rule a version follows.
 """
 
 from __future__ import annotations
@@ -32,21 +38,35 @@ PREFIX = "{prefix}"
 _ARCHIVE_KINDS = frozenset({"index", "file", "url"})
 
 
-def applies(schema_version: str) -> bool:
-    """Whether manifests of ``schema_version`` hash the identity form (1.1 and later)."""
+# The newest identity rule (the schema's minor version that brought it).
+NEWEST_RULE = 2
+
+
+def rule(schema_version: str) -> int:
+    """Which identity rule a manifest of ``schema_version`` is hashed by: 0 (1.0, the
+    sections as they are), 1 (1.1, the identity form) or 2 (1.2, without the
+    interpreter's name). A later minor than envcap knows follows the newest rule."""
     parts = schema_version.split(".")
     try:
-        return (int(parts[0]), int(parts[1]) if len(parts) > 1 else 0) >= (1, 1)
+        if int(parts[0]) != 1:
+            return 0
+        return min(int(parts[1]) if len(parts) > 1 else 0, NEWEST_RULE)
     except ValueError:
-        return False
+        return 0
 
 
-def identity_sections(sections: Mapping[str, Any]) -> dict[str, Any]:
-    """The sections as ``env_id`` hashes them; sections without an identity form as they are."""
+def applies(schema_version: str) -> bool:
+    """Whether manifests of ``schema_version`` hash the identity form (1.1 and later)."""
+    return rule(schema_version) >= 1
+
+
+def identity_sections(sections: Mapping[str, Any], revision: int = NEWEST_RULE) -> dict[str, Any]:
+    """The sections as ``env_id`` hashes them under rule ``revision`` (1 or later);
+    sections without an identity form as they are."""
     out = dict(sections)
     python = sections.get("python")
     if isinstance(python, Mapping):
-        out["python"] = python_identity(python)
+        out["python"] = python_identity(python, revision)
     environment = sections.get("environment")
     if isinstance(environment, Mapping) and isinstance(environment.get("variables"), Mapping):
         variables = {k: v for k, v in environment["variables"].items() if k not in SHELL_VARIABLES}
@@ -54,10 +74,13 @@ def identity_sections(sections: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def python_identity(python: Mapping[str, Any]) -> dict[str, Any]:
+def python_identity(python: Mapping[str, Any], revision: int = NEWEST_RULE) -> dict[str, Any]:
     prefix = python.get("prefix")
     out = {k: v for k, v in python.items() if k not in ("prefix", "executable", "paths", "packages")}
-    out["executable"] = _relative(python.get("executable"), prefix)
+    if revision < 2:
+        # 1.1 kept the name the interpreter was started by; 1.2 leaves it out, since
+        # python, python3 and python3.11 (or any link to it) are one interpreter.
+        out["executable"] = _relative(python.get("executable"), prefix)
     if "paths" in python:
         paths = python.get("paths")
         out["paths"] = [_relative(p, prefix) for p in paths] if isinstance(paths, list) else paths

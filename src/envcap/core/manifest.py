@@ -34,13 +34,17 @@ from .errors import ManifestError, SchemaVersionError
 
 R = TypeVar("R", bound=records.SectionRecord)
 
-SCHEMA_VERSION = "1.1.0"
+SCHEMA_VERSION = "1.2.0"
 SCHEMA_MAJOR = 1
 SCHEMA_TAG = f"envcap.manifest/{SCHEMA_MAJOR}"
 # From 1.1 env_id hashes the identity form of the software sections (see .identity); the
-# objects hashed into id and env_id name the revision, so that a manifest id still names
-# one env_id whichever envcap wrote it. platform_id's input did not change.
-IDENTITY_TAG = f"envcap.manifest/{SCHEMA_MAJOR}.1"
+# objects hashed into id and env_id name the revision of the rule, so that a manifest id
+# still names one env_id whichever envcap wrote it. platform_id's input did not change.
+
+
+def identity_tag(revision: int) -> str:
+    """The schema tag hashed into ``id`` and ``env_id`` under identity rule ``revision``."""
+    return SCHEMA_TAG if revision == 0 else f"envcap.manifest/{SCHEMA_MAJOR}.{revision}"
 LAYERS = ("software", "platform")
 TOP_LEVEL = ("schema_version", "id", "env_id", "platform_id", "layers", "sections", "observed", "unknowns", "labels")
 
@@ -64,17 +68,18 @@ def compute_ids(
 
     ``canonical`` may hold sections' canonical bytes already computed by the caller.
     ``version`` is the manifest's schema version: from 1.1, ``env_id`` hashes the
-    identity form of the software sections (:mod:`.identity`). ``plain``: the sections
-    hold no float and no integer of 16 or more digits (see :func:`canonical_bytes`).
+    identity form of the software sections (:mod:`.identity`), each minor version by
+    its own rule. ``plain``: the sections hold no float and no integer of 16 or more
+    digits (see :func:`canonical_bytes`).
     """
     known = canonical or {}
     canon = {name: known.get(name) or canonical_bytes(value, plain=plain) for name, value in sections.items()}
-    revised = identity.applies(version)
-    tag = canonical_bytes(IDENTITY_TAG if revised else SCHEMA_TAG)
+    revision = identity.rule(version)
+    tag = canonical_bytes(identity_tag(revision))
     software = sorted(layers.get("software", []))
     ident = dict(canon)
-    if revised:
-        forms = identity.identity_sections({n: sections[n] for n in software if n in sections})
+    if revision:
+        forms = identity.identity_sections({n: sections[n] for n in software if n in sections}, revision)
         ident.update({n: canonical_bytes(forms[n], plain=plain) for n in forms if forms[n] is not sections[n]})
 
     def body(names: list[str], layer: str | None, source: Mapping[str, bytes], schema: bytes) -> bytes:
@@ -121,6 +126,8 @@ class Manifest:
     _body: bytes | None = field(default=None, repr=False, compare=False)
     # Typed records of sections, made on first use (the snapshot path never asks for one).
     _records: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    # The env_id under the newest identity rule, for a manifest of an older one.
+    _current_env_id: str | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def create(
@@ -206,6 +213,17 @@ class Manifest:
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, sort_keys=True, ensure_ascii=False)
+
+    def current_env_id(self) -> str:
+        """This manifest's ``env_id`` under the newest identity rule: what compares
+        environments recorded by envcaps of other schema minor versions (a change of
+        rule is no change of environment). The recorded ``env_id`` when this manifest
+        already follows the newest rule."""
+        if identity.rule(self.schema_version) == identity.rule(SCHEMA_VERSION):
+            return self.env_id
+        if self._current_env_id is None:
+            object.__setattr__(self, "_current_env_id", compute_ids(self.sections, self.layers).env_id)
+        return str(self._current_env_id)
 
     def body_bytes(self) -> bytes:
         """The canonical bytes whose digest is ``id``."""

@@ -1,11 +1,11 @@
-"""A Research Object Crate (RO-Crate 1.1) of a run, written with the ``rocrate`` library.
+"""A Research Object Crate (RO-Crate 1.3) of a run, written with the ``rocrate`` library.
 
 A paper's artefact reviewers can open it with any RO-Crate tool. The crate holds::
 
     ro-crate-metadata.json      the graph below
     ro-crate-preview.html       the same, for a browser
-    run.json                    the run record, byte for byte as stored
-    environment/manifest.json   the environment the run was recorded in
+    run.json                    the run record, without the author's absolute paths
+    environment/manifest.json   the environment the run was recorded in, likewise
     code/diff.patch             the uncommitted changes, when there were any
     code/untracked/PATH         untracked files whose content was kept
     params/PATH                 parameter files as read
@@ -33,6 +33,34 @@ from ..core.errors import UsageError
 from .sbom import envcap_version, need
 
 LICENSE = "https://spdx.org/licenses/CC-BY-4.0"  # the crate's metadata, not the user's code or data
+# The RO-Crate version the crate declares (conformsTo), and the one docs/export.md names.
+RO_CRATE_VERSION = "1.3"
+ENVCAP_URL = "https://envcap.dev"
+# Keys whose values say only where things lay on the author's machine: left out of the
+# crate's copies of the run record and the manifest.
+MACHINE_KEYS = frozenset({"abspath", "root", "PATH", "VIRTUAL_ENV"})
+
+
+def portable(value: Any, places: list[tuple[str, str]]) -> Any:
+    """``value`` without :data:`MACHINE_KEYS`, and with each absolute path under one of
+    ``places`` (``(path, placeholder)``, longest first) written relative to it."""
+    if isinstance(value, dict):
+        return {k: portable(v, places) for k, v in value.items() if k not in MACHINE_KEYS}
+    if isinstance(value, list):
+        return [portable(v, places) for v in value]
+    if isinstance(value, str) and "/" in value:
+        for path, placeholder in places:
+            value = value.replace(path, placeholder)
+    return value
+
+
+def _places(record: Any, manifest: dict[str, Any] | None) -> list[tuple[str, str]]:
+    python = ((manifest or {}).get("sections") or {}).get("python") or {}
+    found = [(record.git.get("root"), "{project}"), (record.cwd, "{cwd}"),
+             (python.get("prefix"), "{prefix}"), (python.get("base_prefix"), "{base_prefix}"),
+             (os.path.expanduser("~"), "~")]
+    places = [(p.rstrip("/"), name) for p, name in found if isinstance(p, str) and len(p.rstrip("/")) > 1]
+    return sorted(places, key=lambda item: -len(item[0]))
 
 
 def _json_bytes(value: Any) -> bytes:
@@ -48,6 +76,13 @@ def run_files(store: Any, run_id: str) -> tuple[Any, str, dict[str, bytes]]:
     record = runs_store.load_object(store, oid)
     # The same files a bundle carries (runs/bundle.py), then the crate's own JSON views.
     files = {"run.json": store.get_object(oid), **stored_files(store, record)}
+    # The record and the manifest without the paths of the author's machine (their
+    # identifiers still name the stored originals).
+    manifest = json.loads(files["environment/manifest.json"]) if "environment/manifest.json" in files else None
+    places = _places(record, manifest)
+    files["run.json"] = _json_bytes(portable(json.loads(files["run.json"]), places))
+    if manifest is not None:
+        files["environment/manifest.json"] = _json_bytes(portable(manifest, places))
     files["params.json"] = _json_bytes({"params_id": record.params_id, "params": [p.to_dict() for p in record.params]})
     files["seeds.json"] = _json_bytes(dict(record.seeds))
     files["data.json"] = _json_bytes([_fingerprint(d) for d in record.data])
@@ -69,7 +104,7 @@ def build_crate(store: Any, run_id: str) -> Any:
     from rocrate.rocrate import ROCrate
 
     record, oid, files = run_files(store, run_id)
-    crate = ROCrate(gen_preview=True)
+    crate = ROCrate(gen_preview=True, version=RO_CRATE_VERSION)
     crate.name = f"envcap run {record.id}"
     crate.description = (f"The provenance of run {record.id} ({record.command}), recorded by envcap: "
                          "its record, environment, code revision, parameters, data and output fingerprints, "
@@ -84,10 +119,14 @@ def build_crate(store: Any, run_id: str) -> Any:
             props["encodingFormat"] = "application/json"
         entity[path] = crate.add_file(io.BytesIO(data), dest_path=path, properties=props)
     entity["run.json"]["identifier"] = oid
-    entity["run.json"]["description"] = "The run record as stored; its sha256 is its identifier."
+    entity["run.json"]["description"] = ("The run record, its absolute paths written relative to the project, "
+                                         "the interpreter's prefix or the home directory ({project}, {prefix}, ~); "
+                                         "the identifier is the sha256 of the record as stored.")
     if "environment/manifest.json" in entity:
         entity["environment/manifest.json"]["identifier"] = record.manifest
-        entity["environment/manifest.json"]["description"] = f"The environment manifest (env_id {record.env_id})."
+        entity["environment/manifest.json"]["description"] = (
+            f"The environment manifest (env_id {record.env_id}), its absolute paths written relative as "
+            "run.json's; the identifier is the id of the manifest as stored.")
 
     code = crate.add(ContextEntity(crate, "#code", properties=_code(record)))
     kept = [entity[p] for p in sorted(entity) if p == "code/diff.patch" or p.startswith("code/untracked/")]
@@ -102,7 +141,7 @@ def build_crate(store: Any, run_id: str) -> Any:
         "@type": "PropertyValue", "name": name, "value": value if isinstance(value, (str, int, float)) else
         json.dumps(value)})) for name, value in sorted(record.metrics.items())]
     tool = crate.add(ContextEntity(crate, "#envcap", properties={
-        "@type": "SoftwareApplication", "name": "envcap", "version": envcap_version()}))
+        "@type": "SoftwareApplication", "name": "envcap", "version": envcap_version(), "url": ENVCAP_URL}))
     action = {
         "@type": "CreateAction",
         "name": f"run {record.id}: {record.command}",
@@ -128,7 +167,9 @@ def build_crate(store: Any, run_id: str) -> Any:
 
 def _code(record: Any) -> dict[str, Any]:
     git = record.git
-    props: dict[str, Any] = {"@type": "SoftwareSourceCode", "name": "the run's code"}
+    # RO-Crate 1.3 calls code a Script, a File as well as SoftwareSourceCode; its local
+    # identifier (#code) says that the files are not in the crate.
+    props: dict[str, Any] = {"@type": ["File", "SoftwareSourceCode"], "name": "the run's code"}
     if not git.get("in_repository"):
         props["description"] = "not in a git repository"
         return props

@@ -24,8 +24,12 @@ override picked it, as in ``db=postgres``, else ``default``). The composed confi
 (unresolved, as Hydra saves it in ``.hydra/config.yaml``, with secret-named values
 redacted) is stored with the run, with the overrides, as ``configs[]`` of the record.
 
-A multirun (``-m``) in one process records the last job's config; give each job its
-own run with ``envcap.start_run`` inside the task function to keep them apart.
+A multirun (``-m``) records each job as a run of its own, with its own parameters and
+config, labelled ``sweep`` (the same value for every job of the sweep: the id of the
+``envcap run`` that started it, else the first job's run id) and ``hydra.job.num``.
+Under ``envcap run`` that run records the command and carries the ``sweep`` label too.
+A job's run ends when the job does (the callback's ``on_job_end``, with its status),
+or, with ``log_config`` alone, when the next job starts or the script ends.
 """
 
 from __future__ import annotations
@@ -131,7 +135,9 @@ def log_config(cfg: Any, *, overrides: Iterable[str] | None = None, choices: Map
     # Hydra's own groups (hydra/launcher, hydra/job_logging, ...) are not the task's.
     groups = {g: c for g, c in (choices or {}).items() if not str(g).startswith("hydra/") and g != "hydra"}
     keys, chosen = override_keys(overrides, groups)
-    run = run or active_run() or start_run()
+    if run is None:
+        job = _multirun_job()
+        run = _job_run(job) if job is not None else (active_run() or start_run())
     # These are the values the script runs with: like log_args's, they win over --param.
     for name, value, source in provenance(cfg, keys):
         run._log_param(name, value, source, used=True)
@@ -144,11 +150,82 @@ def log_config(cfg: Any, *, overrides: Iterable[str] | None = None, choices: Map
     return run
 
 
+# -- multirun: a run per job ------------------------------------------------------------
+
+_sweep: dict[str, Any] = {"id": None, "job": None, "run": None}
+
+
+def _multirun_job() -> int | None:
+    """The number of the multirun job running now, or None outside a multirun."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    return int(hc.job.num) if hc.mode == RunMode.MULTIRUN else None
+
+
+def _job_run(job: int) -> Any:
+    """The run of multirun job ``job``, started on its first use (ending the previous job's)."""
+    from ..runs import api
+
+    if _sweep["job"] == job and _sweep["run"] is not None:
+        return _sweep["run"]
+    end_job_run(0)
+    if _sweep["id"] is None:
+        parent = api.active_run()  # `envcap run`'s, when it started the sweep
+        if parent is not None and parent.attached:
+            _sweep["id"] = parent.id
+            parent.label("sweep", parent.id)
+    with api._lock:
+        run = api._own_run()
+        api._active = run
+        run._depth += 1
+    if _sweep["id"] is None:
+        _sweep["id"] = run.id
+    run.label("sweep", _sweep["id"])
+    run.label("hydra.job.num", str(job))
+    _sweep.update(job=job, run=run)
+    return run
+
+
+def end_job_run(exit_code: int | None) -> None:
+    """End the run of the multirun job that ran last, if any."""
+    run, _sweep["run"], _sweep["job"] = _sweep["run"], None, None
+    if run is not None:
+        run.finish(exit_code)
+
+
 class Callback:
-    """A Hydra callback that records the job's config: ``hydra.callbacks.envcap._target_``."""
+    """A Hydra callback that records the job's config: ``hydra.callbacks.envcap._target_``.
+
+    Hydra calls every hook of a callback; those envcap has nothing to do in do nothing.
+    """
 
     def on_job_start(self, config: Any, **kwargs: Any) -> None:
         oc = _omegaconf()
         task = oc.OmegaConf.masked_copy(config, [k for k in config.keys() if k != "hydra"]) \
             if "hydra" in config else config
         log_config(task)
+
+    def on_job_end(self, config: Any, job_return: Any = None, **kwargs: Any) -> None:
+        from hydra.core.utils import JobStatus
+
+        status = getattr(job_return, "status", None)
+        end_job_run(0 if status in (None, JobStatus.COMPLETED) else 1)
+
+    def on_run_start(self, config: Any, **kwargs: Any) -> None:
+        pass
+
+    def on_run_end(self, config: Any, **kwargs: Any) -> None:
+        pass
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        pass
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        end_job_run(0)
+
+    def on_compose_config(self, config: Any, **kwargs: Any) -> None:
+        pass

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from typing import Any
 
 from ..core.errors import UsageError
@@ -63,10 +64,12 @@ def log_environment(run_id: str | None = None, *, client: Any = None, record: An
         if active is None:
             raise UsageError("no active MLflow run: call this inside `with mlflow.start_run():`, or give run_id")
         run_id = active.info.run_id
+    from mlflow.entities import RunTag
+
     client = client or MlflowClient()
     facts = environment_facts(record)
-    for key, value in tags_for(facts).items():
-        client.set_tag(run_id, key, value)
+    # One request (one transaction in a SQL store) for every tag.
+    client.log_batch(run_id, tags=[RunTag(key, value) for key, value in tags_for(facts).items()])
     with tempfile.TemporaryDirectory(prefix="envcap-mlflow-") as scratch:
         path = os.path.join(scratch, "manifest.json")
         with open(path, "w", encoding="utf-8") as fh:
@@ -109,6 +112,36 @@ def check_available() -> None:
         found = False
     if not found:
         raise UsageError("--mlflow needs MLflow in envcap's environment: pip install 'envcap[mlflow]'")
+
+
+def prepare() -> threading.Thread:
+    """Start importing MLflow and its tracking store's code in the background.
+
+    ``envcap run --mlflow`` needs them only once the command has ended, but importing
+    them costs seconds (about 10 s for ``mlflow`` and as much again for its SQL store on
+    a loaded machine): done after the command, that was all of the time ``--mlflow``
+    added. Started with the command, the import runs while the command does. The
+    tracking store itself (which may create the database) is opened only afterwards,
+    when the command can no longer be creating it too.
+    """
+
+    def load() -> None:
+        try:
+            import mlflow
+            from mlflow.tracking import MlflowClient  # noqa: F401
+
+            uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+            if not uri or uri.split(":", 1)[0] in _SQL_SCHEMES:
+                import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+        except Exception:  # noqa: BLE001 - the import is tried again, and reported, afterwards
+            pass
+
+    thread = threading.Thread(target=load, name="envcap-mlflow-import", daemon=True)
+    thread.start()
+    return thread
+
+
+_SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 
 
 def attach_command_run(record: Any) -> list[str]:

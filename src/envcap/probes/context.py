@@ -22,6 +22,29 @@ from ..core.redact import Redactor, default_redactor
 _MAX_LINKS = 40
 
 
+def start_environment() -> Mapping[str, str]:
+    """The environment this process was given when it started.
+
+    A library imported by a script may set variables in its own process (scikit-learn
+    sets ``KMP_DUPLICATE_LIB_OK`` and ``KMP_INIT_AT_FORK`` when imported): they are not
+    the environment the script was run in, and a snapshot taken inside the script would
+    otherwise differ from one taken by the command that started it. On Linux the kernel
+    keeps the start environment in ``/proc/self/environ``; elsewhere (or when it cannot
+    be read) the process's environment as it is now is all there is.
+    """
+    try:
+        with open("/proc/self/environ", "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return os.environ
+    env: dict[str, str] = {}
+    for entry in raw.split(b"\0"):
+        name, sep, value = entry.partition(b"=")
+        if sep and name:
+            env[os.fsdecode(name)] = os.fsdecode(value)
+    return env
+
+
 class Context:
     """The machine as one probe run sees it."""
 
@@ -44,7 +67,7 @@ class Context:
         # with --root sees, taken from inside that image instead.
         self.live = self.root == "/" and not files_only
         # Under --root the tree's own environment is unknown; envcap's is not the tree's.
-        self.env: Mapping[str, str] = dict(os.environ if env is None else env) if self.live else {}
+        self.env: Mapping[str, str] = dict(start_environment() if env is None else env) if self.live else {}
         self.python = python
         self.conda_prefix = conda_prefix
         self.redactor = redactor or default_redactor()

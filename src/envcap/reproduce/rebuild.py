@@ -494,7 +494,7 @@ def _compare(store: Any, original: Original, new: Any, captured: Manifest | Envc
         software = changes_between(m, captured, layers=["software"])
         platform = changes_between(m, captured, layers=["platform"])
         env = EnvComparison(original=m.env_id, captured=True, rebuild=captured.env_id,
-                            same=captured.env_id == m.env_id, platform_same=captured.platform_id == m.platform_id,
+                            same=captured.current_env_id() == m.current_env_id(), platform_same=captured.platform_id == m.platform_id,
                             original_platform=m.platform_id, rebuild_platform=captured.platform_id,
                             software=tuple(describe(c, "run", "rebuild") for c in software),
                             platform=tuple(describe(c, "run", "rebuild") for c in platform),

@@ -371,7 +371,6 @@ def _own_run() -> Run:
     plan = Plan(argv=[sys.executable, *sys.argv], cwd=os.getcwd(), mode="api", params=ParamSet(redactor),
                 python={"executable": sys.executable, "from": "self"})
     session = Session(store, plan, redactor)
-    env = dict(os.environ)
     session.begin()
     run = Run(session.id, session.dir, attached=False, session=session)
     from .resources import Monitor
@@ -385,24 +384,53 @@ def _own_run() -> Run:
     os.environ["ENVCAP_RUN_DIR"] = session.dir
     os.environ.setdefault("ENVCAP_HOME", str(store.path))
 
-    # The environment as the script found it: what seed_everything sets later
-    # (PYTHONHASHSEED) is recorded with the seeds, not as a change of environment.
+    # The environment the script was started with (the snapshot reads it from
+    # /proc/self/environ): what a library sets in the process when imported (scikit-
+    # learn's KMP_* variables) or seed_everything sets (PYTHONHASHSEED, recorded with the
+    # seeds) is not a change of environment.
     def take() -> None:
-        run._manifest = session.take_snapshot(None, env)
+        run._manifest = session.take_snapshot(None)
 
     run._snapshot = threading.Thread(target=take, name="envcap-run-snapshot", daemon=True)
     run._snapshot.start()
     import atexit
 
+    _ExitWatch.install()
     atexit.register(_finish_at_exit, run)
     return run
 
 
+class _ExitWatch:
+    """How the script is ending, for a run left open (``params_from_argparse`` starts a
+    run that ends with the script): an uncaught exception (``sys.excepthook`` sees it
+    before the exit handlers run) or ``sys.exit(code)`` (argparse's errors too), else a
+    normal end, status 0."""
+
+    code: int | None = None
+    installed = False
+
+    @classmethod
+    def install(cls) -> None:
+        if cls.installed:
+            return
+        cls.installed = True
+        hook, exit_ = sys.excepthook, sys.exit
+
+        def excepthook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+            cls.code = 130 if issubclass(kind, KeyboardInterrupt) else 1
+            hook(kind, value, tb)
+
+        def exit(status: object = None) -> None:
+            cls.code = status if isinstance(status, int) else (0 if status is None else 1)
+            exit_(status)  # type: ignore[arg-type]
+
+        sys.excepthook = excepthook
+        sys.exit = exit  # type: ignore[assignment]
+
+
 def _finish_at_exit(run: Run) -> None:
     if not run._closed and run._session is not None:
-        run._session.note_problem("the script ended without closing its run (envcap.start_run); "
-                                  "its exit status is unknown")
-        run.finish(None)
+        run.finish(0 if _ExitWatch.code is None else _ExitWatch.code)
 
 
 _cache: Any = None

@@ -221,7 +221,9 @@ def _check_environment(record: RunRecord, recorded: Any, report: AuditReport) ->
     except EnvcapError as exc:
         report.add(UNCHECKED, "environment", str(exc))
         return
-    if now.env_id == recorded.env_id:
+    # Under the newest identity rule: a run recorded by an envcap of another schema minor
+    # has not drifted for that alone.
+    if now.current_env_id() == recorded.current_env_id():
         report.add(OK, "environment", f"env_id {now.env_id} unchanged")
     else:
         from ..compare.diff import changes_between, describe

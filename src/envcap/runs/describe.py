@@ -146,14 +146,17 @@ def _git_lines(git: dict[str, Any]) -> list[str]:
 
 
 def table_rows(views: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    header = ["id", "started", "status", "time", "env", "params", "metrics", "command"]
+    header = ["id", "started", "status", "time", "host", "env", "params", "metrics", "command"]
     rows = []
     for v in views:
         duration = f"{v['duration_s']:.1f}s" if v.get("duration_s") is not None else ""
         status = v["status"] if v["status"] in ("ok", "unfinished") else f"{v['status']}({v.get('exit_code')})"
-        metrics = " ".join(f"{k}={_value(val, 12)}" for k, val in list((v.get("metrics") or {}).items())[:3])
+        metrics = "\n".join(f"{k}={_value(val, 12)}" for k, val in list((v.get("metrics") or {}).items())[:3])
+        # Every parameter, one a line: a table cell is never cut in the middle of one.
+        params = "\n".join(f"{p['name']}={_value(p['value'], 40)}" for p in v.get("params") or []) \
+            or params_text(v)
         rows.append([v["id"], (v.get("started_at") or "")[:19].replace("T", " "), status, duration,
-                     short(v["env_id"]) if v.get("env_id") else "", params_text(v), metrics,
+                     v.get("host") or "", short(v["env_id"]) if v.get("env_id") else "", params, metrics,
                      _value(v.get("command") or "", 50)])
     return header, rows
 

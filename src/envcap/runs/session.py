@@ -187,7 +187,9 @@ class Session:
         from ..capture.collect import snapshot
 
         try:
-            return snapshot(python=python, labels={"run": self.id}, env=env, native=True)
+            # The run's own labels (--label) describe the node it ran on as well: its
+            # snapshot carries them, with the node's labels from the configuration.
+            return snapshot(python=python, labels={**self.plan.labels, "run": self.id}, env=env, native=True)
         except EnvcapError as exc:
             return exc
 

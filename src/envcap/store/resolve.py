@@ -27,12 +27,16 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     return Manifest.from_json(data, source=str(path))
 
 
-def resolve_manifest(ref: str, *, store: Any = None) -> Manifest:
+def resolve_manifest(ref: str, *, store: Any = None, earliest: bool = False) -> Manifest:
     """The manifest REF names: a manifest file, else a stored manifest or snapshot id.
 
     Every command that takes a manifest reference goes through here, so a new kind of
     reference is added in this one place. A run id (or a unique prefix) names the
     environment the run was recorded in.
+
+    A stored manifest comes with the observations of its newest snapshot, or with
+    ``earliest`` of its first one: what stays the same however often the same
+    environment is captured again (an SBOM of it is then the same bytes).
     """
     # os.path, not pathlib: importing pathlib would cost `envcap diff` milliseconds.
     if os.path.isfile(ref):
@@ -48,13 +52,22 @@ def resolve_manifest(ref: str, *, store: Any = None) -> Manifest:
     if os.sep in ref or ref.endswith(".json") or not (is_hex or is_run):
         raise NotFoundError(f"{ref}: no such file, and not a manifest id, run id or id prefix")
     if store is not None:
-        return _stored_manifest(store, ref, is_hex, is_run)
+        found = _stored_manifest(store, ref, is_hex, is_run)
+        return first_snapshot(store, found) if earliest else found
     try:
         opened = open_store(create=False)
     except StoreError as exc:
         raise NotFoundError(f"{ref}: no such file, and {exc}") from exc
     with opened:
-        return _stored_manifest(opened, ref, is_hex, is_run)
+        found = _stored_manifest(opened, ref, is_hex, is_run)
+        return first_snapshot(opened, found) if earliest else found
+
+
+def first_snapshot(store: Any, manifest: Manifest) -> Manifest:
+    """The same manifest with the observations of its first snapshot in STORE."""
+    # The store lists snapshots oldest first.
+    first = next((row.record for row in store.snapshots() if row.manifest_id == manifest.id), None)
+    return manifest if first is None else store.get(first)
 
 
 def resolve_run(ref: str, *, store: Any) -> Any:

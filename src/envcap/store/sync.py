@@ -40,10 +40,19 @@ class Report:
     objects_sent: int
     objects_present: int
     rows: int
+    # What the destination did not hold before: runs, snapshots, notes.
+    new_runs: int = 0
+    new_snapshots: int = 0
+    new_notes: int = 0
+
+    @property
+    def nothing_new(self) -> bool:
+        return not (self.objects_sent or self.new_runs or self.new_snapshots or self.new_notes)
 
     def to_dict(self) -> dict[str, int]:
         return {"runs": self.runs, "snapshots": self.snapshots, "objects_sent": self.objects_sent,
-                "objects_present": self.objects_present, "rows": self.rows}
+                "objects_present": self.objects_present, "rows": self.rows, "new_runs": self.new_runs,
+                "new_snapshots": self.new_snapshots, "new_notes": self.new_notes}
 
 
 def _select(store: Any, table: str, where: str = "", params: Sequence[Any] = ()) -> list[dict[str, Any]]:
@@ -162,13 +171,27 @@ def copy(source: Any, dest: Any, refs: Sequence[str] = (), *, batch: int = 200) 
             statements.append((f"INSERT OR {verb} INTO {table} ({', '.join(cols)}) VALUES "
                                f"({', '.join('?' * len(cols))})", tuple(row[c] for c in cols)))
     have = _existing_notes(dest, {n[0] for n in todo.notes})
+    new_notes = 0
     for note in todo.notes:
         if note not in have:
             have.add(note)
+            new_notes += 1
             statements.append(("INSERT INTO run_notes (run_id, time, text) VALUES (?, ?, ?)", note))
+    known_runs = _present(dest, "runs", "id", todo.runs)
+    known_snapshots = _present(dest, "snapshots", "record", todo.snapshots)
     dest.transaction(statements)
     return Report(runs=len(todo.runs), snapshots=len(todo.snapshots), objects_sent=len(missing),
-                  objects_present=len(present), rows=len(statements))
+                  objects_present=len(present), rows=len(statements), new_runs=len(set(todo.runs) - known_runs),
+                  new_snapshots=len(set(todo.snapshots) - known_snapshots), new_notes=new_notes)
+
+
+def _present(store: Any, table: str, key: str, ids: Sequence[str]) -> set[str]:
+    """Which of ``ids`` the ``key`` column of ``table`` already holds."""
+    found: set[str] = set()
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start:start + 500])
+        found.update(r[key] for r in _select(store, table, f"{key} IN ({', '.join('?' * len(chunk))})", chunk))
+    return found
 
 
 def _kinds(source: Any, oids: list[str]) -> dict[str, tuple[int, str]]:

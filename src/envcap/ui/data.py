@@ -168,16 +168,22 @@ def environment(store: Any, v: dict[str, Any]) -> dict[str, Any] | None:
     from ..capture.summary import summary_lines
 
     return {"id": manifest.id, "env_id": manifest.env_id, "platform_id": manifest.platform_id,
+            "snapshot": v.get("snapshot"), "labels": dict(manifest.labels),
             "summary": [line.strip() for line in summary_lines(manifest) if line.strip()]}
 
 
 def _manifest(store: Any, v: dict[str, Any]) -> Any:
+    """The run's environment as its own snapshot recorded it (its labels, host and time),
+    not the newest snapshot of the same manifest, which another run may have taken."""
     if not v.get("manifest"):
         return None
-    try:
-        return store.get(v["manifest"])
-    except NotFoundError:
-        return None
+    for ref in (v.get("snapshot"), v["manifest"]):
+        if ref:
+            try:
+                return store.get(ref)
+            except NotFoundError:
+                continue
+    return None
 
 
 def manifest_json(store: Any, ref: str) -> dict[str, Any]:
@@ -420,11 +426,12 @@ def fleet(store: Any, *, cluster_label: str = "cluster") -> dict[str, Any]:
     for layer, groups in report["layers"].items():
         names = [g["name"] for g in groups]
         matrix[layer] = {
-            "groups": [{"name": g["name"], "id": g["id"], "description": g["description"], "nodes": g["nodes"]}
-                       for g in groups],
+            "groups": [{"name": g["name"], "id": g["id"], "description": g["description"], "nodes": g["nodes"],
+                        "members": g["members"]} for g in groups],
             "clusters": [{"name": c["name"], "nodes": c["nodes"],
                           "counts": [c["groups"].get(layer, {}).get(n, 0) for n in names],
                           "majority": c["majority"].get(layer)} for c in report["clusters"]],
         }
     return {"cluster_label": cluster_label, "nodes": report["nodes"], "snapshots": report["snapshots"],
-            "matrix": matrix, "outliers": report["outliers"], "rejected": report["rejected"]}
+            "matrix": matrix, "outliers": report["outliers"], "splits": report["splits"],
+            "rejected": report["rejected"]}

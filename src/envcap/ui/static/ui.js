@@ -150,10 +150,12 @@
       });
       return {
         tooltip: tooltip,
-        grid: { left: 120, bottom: 60 },
+        // The colour scale stands to the right of the matrix, clear of both axes' labels.
+        grid: { left: 120, right: 110, bottom: 40 },
         xAxis: { type: "category", data: d.groups.map(function (g) { return g.name; }) },
         yAxis: { type: "category", data: d.clusters.map(function (c) { return c.name || "(none)"; }) },
-        visualMap: { min: 0, max: max, orient: "horizontal", left: "center", bottom: 0, calculable: true },
+        visualMap: { min: 0, max: max, orient: "vertical", right: 10, top: "middle", calculable: true,
+                     text: ["nodes", ""] },
         series: [{ type: "heatmap", data: cells, label: { show: true } }]
       };
     }
