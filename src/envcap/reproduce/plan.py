@@ -61,6 +61,8 @@ class RebuildOptions:
     secret_env: tuple[str, ...] = ()  # variables passed from the caller's environment
     rtol: float = 0.0
     atol: float = 0.0
+    ignore: tuple[str, ...] = ()  # --ignore NAME: metrics not expected to reproduce
+    tol: tuple[tuple[str, float], ...] = ()  # --tol NAME=REL: a metric's own relative tolerance
     engine: str = "docker"  # or "podman"
     repo: str | None = None  # a repository holding the run's commit
     no_gpu: bool = False  # run a GPU run on the CPU
@@ -71,6 +73,12 @@ class RebuildOptions:
         for name, value in (("--rtol", self.rtol), ("--atol", self.atol)):
             if not (value >= 0.0 and value != float("inf")):
                 raise RebuildError(f"{name} must be a finite number of at least 0, not {value}")
+        for name, rel in self.tol:
+            if not name or not (rel >= 0.0 and rel != float("inf")):
+                raise RebuildError(f"--tol {name}={rel}: give NAME=REL, REL a finite number of at least 0")
+        both = sorted(set(self.ignore) & {n for n, _ in self.tol})
+        if both:
+            raise RebuildError(f"metric {both[0]} is given both --ignore and --tol: choose one")
 
 
 @dataclass(frozen=True, slots=True)

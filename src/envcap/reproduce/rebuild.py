@@ -426,7 +426,7 @@ def _compare(store: Any, original: Original, new: Any, captured: Manifest | Envc
              outputs: list[plan_mod.OutputPlan], options: RebuildOptions, caveats: list[str],
              workspace: Any) -> tuple[Verdict, CodeResult]:
     from ..compare.diff import changes_between, describe
-    from .verdict import compare_metrics, compare_outputs, decide, read_log
+    from .verdict import compare_metrics, compare_outputs, decide, metric_rules, read_log
     from .workspace import compare_code
 
     record = original.record
@@ -434,9 +434,10 @@ def _compare(store: Any, original: Original, new: Any, captured: Manifest | Envc
     # reports a signal only that way, so the status decides, not the signal's name.
     exit_same = record.exit_code == new.exit_code
     exit_text = f"exit status {new.exit_code}, not {record.exit_code}" + (f" ({record.signal})" if record.signal else "")
+    original_log = read_log(store, record.metrics_log)
+    rules = metric_rules(original_log, ignore=options.ignore, tol=dict(options.tol))
     metrics = compare_metrics(record.metrics, new.metrics, rtol=options.rtol, atol=options.atol,
-                              original_log=read_log(store, record.metrics_log),
-                              rebuilt_log=read_log(store, new.metrics_log))
+                              original_log=original_log, rebuilt_log=read_log(store, new.metrics_log), rules=rules)
     by_path = {o.get("path"): o for o in new.outputs}
     rebuilt = [by_path.get(o.host) if o.host else None for o in outputs]
     rows = compare_outputs(record.outputs, rebuilt, [o.note for o in outputs])
