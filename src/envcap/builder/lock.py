@@ -27,7 +27,7 @@ from typing import Any
 from .. import ecosystems
 from ..core.files import write_text_atomic
 from ..core.manifest import Manifest
-from ..ecosystems.build import LockRequest, Unlocked
+from ..ecosystems.build import LockRequest, Sources, Unlocked
 from ..ecosystems.build import plain as _plain
 from ..ecosystems.python.build import PipPin, PythonEnv
 from ..ecosystems.python.record import SYSTEM_INSTALLERS
@@ -77,8 +77,9 @@ class Lock:
 
 
 def lock(manifest: Manifest, *, hashes: IndexHashes | None, index_url: str = PYPI,
-         extra_index_urls: Iterable[str] = ()) -> Lock:
-    """The lock of ``manifest``; ``hashes`` None leaves index hashes out (render only)."""
+         extra_index_urls: Iterable[str] = (), sources: Sources | None = None) -> Lock:
+    """The lock of ``manifest``; ``hashes`` None leaves index hashes out (render only);
+    ``sources`` None leaves what no index serves unchecked (render only)."""
     sections = manifest.sections
     index_url = v.url("--index-url", index_url).rstrip("/")
     extras = tuple(v.url("--extra-index-url", u).rstrip("/") for u in extra_index_urls)
@@ -94,7 +95,7 @@ def lock(manifest: Manifest, *, hashes: IndexHashes | None, index_url: str = PYP
     unlocked: list[Unlocked] = []
     files: dict[str, str] = {}
     request = LockRequest(manifest=manifest, os_id=parts["os_id"], os_codename=parts["os_codename"], hashes=hashes,
-                          index_url=index_url, extra_index_urls=extras)
+                          index_url=index_url, extra_index_urls=extras, sources=sources)
     for name in ecosystems.ECOSYSTEMS:
         part = ecosystems.build_part(name).lock_part(manifest, request, unlocked)
         parts.update(part.fields)

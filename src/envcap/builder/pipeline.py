@@ -22,7 +22,9 @@ from ..core.manifest import Manifest
 from ..engines import make_engine
 from ..store.embedded import Store
 from ..store import images as image_store
+from ..ecosystems.build import Sources
 from .base import choose_base, has_digest
+from .carry import StoreSources
 from .errors import BuildError
 from .fidelity import Fidelity, check
 from .hashes import PYPI, IndexHashes
@@ -69,10 +71,14 @@ class BuildResult:
 
 
 def make_lock(manifest: Manifest, *, index_url: str = PYPI, extra_index_urls: Iterable[str] = (),
-              offline: bool = False, refresh: bool = False) -> tuple[Lock, IndexHashes]:
+              offline: bool = False, refresh: bool = False, sources: Sources | None = None,
+              ) -> tuple[Lock, IndexHashes]:
+    """The lock of ``manifest`` with the index's hashes; with ``sources``, what no index
+    serves must be found there (a :class:`LockError` names what is not)."""
     hashes = IndexHashes(offline=offline, refresh=refresh)
     try:
-        return lock(manifest, hashes=hashes, index_url=index_url, extra_index_urls=extra_index_urls), hashes
+        return lock(manifest, hashes=hashes, index_url=index_url, extra_index_urls=extra_index_urls,
+                    sources=sources), hashes
     finally:
         hashes.close()
 
@@ -102,17 +108,21 @@ def build(manifest: Manifest, options: BuildOptions, *, store: Store, progress: 
         if found is not None:
             return BuildResult(found, True, time.monotonic() - started, timings=timings)
     t = time.monotonic()
-    lock_, _ = make_lock(manifest, index_url=options.index_url, extra_index_urls=options.extra_index_urls)
-    t = lap("lock", t)
-    if engine is not None:
-        return _build_with(manifest, options, store, progress, engine, lock_, started, timings, lap, t,
-                           repository, tag)
-    engine = make_engine(options.reproducible, options.buildah_storage)
-    try:
-        return _build_with(manifest, options, store, progress, engine, lock_, started, timings, lap, t,
-                           repository, tag)
-    finally:
-        engine.close()
+    with tempfile.TemporaryDirectory(prefix="envcap-carried-") as scratch:
+        # What no index serves, from this machine or what a run's bundle carried: found
+        # here, or the lock names what is missing before any build step.
+        lock_, _ = make_lock(manifest, index_url=options.index_url, extra_index_urls=options.extra_index_urls,
+                             sources=StoreSources(store, Path(scratch)))
+        t = lap("lock", t)
+        if engine is not None:
+            return _build_with(manifest, options, store, progress, engine, lock_, started, timings, lap, t,
+                               repository, tag)
+        engine = make_engine(options.reproducible, options.buildah_storage)
+        try:
+            return _build_with(manifest, options, store, progress, engine, lock_, started, timings, lap, t,
+                               repository, tag)
+        finally:
+            engine.close()
 
 
 def _build_with(manifest: Manifest, options: BuildOptions, store: Store, progress: Progress, engine: Any,
@@ -197,6 +207,8 @@ def _build(engine: Any, rendered: Rendered, context: Path, image: str, options: 
         if not Path(local).is_file():
             raise BuildError(f"the local wheel {local} is gone: put it back, or install that package from an index")
         served[f"wheels/{name}"] = Path(local)
+    for name, local in rendered.carried.items():
+        served[name] = Path(local)
     if not served:
         engine.build(context, image, buildargs, progress, nocache=options.nocache)
         return

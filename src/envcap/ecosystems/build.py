@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.manifest import Manifest
 
@@ -43,6 +43,16 @@ class Unlocked:
         return f"{self.section} {self.name} {self.version}: {self.reason}"
 
 
+class Sources(Protocol):
+    """Where a build gets what no index serves, as files on this machine (``None``: nowhere)."""
+
+    def wheel(self, name: str, version: str, path: str, sha256: str) -> str | None:
+        """A file holding the wheel recorded at ``path`` with that sha256, named as it was."""
+
+    def git(self, name: str, version: str, path: str, commit: str) -> str | None:
+        """A git bundle of the repository recorded at ``path``, whose HEAD is ``commit``."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class LockRequest:
     """What an ecosystem's lock part is given besides its section."""
@@ -53,6 +63,7 @@ class LockRequest:
     hashes: IndexHashes | None  # None leaves index hashes out (render only)
     index_url: str
     extra_index_urls: tuple[str, ...]
+    sources: Sources | None = None  # None: render only, nothing fetched or checked
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
