@@ -209,7 +209,8 @@ def carried(bed: SetupsBed) -> dict[str, Any]:
     assert proc.returncode == 0, proc.stderr
     fresh = bed.tmp / "fresh-clone"
     subprocess.run(["git", "clone", "-q", str(bed.project), str(fresh)], check=True)
-    proc = envcap("rebuild", run_id, "--registry", bed.repository, "--ca-bundle", str(HOST_CA), "--repo", str(fresh),
+    proc = envcap("rebuild", run_id, "--registry", bed.repository, "--base", bed.base, "--ca-bundle", str(HOST_CA),
+                  "--repo", str(fresh),
                   "--ignore", "epoch_time_s", "--json", env={"ENVCAP_HOME": str(home)}, timeout=1800)
     report = report_of(proc)
     if report.get("image", {}).get("reference"):
@@ -293,8 +294,9 @@ def test_item2_what_is_gone_and_not_carried_is_refused_before_any_build_step(bed
     with Store(bed.store) as store:
         before = runs_store.all_ids(store)
     lock = envcap("lock", carried["run"], "-o", str(bed.tmp / "lock-out"), env=original)
-    build = envcap("build", carried["run"], "--registry", empty_repo, "--ca-bundle", str(HOST_CA), env=original)
-    rebuild = envcap("rebuild", carried["run"], "--registry", empty_repo, "--json", env=original)
+    build = envcap("build", carried["run"], "--registry", empty_repo, "--base", bed.base, "--ca-bundle", str(HOST_CA),
+                   env=original)
+    rebuild = envcap("rebuild", carried["run"], "--registry", empty_repo, "--base", bed.base, "--json", env=original)
     push = envcap("push", carried["run"], "--registry", empty_repo, env=original)
     export = envcap("export", carried["run"], "-o", str(bed.tmp / "again.zip"), env=original)
     for what, proc in (("lock", lock), ("build", build), ("rebuild", rebuild), ("push", push), ("export", export)):
