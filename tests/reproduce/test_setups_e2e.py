@@ -148,6 +148,9 @@ class SetupsBed(Bed):
         make_research_project(self.project)
         self.wheel = make_wheel(tmp / "share" / "wheels")
         self.gitdep = make_git_dependency(tmp / "srv" / "git" / "gitdep")
+        # The wheel still sits on the lab's share when the run is recorded (pip 23 records
+        # no hash for a local file: the snapshot hashes it).
+        self.record_mounts = [self.wheel.parent]
 
     def make_source(self) -> None:
         script = f"""set -euo pipefail
