@@ -99,6 +99,11 @@ def test_the_lock_finds_them_here_then_in_the_store_then_refuses(local: dict[str
         [wheel_pin] = [p for p in result.pip_hashed if p.name == "carrywheel"]
         assert wheel_pin.local_file and Path(wheel_pin.local_file).name == "carrywheel-0.1-py3-none-any.whl"
         assert hashlib.sha256(Path(wheel_pin.local_file).read_bytes()).hexdigest() == local["sha"]
+        # Installed from its recorded path (put back there by the step), as the run's pip did.
+        assert f"carrywheel @ file://{local['wheel']}#sha256={local['sha']}" in result.files["requirements.txt"]
+        rendered = render(manifest, result, "127.0.0.1:5000/base@sha256:" + "0" * 64)
+        assert rendered.files["wheel-restore.txt"] == f"carrywheel-0.1-py3-none-any.whl {local['wheel']}\n"
+        assert rendered.wheels == {"carrywheel-0.1-py3-none-any.whl": wheel_pin.local_file}
     # A store that carries nothing: refused, naming the package and what to do.
     with Store(tmp_path / "empty") as store, pytest.raises(LockError) as info:
         lock(manifest, hashes=None, sources=StoreSources(store, tmp_path / "scratch3"))

@@ -110,7 +110,12 @@ def lock_part(manifest: Manifest, request: LockRequest, unlocked: list[Unlocked]
                     if found is None:
                         raise LockError(_cannot_have(f"python package {name} {version} (the local wheel {local})",
                                                      "the wheel is not at that path (or is not the recorded file)"))
-                    local = found
+                    # Installed from its recorded path (put back there for the step), so that
+                    # pip records the origin the run's pip did.
+                    pins.append(PipPin(name, version, (sha,), url=f"{url}#sha256={sha}", local_file=found,
+                                       repo_path=v.path(f"{where}.origin.url", local),
+                                       comment=f"local file {url}: served by envcap for the build"))
+                    continue
                 pins.append(PipPin(name, version, (sha,), local_file=local,
                                    comment=f"local file {url}: put it in a --find-links folder"))
         elif kind in ("editable", "directory"):
@@ -293,6 +298,11 @@ def steps(manifest: Manifest, lock: Lock) -> BuildPart:
         files["vcs-restore.txt"] = "".join(f"git/{p.name}.bundle {p.repo_path} {p.revision or '-'}\n"
                                            for p in restored)
         names = (*names, "vcs-restore.txt")
+    placed = sorted((p for p in lock.pip_hashed if p.local_file and p.repo_path), key=lambda p: p.name)
+    if placed:
+        # Each line: the served wheel and the path it is put back at for pip.
+        files["wheel-restore.txt"] = "".join(f"{Path(p.local_file or '').name} {p.repo_path}\n" for p in placed)
+        names = (*names, "wheel-restore.txt")
     notes = []
     installers = sorted({v.token("sections.python.packages[].installer", p.installer)
                          for p in packages if p.installer not in _KNOWN_INSTALLERS})

@@ -15,9 +15,23 @@ if [ "$#" -gt 0 ]; then
     for wheel in "$@"; do envcap_fetch "wheels/$wheel" "$envcap_private/wheels/$wheel"; done
     links=(--find-links "$envcap_private/wheels")
 fi
+placed=()
+if [ -f "$lockdir/wheel-restore.txt" ]; then
+    # Each line: WHEEL PATH. A local wheel is put back where the run's machine had it, for
+    # requirements.txt's "NAME @ file://PATH" (pip records the same origin), and removed below.
+    while read -r wheel path; do
+        top=$path
+        while [ ! -e "$(dirname "$top")" ]; do top=$(dirname "$top"); done
+        [ -e "$top" ] && { echo "envcap: $path exists in the image: cannot put a wheel there" >&2; exit 1; }
+        mkdir -p "$(dirname "$path")"
+        cp "$envcap_private/wheels/$wheel" "$path"
+        placed+=("$top")
+    done <"$lockdir/wheel-restore.txt"
+fi
 if [ -f "$lockdir/requirements.txt" ]; then
     "$python" -m pip install --no-deps --require-hashes "${links[@]}" -r "$lockdir/requirements.txt"
 fi
+for top in "${placed[@]}"; do rm -rf "$top"; done
 restored=()
 if [ -f "$lockdir/vcs-restore.txt" ]; then
     # Each line: SERVED PATH REVISION. The repository is put back where the run's machine had
