@@ -311,7 +311,8 @@ def test_item2_what_is_gone_and_not_carried_is_refused_before_any_build_step(bed
         assert "Traceback" not in proc.stderr, what
         assert "python package carrywheel 0.1" in proc.stderr or "python package gitdep 0.3" in proc.stderr, \
             (what, proc.stderr)
-        assert "building" not in proc.stderr and "Step 1/" not in proc.stderr, (what, proc.stderr)
+        # Refused before any build step: no base image chosen, no Dockerfile step run.
+        assert "base image:" not in proc.stderr and "Step 1/" not in proc.stderr, (what, proc.stderr)
     assert not (bed.tmp / "lock-out").exists() and not (bed.tmp / "again.zip").exists()
     # Nothing pushed, nothing recorded.
     registry = Registry(Repository.parse(empty_repo))
