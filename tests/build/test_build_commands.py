@@ -45,7 +45,16 @@ def _no_images() -> None:
 
 
 def test_lock_command_writes_files_and_names_what_it_cannot_pin(cli: click.Group, tmp_path: Path) -> None:
-    path = _manifest_file(tmp_path)
+    # A local wheel that is neither on this machine nor carried by an imported bundle: refused.
+    refused = CliRunner().invoke(cli, ["lock", str(_manifest_file(tmp_path)), "-o", str(tmp_path / "out")])
+    assert refused.exit_code == 2
+    assert "python package localwheel 1.2.3 (the local wheel /wheels/localwheel-1.2.3-py3-none-any.whl) cannot " \
+           "be had" in refused.output and "envcap export RUN carries it" in refused.output
+    assert not (tmp_path / "out").exists()
+    python = BOOKWORM_SECTIONS["python"]
+    sections = {**BOOKWORM_SECTIONS, "python": {**python, "packages": [
+        p for p in python["packages"] if p["name"] != "localwheel"]}}
+    path = _manifest_file(tmp_path, sections)
     with indexes() as (main, torch):
         args = ["lock", str(path), "-o", str(tmp_path / "out"), "--index-url", main.url, "--extra-index-url", torch.url]
         first = CliRunner().invoke(cli, args)

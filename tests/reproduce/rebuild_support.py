@@ -166,6 +166,7 @@ class Bed:
         write_data(self.data)
         self.lib = lib_dir(tmp / "lib")
         self.store = tmp / "store-original"
+        self.record_mounts: list[Path] = []  # more folders the recording container sees, read-only
 
     def make_source(self) -> None:
         mount = self.docker.types.Mount(str(HOST_CA), str(HOST_CA), type="bind", read_only=True)
@@ -186,6 +187,7 @@ class Bed:
             self.docker.types.Mount(str(self.data.parent), str(self.data.parent), type="bind", read_only=True),
             self.docker.types.Mount(LIB, str(self.lib), type="bind", read_only=True),
             self.docker.types.Mount(str(self.store), str(self.store), type="bind"),
+            *[self.docker.types.Mount(str(p), str(p), type="bind", read_only=True) for p in self.record_mounts],
         ]
         self.store.mkdir(exist_ok=True)
         argv = ["/opt/venv/bin/python", "-m", "envcap", "run", "--seed", "7", "--param", f"data={self.data}",

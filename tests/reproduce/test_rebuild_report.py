@@ -71,8 +71,8 @@ def test_every_action_keeps_its_keys_in_order() -> None:
     ran = planned("run", rebuild="01B", code=CodeResult(workspace(), ()), verdict=verdict, caveats=(), problems=(),
                   timings={"total": 2.0})
     out = ran.to_dict()
-    assert list(out) == [*PLANNED, "code", "verdict", "reproduced", "reasons", "exit", "metrics", "outputs",
-                         "environment", "platform_reasons", "caveats", "problems", "timings"]
+    assert list(out) == [*PLANNED, "code", "verdict", "reproduced", "reasons", "exit", "metrics", "metrics_apart",
+                         "outputs", "environment", "platform_reasons", "caveats", "problems", "timings"]
     assert out["code"]["same"] and out["environment"] == {"original": SHA, "captured": False, "same": None,
                                                           "error": "no manifest"}
     assert list(out["image"]) == ["reference", "how", "status", "digest", "differences"]

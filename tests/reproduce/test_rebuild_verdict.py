@@ -168,3 +168,69 @@ def test_the_report_carries_the_platform_reasons_and_the_table_shows_them() -> N
     out = io.StringIO()
     render(report, file=out)
     assert "REPRODUCED" in out.getvalue() and "though the platform differs: GPU driver: 1" in out.getvalue()
+
+
+# -- a metric's own rule: declared at log time, or given to the rebuild ------------------------
+
+
+def test_a_metric_declared_not_to_reproduce_is_listed_apart_and_the_verdict_stands_on_the_rest() -> None:
+    from envcap.reproduce.verdict import metric_rules
+    from envcap.runs import rundir
+
+    log = [rundir.metric_line("loss", 0.25, 0), rundir.metric_line("train_time_s", 3.2, reproducible=False),
+           rundir.metric_line("acc", 0.5, rtol=1e-3)]
+    rules = metric_rules(log)
+    assert not rules["train_time_s"].expected and rules["train_time_s"].by == "declared at log time"
+    assert rules["acc"].rtol == 1e-3 and "loss" not in rules
+    original = {"loss": 0.25, "train_time_s": 3.2, "acc": 0.5}
+    rebuilt = {"loss": 0.25, "train_time_s": 2.9, "acc": 0.5004}
+    metrics = compare_metrics(original, rebuilt, rules=rules)
+    ok, reasons = decide(True, "", metrics, [])
+    assert ok and reasons == []
+    # Without the declarations, the same numbers do not reproduce (as on today's main).
+    ok, reasons = decide(True, "", compare_metrics(original, rebuilt), [])
+    assert not ok and {r.split(" differs")[0] for r in reasons} == {"metric acc", "metric train_time_s"}
+    # A declared metric still counts when it differs beyond its own tolerance.
+    ok, reasons = decide(True, "", compare_metrics(original, {**rebuilt, "acc": 0.6}, rules=rules), [])
+    assert reasons == ["metric acc differs: 0.5 → 0.6"]
+    # The report lists it apart, in JSON and in the table.
+    verdict = Verdict(reproduced=True, reasons=(), metrics=tuple(metrics), outputs=())
+    report = RebuildReport(action="run", original="01AAAAAAAAAAAAAAAAAAAAAAAA", env_id="sha256:" + "1" * 64,
+                           verdict=verdict)
+    data = report.to_dict()
+    assert [m["name"] for m in data["metrics"]] == ["acc", "loss"]
+    assert [m["name"] for m in data["metrics_apart"]] == ["train_time_s"]
+    assert data["metrics_apart"][0]["how"] == "differs" and data["metrics_apart"][0]["rule"]["expected"] is False
+    out = io.StringIO()
+    render(report, out)
+    text = out.getvalue()
+    assert "not expected to reproduce" in text and "metric train_time_s: 3.2 → 2.9" in text
+    assert "within tolerance (rtol 0.001, declared at log time)" in text
+
+
+def test_the_command_line_rules_win_over_the_declared_ones() -> None:
+    from envcap.reproduce.verdict import metric_rules
+    from envcap.runs import rundir
+
+    log = [rundir.metric_line("loss", 0.25, 0), rundir.metric_line("train_time_s", 3.2, reproducible=False)]
+    rules = metric_rules(log, ignore=["loss"], tol={"train_time_s": 0.5})
+    assert rules["loss"].by == "--ignore" and not rules["loss"].expected
+    assert rules["train_time_s"].rtol == 0.5 and rules["train_time_s"].expected
+    metrics = compare_metrics({"loss": 0.25, "train_time_s": 3.2}, {"loss": 0.3, "train_time_s": 2.9}, rules=rules)
+    assert decide(True, "", metrics, []) == (True, [])
+    # Histories compare with the metric's own tolerance too.
+    a = [{"name": "t", "step": 0, "value": 1.0}, {"name": "t", "step": 1, "value": 2.0}]
+    b = [{"name": "t", "step": 0, "value": 1.1}, {"name": "t", "step": 1, "value": 2.0}]
+    assert "t" in compare_histories(a, b)
+    assert compare_histories(a, b, rtols={"t": 0.2}) == {}
+
+
+def test_declarations_are_checked_where_they_are_made() -> None:
+    from envcap.runs import rundir
+
+    with pytest.raises(TypeError, match="takes no tolerance"):
+        rundir.metric_line("t", 1.0, reproducible=False, rtol=0.1)
+    with pytest.raises(TypeError, match="rtol must be"):
+        rundir.metric_line("t", 1.0, rtol=-1)
+    with pytest.raises(TypeError, match="reproducible must be"):
+        rundir.expectation("no")

@@ -139,3 +139,15 @@ def test_a_library_imported_after_seeding_is_seeded_when_imported(tmp_path: Path
     view = show(run_rows(isolated)[0][0])
     numpy_seed = [s for s in view["seeds"]["set"] if s["library"] == "numpy"]
     assert numpy_seed and "when imported" in numpy_seed[0]["how"]
+
+
+def test_a_metric_declared_at_log_time_keeps_its_declaration_in_metrics_jsonl(tmp_path: Path) -> None:
+    from envcap.runs import rundir
+
+    lines = [{"name": "train_time_s", "value": 1.5, "reproducible": False}, {"name": "acc", "value": 0.5, "rtol": 0.01},
+             {"name": "loss", "value": 0.25}, {"name": "bad", "value": 1, "rtol": "x"}]
+    (tmp_path / rundir.METRICS).write_text("".join(json.dumps(line) + "\n" for line in lines))
+    points, problems = rundir.read_metrics(str(tmp_path))
+    assert points == [{"name": "train_time_s", "value": 1.5, "reproducible": False},
+                      {"name": "acc", "value": 0.5, "rtol": 0.01}, {"name": "loss", "value": 0.25}]
+    assert problems == ["metrics.jsonl line 4: rtol must be a finite number of at least 0"]

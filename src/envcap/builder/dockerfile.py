@@ -45,6 +45,7 @@ class Rendered:
     files: Mapping[str, str]  # build-context files beside the Dockerfile
     wheels: Mapping[str, str] = field(default_factory=dict)  # served file name -> path on this machine
     notes: tuple[str, ...] = ()  # what this Dockerfile will not reproduce, known before building
+    carried: Mapping[str, str] = field(default_factory=dict)  # served path -> git bundle on this machine
 
     def write(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -97,7 +98,9 @@ def render(manifest: Manifest, lock: Lock, base_ref: str, *, env_allow: Iterable
     text = string.Template(_template("Dockerfile.base")).substitute(
         env_id=manifest.env_id, base=base_ref, labels=labels, steps="\n".join(steps))
     wheels = {Path(p.local_file).name: p.local_file for p in lock.pip_hashed if p.local_file}
-    return Rendered(text, dict(sorted(files.items())), dict(sorted(wheels.items())), tuple(notes))
+    carried = {f"git/{p.name}.bundle": p.carried for p in lock.pip_vcs if p.carried}
+    return Rendered(text, dict(sorted(files.items())), dict(sorted(wheels.items())), tuple(notes),
+                    dict(sorted(carried.items())))
 
 
 def _step_lines(step: Step) -> list[str]:

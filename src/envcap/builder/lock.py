@@ -27,7 +27,7 @@ from typing import Any
 from .. import ecosystems
 from ..core.files import write_text_atomic
 from ..core.manifest import Manifest
-from ..ecosystems.build import LockRequest, Unlocked
+from ..ecosystems.build import LockRequest, Sources, Unlocked
 from ..ecosystems.build import plain as _plain
 from ..ecosystems.python.build import PipPin, PythonEnv
 from ..ecosystems.python.record import SYSTEM_INSTALLERS
@@ -82,12 +82,13 @@ class Lock:
 
 def lock(manifest: Manifest, *, hashes: IndexHashes | None, index_url: str = PYPI,
          extra_index_urls: Iterable[str] = (), pin_os: Iterable[str] = ("auto",),
-         settings: BuildSettings | None = None, python_offer: Any = None) -> Lock:
+         settings: BuildSettings | None = None, python_offer: Any = None, sources: Sources | None = None) -> Lock:
     """The lock of ``manifest``; ``hashes`` None leaves index hashes out (render only).
 
     ``pin_os`` chooses the OS packages to pin (``auto``, ``all``, names); ``settings``
     names the site's dated archive; ``python_offer`` says which interpreter builds can
-    be had (None: not asked, the recorded version is taken as it is)."""
+    be had (None: not asked, the recorded version is taken as it is); ``sources`` None
+    leaves what no index serves unchecked (render only)."""
     settings = settings or BuildSettings()
     sections = manifest.sections
     index_url = v.url("--index-url", index_url).rstrip("/")
@@ -106,7 +107,7 @@ def lock(manifest: Manifest, *, hashes: IndexHashes | None, index_url: str = PYP
     request = LockRequest(manifest=manifest, os_id=parts["os_id"], os_codename=parts["os_codename"], hashes=hashes,
                           index_url=index_url, extra_index_urls=extras, pin_os=tuple(pin_os) or ("auto",),
                           apt_archive=settings.apt_archive, apt_archive_key=_key_text(settings.apt_archive_key),
-                          python_offer=python_offer)
+                          python_offer=python_offer, sources=sources)
     for name in ecosystems.ECOSYSTEMS:
         part = ecosystems.build_part(name).lock_part(manifest, request, unlocked)
         parts.update(part.fields)

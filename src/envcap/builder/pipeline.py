@@ -22,7 +22,9 @@ from ..core.manifest import Manifest
 from ..engines import make_engine
 from ..store.embedded import Store
 from ..store import images as image_store
+from ..ecosystems.build import Sources
 from .base import choose_base, has_digest
+from .carry import StoreSources
 from ..pins.errors import BuildError
 from .fidelity import Fidelity, check
 from ..pins import validate as v
@@ -76,15 +78,18 @@ class BuildResult:
 
 def make_lock(manifest: Manifest, *, index_url: str = PYPI, extra_index_urls: Iterable[str] = (),
               offline: bool = False, refresh: bool = False, pin_os: Iterable[str] = ("auto",),
-              settings: BuildSettings | None = None, ask_python: bool = False) -> tuple[Lock, IndexHashes]:
+              settings: BuildSettings | None = None, ask_python: bool = False,
+              sources: Sources | None = None) -> tuple[Lock, IndexHashes]:
     """The lock of ``manifest`` with index hashes; ``ask_python`` asks uv which interpreter
-    builds are on offer (a build does, before any step), for an interpreter no base has."""
+    builds are on offer (a build does, before any step), for an interpreter no base has;
+    with ``sources``, what no index serves must be found there (a :class:`LockError` names
+    what is not)."""
     settings = settings or BuildSettings.load()
     offer = python_offer(manifest, settings) if ask_python else None
     hashes = IndexHashes(offline=offline, refresh=refresh)
     try:
         return lock(manifest, hashes=hashes, index_url=index_url, extra_index_urls=extra_index_urls,
-                    pin_os=pin_os, settings=settings, python_offer=offer), hashes
+                    pin_os=pin_os, settings=settings, python_offer=offer, sources=sources), hashes
     finally:
         hashes.close()
 
@@ -138,18 +143,22 @@ def build(manifest: Manifest, options: BuildOptions, *, store: Store, progress: 
             return BuildResult(found, True, time.monotonic() - started, timings=timings)
     t = time.monotonic()
     settings = BuildSettings.load()
-    lock_, _ = make_lock(manifest, index_url=options.index_url, extra_index_urls=options.extra_index_urls,
-                         pin_os=options.pin_os, settings=settings, ask_python=True)
-    t = lap("lock", t)
-    if engine is not None:
-        return _build_with(manifest, options, store, progress, engine, lock_, started, timings, lap, t,
-                           repository, tag)
-    engine = make_engine(options.reproducible, options.buildah_storage)
-    try:
-        return _build_with(manifest, options, store, progress, engine, lock_, started, timings, lap, t,
-                           repository, tag)
-    finally:
-        engine.close()
+    with tempfile.TemporaryDirectory(prefix="envcap-carried-") as scratch:
+        # What no index serves, from this machine or what a run's bundle carried: found
+        # here, or the lock names what is missing before any build step.
+        lock_, _ = make_lock(manifest, index_url=options.index_url, extra_index_urls=options.extra_index_urls,
+                             pin_os=options.pin_os, settings=settings, ask_python=True,
+                             sources=StoreSources(store, Path(scratch)))
+        t = lap("lock", t)
+        if engine is not None:
+            return _build_with(manifest, options, store, progress, engine, lock_, started, timings, lap, t,
+                               repository, tag)
+        engine = make_engine(options.reproducible, options.buildah_storage)
+        try:
+            return _build_with(manifest, options, store, progress, engine, lock_, started, timings, lap, t,
+                               repository, tag)
+        finally:
+            engine.close()
 
 
 def _build_with(manifest: Manifest, options: BuildOptions, store: Store, progress: Progress, engine: Any,
@@ -237,6 +246,8 @@ def _build(engine: Any, rendered: Rendered, context: Path, image: str, options: 
         if not Path(local).is_file():
             raise BuildError(f"the local wheel {local} is gone: put it back, or install that package from an index")
         served[f"wheels/{name}"] = Path(local)
+    for name, local in rendered.carried.items():
+        served[name] = Path(local)
     if lock_.python_install is not None:
         settings = BuildSettings.load()
         uv = settings.uv_binary()

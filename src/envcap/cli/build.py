@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from typing import Any
+
 import click
 
 from .common import safe
@@ -51,12 +53,27 @@ def lock(env: str, output: str, index_url: str, extra: tuple[str, ...], offline:
     release (pip install --require-hashes); VCS installs pinned to their commit. conda:
     an explicit lockfile. OS packages: name=version pins. Nothing is resolved again.
     """
+    import tempfile
+    from pathlib import Path
+
+    from ..builder.carry import StoreSources
     from ..builder.pipeline import make_lock
     from ..store.resolve import resolve_manifest
+    from .common import open_store
 
     manifest = resolve_manifest(env)
-    result, hashes = make_lock(manifest, index_url=index_url, extra_index_urls=extra, offline=offline,
-                               refresh=refresh, pin_os=_pins(pin_os))
+    # What no index serves must be on this machine or carried into the store by a run's bundle.
+    from contextlib import nullcontext
+
+    from ..core.errors import EnvcapError
+
+    try:
+        opened: Any = open_store()
+    except EnvcapError:
+        opened = nullcontext(None)  # no store here: only this machine's files count
+    with opened as store, tempfile.TemporaryDirectory(prefix="envcap-carried-") as scratch:
+        result, hashes = make_lock(manifest, index_url=index_url, extra_index_urls=extra, offline=offline,
+                                   refresh=refresh, pin_os=_pins(pin_os), sources=StoreSources(store, Path(scratch)))
     if result.pin_os:
         click.echo(f"OS packages pinned: {result.pin_os}", err=True)
     for path in result.write(output):

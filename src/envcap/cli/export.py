@@ -21,7 +21,10 @@ FORMATS = ("bundle", "cyclonedx", "spdx", "ro-crate")
               help="bundle: a run's envcap bundle (.zip). cyclonedx, spdx: an SBOM of an environment. "
                    "ro-crate: a Research Object Crate of a run (a directory, or a .zip).")
 @click.option("-o", "--output", metavar="FILE", help="Where to write it (an SBOM goes to standard output without it).")
-def export(ref: str, fmt: str, output: str | None) -> None:
+@click.option("--carry-limit", metavar="SIZE",
+              help="bundle: carry the dependencies no index serves (local wheels, local git repositories) up to "
+                   "SIZE in all (default 100M, or ENVCAP_CARRY_LIMIT).")
+def export(ref: str, fmt: str, output: str | None, carry_limit: str | None) -> None:
     """Export a run (bundle, RO-Crate) or an environment (CycloneDX or SPDX SBOM).
 
     \b
@@ -44,8 +47,9 @@ def export(ref: str, fmt: str, output: str | None) -> None:
         run_id = runs_store.resolve(store, ref)
         if fmt == "bundle":
             from ..runs.bundle import export_run
+            from ..store.carried import parse_size
 
-            count = export_run(store, run_id, output)
+            count = export_run(store, run_id, output, carry_limit=parse_size(carry_limit) if carry_limit else None)
         else:
             from ..export.crate import export_crate
 

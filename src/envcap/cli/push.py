@@ -24,8 +24,11 @@ def _shared() -> Any:
 @click.argument("refs", nargs=-1, metavar="[RUN|ID]...")
 @click.option("--registry", metavar="HOST/REPO",
               help="Push the run's bundle to this OCI repository, as an artifact beside its image.")
+@click.option("--carry-limit", metavar="SIZE",
+              help="With --registry: carry dependencies no index serves up to SIZE (default 100M, "
+                   "or ENVCAP_CARRY_LIMIT).")
 @click.option("--json", "as_json", is_flag=True, help="Print what was sent as JSON.")
-def push(refs: tuple[str, ...], registry: str | None, as_json: bool) -> None:
+def push(refs: tuple[str, ...], registry: str | None, carry_limit: str | None, as_json: bool) -> None:
     """Copy runs and snapshots (all when none is named) from this machine's store to the shared one.
 
     All or nothing, and only what the shared store lacks is sent: pushing twice sends nothing
@@ -42,7 +45,10 @@ def push(refs: tuple[str, ...], registry: str | None, as_json: bool) -> None:
         if len(refs) != 1:
             raise UsageError("--registry pushes one run: give its id")
         with open_store() as store:
-            ref = push_bundle(store, refs[0], registry, progress=err)
+            from ..store.carried import parse_size
+
+            limit = parse_size(carry_limit) if carry_limit else None
+            ref = push_bundle(store, refs[0], registry, progress=err, carry_limit=limit)
         click.echo(json.dumps({"artifact": ref}) if as_json else ref)
         return
     from ..store.sync import copy

@@ -34,6 +34,10 @@ if TYPE_CHECKING:
               help="Pass this variable from your environment (repeatable); secrets are never restored from records.")
 @click.option("--rtol", type=float, default=0.0, show_default=True, help="Relative tolerance for metrics.")
 @click.option("--atol", type=float, default=0.0, show_default=True, help="Absolute tolerance for metrics.")
+@click.option("--ignore", "ignore", multiple=True, metavar="NAME",
+              help="Metric NAME is not expected to reproduce: listed apart, the verdict stands on the rest (repeatable).")
+@click.option("--tol", "tol", multiple=True, metavar="NAME=REL",
+              help="Compare metric NAME with its own relative tolerance REL (repeatable).")
 @click.option("--engine", type=click.Choice(["docker", "podman"]), default="docker", show_default=True,
               help="Run the container with Docker (its SDK) or podman (its CLI).")
 @click.option("--repo", metavar="PATH|URL", help="A repository that holds the run's commit.")
@@ -46,7 +50,8 @@ if TYPE_CHECKING:
 @click.option("--dry-run", is_flag=True, help="Show what would be done; pull, build, write and run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def rebuild(run_ref: str, registry: str | None, base: str | None, ca_bundle: str | None, data: tuple[str, ...],
-            allow_data_drift: bool, secret_env: tuple[str, ...], rtol: float, atol: float, engine: str,
+            allow_data_drift: bool, secret_env: tuple[str, ...], rtol: float, atol: float, ignore: tuple[str, ...],
+            tol: tuple[str, ...], engine: str,
             repo: str | None, pin_os: tuple[str, ...], no_gpu: bool, print_only: bool, build_only: bool, dry_run: bool,
             as_json: bool) -> None:
     """Run RUN again in its own image and say whether it reproduced.
@@ -75,7 +80,8 @@ def rebuild(run_ref: str, registry: str | None, base: str | None, ca_bundle: str
                                                                                           else "", "run")
     options = RebuildOptions(registry=registry, base=base, ca_bundle=Path(ca_bundle) if ca_bundle else None,
                              data=data, allow_data_drift=allow_data_drift, secret_env=secret_env, rtol=rtol,
-                             atol=atol, engine=engine, repo=repo, no_gpu=no_gpu, pin_os=_pins(pin_os))
+                             atol=atol, ignore=ignore, tol=_tolerances(tol), engine=engine, repo=repo, no_gpu=no_gpu,
+                             pin_os=_pins(pin_os))
     with open_store(create=run_ref.startswith("oci://")) as store:
         report = run_rebuild(store, run_ref, options, action=action, progress=err,
                              output=sys.stderr.buffer)  # (click.get_binary_stream is deprecated)
@@ -95,6 +101,22 @@ def _pins(values: tuple[str, ...]) -> tuple[str, ...]:
     """--pin-os values, each possibly a comma-separated list; auto when none is given."""
     out = tuple(p.strip() for v in values for p in v.split(",") if p.strip())
     return out if any(p in ("auto", "all") for p in out) else ("auto", *out)
+
+
+def _tolerances(given: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
+    from ..core.errors import UsageError
+
+    out = []
+    for item in given:
+        name, sep, rel = item.rpartition("=")
+        try:
+            value = float(rel)
+        except ValueError:
+            value = -1.0
+        if not sep or not name or not (0.0 <= value < float("inf")):
+            raise UsageError(f"--tol {item}: give NAME=REL, REL a finite number of at least 0 (--tol loss=1e-6)")
+        out.append((name, value))
+    return tuple(out)
 
 
 def _lines(report: RebuildReport) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.manifest import Manifest
 
@@ -47,6 +47,16 @@ class Unlocked:
         return f"{self.section} {self.name} {self.version}: {self.reason}"
 
 
+class Sources(Protocol):
+    """Where a build gets what no index serves, as files on this machine (``None``: nowhere)."""
+
+    def wheel(self, name: str, version: str, path: str, sha256: str) -> str | None:
+        """A file holding the wheel recorded at ``path`` with that sha256, named as it was."""
+
+    def git(self, name: str, version: str, path: str, commit: str) -> str | None:
+        """A git bundle of the repository recorded at ``path``, whose HEAD is ``commit``."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class LockRequest:
     """What an ecosystem's lock part is given besides its section."""
@@ -62,6 +72,7 @@ class LockRequest:
     apt_archive: str | None = None  # the dated archive's URL ({stamp} for the snapshot's time)
     apt_archive_key: str | None = None  # its armored signing key, when Debian's keyring does not sign it
     python_offer: Any = None  # the interpreter builds on offer (python.interpreter.Offer); None: not asked
+    sources: Sources | None = None  # None: render only, nothing fetched or checked
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

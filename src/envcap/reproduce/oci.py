@@ -105,7 +105,7 @@ def _descriptor(media_type: str, body: bytes, **extra: Any) -> dict[str, Any]:
 
 
 def push_bundle(store: Any, run_ref: str, repository: str, *,
-                progress: Callable[[str], None] = lambda _: None) -> str:
+                progress: Callable[[str], None] = lambda _: None, carry_limit: int | None = None) -> str:
     """Push the bundle of run ``run_ref`` to ``repository``; return ``HOST/REPO@sha256:...``."""
     from ..store import images as images_store
     from ..store import runs as runs_store
@@ -125,7 +125,7 @@ def push_bundle(store: Any, run_ref: str, repository: str, *,
         progress(f"no image of env {record.env_id} in {client.repo}: the bundle is pushed without a subject")
     with tempfile.TemporaryDirectory(prefix="envcap-oci-") as tmp:
         bundle = os.path.join(tmp, f"{run_id}.zip")
-        export_run(store, run_id, bundle)
+        export_run(store, run_id, bundle, carry_limit=carry_limit)  # a refusal here pushes nothing
         empty = os.path.join(tmp, "empty.json")
         with open(empty, "wb") as fh:
             fh.write(b"{}")

@@ -41,6 +41,7 @@ from .preflight import Preflight
 CONTAINER_LIB = "/.envcap/lib"  # envcap's package, for scripts that import it
 RUN_DIR = "/.envcap/run"  # ENVCAP_RUN_DIR: the script's metrics and events
 OUT_DIR = "/.envcap/out"  # the environment captured inside, and the command's timings
+CA_MOUNT = "/.envcap/ca.pem"  # --ca-bundle, for installing the run's own package editable
 CODE_FALLBACK = "/workspace"
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -61,6 +62,8 @@ class RebuildOptions:
     secret_env: tuple[str, ...] = ()  # variables passed from the caller's environment
     rtol: float = 0.0
     atol: float = 0.0
+    ignore: tuple[str, ...] = ()  # --ignore NAME: metrics not expected to reproduce
+    tol: tuple[tuple[str, float], ...] = ()  # --tol NAME=REL: a metric's own relative tolerance
     engine: str = "docker"  # or "podman"
     repo: str | None = None  # a repository holding the run's commit
     no_gpu: bool = False  # run a GPU run on the CPU
@@ -72,6 +75,12 @@ class RebuildOptions:
         for name, value in (("--rtol", self.rtol), ("--atol", self.atol)):
             if not (value >= 0.0 and value != float("inf")):
                 raise RebuildError(f"{name} must be a finite number of at least 0, not {value}")
+        for name, rel in self.tol:
+            if not name or not (rel >= 0.0 and rel != float("inf")):
+                raise RebuildError(f"--tol {name}={rel}: give NAME=REL, REL a finite number of at least 0")
+        both = sorted(set(self.ignore) & {n for n, _ in self.tol})
+        if both:
+            raise RebuildError(f"metric {both[0]} is given both --ignore and --tol: choose one")
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,6 +428,7 @@ class RebuildPlan:
     image: ImageChoice
     caveats: tuple[str, ...] = ()  # what the plan already knows will differ
     cwd: str | None = None  # where to look for the run's repository first
+    editables: tuple[EditablePlan, ...] = ()  # the run's own package, installed editable in the container
 
     @property
     def reference(self) -> str:
@@ -426,3 +436,62 @@ class RebuildPlan:
         if self.image.reference is None:
             raise RebuildError("the image would still have to be built")  # pragma: no cover - never planned so
         return self.image.reference
+
+
+# -- the run's own package, installed editable -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EditablePlan:
+    """A package the run's environment had installed editable from the run's own
+    repository: installed again, editable, from the workspace inside the container."""
+
+    name: str
+    version: str
+    python: str  # the environment's interpreter, in the image
+    path: str  # the checkout in the container (the workspace, or a folder of it)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "python": self.python, "path": self.path}
+
+
+def editable_installs(original: Original, code: CodePaths) -> tuple[EditablePlan, ...]:
+    """The editable installs of the run's environment from its own repository.
+
+    An image cannot hold them (their source is the run's code, at the run's commit), so
+    the rebuild installs each from the workspace, which is the recorded commit with the
+    recorded diff applied, at the path it was recorded at. An editable install from any
+    other checkout is left out, as the build leaves it out (its source is not the run's
+    code), and the environment comparison lists it.
+    """
+    from ..pins import validate as v
+
+    python = original.manifest.sections.get("python")
+    if not isinstance(python, Mapping):
+        return ()
+    root = original.record.git.get("root")
+    root = posixpath.normpath(root) if isinstance(root, str) and root.startswith("/") else None
+    prefix = python.get("prefix")
+    executable = python.get("executable")
+    interpreter = executable if isinstance(executable, str) and executable.startswith("/") else \
+        (f"{prefix}/bin/python" if isinstance(prefix, str) else None)
+    out: list[EditablePlan] = []
+    for i, package in enumerate(python.get("packages") or ()):
+        origin = package.get("origin") if isinstance(package, Mapping) else None
+        if not isinstance(origin, Mapping) or origin.get("kind") != "editable":
+            continue
+        where = f"sections.python.packages[{i}]"
+        name = v.python_name(f"{where}.name", package.get("name"))
+        version = v.python_version(f"{where}.version", package.get("version"))
+        url = origin.get("url")
+        path = posixpath.normpath(url[len("file://"):]) if isinstance(url, str) and url.startswith("file:///") \
+            else None
+        inside = root is not None and path is not None and (path == root or path.startswith(root.rstrip("/") + "/"))
+        if not inside or root is None or path is None:
+            continue  # another checkout: not the run's code (the build notes it as not installed)
+        if interpreter is None:
+            raise RebuildError(f"python package {name} {version} is installed editable, and the manifest names no "
+                               "interpreter to install it with")
+        here = posixpath.normpath(posixpath.join(code.target, posixpath.relpath(path, root)))
+        out.append(EditablePlan(name, version, v.path("sections.python.executable", interpreter), here))
+    return tuple(out)

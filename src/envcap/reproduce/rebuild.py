@@ -43,7 +43,7 @@ from . import plan as plan_mod
 from . import preflight as preflight_mod
 from .errors import RebuildError
 from .launch import default_output, launcher, secret_values
-from .plan import CONTAINER_LIB, OUT_DIR, RUN_DIR, ImageChoice, Original, RebuildOptions, RebuildPlan
+from .plan import CA_MOUNT, CONTAINER_LIB, OUT_DIR, RUN_DIR, ImageChoice, Original, RebuildOptions, RebuildPlan
 from .report import (
     Candidate,
     CodePlan,
@@ -103,6 +103,7 @@ def rebuild(store: Any, ref: str, options: RebuildOptions, *, action: str = "run
         return RebuildReport(action=action, original=record.id, env_id=env_id, image=image, timings=clock.total())
     argv = plan_mod.command(record)
     code = plan_mod.code_paths(original)
+    editables = plan_mod.editable_installs(original, code)  # refused here, before any image is built
     env_plan = plan_mod.environment(original, secret_names=options.secret_env)
     clock.lap("load")
     checks = tuple(_check_data(store, original, code, options))
@@ -123,7 +124,7 @@ def rebuild(store: Any, ref: str, options: RebuildOptions, *, action: str = "run
     image = _image(store, original, options, action, progress, candidate)
     caveats += image.notes
     plan = RebuildPlan(original=original, options=options, command=tuple(argv), code=code, env=env_plan, data=checks,
-                       gpu=gpu, image=image, caveats=tuple(caveats), cwd=cwd)
+                       gpu=gpu, image=image, caveats=tuple(caveats), cwd=cwd, editables=editables)
     if action == "dry-run":
         return _report(plan, action, code=_code_plan(plan), caveats=plan.caveats, timings=clock.total())
     clock.lap("image")
@@ -340,11 +341,16 @@ def _run(store: Any, plan: RebuildPlan, clock: _Clock, progress: Progress, outpu
         clock.lap("workspace")
         session.begin()
         clock.lap("record_start")
+        extra = [Mount(_package(), f"{CAPTURE_MOUNT}/envcap", True), Mount(str(base / "capture"), OUT_DIR, False)]
+        if plan.editables and options.ca_bundle is not None:
+            extra.append(Mount(str(Path(options.ca_bundle).resolve()), CA_MOUNT, True))
         spec = _spec(plan, outputs, workspace=workspace.path, run_id=session.id, run_dir=session.dir,
-                     extra_mounts=(Mount(_package(), f"{CAPTURE_MOUNT}/envcap", True),
-                                   Mount(str(base / "capture"), OUT_DIR, False)))
+                     extra_mounts=tuple(extra))
+        for e in plan.editables:
+            progress(f"installing {e.name} {e.version} editable from {e.path} in the container (pip install -e)")
         progress(f"run {session.id}: {record.command}  (in {plan.reference})")
-        status = _execute(runner, spec, original, secrets, output, base / "capture", store, session)
+        status = _execute(runner, spec, plan, secrets, output, base / "capture", store, session)
+        caveats += _editable_problems(plan, base / "capture")
         clock.lap("container")
         captured = _captured(base / "capture", session.id)
         if plan.image.how == UNVERIFIED and plan.image.reference:
@@ -396,14 +402,17 @@ def _session_plan(plan: RebuildPlan, caveats: list[str], redactor: Any) -> Any:
                 python=dict(record.python))
 
 
-def _execute(runner: Any, spec: ContainerSpec, original: Original, secrets: dict[str, str], output: BinaryIO,
+def _execute(runner: Any, spec: ContainerSpec, plan: RebuildPlan, secrets: dict[str, str], output: BinaryIO,
              out_dir: Path, store: Any, session: Any) -> int:
     """The command in its container, the environment captured beside it; its exit status."""
     from ..builder import fidelity
 
+    original = plan.original
     out_dir.mkdir()
     interpreters, capture_args = fidelity.capture_args(original.manifest)
-    entry = launcher(spec, OUT_DIR, fidelity.CAPTURE_SCRIPT, capture_args, interpreters)
+    ca = CA_MOUNT if plan.editables and plan.options.ca_bundle is not None else ""
+    entry = launcher(spec, OUT_DIR, fidelity.CAPTURE_SCRIPT, capture_args, interpreters,
+                     [(e.python, e.path) for e in plan.editables], ca)
     try:
         return int(runner.run(spec, entry, secrets, output))
     except KeyboardInterrupt:
@@ -412,6 +421,20 @@ def _execute(runner: Any, spec: ContainerSpec, original: Original, secrets: dict
     except EnvcapError as exc:
         _abandon(store, session, original.record, str(exc))
         raise
+
+
+def _editable_problems(plan: RebuildPlan, out_dir: Path) -> list[str]:
+    """What went wrong installing the run's own package (pip's last line for each)."""
+    failed = out_dir / "editable.failed"
+    if not plan.editables or not failed.is_file():
+        return []
+    log = (out_dir / "editable.log").read_text(errors="replace").strip().splitlines() \
+        if (out_dir / "editable.log").is_file() else []
+    last = next((line.strip() for line in reversed(log) if line.strip()), "no output")
+    paths = failed.read_text(errors="replace").split()
+    names = [e.name for e in plan.editables if e.path in paths]
+    return [f"the editable install of {', '.join(names)} failed in the container (pip: {last[:300]}); with an index "
+            "behind a proxy, give --ca-bundle"]
 
 
 def _timings(clock: _Clock, out_dir: Path) -> dict[str, float]:
@@ -474,7 +497,7 @@ def _compare(store: Any, original: Original, new: Any, captured: Manifest | Envc
              outputs: list[plan_mod.OutputPlan], options: RebuildOptions, caveats: list[str],
              workspace: Any) -> tuple[Verdict, CodeResult]:
     from ..compare.diff import changes_between, describe
-    from .verdict import compare_metrics, compare_outputs, decide, platform_reasons, read_log
+    from .verdict import compare_metrics, compare_outputs, decide, metric_rules, platform_reasons, read_log
     from .workspace import compare_code
 
     record = original.record
@@ -482,9 +505,10 @@ def _compare(store: Any, original: Original, new: Any, captured: Manifest | Envc
     # reports a signal only that way, so the status decides, not the signal's name.
     exit_same = record.exit_code == new.exit_code
     exit_text = f"exit status {new.exit_code}, not {record.exit_code}" + (f" ({record.signal})" if record.signal else "")
+    original_log = read_log(store, record.metrics_log)
+    rules = metric_rules(original_log, ignore=options.ignore, tol=dict(options.tol))
     metrics = compare_metrics(record.metrics, new.metrics, rtol=options.rtol, atol=options.atol,
-                              original_log=read_log(store, record.metrics_log),
-                              rebuilt_log=read_log(store, new.metrics_log))
+                              original_log=original_log, rebuilt_log=read_log(store, new.metrics_log), rules=rules)
     by_path = {o.get("path"): o for o in new.outputs}
     rebuilt = [by_path.get(o.host) if o.host else None for o in outputs]
     rows = compare_outputs(record.outputs, rebuilt, [o.note for o in outputs])

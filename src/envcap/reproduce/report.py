@@ -186,7 +186,9 @@ class RebuildReport:
             if verdict.exit is not None:
                 out["exit"] = verdict.exit.to_dict()
             if verdict.metrics is not None:
-                out["metrics"] = [m.to_dict() for m in verdict.metrics]
+                # The metrics the verdict stands on, and apart, those not expected to reproduce.
+                out["metrics"] = [m.to_dict() for m in verdict.metrics if m.expected]
+                out["metrics_apart"] = [m.to_dict() for m in verdict.metrics if not m.expected]
             if verdict.outputs is not None:
                 out["outputs"] = [o.to_dict() for o in verdict.outputs]
             if verdict.environment is not None:  # a run that ran: compared in full

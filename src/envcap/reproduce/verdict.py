@@ -7,6 +7,11 @@ With ``--rtol``/``--atol`` two finite numbers match when ``|a - b| <= atol + rto
 (``a`` the original's), as ``numpy.isclose`` has it. A metric on one side only is a
 difference.
 
+A metric can have a rule of its own (:class:`MetricRule`): declared when it was logged
+(``log_metric(..., reproducible=False)`` or ``rtol=REL``, kept in ``metrics.jsonl``), or
+given to the rebuild (``--ignore NAME``, ``--tol NAME=REL``, which win). A metric not
+expected to reproduce is compared and listed apart; the verdict stands on the rest.
+
 The environment captured in the container is compared with the run's too, and listed
 (software, then platform), but it does not decide the verdict: a run can reproduce in
 an environment that differs, and that is worth knowing as well.
@@ -58,21 +63,61 @@ def compare_values(a: Any, b: Any, *, rtol: float = 0.0, atol: float = 0.0) -> C
 
 
 @dataclass(frozen=True, slots=True)
+class MetricRule:
+    """How one metric is compared, when not as every other: ``expected`` False lists it
+    apart (not expected to reproduce); ``rtol`` is its own relative tolerance."""
+
+    expected: bool = True
+    rtol: float | None = None
+    by: str = "declared at log time"  # or "--ignore", "--tol"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"expected": self.expected, "rtol": self.rtol, "by": self.by}
+
+
+def metric_rules(original_log: Sequence[Mapping[str, Any]] | None, *, ignore: Iterable[str] = (),
+                 tol: Mapping[str, float] | None = None) -> dict[str, MetricRule]:
+    """Each metric's rule: what the run declared when it logged it (its last point that
+    declares one), with ``--ignore`` and ``--tol`` laid over it."""
+    rules: dict[str, MetricRule] = {}
+    for point in original_log or ():
+        name = point.get("name")
+        if not isinstance(name, str):
+            continue
+        if point.get("reproducible") is False:
+            rules[name] = MetricRule(expected=False)
+        elif _number(point.get("rtol")) and math.isfinite(point["rtol"]) and point["rtol"] >= 0:
+            rules[name] = MetricRule(rtol=float(point["rtol"]))
+    for name, rel in (tol or {}).items():
+        rules[name] = MetricRule(rtol=rel, by="--tol")
+    for name in ignore:
+        rules[name] = MetricRule(expected=False, by="--ignore")
+    return rules
+
+
+@dataclass(frozen=True, slots=True)
 class MetricRow:
     name: str
     original: Any
     reproduced: Any
     result: Compared
     history: str | None = None  # where the metric's history first differs, if it does
+    rule: MetricRule | None = None  # its own rule, when it has one
 
     @property
     def match(self) -> bool:
         return self.result.match and self.history is None
 
+    @property
+    def expected(self) -> bool:
+        """Whether the verdict stands on this metric (it is not listed apart)."""
+        return self.rule is None or self.rule.expected
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "original": self.original, "reproduced": self.reproduced, "match": self.match,
                 "how": "history differs" if self.result.match and self.history else self.result.how,
-                "abs_diff": self.result.abs_diff, "rel_diff": self.result.rel_diff, "history": self.history}
+                "abs_diff": self.result.abs_diff, "rel_diff": self.result.rel_diff, "history": self.history,
+                "rule": None if self.rule is None else self.rule.to_dict()}
 
 
 _MISSING = object()
@@ -80,23 +125,29 @@ _MISSING = object()
 
 def compare_metrics(original: Mapping[str, Any], rebuilt: Mapping[str, Any], *, rtol: float = 0.0,
                     atol: float = 0.0, original_log: Sequence[Mapping[str, Any]] | None = None,
-                    rebuilt_log: Sequence[Mapping[str, Any]] | None = None) -> list[MetricRow]:
+                    rebuilt_log: Sequence[Mapping[str, Any]] | None = None,
+                    rules: Mapping[str, MetricRule] | None = None) -> list[MetricRow]:
+    rules = rules or {}
+    rtols = {name: r.rtol for name, r in rules.items() if r.rtol is not None}
     rows = []
-    histories = compare_histories(original_log, rebuilt_log, rtol=rtol, atol=atol) \
+    histories = compare_histories(original_log, rebuilt_log, rtol=rtol, atol=atol, rtols=rtols) \
         if original_log is not None and rebuilt_log is not None else {}
     for name in sorted(set(original) | set(rebuilt)):
         a, b = original.get(name, _MISSING), rebuilt.get(name, _MISSING)
+        rule = rules.get(name)
         if b is _MISSING:
-            rows.append(MetricRow(name, a, None, Compared(False, "missing in the rebuild")))
+            rows.append(MetricRow(name, a, None, Compared(False, "missing in the rebuild"), rule=rule))
         elif a is _MISSING:
-            rows.append(MetricRow(name, None, b, Compared(False, "only in the rebuild")))
+            rows.append(MetricRow(name, None, b, Compared(False, "only in the rebuild"), rule=rule))
         else:
-            rows.append(MetricRow(name, a, b, compare_values(a, b, rtol=rtol, atol=atol), histories.get(name)))
+            rows.append(MetricRow(name, a, b, compare_values(a, b, rtol=rtols.get(name, rtol), atol=atol),
+                                  histories.get(name), rule))
     return rows
 
 
 def compare_histories(original: Sequence[Mapping[str, Any]], rebuilt: Sequence[Mapping[str, Any]], *,
-                      rtol: float = 0.0, atol: float = 0.0) -> dict[str, str]:
+                      rtol: float = 0.0, atol: float = 0.0, rtols: Mapping[str, float] | None = None,
+                      ) -> dict[str, str]:
     """Per metric, where its logged points first differ (the times they were logged do not count)."""
     def series(points: Iterable[Mapping[str, Any]]) -> dict[str, list[tuple[Any, Any]]]:
         out: dict[str, list[tuple[Any, Any]]] = {}
@@ -108,7 +159,8 @@ def compare_histories(original: Sequence[Mapping[str, Any]], rebuilt: Sequence[M
     found: dict[str, str] = {}
     for name in sorted(set(a) & set(b)):
         for i, (pa, pb) in enumerate(zip(a[name], b[name])):
-            if pa[0] != pb[0] or not compare_values(pa[1], pb[1], rtol=rtol, atol=atol).match:
+            own = (rtols or {}).get(name, rtol)
+            if pa[0] != pb[0] or not compare_values(pa[1], pb[1], rtol=own, atol=atol).match:
                 where = f"step {pa[0]}" if pa[0] is not None else f"point {i + 1}"
                 found[name] = f"first differs at {where}: {_text(pa[1])} → {_text(pb[1])}"
                 break
@@ -166,6 +218,8 @@ def decide(exit_same: bool, exit_text: str, metrics: Sequence[MetricRow], output
     if not exit_same:
         reasons.append(exit_text)
     for m in metrics:
+        if not m.expected:
+            continue  # listed apart: not expected to reproduce
         if not m.result.match:
             if m.result.how == "differs":
                 reasons.append(f"metric {m.name} differs: {_text(m.original)} → {_text(m.reproduced)}")
@@ -232,12 +286,22 @@ def render(report: RebuildReport, file: TextIO | None = None) -> None:
             table.add_row("exit status", _status(ex.original_code, ex.original_signal),
                           _status(ex.reproduced_code, ex.reproduced_signal), _mark(ex.match, None))
         for m in verdict.metrics or ():
-            how = m.to_dict()["how"]
-            table.add_row(f"metric {m.name}", _cell(m.original), _cell(m.reproduced), _mark(m.match, how))
+            if m.expected:
+                how = m.to_dict()["how"]
+                if m.rule is not None and m.rule.rtol is not None and m.match:
+                    how = f"{how} (rtol {m.rule.rtol:g}, {m.rule.by})"
+                table.add_row(f"metric {m.name}", _cell(m.original), _cell(m.reproduced), _mark(m.match, how))
         for o in verdict.outputs or ():
             table.add_row(f"output {o.path}", _short(o.original) if o.original else "—",
                           _short(o.reproduced) if o.reproduced else "—", _mark(o.match, o.note))
         console.print(table)
+    apart = [m for m in (verdict.metrics or ()) if not m.expected] if verdict else []
+    if apart:
+        console.print(f"[bold]not expected to reproduce[/bold] (the verdict does not stand on these), {len(apart)}:")
+        for m in apart:
+            assert m.rule is not None
+            console.print(f"  metric {m.name}: {_cell(m.original)} → {_cell(m.reproduced)}  "
+                          f"({m.to_dict()['how']}; {m.rule.by})", markup=False)
     env = verdict.environment if verdict else None
     if env is not None:
         for title, lines in (("software differences", env.software), ("platform differences", env.platform)):

@@ -143,10 +143,22 @@ def prepare(record_git: Mapping[str, Any], store: Any, dest: str, *, repo: str |
     finally:
         if source.startswith(os.path.join(scratch, "remote-")):
             shutil.rmtree(source, ignore_errors=True)
+    _on_branch(record_git, dest)
     diff = record_git.get("diff") or {}
     untracked = [u for u in record_git.get("untracked") or () if u.get("object")]
     return Workspace(path=dest, source=source, commit=commit, diff_applied=bool(diff.get("object")),
                      untracked=len(untracked), missing=tuple(missing))
+
+
+def _on_branch(record_git: Mapping[str, Any], dest: str) -> None:
+    """Put the checkout on the run's branch (made at the commit), as the run's was: the git
+    state of an editable install of the run's own package names its branch."""
+    branch = record_git.get("branch")
+    if not isinstance(branch, str) or not branch or branch.startswith("-"):
+        return
+    if _git(["check-ref-format", "--branch", branch], dest).returncode != 0:
+        return
+    _git(["checkout", "--quiet", "-B", branch], dest)
 
 
 def compare_code(original: Mapping[str, Any], rebuilt: Mapping[str, Any]) -> list[str]:

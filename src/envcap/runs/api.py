@@ -125,9 +125,13 @@ class Run:
             is_default = parser is not None and parser.get_default(name) == value
             self._log_param(name, value, "default" if is_default else "user", used=True)
 
-    def log_metric(self, name: str, value: Any, step: int | None = None) -> None:
+    def log_metric(self, name: str, value: Any, step: int | None = None, *, reproducible: bool = True,
+                   rtol: float | None = None) -> None:
+        """Record one value of a metric. ``reproducible=False`` declares it not expected to
+        reproduce (a timing): a rebuild lists it apart and its verdict stands on the other
+        metrics; ``rtol`` gives it its own relative tolerance there."""
         try:
-            line = rundir.metric_line(name, value, step)
+            line = rundir.metric_line(name, value, step, reproducible=reproducible, rtol=rtol)
         except TypeError as exc:
             raise UsageError(f"metric {name!r}: {exc}") from exc
         if self._closed:
@@ -282,13 +286,15 @@ def active_run() -> Run | None:
         return _active
 
 
-def log_metric(name: str, value: Any, step: int | None = None) -> None:
-    """Record one value of a metric (``step`` optional) in the active run."""
+def log_metric(name: str, value: Any, step: int | None = None, *, reproducible: bool = True,
+               rtol: float | None = None) -> None:
+    """Record one value of a metric (``step`` optional) in the active run; ``reproducible=False``
+    or ``rtol=REL`` declare how a rebuild compares it (:meth:`Run.log_metric`)."""
     run = active_run()
     if run is None:
         raise UsageError("no run to record the metric in: use `with envcap.start_run():` "
                          "or run the script with `envcap run -- python ...`")
-    run.log_metric(name, value, step)
+    run.log_metric(name, value, step, reproducible=reproducible, rtol=rtol)
 
 
 def seed_everything(seed: int | None = None, *, deterministic: bool = False) -> Seeds:

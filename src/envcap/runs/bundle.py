@@ -14,6 +14,8 @@
     metrics.jsonl               every metric point
     resources.json              the resource usage samples (envcap.resources/1)
     configs/NAME.FORMAT         configs a framework composed (Hydra's)
+    deps/wheels/FILE.whl        what no index serves (:mod:`envcap.store.carried`): local
+    deps/git/NAME-COMMIT.bundle wheels, and local git repositories at the recorded commit
     params.json, seeds.json,    the parameters, seeds and data fingerprints, copied out
     data.json, notes.json       of the record for people to read
 
@@ -25,6 +27,7 @@ date, so exporting a run twice gives the same bytes (until a note is added).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import zipfile
@@ -59,13 +62,19 @@ def is_bundle(path: str | os.PathLike[str]) -> bool:
 # -- export ----------------------------------------------------------------------------------
 
 
-def export_run(store: Any, run_id: str, output: str | os.PathLike[str]) -> int:
-    """Write the bundle of a run to ``output``; return the number of files in it."""
+def export_run(store: Any, run_id: str, output: str | os.PathLike[str], *, carry_limit: int | None = None) -> int:
+    """Write the bundle of a run to ``output``; return the number of files in it.
+
+    What no index serves (local wheels, local git repositories) is carried in it, up to
+    ``carry_limit`` bytes (default :func:`envcap.store.carried.limit_from`); what cannot be
+    carried refuses the export, naming the package, before anything is written.
+    """
     record_oid = runs_store.record_id(store, run_id)
     record_bytes = store.get_object(record_oid)
     record = runs_store.load_object(store, record_oid)
     notes = [n.to_dict() for n in runs_store.notes(store, run_id)]
-    files = {"run.json": record_bytes, **stored_files(store, record)}
+    carried_files, carried_index = carry(store, record, carry_limit)
+    files = {"run.json": record_bytes, **stored_files(store, record), **carried_files}
     for name, value in (("params.json", [p.to_dict() for p in record.params]), ("seeds.json", dict(record.seeds)),
                         ("data.json", [dict(d) for d in record.data]), ("notes.json", notes)):
         files[name] = (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
@@ -77,6 +86,8 @@ def export_run(store: Any, run_id: str, output: str | os.PathLike[str]) -> int:
         "files": {name: digest(data) for name, data in sorted(files.items())},
         "notes": notes,
     }
+    if carried_index:
+        index["carried"] = carried_index
     files[INDEX] = (json.dumps(index, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
     _write_zip(Path(output), files)
     return len(files)
@@ -107,6 +118,38 @@ def stored_files(store: Any, record: Any) -> dict[str, bytes]:
         if item.get("object"):
             files[_member("configs", f"{item['name']}.{item.get('format') or 'txt'}")] = store.get_object(item["object"])
     return files
+
+
+def carry(store: Any, record: Any, limit: int | None) -> tuple[dict[str, bytes], list[dict[str, Any]]]:
+    """The dependencies of the run's environment that no index serves, as bundle members
+    and the index's list of them; refused (naming the package) when one cannot be had or
+    they pass the limit."""
+    from ..store import carried
+
+    if not record.snapshot:
+        return {}, []
+    manifest = store.get(record.snapshot)
+    limit = carried.limit_from() if limit is None else limit
+    files: dict[str, bytes] = {}
+    index = []
+    total = 0
+    for dep in carried.needs(manifest):
+        data = carried.obtain(store, dep)
+        if data is None:
+            where = "is not on this machine or is not the recorded file" if dep.kind == "wheel" else \
+                "is not on this machine, or no longer holds that commit"
+            raise UsageError(f"cannot export run {record.id}: {dep.what} {where}, and no bundle carried it here. "
+                             "Export the run on a machine that has it, or install that package from an index "
+                             "and record the run again")
+        total += len(data)
+        if total > limit:
+            raise UsageError(f"cannot export run {record.id}: carrying {dep.what} ({carried.size_text(len(data))}) "
+                             f"takes the bundle's dependencies to {carried.size_text(total)}, over the limit of "
+                             f"{carried.size_text(limit)}: raise it with --carry-limit SIZE (or ENVCAP_CARRY_LIMIT), "
+                             "or install that package from an index")
+        files[dep.member] = data
+        index.append({**dep.to_dict(), "sha256": digest(data)})
+    return files, index
 
 
 def _member(folder: str, rel: str) -> str:
@@ -192,6 +235,7 @@ class Bundle:
     objects: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # id -> (bytes, kind)
     manifest: Any = None
     notes: list[dict[str, str]] = field(default_factory=list)
+    carried: list[tuple[Any, str, bytes]] = field(default_factory=list)  # (Dependency, object id, bytes)
 
     @property
     def run_id(self) -> str:
@@ -224,9 +268,17 @@ class Bundle:
                                  f"snapshot {self.record.snapshot}")
             blobs += [body, snapshot_bytes]
             statements += snapshot_rows
+        from ..store import carried
+
+        if self.carried:
+            carried.ensure_tables(store)
+        blobs += [data for _, _, data in self.carried]
         have = {(n.time, n.text) for n in runs_store.notes(store, self.run_id)}
         statements += [("INSERT OR IGNORE INTO objects VALUES (?, ?, ?)", (oid, len(data), kind))
                        for oid, (data, kind) in self.objects.items()]
+        statements += [("INSERT OR IGNORE INTO objects VALUES (?, ?, ?)", (oid, len(data), "carried"))
+                       for _, oid, data in self.carried]
+        statements += [s for dep, oid, _ in self.carried for s in carried.statements(dep, oid)]
         statements += runs_store.record_statements(self.record, self.record_id, len(self.record_bytes))
         # A stranger's notes are redacted as this machine's are.
         redactor = default_redactor()
@@ -357,7 +409,30 @@ def _assemble(source: str, index: dict[str, Any], members: dict[str, bytes]) -> 
                                               and isinstance(n.get("text"), str) for n in notes):
         raise StoreError(f"{source}: the notes in {INDEX} must each have a time and a text")
     bundle.notes = notes
+    bundle.carried = _carried(source, index, members, bundle.manifest)
     return bundle
+
+
+def _carried(source: str, index: dict[str, Any], members: dict[str, bytes], manifest: Any) -> list[Any]:
+    """What the bundle carries, each checked against what the run's manifest says it is."""
+    from ..store import carried
+
+    listed = index.get("carried") or []
+    if not isinstance(listed, list):
+        raise StoreError(f"{source}: {INDEX}'s carried is not a list")
+    wanted = {d.member: d for d in (carried.needs(manifest) if manifest is not None else [])}
+    out = []
+    for entry in listed:
+        member = entry.get("member") if isinstance(entry, dict) else None
+        dep = wanted.get(member) if isinstance(member, str) else None
+        if dep is None or member not in members:
+            raise StoreError(f"{source}: it carries {member!r}, which the run's environment does not name")
+        data = members[member]
+        if dep.kind == "wheel" and hashlib.sha256(data).hexdigest() != dep.key:
+            raise StoreError(f"{source}: {member} is not the wheel the run's environment recorded "
+                             f"(sha256 {dep.key})")
+        out.append((dep, digest(data), data))
+    return out
 
 
 def import_bundles(paths: list[str], store: Any) -> list[str]:

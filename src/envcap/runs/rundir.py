@@ -4,7 +4,10 @@
 command ends:
 
 - ``metrics.jsonl``: one JSON object a line, ``{"name": ..., "value": ..., "step": ...}``
-  (``step`` optional), written by the script itself or by ``envcap.log_metric``;
+  (``step`` optional), written by the script itself or by ``envcap.log_metric``; a
+  point may declare how a rebuild compares its metric: ``"reproducible": false`` (not
+  expected to reproduce: a timing, a throughput) or ``"rtol": REL`` (its own relative
+  tolerance);
 - ``events.jsonl``: what the Python API learnt (parameters, seeds, datasets, notes).
 
 Lines are appended with one ``write`` each to a file opened with ``O_APPEND``, so
@@ -49,7 +52,8 @@ def metric_value(value: Any) -> Any:
     return value
 
 
-def metric_line(name: str, value: Any, step: int | None = None) -> dict[str, Any]:
+def metric_line(name: str, value: Any, step: int | None = None, *, reproducible: bool = True,
+                rtol: float | None = None) -> dict[str, Any]:
     if not isinstance(name, str) or not name:
         raise TypeError("a metric's name must be non-empty text")
     if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
@@ -57,7 +61,24 @@ def metric_line(name: str, value: Any, step: int | None = None) -> dict[str, Any
     line: dict[str, Any] = {"name": name, "value": metric_value(value), "time": round(time.time(), 3)}
     if step is not None:
         line["step"] = step
+    line.update(expectation(reproducible, rtol))
     return line
+
+
+def expectation(reproducible: Any = True, rtol: Any = None) -> dict[str, Any]:
+    """How a rebuild is to compare a metric, as a point keeps it (nothing for the default:
+    exactly). A metric not expected to reproduce has no tolerance."""
+    if not isinstance(reproducible, bool):
+        raise TypeError("reproducible must be true or false")
+    if not reproducible:
+        if rtol is not None:
+            raise TypeError("a metric not expected to reproduce takes no tolerance")
+        return {"reproducible": False}
+    if rtol is None:
+        return {}
+    if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not (0 <= rtol < math.inf):
+        raise TypeError("rtol must be a finite number of at least 0")
+    return {"rtol": rtol}
 
 
 def read_lines(directory: str, name: str) -> Iterator[tuple[int, Any, str | None]]:
@@ -98,6 +119,7 @@ def read_metrics(directory: str) -> tuple[list[dict[str, Any]], list[str]]:
                 point["step"] = obj["step"]
             if isinstance(obj.get("time"), (int, float)):
                 point["time"] = obj["time"]
+            point.update(expectation(obj.get("reproducible", True), obj.get("rtol")))
             points.append(point)
         except (KeyError, TypeError) as exc:
             problems.append(f"{METRICS} line {number}: {exc if isinstance(exc, TypeError) else f'no {exc}'}")

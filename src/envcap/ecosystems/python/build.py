@@ -42,6 +42,9 @@ class PipPin:
     url: str | None = None  # a direct URL (VCS or archive) instead of name==version
     comment: str | None = None
     local_file: str | None = None  # a local wheel, served to the build from this path
+    repo_path: str | None = None  # a local git repository, restored at this path for the build
+    carried: str | None = None  # the git bundle (a file on this machine) it is restored from
+    revision: str | None = None  # the revision pip was asked for, when the run's pip was asked for one
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +96,10 @@ def lock_part(manifest: Manifest, request: LockRequest, unlocked: list[Unlocked]
                 raise ManifestRefused(f"manifest refused: {where}.origin.vcs = {tool!r} is not git, hg, svn or bzr")
             url = v.url(f"{where}.origin.url", origin.url)
             sha = v.commit(f"{where}.origin.commit", origin.commit)
-            vcs.append(PipPin(name, version, url=f"{tool}+{url}@{sha}"))
+            if tool == "git" and url.startswith("file:///"):
+                vcs.append(_local_git(name, version, url, sha, origin.requested_revision, where, request))
+            else:
+                vcs.append(PipPin(name, version, url=f"{tool}+{url}@{sha}"))
         elif kind in ("file", "url") and origin.sha256:
             url = v.url(f"{where}.origin.url", origin.url)
             sha = v.sha256(f"{where}.origin.sha256", origin.sha256)
@@ -101,6 +107,17 @@ def lock_part(manifest: Manifest, request: LockRequest, unlocked: list[Unlocked]
                 pins.append(PipPin(name, version, (sha,), url=url))
             else:
                 local = url[len("file://"):] if url.startswith("file://") else None
+                if local is not None and request.sources is not None:
+                    found = request.sources.wheel(name, version, local, sha)
+                    if found is None:
+                        raise LockError(_cannot_have(f"python package {name} {version} (the local wheel {local})",
+                                                     "the wheel is not at that path (or is not the recorded file)"))
+                    # Installed from its recorded path (put back there for the step), so that
+                    # pip records the origin the run's pip did.
+                    pins.append(PipPin(name, version, (sha,), url=f"{url}#sha256={sha}", local_file=found,
+                                       repo_path=v.path(f"{where}.origin.url", local),
+                                       comment=f"local file {url}: served by envcap for the build"))
+                    continue
                 pins.append(PipPin(name, version, (sha,), local_file=local,
                                    comment=f"local file {url}: put it in a --find-links folder"))
         elif kind in ("editable", "directory"):
@@ -143,6 +160,37 @@ def managed_choice(manifest: Manifest, env: PythonEnv, offer: interpreter.Offer 
     if not is_managed(manifest):
         return None
     return interpreter.choose(env.version, env.base_prefix or env.prefix, offer)
+
+
+_REVISION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,200}$")
+
+
+def _cannot_have(what: str, why: str) -> str:
+    return (f"{what} cannot be had: {why}, and no run bundle imported here carries it. Import the bundle of a run "
+            "exported where it was there (envcap export RUN carries it), or install that package from an index "
+            "and record the run again")
+
+
+def _local_git(name: str, version: str, url: str, sha: str, revision: str | None, where: str,
+               request: LockRequest) -> PipPin:
+    """A package pip installed from a git repository on the run's machine: the build restores
+    the repository at the same path from a git bundle (carried by the run's bundle, or made
+    from the repository when it is still here) and pip installs from it as it did then."""
+    path = v.path(f"{where}.origin.url", url[len("file://"):])
+    if revision is not None and (revision == sha or sha.startswith(revision)):
+        revision = sha
+    elif revision is not None and (not _REVISION.match(revision) or ".." in revision):
+        raise ManifestRefused(f"manifest refused: {where}.origin.requested_revision = {revision!r} "
+                              "is not a git revision name")
+    carried = None
+    if request.sources is not None:
+        carried = request.sources.git(name, version, path, sha)
+        if carried is None:
+            raise LockError(_cannot_have(f"python package {name} {version} (git+{url} at {sha})",
+                                         "its repository is not on this machine (or no longer holds that commit)"))
+    return PipPin(name, version, url=f"git+{url}" + (f"@{revision}" if revision else "") + f"#egg={name}",
+                  repo_path=path, carried=carried, revision=revision,
+                  comment=f"local repository at commit {sha}")
 
 
 def _hash_pins(wanted: list[tuple[str, str]], hashes: IndexHashes | None, index_url: str,
@@ -222,7 +270,9 @@ def _requirements_vcs(manifest: Manifest, fields: Mapping[str, Any]) -> str:
         "#    pip install --no-deps -r requirements-vcs.txt",
         "#",
     ]
-    lines.extend(f"{p.name} @ {p.url}" for p in fields["pip_vcs"])
+    # A file:// URL has no host, which "NAME @ URL" does not allow in older pips: the
+    # "#egg=" form installs the same.
+    lines.extend(p.url if p.repo_path else f"{p.name} @ {p.url}" for p in fields["pip_vcs"])
     return "\n".join(lines) + "\n"
 
 
@@ -270,6 +320,17 @@ def steps(manifest: Manifest, lock: Lock) -> BuildPart:
                 raise ManifestRefused(f"manifest refused: the local file of {pin.name} ({pin.local_file}) "
                                       "is not a wheel file name")
             wheels.append(wheel)
+    restored = sorted((p for p in lock.pip_vcs if p.repo_path), key=lambda p: p.name)
+    if restored:
+        # Each line: the served git bundle, the path the repository is restored at, the revision.
+        files["vcs-restore.txt"] = "".join(f"git/{p.name}.bundle {p.repo_path} {p.revision or '-'}\n"
+                                           for p in restored)
+        names = (*names, "vcs-restore.txt")
+    placed = sorted((p for p in lock.pip_hashed if p.local_file and p.repo_path), key=lambda p: p.name)
+    if placed:
+        # Each line: the served wheel and the path it is put back at for pip.
+        files["wheel-restore.txt"] = "".join(f"{Path(p.local_file or '').name} {p.repo_path}\n" for p in placed)
+        names = (*names, "wheel-restore.txt")
     installers = sorted({v.token("sections.python.packages[].installer", p.installer)
                          for p in packages if p.installer not in _KNOWN_INSTALLERS})
     if installers:

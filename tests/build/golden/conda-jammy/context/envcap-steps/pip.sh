@@ -1,5 +1,6 @@
 # pip.sh PYTHON LOCKDIR [WHEEL...]: install requirements.txt (hash-checked), then
-# requirements-vcs.txt, from LOCKDIR with no resolution, and set each distribution's
+# requirements-vcs.txt, from LOCKDIR with no resolution (the local git repositories that
+# vcs-restore.txt names restored, for this step only, from git bundles envcap serves), and set each distribution's
 # REQUESTED marker as python-requested.txt says. No pip configuration of the image
 # or of any other machine applies: the lockfiles name their indexes.
 source "$(dirname "$0")/prologue.sh"
@@ -14,12 +15,45 @@ if [ "$#" -gt 0 ]; then
     for wheel in "$@"; do envcap_fetch "wheels/$wheel" "$envcap_private/wheels/$wheel"; done
     links=(--find-links "$envcap_private/wheels")
 fi
+placed=()
+if [ -f "$lockdir/wheel-restore.txt" ]; then
+    # Each line: WHEEL PATH. A local wheel is put back where the run's machine had it, for
+    # requirements.txt's "NAME @ file://PATH" (pip records the same origin), and removed below.
+    while read -r wheel path; do
+        top=$path
+        while [ ! -e "$(dirname "$top")" ]; do top=$(dirname "$top"); done
+        [ -e "$top" ] && { echo "envcap: $path exists in the image: cannot put a wheel there" >&2; exit 1; }
+        mkdir -p "$(dirname "$path")"
+        cp "$envcap_private/wheels/$wheel" "$path"
+        placed+=("$top")
+    done <"$lockdir/wheel-restore.txt"
+fi
 if [ -f "$lockdir/requirements.txt" ]; then
     "$python" -m pip install --no-deps --require-hashes "${links[@]}" -r "$lockdir/requirements.txt"
+fi
+for top in "${placed[@]}"; do rm -rf "$top"; done
+restored=()
+if [ -f "$lockdir/vcs-restore.txt" ]; then
+    # Each line: SERVED PATH REVISION. The repository is put back where the run's machine had
+    # it (pip installs from the same URL, so it records the same origin) and removed below.
+    mkdir "$envcap_private/git"
+    while read -r served path rev; do
+        top=$path
+        while [ ! -e "$(dirname "$top")" ]; do top=$(dirname "$top"); done
+        [ -e "$top" ] && { echo "envcap: $path exists in the image: cannot restore a repository there" >&2; exit 1; }
+        envcap_fetch "$served" "$envcap_private/git/bundle"
+        git clone --quiet --bare "$envcap_private/git/bundle" "$path"
+        if [ "$rev" != "-" ] && ! git -C "$path" rev-parse -q --verify "$rev^{commit}" >/dev/null; then
+            git -C "$path" tag "$rev" HEAD
+        fi
+        rm -f "$envcap_private/git/bundle"
+        restored+=("$top")
+    done <"$lockdir/vcs-restore.txt"
 fi
 if [ -f "$lockdir/requirements-vcs.txt" ]; then
     "$python" -m pip install --no-deps -r "$lockdir/requirements-vcs.txt"
 fi
+for top in "${restored[@]}"; do rm -rf "$top"; done
 "$python" - "$lockdir/python-requested.txt" <<'PY'
 import os, re, sys, sysconfig
 want = {}

@@ -1,0 +1,129 @@
+"""What no index serves: found on this machine or in what a bundle carried, else refused.
+
+Real git repositories and a real store; the lock runs render-only for the index (no
+hashes asked), since only the local packages are under test here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from buildtest_support import BOOKWORM_SECTIONS, manifest_from
+from conftest import git
+
+from envcap.builder.carry import StoreSources
+from envcap.builder.errors import LockError
+from envcap.builder.lock import lock
+from envcap.store import carried
+from envcap.store.embedded import Store
+
+
+def _sections(repo: Path, wheel: Path, sha: str, commit: str) -> dict[str, Any]:
+    python = BOOKWORM_SECTIONS["python"]
+    packages = [p for p in python["packages"] if p["name"] in ("six", "idna")] + [
+        {"name": "gitdep", "version": "0.3", "installer": "pip", "requested": True,
+         "origin": {"kind": "vcs", "vcs": "git", "url": f"file://{repo}", "commit": commit}},
+        {"name": "carrywheel", "version": "0.1", "installer": "pip", "requested": True,
+         "origin": {"kind": "file", "url": f"file://{wheel}", "sha256": sha}},
+    ]
+    return {**BOOKWORM_SECTIONS, "python": {**python, "packages": packages}}
+
+
+@pytest.fixture()
+def local(tmp_path: Path) -> dict[str, Any]:
+    repo = tmp_path / "srv" / "gitdep"
+    repo.mkdir(parents=True)
+    (repo / "gitdep.py").write_text("X = 1\n")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "one")
+    commit = git(repo, "rev-parse", "HEAD").strip()
+    (repo / "gitdep.py").write_text("X = 2\n")
+    git(repo, "commit", "-qam", "two")  # the branch moved on: the recorded commit is the first
+    wheel = tmp_path / "share" / "carrywheel-0.1-py3-none-any.whl"
+    wheel.parent.mkdir()
+    wheel.write_bytes(b"PK not really a wheel, but bytes with a hash")
+    sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    manifest = manifest_from(_sections(repo, wheel, sha, commit))
+    return {"repo": repo, "wheel": wheel, "sha": sha, "commit": commit, "manifest": manifest}
+
+
+def test_needs_lists_local_wheels_and_local_git_repositories(local: dict[str, Any]) -> None:
+    deps = carried.needs(local["manifest"])
+    assert [(d.name, d.kind, d.member) for d in deps] == [
+        ("carrywheel", "wheel", "deps/wheels/carrywheel-0.1-py3-none-any.whl"),
+        ("gitdep", "git", f"deps/git/gitdep-{local['commit']}.bundle")]
+    # A remote VCS URL and index packages are not carried.
+    assert carried.needs(manifest_from(BOOKWORM_SECTIONS))[0].name == "localwheel"
+
+
+def test_a_git_bundle_holds_the_recorded_commit_as_its_head(local: dict[str, Any], tmp_path: Path) -> None:
+    [_, dep] = carried.needs(local["manifest"])
+    data = carried.git_here(dep)
+    assert data is not None
+    (tmp_path / "b.bundle").write_bytes(data)
+    subprocess.run(["git", "clone", "-q", "--bare", str(tmp_path / "b.bundle"), str(tmp_path / "back.git")], check=True)
+    assert git(tmp_path / "back.git", "rev-parse", "HEAD").strip() == local["commit"]
+
+
+def test_the_lock_finds_them_here_then_in_the_store_then_refuses(local: dict[str, Any], tmp_path: Path) -> None:
+    manifest = local["manifest"]
+    with Store(tmp_path / "home") as store:
+        result = lock(manifest, hashes=None, sources=StoreSources(store, tmp_path / "scratch"))
+        vcs = result.files["requirements-vcs.txt"]
+        assert f"git+file://{local['repo']}#egg=gitdep" in vcs and " @ git+file" not in vcs
+        [pin] = result.pip_vcs
+        assert pin.carried and Path(pin.carried).is_file() and pin.repo_path == str(local["repo"])
+        # The build context names the repository's path and its served bundle; the bundle itself
+        # is served, never copied into the context.
+        from envcap.builder.dockerfile import render
+
+        rendered = render(manifest, result, "127.0.0.1:5000/base@sha256:" + "0" * 64)
+        assert rendered.files["vcs-restore.txt"] == f"git/gitdep.bundle {local['repo']} -\n"
+        assert rendered.carried == {"git/gitdep.bundle": pin.carried}
+        assert '"vcs-restore.txt"' in rendered.dockerfile
+        # Carried into the store (as envcap import does), then gone from this machine.
+        for dep in carried.needs(manifest):
+            data = carried.here(dep)
+            assert data is not None
+            oid = store.put_object(data)
+            carried.ensure_tables(store)
+            store.transaction([("INSERT OR IGNORE INTO objects VALUES (?, ?, ?)", (oid, len(data), "carried")),
+                               *carried.statements(dep, oid)])
+        subprocess.run(["rm", "-rf", str(local["repo"]), str(local["wheel"])], check=True)
+        result = lock(manifest, hashes=None, sources=StoreSources(store, tmp_path / "scratch2"))
+        [wheel_pin] = [p for p in result.pip_hashed if p.name == "carrywheel"]
+        assert wheel_pin.local_file and Path(wheel_pin.local_file).name == "carrywheel-0.1-py3-none-any.whl"
+        assert hashlib.sha256(Path(wheel_pin.local_file).read_bytes()).hexdigest() == local["sha"]
+        # Installed from its recorded path (put back there by the step), as the run's pip did.
+        assert f"carrywheel @ file://{local['wheel']}#sha256={local['sha']}" in result.files["requirements.txt"]
+        rendered = render(manifest, result, "127.0.0.1:5000/base@sha256:" + "0" * 64)
+        assert rendered.files["wheel-restore.txt"] == f"carrywheel-0.1-py3-none-any.whl {local['wheel']}\n"
+        assert rendered.wheels == {"carrywheel-0.1-py3-none-any.whl": wheel_pin.local_file}
+    # A store that carries nothing: refused, naming the package and what to do.
+    with Store(tmp_path / "empty") as store, pytest.raises(LockError) as info:
+        lock(manifest, hashes=None, sources=StoreSources(store, tmp_path / "scratch3"))
+    assert f"python package gitdep 0.3 (git+file://{local['repo']} at {local['commit']}) cannot be had" \
+        in str(info.value)
+    assert "envcap export RUN carries it" in str(info.value)
+
+
+def test_a_carried_wheel_that_is_not_the_recorded_one_is_not_used(local: dict[str, Any], tmp_path: Path) -> None:
+    [dep, _] = carried.needs(local["manifest"])
+    with Store(tmp_path / "home") as store:
+        oid = store.put_object(b"another wheel")
+        carried.ensure_tables(store)
+        store.transaction([("INSERT OR IGNORE INTO objects VALUES (?, ?, ?)", (oid, 13, "carried")),
+                           *carried.statements(dep, oid)])
+        assert carried.find(store, dep) is None
+
+
+def test_sizes_are_read_as_people_write_them() -> None:
+    assert carried.parse_size("200M") == 200 << 20 and carried.parse_size("1K") == 1024
+    assert carried.parse_size("2G") == 2 << 30 and carried.parse_size("512") == 512
+    with pytest.raises(Exception, match="give a size"):
+        carried.parse_size("lots")

@@ -1,0 +1,325 @@
+"""End to end on the real test bed: the set-ups researchers use (issue 21 items 1, 2 and 4).
+
+One environment, recorded inside a container of the test bed's bookworm base image as a
+user makes it: a venv with numpy from the index, a wheel installed from a local file, a
+package installed from a local git repository (``pip install git+file:///...``), and the
+research repository itself installed editable (``pip install -e .``). Its training script
+imports all three and logs a loss (exact), a timing declared not to reproduce, and an
+undeclared timing. The run is exported (its bundle carries the wheel and a git bundle),
+the wheel and the repository are then removed from this machine, the bundle is imported
+into an empty store, and the run rebuilt from a fresh clone: the image is built once from
+what the bundle carried (nothing of this env is in the registry before), the package is
+installed editable in the container, and the run reproduces bit for bit, with the same
+env_id. Where nothing carries what is gone, ``lock``, ``build``, ``rebuild``, ``export`` and
+``push`` refuse it, naming the package, before any build step.
+
+Needs scripts/testbed.sh up (skipped otherwise). Slow: one source container, one build.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import shutil
+import subprocess
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import git
+from rebuild_support import LIB, NUMPY, VENV_PATH, Bed, envcap, report_of
+
+from buildtest_support import HOST_CA  # importable once rebuild_support is (it adds tests/build)
+
+pytestmark = [pytest.mark.testbed, pytest.mark.slow]
+
+TRAIN = '''\
+"""Seeded SGD on a CSV file, with the lab's own package, a local wheel and a git dependency."""
+import time
+
+import numpy as np
+
+import envcap
+from carrywheel import scale
+from gitdep import center
+from research.data import load
+
+start = time.perf_counter()
+with envcap.start_run(defaults={"epochs": 3, "lr": 0.05, "batch": 8}) as run:
+    seeds = run.seed_everything()
+    p = run.params
+    X, y = load(p["data"])
+    X = center(X)
+    order = np.random.default_rng(seeds.child("shuffle"))
+    w = np.zeros(X.shape[1])
+    for epoch in range(p["epochs"]):
+        t0 = time.perf_counter()
+        idx = order.permutation(len(X))
+        for s in range(0, len(X), p["batch"]):
+            b = idx[s:s + p["batch"]]
+            w -= scale(p["lr"]) * X[b].T @ (X[b] @ w - y[b]) / len(b)
+        run.log_metric("loss", float(np.mean((X @ w - y) ** 2)), step=epoch)
+        run.log_metric("epoch_time_s", time.perf_counter() - t0, step=epoch)
+    run.log_metric("train_time_s", time.perf_counter() - start, reproducible=False)
+    with open("model.bin", "wb") as fh:
+        fh.write(w.astype("<f8").tobytes())
+    print("trained; loss", float(np.mean((X @ w - y) ** 2)))
+'''
+
+RESEARCH_DATA = '''\
+import numpy as np
+
+
+def load(path):
+    data = np.loadtxt(path, delimiter=",")
+    return data[:, :-1], data[:, -1]
+'''
+
+PYPROJECT = '''\
+[build-system]
+requires = ["setuptools>=64"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "{name}"
+version = "{version}"
+
+[tool.setuptools]
+{what}
+'''
+
+
+def make_wheel(folder: Path) -> Path:
+    """A pure-Python wheel, as a lab builds one and keeps it on a file share."""
+    folder.mkdir(parents=True)
+    path = folder / "carrywheel-0.1-py3-none-any.whl"
+    files = {
+        "carrywheel.py": b"def scale(x):\n    return 2 * x\n",
+        "carrywheel-0.1.dist-info/METADATA": b"Metadata-Version: 2.1\nName: carrywheel\nVersion: 0.1\n",
+        "carrywheel-0.1.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\n"
+                                          b"Tag: py3-none-any\n",
+    }
+    record = []
+    for name, data in files.items():
+        h = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={h},{len(data)}")
+    record.append("carrywheel-0.1.dist-info/RECORD,,")
+    files["carrywheel-0.1.dist-info/RECORD"] = ("\n".join(record) + "\n").encode()
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0)), data)
+    return path
+
+
+def make_git_dependency(root: Path) -> Path:
+    root.mkdir(parents=True)
+    (root / "pyproject.toml").write_text(PYPROJECT.format(name="gitdep", version="0.3",
+                                                          what='py-modules = ["gitdep"]'))
+    (root / "gitdep.py").write_text("def center(x):\n    return x - x.mean(axis=0)\n")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "gitdep 0.3")
+    return root
+
+
+def make_research_project(root: Path) -> None:
+    """The lab's repository: its package, installed editable, and the training script."""
+    root.mkdir(parents=True)
+    (root / "pyproject.toml").write_text(PYPROJECT.format(name="research-lab", version="0.1",
+                                                          what='packages = ["research"]'))
+    (root / "research").mkdir()
+    (root / "research" / "__init__.py").write_text("")
+    (root / "research" / "data.py").write_text(RESEARCH_DATA.replace("[:, :-1]", "[:, :-1] * 1.0"))
+    (root / "train.py").write_text(TRAIN)
+    (root / ".gitignore").write_text("model.bin\n__pycache__/\n*.egg-info/\nbuild/\n")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "the lab's package and training script")
+    # An uncommitted change to the package itself: the rebuild must install it with the diff.
+    (root / "research" / "data.py").write_text(RESEARCH_DATA)
+
+
+class SetupsBed(Bed):
+    def __init__(self, tmp: Path) -> None:
+        super().__init__(tmp)
+        shutil.rmtree(self.project)
+        make_research_project(self.project)
+        self.wheel = make_wheel(tmp / "share" / "wheels")
+        self.gitdep = make_git_dependency(tmp / "srv" / "git" / "gitdep")
+        # The wheel still sits on the lab's share when the run is recorded (pip 23 records
+        # no hash for a local file: the snapshot hashes it).
+        self.record_mounts = [self.wheel.parent]
+
+    def make_source(self) -> None:
+        script = f"""set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends git
+rm -rf /var/lib/apt/lists/*
+python3 -m venv /opt/venv
+export PIP_CONFIG_FILE=/dev/null PIP_CERT={HOST_CA} PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+/opt/venv/bin/pip install -q --index-url https://pypi.org/simple {NUMPY}
+/opt/venv/bin/pip install -q {self.wheel}
+/opt/venv/bin/pip install -q git+file://{self.gitdep}
+cd {self.project} && /opt/venv/bin/pip install -q -e .
+"""
+        mounts = [self.docker.types.Mount(str(p), str(p), type="bind", read_only=ro)
+                  for p, ro in ((HOST_CA, True), (self.wheel.parent, True), (self.gitdep, True),
+                                (self.project, False))]
+        container = self.client.containers.run(self.base, ["/bin/bash", "-c", script], detach=True,
+                                               network_mode="host", mounts=mounts)
+        try:
+            status = container.wait(timeout=900)
+            assert status["StatusCode"] == 0, container.logs().decode()[-3000:]
+            container.commit(*self.source_image.split(":"))
+            self.made.append(self.source_image)
+        finally:
+            container.remove(force=True)
+
+
+@pytest.fixture(scope="module")
+def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SetupsBed]:
+    b = SetupsBed(tmp_path_factory.mktemp("setups-bed"))
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def carried(bed: SetupsBed) -> dict[str, Any]:
+    """The run recorded in its container, exported, its wheel and repository then gone from
+    this machine, imported into an empty store, rebuilt (the one build) from a fresh clone."""
+    bed.make_source()
+    run_id = bed.record_run()
+    original = {"ENVCAP_HOME": str(bed.store)}
+    tiny = envcap("export", run_id, "-o", str(bed.tmp / "tiny.zip"), "--carry-limit", "1K", env=original)
+    bundle = bed.tmp / "run.zip"
+    proc = envcap("export", run_id, "-o", str(bundle), env=original)
+    assert proc.returncode == 0, proc.stderr
+    with zipfile.ZipFile(bundle) as zf:
+        members = sorted(n for n in zf.namelist() if n.startswith("deps/"))
+    # The wheel and the git repository are gone from this machine (a share unmounted, a
+    # server retired): only the bundle has them now.
+    gone = bed.tmp / "gone"
+    gone.mkdir()
+    bed.wheel.parent.rename(gone / "wheels")
+    bed.gitdep.rename(gone / "gitdep")
+    home = bed.tmp / "store-elsewhere"
+    proc = envcap("import", str(bundle), env={"ENVCAP_HOME": str(home)})
+    assert proc.returncode == 0, proc.stderr
+    fresh = bed.tmp / "fresh-clone"
+    subprocess.run(["git", "clone", "-q", str(bed.project), str(fresh)], check=True)
+    proc = envcap("rebuild", run_id, "--registry", bed.repository, "--base", bed.base, "--ca-bundle", str(HOST_CA),
+                  "--repo", str(fresh),
+                  "--ignore", "epoch_time_s", "--json", env={"ENVCAP_HOME": str(home)}, timeout=1800)
+    report = report_of(proc)
+    if report.get("image", {}).get("reference"):
+        bed.made.append(report["image"]["reference"])
+    from envcap.store import runs as runs_store
+    from envcap.store.embedded import Store
+
+    with Store(bed.store) as store:
+        record = runs_store.load(store, run_id)
+    return {"run": run_id, "home": home, "fresh": fresh, "tiny": tiny, "members": members, "proc": proc,
+            "report": report, "original": record}
+
+
+def _rebuild(bed: SetupsBed, carried: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    return envcap("rebuild", carried["run"], "--registry", bed.repository, "--ca-bundle", str(HOST_CA),
+                  "--repo", str(carried["fresh"]), *args, env={"ENVCAP_HOME": str(carried["home"])})
+
+
+def test_item2_the_bundle_carries_what_no_index_serves_and_the_build_installs_it(carried: dict[str, Any]) -> None:
+    assert carried["members"] == [f"deps/git/gitdep-{_gitdep_commit(carried)}.bundle",
+                                  "deps/wheels/carrywheel-0.1-py3-none-any.whl"]
+    report, proc = carried["report"], carried["proc"]
+    assert proc.returncode == 0, (report.get("reasons"), report.get("caveats"), proc.stderr[-4000:])
+    assert report["image"]["how"] == "built", report["image"]
+    # Installed as the run's pip installed them: the same origins, nothing listed as different.
+    assert report["environment"]["same"] and report["environment"]["software"] == []
+    assert "Traceback" not in proc.stderr
+    # The limit is the user's: too small, the export is refused and names the package.
+    tiny = carried["tiny"]
+    assert tiny.returncode == 2 and "Traceback" not in tiny.stderr
+    assert "python package gitdep 0.3" in tiny.stderr and "--carry-limit" in tiny.stderr
+
+
+def _gitdep_commit(carried: dict[str, Any]) -> str:
+    from envcap.store.embedded import Store
+
+    with Store(carried["home"]) as store:
+        manifest = store.get(carried["original"].manifest)
+    [pkg] = [p for p in manifest.sections["python"]["packages"] if p["name"] == "gitdep"]
+    assert pkg["origin"]["kind"] == "vcs"
+    return str(pkg["origin"]["commit"])
+
+
+def test_item1_the_editable_research_package_is_installed_from_the_workspace(carried: dict[str, Any]) -> None:
+    report = carried["report"]
+    assert report["verdict"] == "reproduced", (report.get("reasons"), report.get("caveats"))
+    env = report["environment"]
+    assert env["captured"] and env["same"] and env["rebuild"] == carried["original"].env_id, env.get("software")
+    assert report["code"]["diff_applied"]
+    [model] = report["outputs"]
+    assert model["match"] and model["reproduced"] == carried["original"].outputs[0]["fingerprint"]
+    assert "installing research-lab 0.1 editable" in carried["proc"].stderr
+
+
+def test_item4_declared_and_ignored_metrics_are_listed_apart(bed: SetupsBed, carried: dict[str, Any]) -> None:
+    report = carried["report"]
+    assert [m["name"] for m in report["metrics"]] == ["loss"]
+    assert report["metrics"][0]["how"] == "identical"
+    apart = {m["name"]: m["rule"]["by"] for m in report["metrics_apart"]}
+    assert apart == {"train_time_s": "declared at log time", "epoch_time_s": "--ignore"}
+    # Without --ignore, the undeclared timing decides (warm image: no build).
+    plain = report_of(_rebuild(bed, carried, "--json"))
+    assert plain["verdict"] == "not reproduced"
+    assert [r.split(":")[0] for r in plain["reasons"]] == ["metric epoch_time_s differs"]
+    # With its own tolerance it passes; the table says how, and lists the declared timing apart.
+    table = _rebuild(bed, carried, "--tol", "epoch_time_s=1e9")
+    assert table.returncode == 0, table.stdout + table.stderr[-2000:]
+    text = " ".join(table.stdout.split())
+    assert "within tolerance" in text and "--tol)" in text and "not expected to reproduce" in text
+    assert "metric train_time_s:" in text and "(differs; declared at log time)" in text
+    assert text.endswith("REPRODUCED") and "NOT REPRODUCED" not in text
+
+
+def test_item2_what_is_gone_and_not_carried_is_refused_before_any_build_step(bed: SetupsBed,
+                                                                              carried: dict[str, Any]) -> None:
+    from envcap.builder.pipeline import tag_for
+    from envcap.builder.registry import Registry, Repository
+    from envcap.store import runs as runs_store
+    from envcap.store.embedded import Store
+
+    # On the run's own machine, whose store never imported a bundle: the repository and the
+    # wheel are gone, so nothing can be had.
+    original = {"ENVCAP_HOME": str(bed.store)}
+    empty_repo = bed.repository + "-refused"
+    with Store(bed.store) as store:
+        before = runs_store.all_ids(store)
+    lock = envcap("lock", carried["run"], "-o", str(bed.tmp / "lock-out"), env=original)
+    build = envcap("build", carried["run"], "--registry", empty_repo, "--base", bed.base, "--ca-bundle", str(HOST_CA),
+                   env=original)
+    rebuild = envcap("rebuild", carried["run"], "--registry", empty_repo, "--base", bed.base, "--json", env=original)
+    push = envcap("push", carried["run"], "--registry", empty_repo, env=original)
+    export = envcap("export", carried["run"], "-o", str(bed.tmp / "again.zip"), env=original)
+    for what, proc in (("lock", lock), ("build", build), ("rebuild", rebuild), ("push", push), ("export", export)):
+        assert proc.returncode == 2, (what, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr, what
+        assert "python package carrywheel 0.1" in proc.stderr or "python package gitdep 0.3" in proc.stderr, \
+            (what, proc.stderr)
+        # Refused before any build step: no base image chosen, no Dockerfile step run.
+        assert "base image:" not in proc.stderr and "Step 1/" not in proc.stderr, (what, proc.stderr)
+    assert not (bed.tmp / "lock-out").exists() and not (bed.tmp / "again.zip").exists()
+    # Nothing pushed, nothing recorded.
+    registry = Registry(Repository.parse(empty_repo))
+    assert registry.manifest_digest(tag_for(carried["original"].env_id)) is None
+    with Store(bed.store) as store:
+        assert runs_store.all_ids(store) == before
+
+
+# Keep the names the support module exports in use (they shape the recording container).
+assert LIB and VENV_PATH
