@@ -246,13 +246,19 @@ def execute(store: Any, plan: Plan, *, announce: Callable[[str], None] | None = 
     """Run ``plan.argv`` as a recorded run; return the finished record."""
     from ..core.redact import default_redactor
 
+    import shutil
+    import tempfile
+
     env = dict(os.environ)
     session = Session(store, plan, default_redactor())
     forwarder = _Forwarder()
     forwarder.install()
+    # The store's password, if any, reaches the command only through a libpq password
+    # file in this private directory, removed when the run ends.
+    private = tempfile.mkdtemp(prefix="envcap-run-")
     try:
         session.begin()
-        child_env = _child_env(env, session, plan)
+        child_env = _child_env(env, session, plan, private)
         if announce:
             announce(session.id)
         try:
@@ -280,18 +286,25 @@ def execute(store: Any, plan: Plan, *, announce: Callable[[str], None] | None = 
         return session.finish(code, sig, monitor=monitor)
     finally:
         forwarder.restore()
+        shutil.rmtree(private, ignore_errors=True)
 
 
-def _child_env(env: dict[str, str], session: Session, plan: Plan) -> dict[str, str]:
+def _child_env(env: dict[str, str], session: Session, plan: Plan, private: str) -> dict[str, str]:
     import json
 
+    from ..store.childenv import child_store_env, strip_password
+
     child = dict(env)
+    inherited = child.get("ENVCAP_STORE")
+    if inherited and strip_password(inherited)[1]:
+        # The caller's own variable names a store with its password: never pass it on.
+        child.update(child_store_env(inherited, private))
     child["ENVCAP_RUN_ID"] = session.id
     child["ENVCAP_RUN_DIR"] = session.dir
     child["ENVCAP_HOME"] = str(session.store.path)
     if getattr(session.store, "kind", "embedded") != "embedded":
         # What the command records through envcap's API goes to the same shared store.
-        child["ENVCAP_STORE"] = session.store.url
+        child.update(child_store_env(session.store.url, private))
     child["ENVCAP_PARAMS"] = json.dumps(plan.params.raw_values(), sort_keys=True)
     if plan.seed is not None:
         child["ENVCAP_SEED"] = str(plan.seed)
