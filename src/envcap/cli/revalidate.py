@@ -147,3 +147,57 @@ def drift(as_json: bool, show_all: bool) -> None:
     never = sum(1 for k in found if not k.revalidations)
     click.echo(f"{len(drifted)} of {len(found)} key run(s) drifted" + (f"; {never} never revalidated" if never else ""))
     sys.exit(1 if drifted else 0)
+
+
+@click.command()
+@click.argument("run_ref", metavar="RUN")
+@click.option("--good", "good", required=True, metavar="ENV_A", help="The environment the run reproduces in.")
+@click.option("--bad", "bad", required=True, metavar="ENV_B", help="The environment it does not reproduce in.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (the changes, what needs what) and the number of runs.")
+@click.option("--rtol", type=float, default=0.0, show_default=True, help="Relative tolerance for metrics.")
+@click.option("--atol", type=float, default=0.0, show_default=True, help="Absolute tolerance for metrics.")
+@click.option("-o", "--output", "output", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Where to write the rollback lockfile.")
+@click.option("--keep-images", is_flag=True, help="Keep the intermediate images (removed by default).")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+def bisect(run_ref: str, good: str, bad: str, dry_run: bool, rtol: float, atol: float, output: str,
+           keep_images: bool, as_json: bool) -> None:
+    """Find the Python package change(s) between ENV_A and ENV_B that flip RUN's verdict.
+
+    Exit 0 with the culprit named, 2 when it cannot bisect.
+    """
+    from pathlib import Path
+
+    from ..revalidate.bisect import Options, bisect as run_bisect
+
+    options = Options(dry_run=dry_run, rtol=rtol, atol=atol, output=Path(output), keep_images=keep_images)
+    with open_store() as store:
+        outcome = run_bisect(store, run_ref, good, bad, options, progress=err)
+    if as_json:
+        click.echo(json.dumps(outcome.to_dict(), indent=2))
+        return
+    echo(f"bisect run {outcome.run}: good {outcome.good[:19]}…, bad {outcome.bad[:19]}…")
+    echo(f"{len(outcome.changes)} Python package change(s):")
+    for c in outcome.changes:
+        echo(f"  {c.text}" + (f"  (needs {', '.join(c.needs)})" if c.needs else ""))
+    if outcome.others:
+        echo(f"not bisected ({len(outcome.others)} other difference(s), not Python packages):")
+        for line in outcome.others[:10]:
+            echo(f"  {line}")
+    if outcome.dry_run:
+        echo(f"plan: rebuild the run in ENV_A's image (must reproduce) and in ENV_B's (must not), then in "
+             f"ENV_A's image plus half of the suspects, one layer per step, keeping the half that flips")
+        echo(f"steps: at most {outcome.planned} runs for one culprit (2 checks + halving)")
+        return
+    for s in outcome.steps:
+        echo(f"  {s.number}. {s.what}: " + (f"{len(s.changes)} change(s) → {s.verdict}" if s.verdict
+                                           else s.note) + (f"  (run {s.rebuild})" if s.rebuild else ""))
+    skipped = sum(1 for s in outcome.steps if s.verdict is None)
+    echo(f"{outcome.runs} run(s), {skipped} skipped subset(s)")
+    for note in outcome.notes:
+        echo(f"note: {note}")
+    echo("culprit: " + ", ".join(c.text for c in outcome.culprits))
+    echo(f"last good image: {outcome.good_image}")
+    echo(f"lockfile: {outcome.lockfile} (the bad environment, the culprit held at its good version)")
+    echo("pin back:")
+    echo(f"  {outcome.pin_command}")
