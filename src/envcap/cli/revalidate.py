@@ -185,8 +185,8 @@ def bisect(run_ref: str, good: str, bad: str, dry_run: bool, rtol: float, atol: 
         for line in outcome.others[:10]:
             echo(f"  {line}")
     if outcome.dry_run:
-        echo(f"plan: rebuild the run in ENV_A's image (must reproduce) and in ENV_B's (must not), then in "
-             f"ENV_A's image plus half of the suspects, one layer per step, keeping the half that flips")
+        echo("plan: rebuild the run in ENV_A's image (must reproduce) and in ENV_B's (must not), then in "
+             "ENV_A's image plus half of the suspects, one layer per step, keeping the half that flips")
         echo(f"steps: at most {outcome.planned} runs for one culprit (2 checks + halving)")
         return
     for s in outcome.steps:

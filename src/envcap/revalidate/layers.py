@@ -56,7 +56,7 @@ def dockerfile(base: str, python: str, subset: Sequence[Change], *, index_url: s
                      f"urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' \"{url}\" \"$d/{name}\"")
     wanted = local + from_index
     if wanted:
-        where = f'--no-index --find-links "$d"' if not from_index else \
+        where = '--no-index --find-links "$d"' if not from_index else \
             f'--find-links "$d" --index-url {shlex.quote(index_url)}'
         lines.append(f"{pip} install -q {where} " + " ".join(shlex.quote(w) for w in wanted))
     if removed:
