@@ -73,7 +73,12 @@ def show_lines(view: dict[str, Any]) -> list[str]:
     lines += resource_lines(view.get("resources"))
     reproduction = view.get("reproduction")
     if reproduction:
-        lines.append(_row("reproduces", f"run {reproduction['of']}: {reproduction.get('verdict') or 'no verdict yet'}"))
+        verdict = reproduction.get("verdict") or ("no verdict: it did not complete" if view.get("ended_at")
+                                                   else "no verdict yet")
+        lines.append(_row("reproduces", f"run {reproduction['of']}: {verdict}"))
+        for key in ("revalidation", "bisect"):
+            if reproduction.get(key):
+                lines.append(_row("", f"{key}: {_value(reproduction[key], 80)}"))
     for later in view.get("reproduced_by") or ():
         lines.append(_row("reproduced", f"by run {later['run']}: {later.get('verdict') or 'no verdict yet'}"))
     for note in view.get("notes") or ():
