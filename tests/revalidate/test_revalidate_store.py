@@ -15,8 +15,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ui"))
 
-from reval_support import write_wheel  # noqa: E402
-from ui_support import synthetic_record  # noqa: E402
+from reval_support import write_wheel
+from ui_support import synthetic_record
 
 START = 1_780_000_000_000
 

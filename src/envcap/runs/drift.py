@@ -111,7 +111,9 @@ def _judge(run_id: str, command: str, found: tuple[Revalidation, ...]) -> KeyRun
         if latest.verdict != REPRODUCED or previous.verdict == REPRODUCED:
             causes += [c for c in changed if c not in causes]
     if causes:
-        causes += [f"environment: {line}" for line in latest.environment]
+        # Version changes first: an origin that changed alone is seldom why.
+        lines = sorted(latest.environment, key=lambda line: "→" not in line.split(" (", 1)[0])
+        causes += [f"environment: {line}" for line in lines]
         causes += [f"platform: {line}" for line in latest.platform]
         if previous is not None and previous.platform_id != latest.platform_id:
             causes.append(f"platform: the node changed ({_short(previous.platform_id)} → "
