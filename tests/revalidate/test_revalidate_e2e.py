@@ -137,6 +137,13 @@ def test_key_runs_revalidate_through_slurm_a_cancelled_job_and_resume(bed: dict[
     with open_store(bed) as store:
         job_b = next(j for j in revalidations.jobs(store, "r1") if j.run_id == bb)
     assert job_b.state == "running" and job_b.job_id and job_b.scheduler == "slurm"
+    # The job reached the store without the password: the script exports a URL without it
+    # and a 0600 password file, removed once the round has ended; no record keeps it.
+    secret = password_of(bed["url"])
+    script = next((Path(b.home) / "revalidate" / "r1").glob("job-*.sh")).read_text()
+    assert secret and secret not in script
+    passfile = re.search(r"export PGPASSFILE=(\S+)", script)
+    assert passfile and os.stat(passfile.group(1)).st_mode & 0o777 == 0o600
     subprocess.run(["scancel", job_b.job_id], check=True, timeout=60)
     out, err = started.communicate(timeout=600)
     assert started.returncode == 1, err[-3000:]
@@ -154,14 +161,7 @@ def test_key_runs_revalidate_through_slurm_a_cancelled_job_and_resume(bed: dict[
     assert stopped and all(s["reproduction"]["verdict"] is None for s in stopped)
     assert stopped[-1]["signal"] == "SIGTERM"
 
-    # The job reached the store without the password: the script exports a URL without it
-    # and a 0600 password file; no record keeps it.
-    secret = password_of(bed["url"])
-    work = Path(b.home) / "revalidate" / "r1"
-    script = next(work.glob("job-*.sh")).read_text()
-    assert secret and secret not in script
-    passfile = re.search(r"export PGPASSFILE=(\S+)", script)
-    assert passfile and os.stat(passfile.group(1)).st_mode & 0o777 == 0o600
+    assert not os.path.exists(passfile.group(1))
     for r in (a, c):
         text = run(bed, "show", jobs[r]["rebuild"], "--json").stdout
         assert secret not in text

@@ -124,6 +124,7 @@ def revalidate(store: Any, run_ids: list[str], options: Options, *, progress: Pr
             skipped.append((run_id, f"its job ended {job.state} ({job.detail}): --resume submits it again"))
     progress(f"round {round_id}: {len(submit)} to run, {len(skipped)} left as they are")
     array = None
+    passfile: str | None = None
     if submit:
         first = max((j.task for j in existing.values()), default=-1) + 1
         created = {r: existing[r].created_at for r in submit if r in existing}
@@ -131,11 +132,14 @@ def revalidate(store: Any, run_ids: list[str], options: Options, *, progress: Pr
                     "", created_at=created.get(r, "")) for i, r in enumerate(submit)]
         revalidations.put_jobs(store, rows)
         if options.partition:
-            array = _submit_slurm(store, round_id, rows, options, progress, store_url)
+            array, passfile = _submit_slurm(store, round_id, rows, options, progress, store_url)
         else:
             _run_here(store, round_id, rows, options, progress)
     if options.partition and options.wait:
         _wait(store, round_id, targets, options, progress)
+        if passfile and all(j.final for j in revalidations.jobs(store, round_id)):
+            # Every job of the round has ended: the password file it used goes too.
+            Path(passfile).unlink(missing_ok=True)
     final = {j.run_id: j for j in revalidations.jobs(store, round_id)}
     return Outcome(round_id, tuple(final[r] for r in targets if r in final), tuple(submit), tuple(skipped), array)
 
@@ -183,7 +187,8 @@ def job_script(round_id: str, env: dict[str, str], options: Options) -> str:
 
 
 def _submit_slurm(store: Any, round_id: str, rows: list[Job], options: Options, progress: Progress,
-                  store_url: str | None) -> str:
+                  store_url: str | None) -> tuple[str, str | None]:
+    """Submit the rows as one job array; its id, and the password file its jobs read (if any)."""
     assert options.partition
     work = _workdir(store, round_id)
     env = job_environment(store, store_url, work / "private")
@@ -203,7 +208,7 @@ def _submit_slurm(store: Any, round_id: str, rows: list[Job], options: Options, 
                                  only_if_not_final=True)
     progress(f"submitted job array {array} to partition {options.partition}: "
              f"{len(rows)} task(s), logs in {work}")
-    return array
+    return array, env.get("PGPASSFILE")
 
 
 def _alive_states(jobs: Iterable[Job]) -> dict[str, slurm.TaskState]:
