@@ -93,13 +93,13 @@ def revalidate(where: tuple[str, ...], partition: str | None, round_id: str | No
     sys.exit(outcome.exit_code)
 
 
-@click.command(name="revalidate-job", hidden=True)
+@click.command(name="revalidate-job")
 @click.argument("round_id", metavar="ROUND")
 @click.option("--task", type=int, help="The task (default: $SLURM_ARRAY_TASK_ID).")
 @click.option("--rtol", type=float, default=0.0)
 @click.option("--atol", type=float, default=0.0)
 def revalidate_job(round_id: str, task: int | None, rtol: float, atol: float) -> None:
-    """One task of a revalidation round (what a Slurm job runs)."""
+    """Run one task of a revalidation round: what each Slurm job of envcap revalidate runs."""
     import os
 
     from ..core.errors import UsageError
