@@ -337,3 +337,5 @@ def check_ui(bed: dict[str, Any], tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+        if server.stderr is not None:
+            server.stderr.close()
