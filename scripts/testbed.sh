@@ -6,8 +6,10 @@
 #                              Debian base images, start a PostgreSQL cluster
 #                              of its own on 127.0.0.1:$PG_PORT, write
 #                              $ENVCAP_TESTBED_DIR/env
-#   scripts/testbed.sh down    stop the registry, dockerd and PostgreSQL that
-#                              `up` started
+#                              and a one-node Slurm cluster (munged,
+#                              slurmctld, slurmd) on 127.0.0.1
+#   scripts/testbed.sh down    stop the registry, dockerd, PostgreSQL and
+#                              Slurm that `up` started
 #   scripts/testbed.sh status  say what is running
 #
 # It targets a fresh Debian 12 machine, run as root, that can reach only
@@ -44,6 +46,9 @@ HOST_PACKAGES+=(chromium fonts-dejavu-core)
 # The local dated apt archive and interpreter builds (envcap's OS rebuild tests) are
 # made from Debian packages with dpkg-dev and signed with gnupg.
 HOST_PACKAGES+=(dpkg-dev gnupg)
+# envcap revalidate submits its jobs to a one-node Slurm cluster (with munge for
+# its authentication).
+HOST_PACKAGES+=(slurm-wlm munge)
 IMAGE_PATH_ENV=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 RUN_DIR=$TESTBED_DIR/run
@@ -68,6 +73,11 @@ FILES_PIDFILE=$RUN_DIR/files.pid
 # bookworm-security update), and the interpreter packages the CPython build is made of.
 ARCHIVE_PACKAGE=libexpat1
 PYTHON_PACKAGES=(python3.11-minimal libpython3.11-minimal libpython3.11-stdlib python3.11-venv)
+SLURM_DIR=$TESTBED_DIR/slurm
+SLURM_CONF_FILE=$SLURM_DIR/slurm.conf
+SLURM_PARTITION=envcap
+SLURMCTLD_PORT=${ENVCAP_TESTBED_SLURMCTLD_PORT:-56817}
+SLURMD_PORT=${ENVCAP_TESTBED_SLURMD_PORT:-56818}
 
 export DEBIAN_FRONTEND=noninteractive
 
@@ -124,6 +134,7 @@ install_host_packages() {
     # disabled so that only this script starts the daemons.
     if [[ -d /run/systemd/system ]]; then
         systemctl disable --now docker.service docker.socket docker-registry.service postgresql.service \
+            munge.service slurmctld.service slurmd.service \
             >>"$LOG_DIR/apt.log" 2>&1 || true
     fi
     log "host packages: installed (log in $LOG_DIR/apt.log)"
@@ -614,6 +625,109 @@ stop_postgres() {
 }
 
 # ---------------------------------------------------------------------------
+# Slurm: a one-node cluster on loopback (munged, slurmctld, slurmd)
+# ---------------------------------------------------------------------------
+
+slurm_answers() { SLURM_CONF=$SLURM_CONF_FILE scontrol ping 2>/dev/null | grep -q 'is UP'; }
+slurm_node_ready() {
+    SLURM_CONF=$SLURM_CONF_FILE sinfo -h -N -o '%T' 2>/dev/null | grep -Eq '^(idle|mixed|allocated)'
+}
+munge_answers() { munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1; }
+
+write_slurm_config() {
+    local host mem
+    host=$(hostname -s)
+    # Leave 1 GiB to the rest of the machine.
+    mem=$(awk '/^MemTotal:/ { m = int($2 / 1024) - 1024; print (m > 512 ? m : 512) }' /proc/meminfo)
+    mkdir -p "$SLURM_DIR/state" "$SLURM_DIR/spool" "$SLURM_DIR/log"
+    cat >"$SLURM_CONF_FILE.tmp" <<EOF
+# Written by scripts/testbed.sh: envcap's one-node test cluster, on loopback only.
+ClusterName=envcap
+SlurmctldHost=$host(127.0.0.1)
+SlurmctldPort=$SLURMCTLD_PORT
+SlurmdPort=$SLURMD_PORT
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+StateSaveLocation=$SLURM_DIR/state
+SlurmdSpoolDir=$SLURM_DIR/spool
+SlurmctldPidFile=$SLURM_DIR/slurmctld.pid
+SlurmdPidFile=$SLURM_DIR/slurmd.pid
+SlurmctldLogFile=$SLURM_DIR/log/slurmctld.log
+SlurmdLogFile=$SLURM_DIR/log/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SchedulerType=sched/backfill
+MpiDefault=none
+ReturnToService=2
+# No slurmdbd: finished jobs stay visible to 'scontrol show job' for an hour,
+# which is how envcap learns how a job ended.
+MinJobAge=3600
+# A cancelled or timed-out job gets SIGTERM, then SIGKILL this many seconds later.
+KillWait=30
+JobCompType=jobcomp/none
+AccountingStorageType=accounting_storage/none
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=$mem State=UNKNOWN
+PartitionName=$SLURM_PARTITION Nodes=$host Default=YES MaxTime=INFINITE State=UP
+EOF
+    mv "$SLURM_CONF_FILE.tmp" "$SLURM_CONF_FILE"
+}
+
+start_munge() {
+    if munge_answers; then
+        log "munge: already running"
+        return
+    fi
+    [[ -s /etc/munge/munge.key ]] || die "no /etc/munge/munge.key (package munge)"
+    mkdir -p /run/munge /var/log/munge /var/lib/munge
+    chown munge: /run/munge /var/log/munge /var/lib/munge
+    chmod 0755 /run/munge
+    log "munge: starting munged"
+    runuser -u munge -- munged 9>&- || die "munged did not start; see /var/log/munge/munged.log"
+    local i
+    for ((i = 0; i < 15; i++)); do munge_answers && break; sleep 1; done
+    munge_answers || die "munged does not answer; see /var/log/munge/munged.log"
+}
+
+start_slurm() {
+    start_munge
+    if ! pid_alive "$SLURM_DIR/slurmctld.pid" slurmctld || ! pid_alive "$SLURM_DIR/slurmd.pid" slurmd; then
+        write_slurm_config
+    fi
+    if pid_alive "$SLURM_DIR/slurmctld.pid" slurmctld; then
+        log "slurmctld: already running (pid $(<"$SLURM_DIR/slurmctld.pid"))"
+    else
+        log "slurmctld: starting on 127.0.0.1:$SLURMCTLD_PORT (log in $SLURM_DIR/log/slurmctld.log)"
+        setsid slurmctld -f "$SLURM_CONF_FILE" </dev/null 9>&- ||
+            die "slurmctld did not start; see $SLURM_DIR/log/slurmctld.log"
+    fi
+    if pid_alive "$SLURM_DIR/slurmd.pid" slurmd; then
+        log "slurmd: already running (pid $(<"$SLURM_DIR/slurmd.pid"))"
+    else
+        log "slurmd: starting on 127.0.0.1:$SLURMD_PORT (log in $SLURM_DIR/log/slurmd.log)"
+        setsid slurmd -f "$SLURM_CONF_FILE" </dev/null 9>&- ||
+            die "slurmd did not start; see $SLURM_DIR/log/slurmd.log"
+    fi
+    local i
+    for ((i = 0; i < 60; i++)); do slurm_answers && slurm_node_ready && break; sleep 1; done
+    if ! slurm_node_ready; then
+        # A node that a previous run left drained or down comes back.
+        SLURM_CONF=$SLURM_CONF_FILE scontrol update nodename="$(hostname -s)" state=resume >/dev/null 2>&1 || true
+        sleep 2
+    fi
+    slurm_node_ready || die "the Slurm node is not ready; see $SLURM_DIR/log/"
+    log "slurm: partition $SLURM_PARTITION ready (SLURM_CONF=$SLURM_CONF_FILE)"
+}
+
+stop_slurm() {
+    stop_pid "$SLURM_DIR/slurmd.pid" slurmd slurmd
+    stop_pid "$SLURM_DIR/slurmctld.pid" slurmctld slurmctld
+    # munged is left running: other programs on the machine may use it.
+}
+
+# ---------------------------------------------------------------------------
 # Commands
 # ---------------------------------------------------------------------------
 
@@ -635,6 +749,7 @@ cmd_up() {
     start_registry
     start_postgres
     start_files
+    start_slurm
 
     local suite env_lines=("ENVCAP_TEST_REGISTRY=$REGISTRY_ADDR")
     for suite in "${SUITES[@]}"; do
@@ -649,6 +764,7 @@ cmd_up() {
     env_lines+=("ENVCAP_TEST_APT_ARCHIVE_KEY=$FILES_DIR/debian-archive/archive-key.asc")
     env_lines+=("ENVCAP_TEST_ARCHIVE_PACKAGE=$(<"$FILES_DIR/debian-archive/package")")
     env_lines+=("ENVCAP_TEST_PYTHON_DOWNLOADS=http://$FILES_ADDR/python/downloads.json")
+    env_lines+=("SLURM_CONF=$SLURM_CONF_FILE" "ENVCAP_TEST_SLURM_PARTITION=$SLURM_PARTITION")
 
     printf '%s\n' "${env_lines[@]}" >"$ENV_FILE.tmp"
     mv "$ENV_FILE.tmp" "$ENV_FILE"
@@ -664,6 +780,7 @@ cmd_down() {
     stop_pid "$REGISTRY_PIDFILE" docker-registry registry
     stop_pid "$DOCKERD_PIDFILE" dockerd dockerd
     stop_postgres
+    stop_slurm
     log "down: done (cache, images and registry storage kept in $TESTBED_DIR)"
 }
 
@@ -698,6 +815,11 @@ cmd_status() {
         log "postgres: running on 127.0.0.1:$PG_PORT ($PG_DIR/data)"
     else
         log "postgres: not running"
+    fi
+    if slurm_answers; then
+        log "slurm: slurmctld up on 127.0.0.1:$SLURMCTLD_PORT, node $(SLURM_CONF=$SLURM_CONF_FILE sinfo -h -N -o '%N %T' 2>/dev/null | head -n 1) ($SLURM_CONF_FILE)"
+    else
+        log "slurm: not running"
     fi
     if [[ -f $ENV_FILE ]]; then
         log "env file $ENV_FILE:"

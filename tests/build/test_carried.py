@@ -16,7 +16,7 @@ from buildtest_support import BOOKWORM_SECTIONS, manifest_from
 from conftest import git
 
 from envcap.builder.carry import StoreSources
-from envcap.builder.errors import LockError
+from envcap.pins.errors import LockError
 from envcap.builder.lock import lock
 from envcap.store import carried
 from envcap.store.embedded import Store

@@ -14,7 +14,7 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 
-OPERATIONS = ["/api/runs", "/api/runs/{run_id}", "/api/compare", "/api/importance", "/api/fleet",
+OPERATIONS = ["/api/runs", "/api/runs/{run_id}", "/api/compare", "/api/importance", "/api/fleet", "/api/drift",
               "/api/manifests/{ref}", "/api/openapi.json"]
 
 

@@ -43,6 +43,11 @@ LAZY_COMMANDS = {
     "config": "envcap.cli.config:config",
     "push": "envcap.cli.push:push",
     "pull": "envcap.cli.push:pull",
+    "key": "envcap.cli.revalidate:key",
+    "revalidate": "envcap.cli.revalidate:revalidate",
+    "revalidate-job": "envcap.cli.revalidate:revalidate_job",
+    "drift": "envcap.cli.revalidate:drift",
+    "bisect": "envcap.cli.revalidate:bisect",
 }
 
 

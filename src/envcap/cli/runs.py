@@ -131,18 +131,23 @@ def _all_views(store: Any, where: tuple[str, ...] = (), labels: dict[str, str] |
     from ..store import runs as runs_store
     from ..runs.query import prefilter, run_json
 
+    from ..runs.query import mark_key
+
     ids = runs_store.ids_where(store, *prefilter(where, labels))
-    return [run_json(record, notes, copies) if record is not None else runs_store.index_view(store, rid, str(problem))
-            for rid, record, notes, copies, problem in runs_store.load_many(store, ids)]
+    return mark_key(store, [run_json(record, notes, copies) if record is not None
+                            else runs_store.index_view(store, rid, str(problem))
+                            for rid, record, notes, copies, problem in runs_store.load_many(store, ids)])
 
 
 def _view(store: Any, ref: str) -> dict[str, Any]:
     from ..store import runs as runs_store
     from ..runs.query import run_json
 
+    from ..runs.query import mark_key
+
     run_id = runs_store.resolve(store, ref)
-    return run_json(runs_store.load(store, run_id), runs_store.notes(store, run_id),
-                    runs_store.reproductions(store, run_id))
+    return mark_key(store, [run_json(runs_store.load(store, run_id), runs_store.notes(store, run_id),
+                                     runs_store.reproductions(store, run_id))])[0]
 
 
 def show_run_if_run(ref: str, as_json: bool) -> bool:

@@ -68,6 +68,12 @@ class RebuildOptions:
     repo: str | None = None  # a repository holding the run's commit
     no_gpu: bool = False  # run a GPU run on the CPU
     pin_os: tuple[str, ...] = ("auto",)  # for a build: which OS packages to pin (as envcap build --pin-os)
+    # An image to run in instead of the env's (envcap bisect's intermediate images, which
+    # no env owns): a local name or REPOSITORY@sha256:...
+    image: str | None = None
+    # Kept in the new run's ``reproduction`` beside the verdict: why it was rebuilt
+    # ({"revalidation": ROUND} or {"bisect": {...}}).
+    purpose: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.engine not in ("docker", "podman"):

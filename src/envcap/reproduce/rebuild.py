@@ -41,7 +41,7 @@ from ..core.manifest import Manifest
 from ..engines import ContainerSpec, Mount, make_runner
 from . import plan as plan_mod
 from . import preflight as preflight_mod
-from .errors import RebuildError
+from .errors import RebuildError, Stopped
 from .launch import default_output, launcher, secret_values
 from .plan import CA_MOUNT, CONTAINER_LIB, OUT_DIR, RUN_DIR, ImageChoice, Original, RebuildOptions, RebuildPlan
 from .report import (
@@ -163,6 +163,8 @@ def _image(store: Any, original: Original, options: RebuildOptions, action: str,
     from ..builder.registry import Registry, Repository
 
     manifest = original.manifest
+    if options.image:
+        return _given_image(options, action, progress)
     repository = str(Repository.parse(options.registry)) if options.registry else None
     rows = [r for r in image_store.images(store, manifest.env_id) if repository in (None, r.repository)]
     rank = {"complete": 0, "unchecked": 1, "partial": 2}
@@ -225,6 +227,20 @@ def _candidate(reference: str, action: str, runner: Any, progress: Progress) -> 
         runner.close()
     return ImageChoice(reference=reference, how=UNVERIFIED, status="unverified", digest=digest,
                        pulled=pulled == "pulled")
+
+
+def _given_image(options: RebuildOptions, action: str, progress: Progress) -> ImageChoice:
+    """The image the caller named (``RebuildOptions.image``), whichever env it holds."""
+    reference = str(options.image)
+    digest = reference.rsplit("@", 1)[1] if "@sha256:" in reference else None
+    if action in ("dry-run", "print"):
+        return ImageChoice(reference=reference, how="given", status="unchecked", digest=digest)
+    runner = make_runner(options.engine)
+    try:
+        pulled = runner.ensure_image(reference, progress)
+    finally:
+        runner.close()
+    return ImageChoice(reference=reference, how="given", status="unchecked", digest=digest, pulled=pulled == "pulled")
 
 
 def _image_info(row: Any, how: str, *, pulled: bool | None = None) -> ImageChoice:
@@ -324,7 +340,8 @@ def _run(store: Any, plan: RebuildPlan, clock: _Clock, progress: Progress, outpu
     runner = make_runner(options.engine)  # before anything is recorded: an engine that is down stops it here
     try:
         session = Session(store, run_plan, redactor)
-        session.record = session.record.evolve(reproduction={"of": record.id, "verdict": None})
+        session.record = session.record.evolve(reproduction={**dict(options.purpose), "of": record.id,
+                                                             "verdict": None})
         base = Path(store.path) / "rebuilds" / session.id
         base.mkdir(parents=True)
         progress(f"code: commit {record.git.get('commit')} into {base / 'code'}")
@@ -368,9 +385,14 @@ def _run(store: Any, plan: RebuildPlan, clock: _Clock, progress: Progress, outpu
         runner.close()
     timings = _timings(clock, base / "capture")
     assert verdict.environment is not None  # a finished run is always compared in full
+    env = verdict.environment
     put_record(store, new.evolve(reproduction={
-        "of": record.id, "verdict": verdict.text, "reasons": list(verdict.reasons), "image": plan.reference,
-        "env_same": verdict.environment.same}))
+        **dict(options.purpose), "of": record.id, "verdict": verdict.text, "reasons": list(verdict.reasons),
+        "image": plan.reference, "env_same": env.same,
+        # What revalidation and drift read: the node's platform and what differed (bounded).
+        **({"platform_id": env.rebuild_platform, "env_id": env.rebuild,
+            "environment": list(env.software[:50]), "platform": list(env.platform[:20])} if env.captured else {}),
+        "metrics": dict(new.metrics)}))
     return _report(plan, "run", rebuild=session.id, code=code_result, verdict=verdict, caveats=tuple(caveats),
                    problems=tuple(new.problems), timings=timings)
 
@@ -415,6 +437,12 @@ def _execute(runner: Any, spec: ContainerSpec, plan: RebuildPlan, secrets: dict[
                      [(e.python, e.path) for e in plan.editables], ca)
     try:
         return int(runner.run(spec, entry, secrets, output))
+    except Stopped as exc:
+        # The scheduler ended the job (scancel, its time limit): the runner has removed the
+        # container; the new run is finished as stopped, with no verdict, for none was reached.
+        _abandon(store, session, original.record, f"stopped by {exc.signal_name} ({exc.why})", exit_code=143,
+                 signal_name=exc.signal_name, verdict=None, purpose=dict(session.record.reproduction or {}))
+        raise
     except KeyboardInterrupt:
         _abandon(store, session, original.record, "interrupted", exit_code=130, signal_name="SIGINT")
         raise
@@ -453,14 +481,16 @@ def _package() -> str:
 
 
 def _abandon(store: Any, session: Any, record: Any, why: str, *, exit_code: int | None = None,
-             signal_name: str | None = None) -> None:
+             signal_name: str | None = None, verdict: str | None = NOT_REPRODUCED,
+             purpose: dict[str, Any] | None = None) -> None:
     """Finish a rebuild that could not run to the end, so that no record is left unfinished."""
     from ..store.runs import put_record
 
     try:
         session.note_problem(f"the rebuild did not complete: {why}")
         new = session.finish(exit_code, signal_name)
-        put_record(store, new.evolve(reproduction={"of": record.id, "verdict": NOT_REPRODUCED, "reasons": [why]}))
+        put_record(store, new.evolve(reproduction={**(purpose or {}), "of": record.id, "verdict": verdict,
+                                                   "reasons": [why]}))
     except EnvcapError:
         pass
 

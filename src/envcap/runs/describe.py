@@ -29,6 +29,8 @@ def status_text(view: dict[str, Any]) -> str:
 def show_lines(view: dict[str, Any]) -> list[str]:
     lines = [f"run {view['id']}", ""]
     lines.append(_row("status", status_text(view)))
+    if view.get("key"):
+        lines.append(_row("key run", "yes (envcap key): revalidated by envcap revalidate"))
     lines.append(_row("command", view["command"]))
     lines.append(_row("cwd", view["cwd"]))
     when = view["started_at"] + (f" → {view['ended_at']} ({view['duration_s']:.2f} s)" if view.get("ended_at") else "")
@@ -71,7 +73,12 @@ def show_lines(view: dict[str, Any]) -> list[str]:
     lines += resource_lines(view.get("resources"))
     reproduction = view.get("reproduction")
     if reproduction:
-        lines.append(_row("reproduces", f"run {reproduction['of']}: {reproduction.get('verdict') or 'no verdict yet'}"))
+        verdict = reproduction.get("verdict") or ("no verdict: it did not complete" if view.get("ended_at")
+                                                   else "no verdict yet")
+        lines.append(_row("reproduces", f"run {reproduction['of']}: {verdict}"))
+        for key in ("revalidation", "bisect"):
+            if reproduction.get(key):
+                lines.append(_row("", f"{key}: {_value(reproduction[key], 80)}"))
     for later in view.get("reproduced_by") or ():
         lines.append(_row("reproduced", f"by run {later['run']}: {later.get('verdict') or 'no verdict yet'}"))
     for note in view.get("notes") or ():
@@ -147,6 +154,9 @@ def _git_lines(git: dict[str, Any]) -> list[str]:
 
 def table_rows(views: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     header = ["id", "started", "status", "time", "host", "env", "params", "metrics", "command"]
+    keyed = any(v.get("key") for v in views)
+    if keyed:
+        header.insert(1, "key")
     rows = []
     for v in views:
         duration = f"{v['duration_s']:.1f}s" if v.get("duration_s") is not None else ""
@@ -158,6 +168,8 @@ def table_rows(views: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]
         rows.append([v["id"], (v.get("started_at") or "")[:19].replace("T", " "), status, duration,
                      v.get("host") or "", short(v["env_id"]) if v.get("env_id") else "", params, metrics,
                      _value(v.get("command") or "", 50)])
+        if keyed:
+            rows[-1].insert(1, "key" if v.get("key") else "")
     return header, rows
 
 

@@ -239,7 +239,20 @@ def find_run_ref(ref: str) -> dict[str, Any] | None:
                 raise AmbiguousIdError(f"{ref} names both a run and a manifest; give more characters")
         record = runs_store.load(store, ids[0])
         _check_metrics_log(store, record)
-        return run_json(record, runs_store.notes(store, ids[0]), runs_store.reproductions(store, ids[0]))
+        return mark_key(store, [run_json(record, runs_store.notes(store, ids[0]),
+                                         runs_store.reproductions(store, ids[0]))])[0]
+
+
+def mark_key(store: Any, views: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``"key": true`` in the JSON of each key run (``envcap key``), so that listings show the
+    mark and ``--where key=true`` finds them."""
+    from ..store import revalidations
+
+    keys = set(revalidations.key_ids(store))
+    for v in views:
+        if v.get("id") in keys:
+            v["key"] = True
+    return views
 
 
 def metric_history(store: Any, record: RunRecord, names: Iterable[str] = ()) -> dict[str, list[dict[str, Any]]]:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 # The version of the index's tables this envcap writes. The PostgreSQL backend records
 # it in its migration history and refuses a database a newer envcap has migrated.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 Statements = Sequence[tuple[str, tuple[Any, ...]]]
 

@@ -80,6 +80,14 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         f"""CREATE TABLE image_inputs (repository {_T} NOT NULL, digest {_T} NOT NULL, inputs TEXT NOT NULL,
             PRIMARY KEY (repository, digest))""",
     ]),
+    # Key runs and their revalidations (envcap key, envcap revalidate): see store/revalidations.py.
+    (2, [
+        f"CREATE TABLE key_runs (run_id {_T} PRIMARY KEY, marked_at {_T} NOT NULL, note TEXT NOT NULL)",
+        f"""CREATE TABLE revalidation_jobs (round {_T} NOT NULL, run_id {_T} NOT NULL, task BIGINT NOT NULL,
+            scheduler TEXT NOT NULL, job_id TEXT, state TEXT NOT NULL, rebuild_id {_T}, verdict TEXT,
+            detail TEXT NOT NULL, updated_at {_T} NOT NULL, created_at {_T} NOT NULL,
+            PRIMARY KEY (round, run_id))""",
+    ]),
 ]
 assert MIGRATIONS[-1][0] == SCHEMA_VERSION
 

@@ -83,6 +83,10 @@ def _fleet(request: Request, store: Any) -> Any:
     return data.fleet(store, cluster_label=request.query_params.get("cluster_label") or "cluster")
 
 
+def _drift(request: Request, store: Any) -> Any:
+    return data.drift(store)
+
+
 def _manifest(request: Request, store: Any) -> Any:
     return data.manifest_json(store, request.path_params["ref"])
 
@@ -98,6 +102,7 @@ routes = [
     Route("/api/compare", _endpoint(_compare)),
     Route("/api/importance", _endpoint(_importance)),
     Route("/api/fleet", _endpoint(_fleet)),
+    Route("/api/drift", _endpoint(_drift)),
     Route("/api/manifests/{ref}", _endpoint(_manifest)),
     Route("/api/openapi.json", openapi),
 ]

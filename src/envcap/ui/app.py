@@ -128,6 +128,10 @@ def _fleet_page(request: Request, store: Any) -> dict[str, Any]:
     return {"page": "fleet", **data.fleet(store, cluster_label=request.query_params.get("cluster_label") or "cluster")}
 
 
+def _drift_page(request: Request, store: Any) -> dict[str, Any]:
+    return {"page": "drift", **data.drift(store)}
+
+
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
@@ -147,6 +151,7 @@ def create_app(open_store: Callable[[], Any], *, warm: bool = False,
         Route("/compare", _page("compare.html", _compare_page)),
         Route("/experiment", _page("experiment.html", _experiment_page)),
         Route("/fleet", _page("fleet.html", _fleet_page)),
+        Route("/drift", _page("drift.html", _drift_page)),
         *api.routes,
         Mount("/static", StaticFiles(directory=os.path.join(HERE, "static")), name="static"),
     ], middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts), www_redirect=False)])

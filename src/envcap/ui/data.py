@@ -78,8 +78,10 @@ def parse_where(where: Iterable[str]) -> list[str]:
 
 
 def view(store: Any, run_id: str) -> dict[str, Any]:
-    return run_json(runs_store.load(store, run_id), runs_store.notes(store, run_id),
-                    runs_store.reproductions(store, run_id))
+    from ..runs.query import mark_key
+
+    return mark_key(store, [run_json(runs_store.load(store, run_id), runs_store.notes(store, run_id),
+                                     runs_store.reproductions(store, run_id))])[0]
 
 
 def listed_view(store: Any, run_id: str) -> dict[str, Any]:
@@ -126,6 +128,7 @@ def row(v: dict[str, Any]) -> dict[str, Any]:
         "params": {p["name"]: p["value"] for p in v.get("params") or ()},
         "metrics": dict(v.get("metrics") or {}),
         "notes": len(v.get("notes") or ()),
+        "key": bool(v.get("key")),
     }
 
 
@@ -414,6 +417,15 @@ def _parallel(views: list[dict[str, Any]], metric: str, names: list[str]) -> dic
 
 
 # -- the fleet ---------------------------------------------------------------------------
+
+
+def drift(store: Any) -> dict[str, Any]:
+    """Every key run, the drifted first, with its latest revalidation and why it drifted."""
+    from ..runs.drift import key_runs
+
+    found = [k.to_dict() for k in key_runs(store)]
+    found.sort(key=lambda k: (not k["drift"], k["run"]))
+    return {"key_runs": found, "drifted": sum(1 for k in found if k["drift"])}
 
 
 def fleet(store: Any, *, cluster_label: str = "cluster") -> dict[str, Any]:
