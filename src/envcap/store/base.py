@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 # The version of the index's tables this envcap writes. The PostgreSQL backend records
 # it in its migration history and refuses a database a newer envcap has migrated.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 Statements = Sequence[tuple[str, tuple[Any, ...]]]
 
@@ -44,6 +44,18 @@ class SnapshotRow(NamedTuple):
     taken_at: str | None
     hostname: str | None
     labels: dict[str, str]
+
+
+class RunPage(NamedTuple):
+    """One page of a run search: the ids in order, and how many runs match in all."""
+
+    ids: list[str]
+    total: int | None
+
+
+# The largest offset or limit a search passes to the database (SQLite's integers are 64
+# bits): anything larger asks for a page past every run there can be.
+MAX_ROWS = 2 ** 62
 
 
 class Cursor(Protocol):
@@ -80,6 +92,13 @@ class StoreBackend(Protocol):
     def iter_manifests(self) -> Iterator[Manifest]: ...
     def verify(self) -> list[str]: ...
     def info(self) -> dict[str, Any]: ...
+    # Domain operations answered by the database (see IndexStore for what each does).
+    dialect: str  # "sqlite" or "postgresql": what SQLAlchemy compiles for
+    def query(self, statement: Any) -> list[Any]: ...
+    def search_runs(self, conditions: Sequence[tuple[str, str, str]], *, labels: dict[str, str] | None = None,
+                    sort: str | None = None, limit: int | None = None, offset: int = 0,
+                    count: bool = False) -> RunPage: ...
+    def snapshot_nodes(self) -> list[SnapshotRow]: ...
     def close(self) -> None: ...
     def __enter__(self) -> Any: ...
     def __exit__(self, *exc: object) -> None: ...
@@ -96,6 +115,7 @@ class IndexStore:
     """
 
     kind = "?"
+    dialect = "?"
     db: Any
 
     def close(self) -> None:  # pragma: no cover - every backend has its own
@@ -250,6 +270,44 @@ class IndexStore:
         """Every snapshot in the store, oldest first."""
         for row in self.snapshots():
             yield self._load(row.record)
+
+    # -- runs, answered by the database -----------------------------------------------
+
+    def query(self, statement: Any) -> list[Any]:  # pragma: no cover - every backend has its own
+        raise NotImplementedError
+
+    def search_runs(self, conditions: Sequence[tuple[str, str, str]], *, labels: dict[str, str] | None = None,
+                    sort: str | None = None, limit: int | None = None, offset: int = 0,
+                    count: bool = False) -> RunPage:
+        """The ids of one page of the runs meeting every condition (``(field, op, raw)``
+        of the ``--where`` grammar) and label, sorted as ``--sort`` sorts (``-FIELD``:
+        descending; none: oldest first, and ``limit`` keeps the newest), with their total
+        when ``count``. Answered in SQL (:mod:`.search`); a query it cannot answer
+        exactly raises :class:`.search.NotCompilable` and the caller reads the records."""
+        from . import search
+
+        if not self.has_table("run_values") or getattr(self, "schema_version", SCHEMA_VERSION) < 2:
+            raise search.NotCompilable("the index has no run values (an older, read-only index)")
+        keys = search.keys_of(conditions, labels, sort)
+        if keys and self.query(search.odd_keys(keys)):
+            raise search.NotCompilable("a value SQL cannot compare exactly")
+        if offset >= MAX_ROWS:
+            ids: list[str] = []
+        else:
+            stmt = search.statement(self.dialect, conditions, labels=labels, sort=sort,
+                                    limit=None if limit is None else min(limit, MAX_ROWS), offset=offset)
+            ids = [r[0] for r in self.query(stmt)]
+            if sort is None and limit is not None:
+                ids.reverse()
+        total = None
+        if count:
+            total = int(self.query(search.statement(self.dialect, conditions, labels=labels, count=True))[0][0])
+        return RunPage(ids, total)
+
+    def snapshot_nodes(self) -> list[SnapshotRow]:
+        """Every snapshot as its index row says it (ids, time, host, labels): what the store
+        verified when it wrote the snapshot, without reading the records again."""
+        return self.snapshots()
 
     def counts(self) -> dict[str, int]:
         """How many of each kind of record the index holds."""

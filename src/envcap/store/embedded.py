@@ -30,30 +30,6 @@ __all__ = ["SnapshotRow", "Store", "load_manifest"]
 if TYPE_CHECKING:
     from pathlib import Path
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS objects (
-    id TEXT PRIMARY KEY,
-    size INTEGER NOT NULL,
-    kind TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS manifests (
-    id TEXT PRIMARY KEY,
-    env_id TEXT NOT NULL,
-    platform_id TEXT NOT NULL,
-    schema_version TEXT NOT NULL,
-    first_seen TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS manifests_env ON manifests(env_id);
-CREATE INDEX IF NOT EXISTS manifests_platform ON manifests(platform_id);
-CREATE TABLE IF NOT EXISTS snapshots (
-    record TEXT PRIMARY KEY,
-    manifest_id TEXT NOT NULL REFERENCES manifests(id),
-    taken_at TEXT,
-    hostname TEXT,
-    labels TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS snapshots_manifest ON snapshots(manifest_id);
-"""
 
 
 def load_manifest(path: str | os.PathLike[str]) -> Manifest:
@@ -114,11 +90,58 @@ class Store(IndexStore):
     def db(self) -> sqlite3.Connection:
         if self._db is None:
             if self.writable():
-                db = _sqlite.connect(self._index, _SCHEMA)
+                db = _sqlite.connect(self._index, "")
+                self._db = db
+                try:
+                    self._migrate(db)
+                except BaseException:
+                    self._db = None
+                    db.close()
+                    raise
             else:
                 db = self._connect_read_only()
             self._db = db
         return self._db
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        """Bring the index to :data:`SCHEMA_VERSION` (SQLite's ``user_version``): every
+        table for a new index; for one of version 1 (no version recorded), the run values
+        and note objects, filled from the records, in one transaction."""
+        from ._ddl import SQLITE, SQLITE_V2
+
+        try:
+            if int(db.execute("PRAGMA user_version").fetchone()[0]) >= SCHEMA_VERSION:
+                return
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                version = int(db.execute("PRAGMA user_version").fetchone()[0])
+                if version < SCHEMA_VERSION:
+                    old = db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'runs'").fetchone()[0]
+                    has_object = old and any(r[1] == "object" for r in db.execute("PRAGMA table_info(run_notes)"))
+                    for sql in SQLITE:
+                        db.execute(sql)
+                    if old and not has_object:
+                        for sql in SQLITE_V2:
+                            if sql.startswith("ALTER"):
+                                db.execute(sql)
+                    if old:
+                        from . import runs as runs_store
+
+                        for sql, params in runs_store.backfill(self):
+                            db.execute(sql, params)
+                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot bring the store index {self._index} to schema version {SCHEMA_VERSION}: "
+                             f"{exc}") from exc
 
     def writable(self) -> bool:
         """Whether this process can write the store (a read-only mount, another user's
@@ -164,8 +187,22 @@ class Store(IndexStore):
         else:
             self.transaction([(sql, ()) for sql in ddl])
 
+    dialect = "sqlite"
+
+    def query(self, statement: Any) -> list[Any]:
+        """The rows of an SQLAlchemy Core statement, compiled for SQLite."""
+        from .schema import dialect
+
+        compiled = statement.compile(dialect=dialect("sqlite"), compile_kwargs={"render_postcompile": True})
+        params = compiled.construct_params()
+        order = compiled.positiontup or []
+        try:
+            return self.db.execute(str(compiled), [params[name] for name in order]).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"the store index {self._index} refused a query: {exc}") from exc
+
     def info(self) -> dict[str, Any]:
-        return {"backend": self.kind, "location": self.root, "schema_version": SCHEMA_VERSION,
+        return {"backend": self.kind, "location": self.root, "schema_version": self.schema_version,
                 "counts": self.counts()}
 
     def transaction(self, statements: Statements) -> None:
@@ -337,9 +374,11 @@ class Store(IndexStore):
         for leftover in (tmp, tmp + "-wal", tmp + "-shm"):
             if os.path.exists(leftover):
                 os.unlink(leftover)
-        counts = {"objects": 0, "snapshots": 0, "runs": 0, "unreferenced": 0, "corrupt": 0, "carried": 0}
+        counts = {"objects": 0, "snapshots": 0, "runs": 0, "notes": 0, "unreferenced": 0, "corrupt": 0,
+                  "carried": 0}
         records: set[str] = set()  # snapshot records
         runs: dict[str, list[tuple[str, int, RunRecord]]] = {}
+        notes: list[tuple[str, str, str, Any, int]] = []  # (time, object, run id, note, size)
         sizes: dict[str, int] = {}
         for oid, path in self._disk_objects():
             try:
@@ -360,7 +399,10 @@ class Store(IndexStore):
                 continue
             if not isinstance(doc, dict):
                 continue
-            if doc.get("schema") == RUN_SCHEMA:
+            note = runs_store.parse_note(doc)
+            if note is not None:
+                notes.append((note[1].time, oid, note[0], note[1], len(data)))
+            elif doc.get("schema") == RUN_SCHEMA:
                 try:
                     record = RunRecord.from_dict(doc, source=f"object {oid}")
                 except StoreError:
@@ -397,8 +439,14 @@ class Store(IndexStore):
                     kinds[version_oid] = "run"
                     for ref, kind, _ in version.objects():
                         kinds.setdefault(ref, kind)
-                statements += runs_store.record_statements(record, oid, size)
+                statements += runs_store.record_statements(record, oid, size, runs_store.metric_ranges(self, record))
                 counts["runs"] += 1
+            # Notes come back from their objects, oldest first.
+            for _, note_oid, run_id, note, _ in sorted(notes):
+                kinds[note_oid] = "note"
+                statements.append(("INSERT INTO run_notes (run_id, time, text, object) VALUES (?, ?, ?, ?)",
+                                   (run_id, note.time, note.text, note_oid)))
+            counts["notes"] = len(notes)
             for oid, size in sizes.items():
                 if oid not in kinds:
                     counts["unreferenced"] += 1
@@ -432,7 +480,7 @@ class Store(IndexStore):
         tables); the number of rows copied. An old index that cannot be read gives none."""
         if not os.path.exists(old_index) or os.path.getsize(old_index) == 0:
             return 0
-        rebuilt = {"objects", "manifests", "snapshots", "runs", "run_reproductions"}
+        rebuilt = {"objects", "manifests", "snapshots", "runs", "run_reproductions", "run_values", "run_notes"}
         copied = 0
         db = self.db
         try:
@@ -450,6 +498,14 @@ class Store(IndexStore):
                     db.execute(sql)
                 before = db.total_changes
                 db.execute(f"INSERT OR IGNORE INTO main.{quoted} SELECT * FROM old.{quoted}")
+                copied += db.total_changes - before
+            # Notes made before notes were objects exist only in the old index.
+            columns = {r[1] for r in db.execute("PRAGMA old.table_info(run_notes)")}
+            if {"run_id", "time", "text"} <= columns:
+                before = db.total_changes
+                db.execute("INSERT INTO main.run_notes (run_id, time, text) SELECT run_id, time, text "
+                           "FROM old.run_notes" + (" WHERE object IS NULL" if "object" in columns else "")
+                           + " ORDER BY seq")
                 copied += db.total_changes - before
         except sqlite3.Error:
             pass  # a damaged old index: what could be copied was

@@ -34,6 +34,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from ..core import config
 from ..core.canonical import digest
 from ..core.errors import ManifestError, StoreError, UsageError
+from ._ddl import POSTGRESQL_V2
 from .base import SCHEMA_VERSION, IndexStore, Statements
 
 if TYPE_CHECKING:
@@ -80,6 +81,9 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         f"""CREATE TABLE image_inputs (repository {_T} NOT NULL, digest {_T} NOT NULL, inputs TEXT NOT NULL,
             PRIMARY KEY (repository, digest))""",
     ]),
+    # Run values for --where and --sort in SQL, and notes as objects (envcap.store.schema);
+    # filled from the records by envcap.store.runs.backfill in the same transaction.
+    (2, list(POSTGRESQL_V2)),
 ]
 assert MIGRATIONS[-1][0] == SCHEMA_VERSION
 
@@ -295,6 +299,8 @@ class PostgresStore(IndexStore):
                         if number > current:
                             for sql in statements:
                                 self._conn.execute(sql)
+                            if number == 2 and current >= 1:
+                                self._backfill()
                             self._conn.execute("INSERT INTO envcap_schema (version, envcap) VALUES (%s, %s)",
                                                (number, __version__))
             except psycopg.Error as exc:
@@ -308,6 +314,34 @@ class PostgresStore(IndexStore):
         self.schema_version = version
         self._tables = {r[0] for r in self._run(
             "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").fetchall()}
+
+    def _backfill(self) -> None:
+        """Version 2 over a store of version 1: every run's values, every note's object."""
+        from . import runs as runs_store
+
+        self._tables = {r[0] for r in self._conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").fetchall()}
+        for sql, params in runs_store.backfill(self):
+            self._conn.execute(self.translate(sql), tuple(params))
+
+    dialect = "postgresql"
+
+    def query(self, statement: Any) -> list[Any]:
+        """The rows of an SQLAlchemy Core statement, compiled for PostgreSQL (psycopg)."""
+        import psycopg
+
+        from .schema import dialect
+
+        compiled = statement.compile(dialect=dialect("postgresql"), compile_kwargs={"render_postcompile": True})
+        if self._conn is None or self._conn.closed:
+            self._connect()
+        try:
+            return list(self._conn.execute(str(compiled), compiled.construct_params()).fetchall())
+        except psycopg.OperationalError as exc:
+            self.close()
+            raise StoreError(f"lost the connection to the shared store {self._where}: {self._clean(exc)}") from None
+        except psycopg.Error as exc:
+            raise StoreError(f"the shared store {self._where} refused a query: {self._clean(exc)}") from None
 
     # -- objects ---------------------------------------------------------------------
 
