@@ -33,7 +33,7 @@ def ui(host: str, port: int) -> None:
     # embedded one); opened now so that a missing store is an error here, not on the
     # first request.
     open_store().close()
-    app = create_app(open_store, warm=True)
+    app = create_app(open_store)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     _announce_when_started(server, host)

@@ -241,6 +241,23 @@ def find_runs(store: Any, *, where: Iterable[str] = (), labels: dict[str, str] |
     return Found(chosen, total, "records")
 
 
+def find_run_ids(store: Any, *, where: Iterable[str] = (), labels: dict[str, str] | None = None) -> list[str]:
+    """The ids of every run meeting the conditions, oldest first (the database answers;
+    the records when it cannot, as in :func:`find_runs`)."""
+    conditions = [Condition.parse(w) for w in where]
+    try:
+        from ..store.search import NotCompilable
+    except ImportError:  # SQLAlchemy not installed: the records answer
+        NotCompilable = None  # type: ignore[assignment,misc]  # noqa: N806
+    if NotCompilable is not None:
+        try:
+            return list(store.search_runs([(c.field, c.op, c.raw) for c in conditions], labels=labels).ids)
+        except NotCompilable:
+            pass
+    views = load_views(store, runs_ids_narrowed(store, where, labels))
+    return [v["id"] for v in select(views, where=where, labels=labels)]
+
+
 def runs_ids_narrowed(store: Any, where: Iterable[str], labels: dict[str, str] | None) -> list[str]:
     from ..store import runs as runs_store
 

@@ -105,7 +105,7 @@ def _page(template: str, work: Callable[[Request, Any], dict[str, Any]]) -> Call
 
 def _runs_page(request: Request, store: Any) -> dict[str, Any]:
     query = api.runs_query(request)
-    listing = data.list_runs(store, request.app.state.catalog, **query)
+    listing = data.list_runs(store, **query)
     return {"page": "runs", "listing": listing}
 
 
@@ -119,7 +119,7 @@ def _compare_page(request: Request, store: Any) -> dict[str, Any]:
 
 def _experiment_page(request: Request, store: Any) -> dict[str, Any]:
     q = request.query_params
-    found = data.experiment(store, request.app.state.catalog, where=q.getlist("where"),
+    found = data.experiment(store, where=q.getlist("where"),
                             metric=q.get("metric") or None, resource=q.get("resource") or None)
     return {"page": "experiment", **found}
 
@@ -128,11 +128,10 @@ def _fleet_page(request: Request, store: Any) -> dict[str, Any]:
     return {"page": "fleet", **data.fleet(store, cluster_label=request.query_params.get("cluster_label") or "cluster")}
 
 
-def create_app(open_store: Callable[[], Any], *, warm: bool = False) -> ASGIApp:
+def create_app(open_store: Callable[[], Any]) -> ASGIApp:
     """The app over the store ``open_store()`` opens (once per request, read only).
 
-    With ``warm``, every run's record is read into the catalog in the background from
-    the start, for the filters and sorts that need them all.
+    Nothing is cached between requests: each page is a query of the store's database.
     """
     app = Starlette(routes=[
         Route("/", _page("runs.html", _runs_page)),
@@ -144,10 +143,7 @@ def create_app(open_store: Callable[[], Any], *, warm: bool = False) -> ASGIApp:
         Mount("/static", StaticFiles(directory=os.path.join(HERE, "static")), name="static"),
     ])
     app.state.open_store = open_store
-    app.state.catalog = data.Catalog()
     app.state.templates = _templates()
-    if warm:
-        app.state.catalog.warm_in_background(open_store)
     return SecurityHeaders(app)
 
 

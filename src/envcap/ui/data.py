@@ -5,11 +5,12 @@ Runs are read only through :mod:`envcap.store.runs` (``page_ids``, ``count``,
 through :func:`envcap.store.resolve.resolve_manifest`, the fleet through
 :mod:`envcap.compare.fleet`: none of this knows which backend the store is.
 
-A listing sorted by an index column and not filtered pages through the index and opens
-only the records it shows, so its cost does not grow with the store. A filter (the
-``--where`` grammar of ``envcap runs``) or a sort by a parameter or metric needs every
-run's JSON: :class:`Catalog` keeps those in memory, keyed by record object, and on each
-use opens only the records that are new or changed since the last.
+Every page is a query: a listing, filtered by the ``--where`` grammar of ``envcap runs``
+and sorted by any field, is answered by the store's database
+(:meth:`envcap.store.base.IndexStore.search_runs`), and only the records of the page
+shown are read; nothing is kept in memory between requests. The experiment page reads
+the records of the runs its filter selects (a fixed sample of them past
+:data:`EXPERIMENT_RUNS`).
 """
 
 from __future__ import annotations
@@ -18,55 +19,17 @@ import json
 import math
 import random
 import re
-import threading
 from typing import Any, Iterable, Sequence
 
 from ..core.errors import EnvcapError, NotFoundError, UsageError
-from ..runs.query import Condition, lookup, run_json, select
+from ..runs.query import Condition, find_run_ids, find_runs, load_views, lookup, run_json
 from ..store import runs as runs_store
+from ..store.base import MAX_ROWS, StoreBackend
 
 DEFAULT_SORT = "-id"  # newest first: run ids sort by their start time
 MAX_LIMIT = 500
 EXPERIMENT_RUNS = 5000  # runs the importance estimate and the charts of an experiment use, at most
 KEY_COLUMNS = 6  # parameters and metrics shown as columns of the runs table, each
-
-
-class Catalog:
-    """Every run's JSON view (without notes), kept between requests of one server."""
-
-    def __init__(self) -> None:
-        self._views: dict[str, tuple[str, dict[str, Any]]] = {}
-        self._lock = threading.Lock()
-
-    def views(self, store: Any) -> list[dict[str, Any]]:
-        """The views of every run in the store now, oldest first."""
-        with self._lock:
-            current = runs_store.record_ids(store)
-            for gone in set(self._views) - set(current):
-                del self._views[gone]
-            for run_id, oid in current.items():
-                kept = self._views.get(run_id)
-                if kept is None or kept[0] != oid:
-                    try:
-                        found = run_json(runs_store.load_object(store, oid))
-                    except EnvcapError as exc:  # Listed from its index row, as `envcap runs` lists it.
-                        found = runs_store.index_view(store, run_id, str(exc))
-                    self._views[run_id] = (oid, found)
-            return [self._views[r][1] for r in sorted(current)]
-
-    def warm_in_background(self, open_store: Any) -> threading.Thread:
-        """Read every record now, in a thread, so that the first filtered request does
-        not wait for all of them (a request meanwhile waits for the lock instead)."""
-        def warm() -> None:
-            try:
-                with open_store() as store:
-                    self.views(store)
-            except Exception:  # noqa: BLE001  # A request will meet the same error and show it.
-                pass
-
-        thread = threading.Thread(target=warm, name="envcap-ui-catalog", daemon=True)
-        thread.start()
-        return thread
 
 
 def parse_where(where: Iterable[str]) -> list[str]:
@@ -91,22 +54,22 @@ def listed_view(store: Any, run_id: str) -> dict[str, Any]:
         return runs_store.index_view(store, run_id, str(exc))
 
 
-def list_runs(store: Any, catalog: Catalog, *, where: Iterable[str] = (), sort: str | None = None,
+def list_runs(store: StoreBackend, *, where: Iterable[str] = (), sort: str | None = None,
               offset: int = 0, limit: int = 50) -> dict[str, Any]:
     """One page of runs that meet every condition, sorted, with the total that do."""
     conditions = parse_where(where)
     sort = sort or DEFAULT_SORT
     if limit < 1 or limit > MAX_LIMIT or offset < 0:
         raise UsageError(f"limit must be 1 to {MAX_LIMIT} and offset at least 0")
+    offset = min(offset, MAX_ROWS)  # a page past every run there can be: an empty one
     key, descending = sort.lstrip("-"), sort.startswith("-")
     if not conditions and key in runs_store.INDEX_SORT:
         total = runs_store.count(store)
         shown = [listed_view(store, r) for r in
                  runs_store.page_ids(store, sort=key, descending=descending, limit=limit, offset=offset)]
     else:
-        chosen = select(catalog.views(store), where=conditions, sort=sort)
-        total = len(chosen)
-        shown = [listed_view(store, v["id"]) for v in chosen[offset:offset + limit]]
+        found = find_runs(store, where=conditions, sort=sort, limit=limit, offset=offset)
+        total, shown = found.total, found.views
     rows = [row(v) for v in shown]
     return {
         "total": total, "offset": offset, "limit": limit, "sort": sort, "where": conditions,
@@ -305,14 +268,22 @@ def _env_diffs(store: Any, views: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # -- across the runs of one experiment ---------------------------------------------------
 
 
-def experiment(store: Any, catalog: Catalog, *, where: Iterable[str] = (), metric: str | None = None,
+def experiment(store: StoreBackend, *, where: Iterable[str] = (), metric: str | None = None,
                resource: str | None = None) -> dict[str, Any]:
     """The runs a filter selects taken as one experiment: parameter importance for a
-    metric, the parallel-coordinates rows and the metric against a resource figure."""
+    metric, the parallel-coordinates rows and the metric against a resource figure.
+
+    The filter is answered by the database; only the selected runs' records are read,
+    and past :data:`EXPERIMENT_RUNS` of them a fixed sample (the same on every reload)."""
     from .importance import importance
 
     conditions = parse_where(where)
-    chosen = select(catalog.views(store), where=conditions)
+    ids = find_run_ids(store, where=conditions)
+    selected = len(ids)
+    if selected > EXPERIMENT_RUNS:
+        # A forest over 100,000 runs, or as many lines in one chart, helps nobody.
+        ids = sorted(random.Random(0).sample(ids, EXPERIMENT_RUNS))
+    chosen = load_views(store, ids)
     metrics = _names_all({k: v for k, v in (c.get("metrics") or {}).items() if _is_number(v)} for c in chosen)
     if metric is None and metrics:
         metric = metrics[0]
@@ -326,18 +297,13 @@ def experiment(store: Any, catalog: Catalog, *, where: Iterable[str] = (), metri
     if resource is not None and resource not in resource_names:
         raise NotFoundError(f"no run of these has the resource figure {resource!r}")
     result: dict[str, Any] = {
-        "where": conditions, "runs": len(chosen), "metric": metric, "metrics": metrics,
+        "where": conditions, "runs": selected, "metric": metric, "metrics": metrics,
         "resource": resource, "resources": resource_names, "importance": None, "parallel": None, "scatter": [],
-        "sampled": None,
+        "sampled": {"of": selected, "kept": len(chosen)} if selected > len(chosen) else None,
     }
     if metric is None:
         return result
     with_metric = [v for v in chosen if _is_number((v.get("metrics") or {}).get(metric))]
-    if len(with_metric) > EXPERIMENT_RUNS:
-        # A forest over 100,000 runs, or as many lines in one chart, helps nobody: a
-        # fixed sample keeps the page quick and the same on every reload.
-        result["sampled"] = {"of": len(with_metric), "kept": EXPERIMENT_RUNS}
-        with_metric = sorted(random.Random(0).sample(with_metric, EXPERIMENT_RUNS), key=lambda v: v["id"])
     result["importance"] = importance(with_metric, metric)
     ranked = [p["name"] for p in result["importance"]["params"]]
     others = sorted({p["name"] for v in with_metric for p in v.get("params") or ()} - set(ranked))
