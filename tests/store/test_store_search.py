@@ -4,6 +4,7 @@ reference, on generated stores: the same runs, in the same order, on both backen
 from __future__ import annotations
 
 import json
+import sqlite3
 import os
 import subprocess
 import sys
@@ -143,3 +144,67 @@ def test_the_ddl_file_is_what_the_declarations_render() -> None:
 
     path = Path(schema.__file__).with_name("_ddl.py")
     assert path.read_text(encoding="utf-8") == schema.render(), "run `python -m envcap.store.schema`"
+
+
+def _downgrade_to_v1(store: Any) -> None:
+    """What an index of schema version 1 looked like: no run values, notes without objects."""
+    statements = [("DROP TABLE run_values", ()), ("ALTER TABLE run_notes DROP COLUMN object", ())]
+    if store.kind == "postgresql":
+        statements.append(("DELETE FROM envcap_schema WHERE version = 2", ()))
+    store.transaction(statements)
+    if store.kind == "embedded":
+        store.db.execute("PRAGMA user_version = 0")
+
+
+def test_an_index_of_version_1_migrates_with_its_runs_values_and_notes(store_url: str) -> None:
+    from envcap.store.factory import open_store
+
+    with open_store(store_url, create=True) as store:
+        for i in range(5):
+            record = RunRecord(id=new_run_id(), state=FINISHED, mode="cli", argv=("t",), command="t", cwd="/",
+                               host="h", started_at=f"2026-12-01T00:00:{i:02d}.000Z", exit_code=0,
+                               params=(Param(name="lr", value=i / 10, source="user"),), metrics={"loss": 5 - i})
+            runs_store.put_record(store, record)
+        runs_store.add_note(store, record.id, runs_store.Note("2026-12-01T00:01:00Z", "kept"))
+        _downgrade_to_v1(store)
+    with open_store(store_url) as store:
+        assert store.info()["schema_version"] == 2
+        page = store.search_runs([("params.lr", ">", "0.15")], sort="metrics.loss", count=True)
+        assert page.total == 3 and page.ids == [record.id, *page.ids[1:]]
+        [(obj,)] = store.db.execute("SELECT object FROM run_notes").fetchall()
+        assert runs_store.parse_note(json.loads(store.get_object(obj))) == (record.id, runs_store.Note(
+            "2026-12-01T00:01:00Z", "kept"))
+
+
+def test_reindex_finds_notes_again_from_their_objects(tmp_path: Path) -> None:
+    env = {"ENVCAP_HOME": str(tmp_path / "home")}
+    run_envcap("run", "--note", "first", "--", sys.executable, "-c", "pass", env=env, check=True)
+    run_id = json.loads(run_envcap("runs", "--json", env=env, check=True).stdout)[0]["id"]
+    run_envcap("note", run_id, "second", env=env, check=True)
+    index = tmp_path / "home" / "index.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        if Path(str(index) + suffix).exists():
+            Path(str(index) + suffix).unlink()
+    index.write_bytes(b"")  # a zero-length index: every note lived only there before
+    proc = run_envcap("store", "reindex", env=env)
+    assert proc.returncode == 0, proc.stderr
+    shown = json.loads(run_envcap("show", run_id, "--json", env=env, check=True).stdout)
+    assert [n["text"] for n in shown["notes"]] == ["first", "second"]
+    assert json.loads(run_envcap("runs", "--json", "--where", "status=ok", env=env, check=True).stdout)
+
+
+def test_the_fingerprint_cache_of_a_shared_store_stays_on_this_host(pg_url: str, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from envcap.runs import data
+    from envcap.store.factory import open_store
+
+    monkeypatch.setenv("ENVCAP_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(data, "RACY_NS", 0)
+    f = tmp_path / "train.csv"
+    f.write_text("1,2\n")
+    with open_store(pg_url, create=True) as store:
+        data.fingerprint(f, data.HashCache(store))
+        assert store.db.execute("SELECT count(*) FROM file_hashes").fetchone()[0] == 0
+    local = sqlite3.connect(tmp_path / "home" / "hash-cache.sqlite")
+    assert local.execute("SELECT path FROM file_hashes").fetchall() == [(str(f),)]
+    local.close()

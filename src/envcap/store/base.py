@@ -29,6 +29,8 @@ from ..core.manifest import Manifest
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from .hashcache import HashEntries
+
 # The version of the index's tables this envcap writes. The PostgreSQL backend records
 # it in its migration history and refuses a database a newer envcap has migrated.
 SCHEMA_VERSION = 2
@@ -99,6 +101,7 @@ class StoreBackend(Protocol):
                     sort: str | None = None, limit: int | None = None, offset: int = 0,
                     count: bool = False) -> RunPage: ...
     def snapshot_nodes(self) -> list[SnapshotRow]: ...
+    def hash_entries(self) -> HashEntries: ...
     def close(self) -> None: ...
     def __enter__(self) -> Any: ...
     def __exit__(self, *exc: object) -> None: ...
@@ -308,6 +311,10 @@ class IndexStore:
         """Every snapshot as its index row says it (ids, time, host, labels): what the store
         verified when it wrote the snapshot, without reading the records again."""
         return self.snapshots()
+
+    def hash_entries(self) -> HashEntries:
+        """This host's data-fingerprint cache (see :mod:`.hashcache`)."""
+        raise NotImplementedError  # pragma: no cover - every backend has its own
 
     def counts(self) -> dict[str, int]:
         """How many of each kind of record the index holds."""

@@ -189,6 +189,12 @@ class Store(IndexStore):
 
     dialect = "sqlite"
 
+    def hash_entries(self) -> Any:
+        """This machine's fingerprint cache: in this store's own index."""
+        from .hashcache import HashEntries
+
+        return HashEntries(self)
+
     def query(self, statement: Any) -> list[Any]:
         """The rows of an SQLAlchemy Core statement, compiled for SQLite."""
         from .schema import dialect

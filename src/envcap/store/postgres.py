@@ -125,6 +125,7 @@ class PostgresStore(IndexStore):
         self._shapes: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self._sql: dict[str, str] = {}
         self._known: set[str] = set()  # manifest bodies this process has seen stored
+        self._hash_entries: Any = None
         self.schema_version = 0
         # Runs and rebuilds still work in a local directory; only records go to the database.
         self.root = config.home_dir()
@@ -325,6 +326,15 @@ class PostgresStore(IndexStore):
             self._conn.execute(self.translate(sql), tuple(params))
 
     dialect = "postgresql"
+
+    def hash_entries(self) -> Any:
+        """This machine's fingerprint cache: a local file, never the shared database
+        (another host's file at the same path and stat keys is another file)."""
+        from . import hashcache
+
+        if self._hash_entries is None:
+            self._hash_entries = hashcache.local(self.root)
+        return self._hash_entries
 
     def query(self, statement: Any) -> list[Any]:
         """The rows of an SQLAlchemy Core statement, compiled for PostgreSQL (psycopg)."""
