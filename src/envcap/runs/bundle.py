@@ -221,10 +221,12 @@ class Bundle:
             ("INSERT OR IGNORE INTO objects VALUES (?, ?, ?)", (oid, len(data), kind))
             for oid, (data, kind) in self.objects.items()
         ]
-        statements += runs_store.record_statements(self.record, self.record_id, len(self.record_bytes))
-        statements += [("INSERT INTO run_notes (run_id, time, text) VALUES (?, ?, ?)",
-                        (self.run_id, n["time"], n["text"]))
-                       for n in self.notes if (n["time"], n["text"]) not in have]
+        statements += runs_store.record_statements(
+            self.record, self.record_id, len(self.record_bytes),
+            runs_store.metric_ranges(store, self.record, {oid: data for oid, (data, _) in self.objects.items()}))
+        for n in self.notes:
+            if (n["time"], n["text"]) not in have:
+                statements += runs_store.note_statements(store, self.run_id, runs_store.Note(n["time"], n["text"]))
         store.transaction(statements)
         return self.run_id
 

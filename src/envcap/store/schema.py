@@ -167,10 +167,10 @@ def dialect(name: str) -> sa.engine.Dialect:
     if name == "sqlite":
         from sqlalchemy.dialects import sqlite
 
-        return sqlite.dialect()  # type: ignore[no-any-return]
+        return sqlite.dialect()
     from sqlalchemy.dialects.postgresql import psycopg
 
-    return psycopg.dialect()  # type: ignore[no-any-return]
+    return psycopg.dialect()  # type: ignore[no-untyped-call]
 
 
 def ddl(name: str, tables: list[str] | None = None, *, if_not_exists: bool = False) -> list[str]:
