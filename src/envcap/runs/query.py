@@ -13,11 +13,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from ..core.errors import UsageError
 from ..core.run import RunRecord
 from ..store.runs import Note
+
+if TYPE_CHECKING:
+    from ..store.base import StoreBackend
 
 _CONDITION = re.compile(r"^\s*([A-Za-z_][\w.\-/]*)\s*(==|!=|>=|<=|=|>|<|~)\s*(.*?)\s*$")
 _KEYED = ("params", "metrics", "labels")
@@ -212,7 +215,7 @@ class Found:
     by: str  # "sql": the database answered; "records": every candidate record was read
 
 
-def find_runs(store: Any, *, where: Iterable[str] = (), labels: dict[str, str] | None = None,
+def find_runs(store: StoreBackend, *, where: Iterable[str] = (), labels: dict[str, str] | None = None,
               sort: str | None = None, limit: int | None = None, offset: int = 0) -> Found:
     """The runs ``envcap runs`` and the UI list: answered by the database
     (:meth:`envcap.store.base.IndexStore.search_runs`), reading only the page's records;
@@ -241,7 +244,7 @@ def find_runs(store: Any, *, where: Iterable[str] = (), labels: dict[str, str] |
     return Found(chosen, total, "records")
 
 
-def find_run_ids(store: Any, *, where: Iterable[str] = (), labels: dict[str, str] | None = None) -> list[str]:
+def find_run_ids(store: StoreBackend, *, where: Iterable[str] = (), labels: dict[str, str] | None = None) -> list[str]:
     """The ids of every run meeting the conditions, oldest first (the database answers;
     the records when it cannot, as in :func:`find_runs`)."""
     conditions = [Condition.parse(w) for w in where]
@@ -258,13 +261,13 @@ def find_run_ids(store: Any, *, where: Iterable[str] = (), labels: dict[str, str
     return [v["id"] for v in select(views, where=where, labels=labels)]
 
 
-def runs_ids_narrowed(store: Any, where: Iterable[str], labels: dict[str, str] | None) -> list[str]:
+def runs_ids_narrowed(store: StoreBackend, where: Iterable[str], labels: dict[str, str] | None) -> list[str]:
     from ..store import runs as runs_store
 
     return runs_store.ids_where(store, *prefilter(where, labels))
 
 
-def load_views(store: Any, ids: list[str]) -> list[dict[str, Any]]:
+def load_views(store: StoreBackend, ids: list[str]) -> list[dict[str, Any]]:
     """The JSON views of runs (with notes and reproductions), in the order given; a run
     whose record cannot be read is listed from its index row, marked ``unreadable``."""
     from ..store import runs as runs_store
@@ -319,7 +322,7 @@ def find_run_ref(ref: str) -> dict[str, Any] | None:
         return run_json(record, runs_store.notes(store, ids[0]), runs_store.reproductions(store, ids[0]))
 
 
-def metric_history(store: Any, record: RunRecord, names: Iterable[str] = ()) -> dict[str, list[dict[str, Any]]]:
+def metric_history(store: StoreBackend, record: RunRecord, names: Iterable[str] = ()) -> dict[str, list[dict[str, Any]]]:
     """Every recorded point of each metric (or of ``names``), in the order they were logged.
 
     A point is ``{"step", "value"}`` (``step`` None when none was given), with ``time``
@@ -344,7 +347,7 @@ def metric_history(store: Any, record: RunRecord, names: Iterable[str] = ()) -> 
     return {n: history[n] for n in wanted} if wanted else history
 
 
-def _check_metrics_log(store: Any, record: Any) -> None:
+def _check_metrics_log(store: StoreBackend, record: Any) -> None:
     """The metrics log a run's record names is there, whole, with as many points as it says:
     ``show`` prints the record's metrics on its word."""
     from ..core.errors import StoreError

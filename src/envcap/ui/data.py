@@ -40,12 +40,12 @@ def parse_where(where: Iterable[str]) -> list[str]:
     return kept
 
 
-def view(store: Any, run_id: str) -> dict[str, Any]:
+def view(store: StoreBackend, run_id: str) -> dict[str, Any]:
     return run_json(runs_store.load(store, run_id), runs_store.notes(store, run_id),
                     runs_store.reproductions(store, run_id))
 
 
-def listed_view(store: Any, run_id: str) -> dict[str, Any]:
+def listed_view(store: StoreBackend, run_id: str) -> dict[str, Any]:
     """A run's view for a listing: from its index row, marked unreadable, when its record
     cannot be read (one bad record does not hide the others)."""
     try:
@@ -103,7 +103,7 @@ def _names(dicts: Iterable[dict[str, Any]]) -> list[str]:
 # -- one run -----------------------------------------------------------------------------
 
 
-def run_page(store: Any, ref: str) -> dict[str, Any]:
+def run_page(store: StoreBackend, ref: str) -> dict[str, Any]:
     """Everything the page of one run shows: its JSON, its environment, its metric curves."""
     run_id = runs_store.resolve(store, ref)
     data = view(store, run_id)
@@ -114,7 +114,7 @@ def run_page(store: Any, ref: str) -> dict[str, Any]:
 DIFF_SHOWN = 200_000  # characters of an uncommitted diff shown on the page
 
 
-def diff_text(store: Any, v: dict[str, Any]) -> str | None:
+def diff_text(store: StoreBackend, v: dict[str, Any]) -> str | None:
     """The run's uncommitted diff as text (cut at :data:`DIFF_SHOWN` characters), or None."""
     diff = (v.get("git") or {}).get("diff") or {}
     if not diff.get("object"):
@@ -123,7 +123,7 @@ def diff_text(store: Any, v: dict[str, Any]) -> str | None:
     return text if len(text) <= DIFF_SHOWN else text[:DIFF_SHOWN] + "\n… (cut; envcap export has all of it)"
 
 
-def environment(store: Any, v: dict[str, Any]) -> dict[str, Any] | None:
+def environment(store: StoreBackend, v: dict[str, Any]) -> dict[str, Any] | None:
     """The summary lines of the run's environment (None when it has none or it is gone)."""
     manifest = _manifest(store, v)
     if manifest is None:
@@ -134,7 +134,7 @@ def environment(store: Any, v: dict[str, Any]) -> dict[str, Any] | None:
             "summary": [line.strip() for line in summary_lines(manifest) if line.strip()]}
 
 
-def _manifest(store: Any, v: dict[str, Any]) -> Any:
+def _manifest(store: StoreBackend, v: dict[str, Any]) -> Any:
     if not v.get("manifest"):
         return None
     try:
@@ -143,7 +143,7 @@ def _manifest(store: Any, v: dict[str, Any]) -> Any:
         return None
 
 
-def manifest_json(store: Any, ref: str) -> dict[str, Any]:
+def manifest_json(store: StoreBackend, ref: str) -> dict[str, Any]:
     """A stored manifest by (a prefix of) its id, env_id or snapshot id, or a run's.
 
     Only the store is asked: a reference is never read as a file path here.
@@ -162,7 +162,7 @@ def manifest_json(store: Any, ref: str) -> dict[str, Any]:
     return json.loads(manifest.to_json())
 
 
-def curves(store: Any, v: dict[str, Any]) -> dict[str, list[list[Any]]]:
+def curves(store: StoreBackend, v: dict[str, Any]) -> dict[str, list[list[Any]]]:
     """Each metric's logged points as [step, value] pairs (the order logged when no step)."""
     from ..core.run import RunRecord
     from ..runs.query import metric_history
@@ -204,7 +204,7 @@ def _is_number(x: Any) -> bool:
 # -- comparing runs ----------------------------------------------------------------------
 
 
-def compare(store: Any, refs: Sequence[str]) -> dict[str, Any]:
+def compare(store: StoreBackend, refs: Sequence[str]) -> dict[str, Any]:
     """Two or more runs side by side: parameters, metrics, curves, environment diffs."""
     if len(refs) < 2:
         raise UsageError("choose at least two runs to compare")
@@ -244,7 +244,7 @@ def _side_by_side(dicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _env_diffs(store: Any, views: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _env_diffs(store: StoreBackend, views: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each run's environment against the first run's (the numerically sensitive changes marked)."""
     from ..compare.diff import describe, diff_manifests
 
@@ -343,7 +343,7 @@ def _parallel(views: list[dict[str, Any]], metric: str, names: list[str]) -> dic
 # -- the fleet ---------------------------------------------------------------------------
 
 
-def fleet(store: Any, *, cluster_label: str = "cluster") -> dict[str, Any]:
+def fleet(store: StoreBackend, *, cluster_label: str = "cluster") -> dict[str, Any]:
     """Which clusters run which environments, and the nodes that differ from their
     cluster's majority (``envcap fleet`` over the store)."""
     from ..compare.fleet import analyze, load_fleet
