@@ -295,17 +295,27 @@ class IndexStore:
         keys = search.keys_of(conditions, labels, sort)
         if keys and self.query(search.odd_keys(keys)):
             raise search.NotCompilable("a value SQL cannot compare exactly")
-        if offset >= MAX_ROWS:
-            ids: list[str] = []
-        else:
-            stmt = search.statement(self.dialect, conditions, labels=labels, sort=sort,
-                                    limit=None if limit is None else min(limit, MAX_ROWS), offset=offset)
-            ids = [r[0] for r in self.query(stmt)]
-            if sort is None and limit is not None:
-                ids.reverse()
-        total = None
-        if count:
-            total = int(self.query(search.statement(self.dialect, conditions, labels=labels, count=True))[0][0])
+        d = self.dialect
+        offset = min(offset, MAX_ROWS)
+        limit = None if limit is None else min(limit, MAX_ROWS)
+        kind = "mixed"
+        if sort:
+            others = {r[0] for r in self.query(search.sort_kind(sort.lstrip("-")))}
+            if not others:
+                kind = "n"
+            elif others == {"s"} and not self.query(search.has_numbers(sort.lstrip("-"))):
+                kind = "s"
+        ids = [r[0] for r in self.query(search.statement(d, conditions, labels=labels, sort=sort, limit=limit,
+                                                         offset=offset, sort_kind=kind))]
+        if sort and kind != "mixed" and (limit is None or len(ids) < limit):
+            # The page ran past the runs that have the sort field: those without it follow.
+            before = offset if ids else int(self.query(search.present_count(d, conditions, labels, sort))[0][0])
+            ids += [r[0] for r in self.query(search.absent(
+                d, conditions, labels, sort, None if limit is None else limit - len(ids),
+                max(0, offset - before) if not ids else 0))]
+        if sort is None and limit is not None:
+            ids.reverse()
+        total = int(self.query(search.count(d, conditions, labels))[0][0]) if count else None
         return RunPage(ids, total)
 
     def snapshot_nodes(self) -> list[SnapshotRow]:

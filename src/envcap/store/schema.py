@@ -92,6 +92,12 @@ run_values = sa.Table(
     sa.Column("hi", sa.Float()),
     sa.Index("run_values_num", "key", "num"),
     sa.Index("run_values_txt", "key", "txt"),
+    # The few rows that are not numbers: which keys hold text or odd values, found
+    # without reading every number (how a sort is planned, see envcap.store.search).
+    sa.Index("run_values_kinds", "key", "kind", sqlite_where=sa.text("kind <> 'n'"),
+             postgresql_where=sa.text("kind <> 'n'")),
+    # Clustered by (run_id, key) in SQLite: no second copy of every row in a rowid table.
+    sqlite_with_rowid=False,
 )
 run_notes = sa.Table(
     "run_notes", metadata,

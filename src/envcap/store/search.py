@@ -79,16 +79,17 @@ def _prefix(col: Any, start: int, text: str) -> Any:
 def _equal(v: Any, raw: str, wanted: Any) -> Any:
     """SQL for the ``=`` of a value row ``v`` (any kind but ``o``) and RAW."""
     txt, num, kind = v.c.txt, v.c.num, v.c.kind
-    text_eq = txt == sa.literal(raw, sa.Text)
+    parts = []
     if _is_number(wanted):
+        # Two numbers compare as numbers only (``num`` is set on numbers alone); a
+        # boolean equals 1 or 0; any other value by its text form or id prefix.
         w = _number(wanted)
-        # A number against a number; a boolean equals 1 or 0; strings by text or id prefix.
-        parts = [sa.and_(kind == "n", num == w), sa.and_(kind == "b", num == w)]
+        parts.append(sa.and_(num.is_not(None), num == w))  # never NULL: != negates it
+        if w in (0.0, 1.0):
+            parts.append(sa.and_(kind == "b", txt == ("true" if w == 1.0 else "false")))
     elif isinstance(wanted, bool):
-        parts = [sa.and_(kind.in_(("n", "b")), num == float(wanted))]
-    else:
-        parts = []
-    parts.append(text_eq)
+        parts.append(sa.and_(num.is_not(None), num == float(wanted)))
+    parts.append(txt == sa.literal(raw, sa.Text))
     if isinstance(wanted, str) and wanted != raw:
         parts.append(sa.and_(kind == "s", txt == sa.literal(wanted, sa.Text)))
     if len(raw) >= 4:
@@ -98,10 +99,6 @@ def _equal(v: Any, raw: str, wanted: Any) -> Any:
             sa.and_(_prefix(txt, 1, "sha256:"), _prefix(txt, 8, bare)),
             sa.and_(sa.not_(_prefix(txt, 1, "sha256:")), _prefix(txt, 1, bare)),
         )))
-    if _is_number(wanted):
-        # Two numbers compare as numbers only: the text and prefix forms are for the rest.
-        return sa.or_(sa.and_(kind == "n", num == _number(wanted)),
-                      sa.and_(kind != "n", sa.or_(*parts[1:])))
     return sa.or_(*parts)
 
 
@@ -118,7 +115,7 @@ def _predicate(dialect: str, v: Any, op: str, raw: str) -> Any:
         return eq if op == "=" else sa.not_(eq)
     method = _OPS[op]
     if _is_number(wanted):
-        return sa.and_(v.c.kind == "n", getattr(v.c.num, method)(_number(wanted)))
+        return getattr(v.c.num, method)(_number(wanted))  # NULL (false) on anything but a number
     if isinstance(wanted, str):
         return sa.and_(v.c.kind == "s", getattr(v.c.txt, method)(sa.literal(wanted, sa.Text)))
     return sa.false()
@@ -134,47 +131,120 @@ def keys_of(conditions: Sequence[Condition], labels: dict[str, str] | None, sort
     return keys
 
 
+def _filters(dialect: str, conditions: Sequence[Condition],
+             labels: dict[str, str] | None) -> list[tuple[str, Any]]:
+    """(key, predicate on a value row) of each condition and label."""
+    out: list[tuple[str, Any]] = []
+    for field, op, raw in conditions:
+        out.append((field, lambda v, op=op, raw=raw: _predicate(dialect, v, op, raw)))
+    for key, value in (labels or {}).items():
+        out.append((f"labels.{key}", lambda v, value=value: sa.and_(v.c.kind == "s",
+                                                                   v.c.txt == sa.literal(value, sa.Text))))
+    return out
+
+
+def _matching(run_id: Any, filters: list[tuple[str, Any]]) -> list[Any]:
+    """Terms that the run ``run_id`` names meets every filter (each a lookup by key)."""
+    rv = schema.run_values
+    out = []
+    for key, predicate in filters:
+        v = rv.alias()
+        out.append(sa.exists().where(v.c.run_id == run_id, v.c.key == key, predicate(v)))
+    return out
+
+
+def _driven(filters: list[tuple[str, Any]]) -> tuple[Any, Any, list[Any]]:
+    """(from, id column, where) of the runs meeting the filters, driven by the first
+    filter's index range and checking the others run by run."""
+    if not filters:
+        return schema.runs, schema.runs.c.id, []
+    v0 = schema.run_values.alias("v0")
+    key, predicate = filters[0]
+    return v0, v0.c.run_id, [v0.c.key == key, predicate(v0), *_matching(v0.c.run_id, filters[1:])]
+
+
+def count(dialect: str, conditions: Sequence[Condition], labels: dict[str, str] | None = None) -> Any:
+    """The number of runs that meet the conditions."""
+    source, _, where = _driven(_filters(dialect, conditions, labels))
+    return sa.select(sa.func.count()).select_from(source).where(*where)
+
+
 def statement(dialect: str, conditions: Sequence[Condition], *, labels: dict[str, str] | None = None,
               sort: str | None = None, limit: int | None = None, offset: int = 0,
-              count: bool = False) -> Any:
-    """The SELECT of the matching run ids (one page), or of their number."""
-    runs, rv = schema.runs, schema.run_values
-    where = []
-    for field, op, raw in conditions:
-        v = rv.alias()
-        where.append(runs.c.id.in_(sa.select(v.c.run_id).where(v.c.key == field, _predicate(dialect, v, op, raw))))
-    for key, value in (labels or {}).items():
-        v = rv.alias()
-        where.append(runs.c.id.in_(sa.select(v.c.run_id).where(
-            v.c.key == f"labels.{key}", v.c.kind == "s", v.c.txt == sa.literal(value, sa.Text))))
-    if count:
-        return sa.select(sa.func.count()).select_from(runs).where(*where)
-    query = sa.select(runs.c.id).where(*where)
+              count: bool = False, sort_kind: str = "mixed") -> Any:
+    """The SELECT of the matching run ids (one page).
+
+    ``sort_kind`` says what the sort field holds: ``n`` (numbers only) or ``s`` (strings
+    only) read the page off the field's index (``present``: the runs that have it; the
+    caller adds the others, see :func:`absent`); ``mixed`` sorts every match.
+    """
+    filters = _filters(dialect, conditions, labels)
+    if sort and sort_kind in ("n", "s"):
+        descending = sort.startswith("-")
+        s = schema.run_values.alias("s")
+        column = s.c.num if sort_kind == "n" else s.c.txt
+        if dialect == "postgresql" and sort_kind == "s":
+            column = sa.collate(column, "C")
+        query = (sa.select(s.c.run_id).where(s.c.key == sort.lstrip("-"), *_matching(s.c.run_id, filters))
+                 .order_by(column.desc() if descending else column.asc(), s.c.run_id.asc()))
+        return _page(query, limit, offset)
+    source, ids, where = _driven(filters)
+    query = sa.select(ids).select_from(source).where(*where)
     if sort:
         descending = sort.startswith("-")
-        s = rv.alias("s")
-        query = query.select_from(runs.outerjoin(s, sa.and_(s.c.run_id == runs.c.id, s.c.key == sort.lstrip("-"))))
+        s = schema.run_values.alias("s")
+        query = query.select_from(source.outerjoin(s, sa.and_(s.c.run_id == ids, s.c.key == sort.lstrip("-"))))
         group = sa.case((s.c.kind == "n", 0), else_=1)
         number = sa.case((s.c.kind == "n", s.c.num), else_=None)
         text: Any = sa.case((s.c.kind == "n", None), else_=s.c.txt)
         if dialect == "postgresql":
             text = sa.collate(text, "C")
         keys = [group, number, text]
-        query = query.order_by(s.c.run_id.is_(None), *(k.desc() if descending else k.asc() for k in keys),
-                               runs.c.id.asc())
-        if limit is not None:
-            query = query.limit(limit)
-        if offset:
-            query = query.offset(offset)
-        return query
+        query = query.order_by(s.c.run_id.is_(None), *(k.desc() if descending else k.asc() for k in keys), ids.asc())
+        return _page(query, limit, offset)
     if limit is not None:
         # The last N by id (oldest first once turned round by the caller).
-        return query.order_by(runs.c.id.desc()).limit(limit).offset(offset)
-    query = query.order_by(runs.c.id.asc())
+        return _page(query.order_by(ids.desc()), limit, offset)
+    return _page(query.order_by(ids.asc()), None, offset)
+
+
+def absent(dialect: str, conditions: Sequence[Condition], labels: dict[str, str] | None, sort: str,
+           limit: int | None, offset: int) -> Any:
+    """The matching runs without the sort field, in id order (they come last either way)."""
+    filters = _filters(dialect, conditions, labels)
+    source, ids, where = _driven(filters)
+    s = schema.run_values.alias("s")
+    missing = ~sa.exists().where(s.c.run_id == ids, s.c.key == sort.lstrip("-"))
+    return _page(sa.select(ids).select_from(source).where(*where, missing).order_by(ids.asc()), limit, offset)
+
+
+def present_count(dialect: str, conditions: Sequence[Condition], labels: dict[str, str] | None, sort: str) -> Any:
+    s = schema.run_values.alias("s")
+    filters = _filters(dialect, conditions, labels)
+    return sa.select(sa.func.count()).select_from(s).where(s.c.key == sort.lstrip("-"),
+                                                           *_matching(s.c.run_id, filters))
+
+
+def sort_kind(key: str) -> Any:
+    """The kinds other than numbers the sort field holds (none: numbers only)."""
+    rv = schema.run_values
+    return sa.select(rv.c.kind).where(rv.c.key == key, rv.c.kind != "n").group_by(rv.c.kind)
+
+
+def has_numbers(key: str) -> Any:
+    rv = schema.run_values
+    return sa.select(rv.c.run_id).where(rv.c.key == key, rv.c.kind == "n").limit(1)
+
+
+def _page(query: Any, limit: int | None, offset: int) -> Any:
+    if limit is not None:
+        query = query.limit(limit)
     return query.offset(offset) if offset else query
 
 
 def odd_keys(keys: Sequence[str]) -> Any:
     """The keys among ``keys`` with a value SQL cannot compare exactly (kind ``o``)."""
     rv = schema.run_values
-    return sa.select(rv.c.key).where(rv.c.key.in_(list(dict.fromkeys(keys))), rv.c.kind == "o").limit(1)
+    # Both terms on kind: the first lets the partial index run_values_kinds serve it.
+    return sa.select(rv.c.key).where(rv.c.key.in_(list(dict.fromkeys(keys))), rv.c.kind != "n",
+                                     rv.c.kind == "o").limit(1)

@@ -16,10 +16,11 @@ import math
 import re
 from typing import Any, Iterable, Iterator, Mapping
 
-# The record's own fields a condition may name, each a scalar in a record.
-FIELDS = ("id", "state", "status", "mode", "command", "cwd", "host", "started_at", "ended_at", "duration_s",
-          "exit_code", "signal", "manifest", "snapshot", "env_id", "platform_id", "params_id", "envcap_version",
-          "schema")
+# The record's own fields a condition is answered on in SQL, each a scalar in a record
+# (the rarer ones, such as ``cwd`` or ``mode``, are answered from the records: a row per
+# run and field costs the index more than those queries are worth).
+FIELDS = ("id", "state", "status", "command", "host", "started_at", "ended_at", "duration_s", "exit_code", "signal",
+          "manifest", "env_id", "platform_id", "params_id")
 GIT_FIELDS = ("commit", "branch", "dirty")
 KEYED = ("params", "metrics", "labels")
 EXACT_INT = 2 ** 53
@@ -45,7 +46,9 @@ def covered(path: str) -> bool:
 def kind_of(value: Any) -> tuple[str, float | None]:
     """How a value compares in SQL: its kind and its number (see :mod:`.schema`)."""
     if isinstance(value, bool):
-        return "b", float(value)
+        # No number: ``num`` is set on numbers alone, so that a numeric condition reads
+        # the (key, num) index without looking at the kind.
+        return "b", None
     if value is None:
         return "z", None
     if isinstance(value, int):
