@@ -7,14 +7,16 @@ command knows which one it has: both are opened through
 :func:`envcap.store.factory.open_store`.
 
 A backend keeps content-addressed objects (``put_object``/``get_object``, every read
-re-hashed) and an index of tables reached through ``db.execute(sql, params)`` and
-``transaction(statements)`` (all or nothing). The table modules (:mod:`.runs`,
-:mod:`.images`, the fingerprint cache) write their SQL once, in SQLite's dialect with
-``?`` placeholders; the PostgreSQL backend translates the few SQLite forms they use
-(``?``, ``INSERT OR IGNORE``, ``INSERT OR REPLACE``) as it runs them. One translation
-layer in one backend keeps every query in one place and lets the table modules change
-without touching the backends (a method per query would grow both backends with every
-new column).
+re-hashed) and an index whose tables are declared once, for both dialects, in
+:mod:`.schema` (SQLAlchemy Core). :class:`StoreBackend` is what the rest of envcap may
+use: domain operations (snapshots: ``add``, ``get``, ``resolve``, ``snapshots``,
+``snapshot_nodes`` for the fleet; runs: ``search_runs(conditions, sort, page)``; the
+fingerprint cache: ``hash_entries``), with the run, note and image tables reached
+through :mod:`.runs` and :mod:`.images`. All SQL lives in this folder: the table modules
+write plain statements both backends run (the PostgreSQL backend translates SQLite's
+``?``, ``INSERT OR IGNORE`` and ``INSERT OR REPLACE``), and queries that must be
+exact on both dialects (the run search) are built with SQLAlchemy Core and compiled
+for the backend's dialect (``query``).
 """
 
 from __future__ import annotations

@@ -182,7 +182,7 @@ def statement(dialect: str, conditions: Sequence[Condition], *, labels: dict[str
     if sort and sort_kind in ("n", "s"):
         descending = sort.startswith("-")
         s = schema.run_values.alias("s")
-        column = s.c.num if sort_kind == "n" else s.c.txt
+        column: Any = s.c.num if sort_kind == "n" else s.c.txt
         if dialect == "postgresql" and sort_kind == "s":
             column = sa.collate(column, "C")
         query = (sa.select(s.c.run_id).where(s.c.key == sort.lstrip("-"), *_matching(s.c.run_id, filters))
