@@ -99,7 +99,8 @@ def runs(as_json: bool, where: tuple[str, ...], labels: tuple[str, ...], sort: s
     # No store is an error, as it is for `envcap ls` and `envcap fleet`: exit 2, not "no runs".
     with open_store() as store:
         # `--limit 0` without a sort has always listed every run (the last 0 read as all).
-        found = find_runs(store, where=where, labels=wanted, sort=sort, limit=None if limit == 0 and not sort else limit)
+        found = find_runs(store, where=where, labels=wanted, sort=sort, limit=None if limit == 0 and not sort else limit,
+                           count=False)
         chosen = found.views
         anything = bool(chosen) or _any_runs(store)
     if as_json:

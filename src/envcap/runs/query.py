@@ -211,29 +211,26 @@ class Found:
     """A page of runs as JSON views, the total that match, and how it was answered."""
 
     views: list[dict[str, Any]]
-    total: int
+    total: int | None  # None when not asked for (counting costs a query of its own)
     by: str  # "sql": the database answered; "records": every candidate record was read
 
 
 def find_runs(store: StoreBackend, *, where: Iterable[str] = (), labels: dict[str, str] | None = None,
-              sort: str | None = None, limit: int | None = None, offset: int = 0) -> Found:
+              sort: str | None = None, limit: int | None = None, offset: int = 0, count: bool = True) -> Found:
     """The runs ``envcap runs`` and the UI list: answered by the database
     (:meth:`envcap.store.base.IndexStore.search_runs`), reading only the page's records;
     from the records themselves (:func:`select`, the reference) when the store cannot
     answer exactly (a rare path, an odd value, an older read-only index)."""
+    from ..store.search import NotCompilable
+
     conditions = [Condition.parse(w) for w in where]
     try:
-        from ..store.search import NotCompilable
-    except ImportError:  # SQLAlchemy not installed: the records answer
-        NotCompilable = None  # type: ignore[assignment,misc]  # noqa: N806
-    if NotCompilable is not None:
-        try:
-            page = store.search_runs([(c.field, c.op, c.raw) for c in conditions], labels=labels, sort=sort,
-                                     limit=limit, offset=offset, count=True)
-        except NotCompilable:
-            pass
-        else:
-            return Found(load_views(store, page.ids), int(page.total or 0), "sql")
+        page = store.search_runs([(c.field, c.op, c.raw) for c in conditions], labels=labels, sort=sort,
+                                 limit=limit, offset=offset, count=count)
+    except NotCompilable:
+        pass
+    else:
+        return Found(load_views(store, page.ids), page.total, "sql")
     views = load_views(store, runs_ids_narrowed(store, where, labels))
     chosen = select(views, where=where, labels=labels, sort=sort)
     total = len(chosen)
@@ -247,16 +244,13 @@ def find_runs(store: StoreBackend, *, where: Iterable[str] = (), labels: dict[st
 def find_run_ids(store: StoreBackend, *, where: Iterable[str] = (), labels: dict[str, str] | None = None) -> list[str]:
     """The ids of every run meeting the conditions, oldest first (the database answers;
     the records when it cannot, as in :func:`find_runs`)."""
+    from ..store.search import NotCompilable
+
     conditions = [Condition.parse(w) for w in where]
     try:
-        from ..store.search import NotCompilable
-    except ImportError:  # SQLAlchemy not installed: the records answer
-        NotCompilable = None  # type: ignore[assignment,misc]  # noqa: N806
-    if NotCompilable is not None:
-        try:
-            return list(store.search_runs([(c.field, c.op, c.raw) for c in conditions], labels=labels).ids)
-        except NotCompilable:
-            pass
+        return list(store.search_runs([(c.field, c.op, c.raw) for c in conditions], labels=labels).ids)
+    except NotCompilable:
+        pass
     views = load_views(store, runs_ids_narrowed(store, where, labels))
     return [v["id"] for v in select(views, where=where, labels=labels)]
 

@@ -15,8 +15,8 @@ fingerprint cache: ``hash_entries``), with the run, note and image tables reache
 through :mod:`.runs` and :mod:`.images`. All SQL lives in this folder: the table modules
 write plain statements both backends run (the PostgreSQL backend translates SQLite's
 ``?``, ``INSERT OR IGNORE`` and ``INSERT OR REPLACE``), and queries that must be
-exact on both dialects (the run search) are built with SQLAlchemy Core and compiled
-for the backend's dialect (``query``).
+exact on both dialects (the run search, :mod:`.search`) are written once as text with
+``?`` placeholders and run by ``query``.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class StoreBackend(Protocol):
     def info(self) -> dict[str, Any]: ...
     # Domain operations answered by the database (see IndexStore for what each does).
     dialect: str  # "sqlite" or "postgresql": what SQLAlchemy compiles for
-    def query(self, statement: Any) -> list[Any]: ...
+    def query(self, statement: tuple[str, Sequence[Any]]) -> list[Any]: ...
     def search_runs(self, conditions: Sequence[tuple[str, str, str]], *, labels: dict[str, str] | None = None,
                     sort: str | None = None, limit: int | None = None, offset: int = 0,
                     count: bool = False) -> RunPage: ...
@@ -279,7 +279,7 @@ class IndexStore:
 
     # -- runs, answered by the database -----------------------------------------------
 
-    def query(self, statement: Any) -> list[Any]:  # pragma: no cover - every backend has its own
+    def query(self, statement: tuple[str, Sequence[Any]]) -> list[Any]:  # pragma: no cover - every backend has its own
         raise NotImplementedError
 
     def search_runs(self, conditions: Sequence[tuple[str, str, str]], *, labels: dict[str, str] | None = None,

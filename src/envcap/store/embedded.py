@@ -195,15 +195,11 @@ class Store(IndexStore):
 
         return HashEntries(self)
 
-    def query(self, statement: Any) -> list[Any]:
-        """The rows of an SQLAlchemy Core statement, compiled for SQLite."""
-        from .schema import dialect
-
-        compiled = statement.compile(dialect=dialect("sqlite"), compile_kwargs={"render_postcompile": True})
-        params = compiled.construct_params()
-        order = compiled.positiontup or []
+    def query(self, statement: tuple[str, Sequence[Any]]) -> list[Any]:
+        """The rows of a query of :mod:`.search` (SQL text and its parameters)."""
+        sql, params = statement
         try:
-            return self.db.execute(str(compiled), [params[name] for name in order]).fetchall()
+            return self.db.execute(sql, tuple(params)).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"the store index {self._index} refused a query: {exc}") from exc
 

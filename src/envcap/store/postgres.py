@@ -336,22 +336,10 @@ class PostgresStore(IndexStore):
             self._hash_entries = hashcache.local(self.root)
         return self._hash_entries
 
-    def query(self, statement: Any) -> list[Any]:
-        """The rows of an SQLAlchemy Core statement, compiled for PostgreSQL (psycopg)."""
-        import psycopg
-
-        from .schema import dialect
-
-        compiled = statement.compile(dialect=dialect("postgresql"), compile_kwargs={"render_postcompile": True})
-        if self._conn is None or self._conn.closed:
-            self._connect()
-        try:
-            return list(self._conn.execute(str(compiled), compiled.construct_params()).fetchall())
-        except psycopg.OperationalError as exc:
-            self.close()
-            raise StoreError(f"lost the connection to the shared store {self._where}: {self._clean(exc)}") from None
-        except psycopg.Error as exc:
-            raise StoreError(f"the shared store {self._where} refused a query: {self._clean(exc)}") from None
+    def query(self, statement: tuple[str, Sequence[Any]]) -> list[Any]:
+        """The rows of a query of :mod:`.search` (SQL text with ``?`` and its parameters)."""
+        sql, params = statement
+        return list(self._run(sql, params).fetchall())
 
     # -- objects ---------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""``search_runs``: the ``--where`` grammar and ``--sort`` compiled to SQL (SQLAlchemy Core).
+"""``search_runs``: the ``--where`` grammar and ``--sort`` compiled to SQL.
 
 The grammar is :mod:`envcap.runs.query`'s, and so are its answers: the in-memory filter
 there is the reference, and a test compares the two on generated stores. A condition
@@ -20,30 +20,47 @@ a sort, ``--limit N`` keeps the last N by id. A value SQL cannot compare exactly
 list, an object, NaN, an integer beyond 2**53) or a condition on a path the values
 table does not cover raises :class:`NotCompilable`; the caller answers that query from
 the records.
+
+The SQL is written here as text, once for both dialects (SQLite's ``?`` placeholders,
+which the PostgreSQL backend turns into psycopg's): building it with SQLAlchemy would
+cost every ``envcap runs`` the library's import (about 0.3 s), more than the query. The
+tables it reads are declared in :mod:`.schema`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from typing import Any, Sequence
 
-import sqlalchemy as sa
-
-from . import schema, values as values_mod
+from . import values as values_mod
 
 Condition = tuple[str, str, str]  # field, operator (= != > >= < <= ~), raw value
+Stmt = tuple[str, list[Any]]  # SQL with ? placeholders, and its parameters
 
 
 class NotCompilable(Exception):
     """The query needs the records: the values table cannot answer it exactly."""
 
 
-@dataclass(frozen=True, slots=True)
-class Page:
-    ids: list[str]
-    total: int | None  # how many runs match in all (when asked for)
+class _Q:
+    """Parameters collected while SQL text is built."""
+
+    def __init__(self, dialect: str) -> None:
+        self.dialect = dialect
+        self.params: list[Any] = []
+        self.aliases = 0
+
+    def p(self, value: Any) -> str:
+        self.params.append(value)
+        return "?"
+
+    def alias(self) -> str:
+        self.aliases += 1
+        return f"v{self.aliases}"
+
+    def collate(self, expr: str) -> str:
+        return f'{expr} COLLATE "C"' if self.dialect == "postgresql" else expr
 
 
 def _wanted(raw: str) -> Any:
@@ -66,59 +83,50 @@ def _number(w: Any) -> float:
     return float(w)
 
 
-def _contains(dialect: str, col: Any, raw: str) -> Any:
-    fn = sa.func.strpos if dialect == "postgresql" else sa.func.instr
-    return fn(col, sa.literal(raw, sa.Text)) > 0
+def _prefix(q: _Q, col: str, start: int, text: str) -> str:
+    return f"substr({col}, {int(start)}, {len(text)}) = {q.p(text)}"
 
 
-def _prefix(col: Any, start: int, text: str) -> Any:
-    return sa.func.substr(col, sa.literal(start, sa.Integer), sa.literal(len(text), sa.Integer)) == \
-        sa.literal(text, sa.Text)
-
-
-def _equal(v: Any, raw: str, wanted: Any) -> Any:
-    """SQL for the ``=`` of a value row ``v`` (any kind but ``o``) and RAW."""
-    txt, num, kind = v.c.txt, v.c.num, v.c.kind
+def _equal(q: _Q, v: str, raw: str, wanted: Any) -> str:
+    """SQL for the ``=`` of a value row ``v`` (any kind but ``o``) and RAW: never NULL,
+    so that ``!=`` is its negation."""
     parts = []
     if _is_number(wanted):
         # Two numbers compare as numbers only (``num`` is set on numbers alone); a
         # boolean equals 1 or 0; any other value by its text form or id prefix.
         w = _number(wanted)
-        parts.append(sa.and_(num.is_not(None), num == w))  # never NULL: != negates it
+        parts.append(f"({v}.num IS NOT NULL AND {v}.num = {q.p(w)})")
         if w in (0.0, 1.0):
-            parts.append(sa.and_(kind == "b", txt == ("true" if w == 1.0 else "false")))
+            parts.append(f"({v}.kind = 'b' AND {v}.txt = {q.p('true' if w == 1.0 else 'false')})")
     elif isinstance(wanted, bool):
-        parts.append(sa.and_(num.is_not(None), num == float(wanted)))
-    parts.append(txt == sa.literal(raw, sa.Text))
+        parts.append(f"({v}.num IS NOT NULL AND {v}.num = {q.p(float(wanted))})")
+    parts.append(f"{v}.txt = {q.p(raw)}")
     if isinstance(wanted, str) and wanted != raw:
-        parts.append(sa.and_(kind == "s", txt == sa.literal(wanted, sa.Text)))
+        parts.append(f"({v}.kind = 's' AND {v}.txt = {q.p(wanted)})")
     if len(raw) >= 4:
         bare = raw.removeprefix("sha256:")
-        parts.append(sa.and_(v.c.idlike == 1, sa.or_(
-            _prefix(txt, 1, raw),
-            sa.and_(_prefix(txt, 1, "sha256:"), _prefix(txt, 8, bare)),
-            sa.and_(sa.not_(_prefix(txt, 1, "sha256:")), _prefix(txt, 1, bare)),
-        )))
-    return sa.or_(*parts)
+        parts.append(f"({v}.idlike = 1 AND ({_prefix(q, v + '.txt', 1, raw)} OR "
+                     f"({_prefix(q, v + '.txt', 1, 'sha256:')} AND {_prefix(q, v + '.txt', 8, bare)}) OR "
+                     f"(NOT {_prefix(q, v + '.txt', 1, 'sha256:')} AND {_prefix(q, v + '.txt', 1, bare)})))")
+    return "(" + " OR ".join(parts) + ")"
 
 
-_OPS = {">": "__gt__", ">=": "__ge__", "<": "__lt__", "<=": "__le__"}
-
-
-def _predicate(dialect: str, v: Any, op: str, raw: str) -> Any:
+def _predicate(q: _Q, v: str, op: str, raw: str) -> str:
     """SQL that a value row meets ``OP RAW``."""
     wanted = _wanted(raw)
     if op == "~":
-        return _contains(dialect, v.c.txt, raw)
+        fn = "strpos" if q.dialect == "postgresql" else "instr"
+        return f"{fn}({v}.txt, {q.p(raw)}) > 0"
     if op in ("=", "!="):
-        eq = _equal(v, raw, wanted)
-        return eq if op == "=" else sa.not_(eq)
-    method = _OPS[op]
+        eq = _equal(q, v, raw, wanted)
+        return eq if op == "=" else f"NOT {eq}"
+    if op not in (">", ">=", "<", "<="):  # pragma: no cover - the grammar has no other
+        raise NotCompilable(op)
     if _is_number(wanted):
-        return getattr(v.c.num, method)(_number(wanted))  # NULL (false) on anything but a number
+        return f"{v}.num {op} {q.p(_number(wanted))}"  # NULL (false) on anything but a number
     if isinstance(wanted, str):
-        return sa.and_(v.c.kind == "s", getattr(v.c.txt, method)(sa.literal(wanted, sa.Text)))
-    return sa.false()
+        return f"({v}.kind = 's' AND {q.collate(v + '.txt')} {op} {q.p(wanted)})"
+    return "1 = 0"
 
 
 def keys_of(conditions: Sequence[Condition], labels: dict[str, str] | None, sort: str | None) -> list[str]:
@@ -131,120 +139,123 @@ def keys_of(conditions: Sequence[Condition], labels: dict[str, str] | None, sort
     return keys
 
 
-def _filters(dialect: str, conditions: Sequence[Condition],
-             labels: dict[str, str] | None) -> list[tuple[str, Any]]:
-    """(key, predicate on a value row) of each condition and label."""
-    out: list[tuple[str, Any]] = []
+Filter = tuple[str, Any]  # key, and a function (q, alias) -> SQL
+
+
+def _filters(conditions: Sequence[Condition], labels: dict[str, str] | None) -> list[Filter]:
+    out: list[Filter] = []
     for field, op, raw in conditions:
-        out.append((field, lambda v, op=op, raw=raw: _predicate(dialect, v, op, raw)))
+        out.append((field, lambda q, v, op=op, raw=raw: _predicate(q, v, op, raw)))
     for key, value in (labels or {}).items():
-        out.append((f"labels.{key}", lambda v, value=value: sa.and_(v.c.kind == "s",
-                                                                   v.c.txt == sa.literal(value, sa.Text))))
+        out.append((f"labels.{key}", lambda q, v, value=value: f"({v}.kind = 's' AND {v}.txt = {q.p(value)})"))
     return out
 
 
-def _matching(run_id: Any, filters: list[tuple[str, Any]]) -> list[Any]:
+def _matching(q: _Q, run_id: str, filters: list[Filter]) -> list[str]:
     """Terms that the run ``run_id`` names meets every filter (each a lookup by key)."""
-    rv = schema.run_values
     out = []
     for key, predicate in filters:
-        v = rv.alias()
-        out.append(sa.exists().where(v.c.run_id == run_id, v.c.key == key, predicate(v)))
+        v = q.alias()
+        out.append(f"EXISTS (SELECT 1 FROM run_values {v} WHERE {v}.run_id = {run_id} AND {v}.key = {q.p(key)} "
+                   f"AND {predicate(q, v)})")
     return out
 
 
-def _driven(filters: list[tuple[str, Any]]) -> tuple[Any, Any, list[Any]]:
-    """(from, id column, where) of the runs meeting the filters, driven by the first
+def _driven(q: _Q, filters: list[Filter]) -> tuple[str, str, list[str]]:
+    """(from, id column, where terms) of the runs meeting the filters, driven by the first
     filter's index range and checking the others run by run."""
     if not filters:
-        return schema.runs, schema.runs.c.id, []
-    v0 = schema.run_values.alias("v0")
+        return "runs", "runs.id", []
     key, predicate = filters[0]
-    return v0, v0.c.run_id, [v0.c.key == key, predicate(v0), *_matching(v0.c.run_id, filters[1:])]
+    return ("run_values v0", "v0.run_id",
+            [f"v0.key = {q.p(key)}", predicate(q, "v0"), *_matching(q, "v0.run_id", filters[1:])])
 
 
-def count(dialect: str, conditions: Sequence[Condition], labels: dict[str, str] | None = None) -> Any:
+def _where(terms: list[str]) -> str:
+    return (" WHERE " + " AND ".join(terms)) if terms else ""
+
+
+def _page(q: _Q, sql: str, limit: int | None, offset: int) -> Stmt:
+    if limit is not None:
+        sql += f" LIMIT {q.p(limit)}"
+        if offset:
+            sql += f" OFFSET {q.p(offset)}"
+    elif offset:
+        sql += " LIMIT -1" if q.dialect == "sqlite" else " LIMIT ALL"
+        sql += f" OFFSET {q.p(offset)}"
+    return sql, q.params
+
+
+def count(dialect: str, conditions: Sequence[Condition], labels: dict[str, str] | None = None) -> Stmt:
     """The number of runs that meet the conditions."""
-    source, _, where = _driven(_filters(dialect, conditions, labels))
-    return sa.select(sa.func.count()).select_from(source).where(*where)
+    q = _Q(dialect)
+    source, _, terms = _driven(q, _filters(conditions, labels))
+    return f"SELECT count(*) FROM {source}{_where(terms)}", q.params
 
 
 def statement(dialect: str, conditions: Sequence[Condition], *, labels: dict[str, str] | None = None,
               sort: str | None = None, limit: int | None = None, offset: int = 0,
-              count: bool = False, sort_kind: str = "mixed") -> Any:
+              sort_kind: str = "mixed") -> Stmt:
     """The SELECT of the matching run ids (one page).
 
     ``sort_kind`` says what the sort field holds: ``n`` (numbers only) or ``s`` (strings
-    only) read the page off the field's index (``present``: the runs that have it; the
-    caller adds the others, see :func:`absent`); ``mixed`` sorts every match.
+    only) read the page off the field's index (the runs that have the field; the caller
+    adds the others, see :func:`absent`); ``mixed`` sorts every match.
     """
-    filters = _filters(dialect, conditions, labels)
-    if sort and sort_kind in ("n", "s"):
-        descending = sort.startswith("-")
-        s = schema.run_values.alias("s")
-        column: Any = s.c.num if sort_kind == "n" else s.c.txt
-        if dialect == "postgresql" and sort_kind == "s":
-            column = sa.collate(column, "C")
-        query = (sa.select(s.c.run_id).where(s.c.key == sort.lstrip("-"), *_matching(s.c.run_id, filters))
-                 .order_by(column.desc() if descending else column.asc(), s.c.run_id.asc()))
-        return _page(query, limit, offset)
-    source, ids, where = _driven(filters)
-    query = sa.select(ids).select_from(source).where(*where)
+    q = _Q(dialect)
+    filters = _filters(conditions, labels)
     if sort:
-        descending = sort.startswith("-")
-        s = schema.run_values.alias("s")
-        query = query.select_from(source.outerjoin(s, sa.and_(s.c.run_id == ids, s.c.key == sort.lstrip("-"))))
-        group = sa.case((s.c.kind == "n", 0), else_=1)
-        number = sa.case((s.c.kind == "n", s.c.num), else_=None)
-        text: Any = sa.case((s.c.kind == "n", None), else_=s.c.txt)
-        if dialect == "postgresql":
-            text = sa.collate(text, "C")
-        keys = [group, number, text]
-        query = query.order_by(s.c.run_id.is_(None), *(k.desc() if descending else k.asc() for k in keys), ids.asc())
-        return _page(query, limit, offset)
+        direction = "DESC" if sort.startswith("-") else "ASC"
+        key = sort.lstrip("-")
+        if sort_kind in ("n", "s"):
+            column = "s.num" if sort_kind == "n" else q.collate("s.txt")
+            terms = [f"s.key = {q.p(key)}", *_matching(q, "s.run_id", filters)]
+            sql = f"SELECT s.run_id FROM run_values s{_where(terms)} ORDER BY {column} {direction}, s.run_id ASC"
+            return _page(q, sql, limit, offset)
+        join_key = q.p(key)  # the join's parameter comes first in the text
+        text = q.collate("CASE WHEN s.kind = 'n' THEN NULL ELSE s.txt END")
+        source, ids, terms = _driven(q, filters)
+        sql = (f"SELECT {ids} FROM {source} LEFT OUTER JOIN run_values s ON s.run_id = {ids} AND s.key = {join_key}"
+               f"{_where(terms)} ORDER BY s.run_id IS NULL, "
+               f"CASE WHEN s.kind = 'n' THEN 0 ELSE 1 END {direction}, "
+               f"CASE WHEN s.kind = 'n' THEN s.num END {direction}, "
+               f"{text} {direction}, {ids} ASC")
+        return _page(q, sql, limit, offset)
+    source, ids, terms = _driven(q, filters)
+    sql = f"SELECT {ids} FROM {source}{_where(terms)}"
     if limit is not None:
         # The last N by id (oldest first once turned round by the caller).
-        return _page(query.order_by(ids.desc()), limit, offset)
-    return _page(query.order_by(ids.asc()), None, offset)
+        return _page(q, sql + f" ORDER BY {ids} DESC", limit, offset)
+    return _page(q, sql + f" ORDER BY {ids} ASC", None, offset)
 
 
 def absent(dialect: str, conditions: Sequence[Condition], labels: dict[str, str] | None, sort: str,
-           limit: int | None, offset: int) -> Any:
+           limit: int | None, offset: int) -> Stmt:
     """The matching runs without the sort field, in id order (they come last either way)."""
-    filters = _filters(dialect, conditions, labels)
-    source, ids, where = _driven(filters)
-    s = schema.run_values.alias("s")
-    missing = ~sa.exists().where(s.c.run_id == ids, s.c.key == sort.lstrip("-"))
-    return _page(sa.select(ids).select_from(source).where(*where, missing).order_by(ids.asc()), limit, offset)
+    q = _Q(dialect)
+    source, ids, terms = _driven(q, _filters(conditions, labels))
+    terms.append(f"NOT EXISTS (SELECT 1 FROM run_values s WHERE s.run_id = {ids} AND s.key = {q.p(sort.lstrip('-'))})")
+    return _page(q, f"SELECT {ids} FROM {source}{_where(terms)} ORDER BY {ids} ASC", limit, offset)
 
 
-def present_count(dialect: str, conditions: Sequence[Condition], labels: dict[str, str] | None, sort: str) -> Any:
-    s = schema.run_values.alias("s")
-    filters = _filters(dialect, conditions, labels)
-    return sa.select(sa.func.count()).select_from(s).where(s.c.key == sort.lstrip("-"),
-                                                           *_matching(s.c.run_id, filters))
+def present_count(dialect: str, conditions: Sequence[Condition], labels: dict[str, str] | None, sort: str) -> Stmt:
+    q = _Q(dialect)
+    terms = [f"s.key = {q.p(sort.lstrip('-'))}", *_matching(q, "s.run_id", _filters(conditions, labels))]
+    return f"SELECT count(*) FROM run_values s{_where(terms)}", q.params
 
 
-def sort_kind(key: str) -> Any:
+def sort_kind(key: str) -> Stmt:
     """The kinds other than numbers the sort field holds (none: numbers only)."""
-    rv = schema.run_values
-    return sa.select(rv.c.kind).where(rv.c.key == key, rv.c.kind != "n").group_by(rv.c.kind)
+    return "SELECT DISTINCT kind FROM run_values WHERE key = ? AND kind <> 'n'", [key]
 
 
-def has_numbers(key: str) -> Any:
-    rv = schema.run_values
-    return sa.select(rv.c.run_id).where(rv.c.key == key, rv.c.kind == "n").limit(1)
+def has_numbers(key: str) -> Stmt:
+    return "SELECT 1 FROM run_values WHERE key = ? AND num IS NOT NULL LIMIT 1", [key]
 
 
-def _page(query: Any, limit: int | None, offset: int) -> Any:
-    if limit is not None:
-        query = query.limit(limit)
-    return query.offset(offset) if offset else query
-
-
-def odd_keys(keys: Sequence[str]) -> Any:
+def odd_keys(keys: Sequence[str]) -> Stmt:
     """The keys among ``keys`` with a value SQL cannot compare exactly (kind ``o``)."""
-    rv = schema.run_values
+    wanted = list(dict.fromkeys(keys))
     # Both terms on kind: the first lets the partial index run_values_kinds serve it.
-    return sa.select(rv.c.key).where(rv.c.key.in_(list(dict.fromkeys(keys))), rv.c.kind != "n",
-                                     rv.c.kind == "o").limit(1)
+    return (f"SELECT key FROM run_values WHERE key IN ({', '.join('?' * len(wanted))}) AND kind <> 'n' "
+            "AND kind = 'o' LIMIT 1", wanted)

@@ -69,7 +69,7 @@ def list_runs(store: StoreBackend, *, where: Iterable[str] = (), sort: str | Non
                  runs_store.page_ids(store, sort=key, descending=descending, limit=limit, offset=offset)]
     else:
         found = find_runs(store, where=conditions, sort=sort, limit=limit, offset=offset)
-        total, shown = found.total, found.views
+        total, shown = int(found.total or 0), found.views
     rows = [row(v) for v in shown]
     return {
         "total": total, "offset": offset, "limit": limit, "sort": sort, "where": conditions,
