@@ -87,6 +87,16 @@ def _prefix(q: _Q, col: str, start: int, text: str) -> str:
     return f"substr({col}, {int(start)}, {len(text)}) = {q.p(text)}"
 
 
+# Greater than every character: a string starts with P if P <= it < P + _TOP (in
+# code point order, as both backends compare text here).
+_TOP = "\U0010ffff"
+
+
+def _starts(q: _Q, v: str, prefix: str) -> str:
+    column = q.collate(f"{v}.txt")
+    return f"({column} >= {q.p(prefix)} AND {column} < {q.p(prefix + _TOP)})"
+
+
 def _equal(q: _Q, v: str, raw: str, wanted: Any) -> str:
     """SQL for the ``=`` of a value row ``v`` (any kind but ``o``) and RAW: never NULL,
     so that ``!=`` is its negation."""
@@ -104,10 +114,11 @@ def _equal(q: _Q, v: str, raw: str, wanted: Any) -> str:
     if isinstance(wanted, str) and wanted != raw:
         parts.append(f"({v}.kind = 's' AND {v}.txt = {q.p(wanted)})")
     if len(raw) >= 4:
+        # An id by prefix: each branch a range of the (key, txt) index.
         bare = raw.removeprefix("sha256:")
-        parts.append(f"({v}.idlike = 1 AND ({_prefix(q, v + '.txt', 1, raw)} OR "
-                     f"({_prefix(q, v + '.txt', 1, 'sha256:')} AND {_prefix(q, v + '.txt', 8, bare)}) OR "
-                     f"(NOT {_prefix(q, v + '.txt', 1, 'sha256:')} AND {_prefix(q, v + '.txt', 1, bare)})))")
+        parts.append(f"({v}.idlike = 1 AND {_starts(q, v, raw)})")
+        parts.append(f"({v}.idlike = 1 AND {_starts(q, v, 'sha256:' + bare)})")
+        parts.append(f"({v}.idlike = 1 AND {_starts(q, v, bare)} AND NOT {_prefix(q, v + '.txt', 1, 'sha256:')})")
     return "(" + " OR ".join(parts) + ")"
 
 
