@@ -217,10 +217,7 @@ class Bundle:
                 raise StoreError(f"{self.source}: the manifest's observations do not match the run's "
                                  f"snapshot {self.record.snapshot}")
         have = {(n.time, n.text) for n in runs_store.notes(store, self.run_id)}
-        statements: list[tuple[str, tuple[Any, ...]]] = [
-            ("INSERT OR IGNORE INTO objects VALUES (?, ?, ?)", (oid, len(data), kind))
-            for oid, (data, kind) in self.objects.items()
-        ]
+        statements = runs_store.object_statements((oid, len(data), kind) for oid, (data, kind) in self.objects.items())
         statements += runs_store.record_statements(
             self.record, self.record_id, len(self.record_bytes),
             runs_store.metric_ranges(store, self.record, {oid: data for oid, (data, _) in self.objects.items()}))

@@ -130,6 +130,11 @@ def has_object(store: Store, oid: str) -> bool:
     return store.db.execute("SELECT 1 FROM objects WHERE id = ?", (oid,)).fetchone() is not None
 
 
+def object_statements(objects: Iterable[tuple[str, int, str]]) -> list[tuple[str, tuple[Any, ...]]]:
+    """The SQL that enters stored objects (id, size, kind) in the index."""
+    return [("INSERT OR IGNORE INTO objects VALUES (?, ?, ?)", (oid, size, kind)) for oid, size, kind in objects]
+
+
 def put_record(store: Store, record: RunRecord, *, notes: Iterable[Note] = (),
                objects: Iterable[tuple[str, int, str]] = ()) -> str:
     """Store a record and point the run at it, atomically; return the record object's id.
