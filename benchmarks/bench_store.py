@@ -133,6 +133,9 @@ def fill_runs(url: str, count: int, envs: int) -> None:
                 statements += runs_store.record_statements(record, digest(data), len(data))
             _put_fast(store, blobs)
             store.transaction(statements)
+        # The planner's statistics, as a store that has lived a while has them (PostgreSQL's
+        # autovacuum would gather them some minutes after a bulk load like this one).
+        store.db.execute("ANALYZE")
 
 
 def _put_fast(store: Any, blobs: list[bytes]) -> None:
