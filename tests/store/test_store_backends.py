@@ -85,4 +85,4 @@ def test_every_command_works_the_same_on_either_store(store_url: str, tmp_path: 
         run_envcap("show", run_id, "--json", env=env, check=True).stdout)["data"][0]["fingerprint"]
     assert "every object intact" in run_envcap("verify", env=env, check=True).stdout
     info = json.loads(run_envcap("store", "info", "--json", env=env, check=True).stdout)
-    assert info["counts"]["runs"] == 2 and info["counts"]["snapshots"] == 3 and info["schema_version"] == 2
+    assert info["counts"]["runs"] == 2 and info["counts"]["snapshots"] == 3 and info["schema_version"] == 3

@@ -29,7 +29,7 @@ def manifest(n: int, host: str = "node-1") -> Manifest:
 
 def test_the_schema_version_is_recorded_and_a_newer_one_refused(pg_url: str) -> None:
     with PostgresStore(pg_url, create=True) as store:
-        assert store.info()["schema_version"] == 2
+        assert store.info()["schema_version"] == 3
     with psycopg.connect(pg_url, autocommit=True) as conn:
         rows = conn.execute("SELECT version, envcap FROM envcap_schema").fetchall()
         assert [r[0] for r in rows] == [1, 2]
@@ -53,7 +53,7 @@ def test_opening_at_once_from_many_processes_migrates_once(pg_url: str) -> None:
     procs = [subprocess.Popen([sys.executable, "-c", code, pg_url]) for _ in range(6)]
     assert [p.wait(timeout=60) for p in procs] == [0] * 6
     with psycopg.connect(pg_url) as conn:
-        assert conn.execute("SELECT count(*) FROM envcap_schema").fetchone()[0] == 2
+        assert conn.execute("SELECT count(*) FROM envcap_schema").fetchone()[0] == 3
 
 
 def test_objects_are_compressed_and_stored_once(pg_url: str) -> None:

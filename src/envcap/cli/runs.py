@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from ..core.errors import UsageError
 from .common import cell, echo, err, open_store
 
 
@@ -88,22 +89,27 @@ def _attach_mlflow(store: Any, record: Any) -> None:
 def runs(as_json: bool, where: tuple[str, ...], labels: tuple[str, ...], sort: str | None, limit: int | None) -> None:
     """List recorded runs, oldest first."""
     from ..capture.collect import parse_labels
-    from ..runs.query import Condition, select
+    from ..runs.query import Condition, find_runs
     from ..runs.describe import table_rows
 
     for w in where:
         Condition.parse(w)
     wanted = parse_labels(labels)
+    if limit is not None and limit < 0:
+        raise UsageError(f"--limit {limit}: give a number of runs, 0 or more")
     # No store is an error, as it is for `envcap ls` and `envcap fleet`: exit 2, not "no runs".
     with open_store() as store:
         getattr(store, "check_index", lambda: None)()  # a lost index is an error, not "no runs"
-        views = _all_views(store, where, wanted)
-    chosen = select(views, where=where, labels=wanted, sort=sort, limit=limit)
+        # `--limit 0` without a sort has always listed every run (the last 0 read as all).
+        found = find_runs(store, where=where, labels=wanted, sort=sort, limit=None if limit == 0 and not sort else limit,
+                           count=False)
+        chosen = found.views
+        anything = bool(chosen) or _any_runs(store)
     if as_json:
         click.echo(json.dumps(chosen, indent=2, ensure_ascii=False))
         return
     if not chosen:
-        click.echo("no runs" if not views else "no runs match")
+        click.echo("no runs match" if anything else "no runs")
         return
     from rich.console import Console
     from rich.table import Table
@@ -124,19 +130,19 @@ def runs(as_json: bool, where: tuple[str, ...], labels: tuple[str, ...], sort: s
     Console(width=max(160, Console().width)).print(table)
 
 
+def _any_runs(store: Any) -> bool:
+    from ..store import runs as runs_store
+
+    return runs_store.count(store) > 0
+
+
 def _all_views(store: Any, where: tuple[str, ...] = (), labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """The runs that may meet the conditions (the store narrows them down first), as JSON; a
     run whose record cannot be read is listed from its index row, marked ``unreadable``,
     rather than failing the whole listing."""
-    from ..store import runs as runs_store
-    from ..runs.query import prefilter, run_json
+    from ..runs.query import load_views, runs_ids_narrowed
 
-    from ..runs.query import mark_key
-
-    ids = runs_store.ids_where(store, *prefilter(where, labels))
-    return mark_key(store, [run_json(record, notes, copies) if record is not None
-                            else runs_store.index_view(store, rid, str(problem))
-                            for rid, record, notes, copies, problem in runs_store.load_many(store, ids)])
+    return load_views(store, runs_ids_narrowed(store, where, labels))
 
 
 def _view(store: Any, ref: str) -> dict[str, Any]:

@@ -36,7 +36,7 @@ def ui(host: str, port: int, allow_hosts: tuple[str, ...]) -> None:
     # embedded one); opened now so that a missing store is an error here, not on the
     # first request.
     open_store().close()
-    app = create_app(open_store, warm=True, allowed_hosts=served_hosts(host, allow_hosts))
+    app = create_app(open_store, allowed_hosts=served_hosts(host, allow_hosts))
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     _announce_when_started(server, host)

@@ -25,12 +25,21 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Protocol
 
 from .diff import Change, changes_between, features
 from ..core.errors import ManifestError, NotFoundError, StoreError, UsageError
 from ..core import structure
 from ..core.manifest import LAYERS, Manifest, compute_ids
+
+
+class StoreBackend(Protocol):
+    """What the fleet reads of a store (``compare`` sits below ``store`` in the layer
+    table, so it names the operations it needs rather than the store's interface)."""
+
+    def snapshot_nodes(self) -> list[Any]: ...
+    def get_object(self, oid: str) -> bytes: ...
+    def load_snapshot(self, record_id: str, record_bytes: bytes) -> Manifest: ...
 
 LAYER_KEY = {"software": "env_id", "platform": "platform_id"}
 GROUP_PREFIX = {"software": "E", "platform": "P"}
@@ -151,12 +160,18 @@ class Loader:
 
     # the store
 
-    def add_store(self, store: Any) -> None:
-        """Every snapshot in STORE (either backend of :mod:`envcap.store`)."""
+    def add_store(self, store: StoreBackend) -> None:
+        """Every snapshot in STORE (either backend of :mod:`envcap.store`).
+
+        A node is what the store's index says of its snapshot (ids, host, time, labels),
+        written when the store verified the snapshot; its record object is still read
+        and re-hashed (a damaged one is rejected), but not parsed and validated again.
+        Each distinct manifest is loaded and validated once.
+        """
         # A shared store hands out records a thousand to a query: one round trip to the
         # database per snapshot would cost more than everything else here.
         fetch = getattr(store, "get_objects", None)
-        rows = store.snapshots()
+        rows = store.snapshot_nodes()
         for start in range(0, len(rows), 1000):
             chunk = rows[start:start + 1000]
             blobs: dict[str, bytes] = {}
@@ -168,29 +183,22 @@ class Loader:
             for row in chunk:
                 self._add_stored(store, row, blobs.get(row.record))
 
-    def _add_stored(self, store: Any, row: Any, blob: bytes | None) -> None:
+    def _add_stored(self, store: StoreBackend, row: Any, blob: bytes | None) -> None:
         """One snapshot row of the store (its record's bytes already read, when given)."""
         source = f"store snapshot {row.record}"
         self.fleet.snapshots += 1
         try:
+            if blob is None:
+                blob = store.get_object(row.record)  # re-hashed: a damaged record is an error
             if row.manifest_id not in self.fleet.manifests:
-                m = store.get(row.record) if blob is None else store.load_snapshot(row.record, blob)
+                m = store.load_snapshot(row.record, blob)
                 self.fleet.manifests[m.id] = m
-                self._add_node(_members(m), source)
-                return
             m = self.fleet.manifests[row.manifest_id]
-            try:
-                # Bounded parsing (core/structure.py); the bytes are re-hashed on read.
-                record = structure.loads(blob if blob is not None else store.get_object(row.record), source)
-            except ManifestError as exc:
-                raise StoreError(f"{source} is not a readable record: {exc}") from exc
-            if not isinstance(record, dict) or (record.get("manifest"), record.get("env_id"),
-                                                record.get("platform_id")) != (m.id, m.env_id, m.platform_id):
+            if (m.env_id, m.platform_id) != (row.env_id, row.platform_id):
                 raise StoreError(f"{source} does not carry the ids of the manifest it names")
-            members = {k: record.get(k) for k in ("schema_version", "observed", "unknowns", "labels")}
-            members.update(id=m.id, env_id=m.env_id, platform_id=m.platform_id)
-            _check_envelope(members, source)
-            self._add_node(members, source)
+            self._add_node({"id": m.id, "env_id": m.env_id, "platform_id": m.platform_id,
+                            "observed": {"hostname": row.hostname, "time": row.taken_at},
+                            "labels": row.labels}, source)
         except (StoreError, ManifestError) as exc:
             self.fleet.rejected.append(Rejected(source, str(exc)))
 
@@ -292,7 +300,7 @@ def _skip(text: str, pos: int) -> int:
     return _WS.match(text, pos).end()  # type: ignore[union-attr]  # the pattern matches the empty string
 
 
-def load_fleet(paths: Iterable[str | Path] = (), *, store: Any = None, every_snapshot: bool = False) -> Fleet:
+def load_fleet(paths: Iterable[str | Path] = (), *, store: StoreBackend | None = None, every_snapshot: bool = False) -> Fleet:
     """Read manifest files, directories of them (``*.json``) and/or a store into a fleet.
 
     Unless ``every_snapshot``, a host snapshotted more than once counts once, by its

@@ -274,17 +274,19 @@ class Bundle:
             carried.ensure_tables(store)
         blobs += [data for _, _, data in self.carried]
         have = {(n.time, n.text) for n in runs_store.notes(store, self.run_id)}
-        statements += [("INSERT OR IGNORE INTO objects VALUES (?, ?, ?)", (oid, len(data), kind))
-                       for oid, (data, kind) in self.objects.items()]
+        statements += runs_store.object_statements((oid, len(data), kind) for oid, (data, kind) in self.objects.items())
         statements += [("INSERT OR IGNORE INTO objects VALUES (?, ?, ?)", (oid, len(data), "carried"))
                        for _, oid, data in self.carried]
         statements += [s for dep, oid, _ in self.carried for s in carried.statements(dep, oid)]
-        statements += runs_store.record_statements(self.record, self.record_id, len(self.record_bytes))
+        statements += runs_store.record_statements(
+            self.record, self.record_id, len(self.record_bytes),
+            runs_store.metric_ranges(store, self.record, {oid: data for oid, (data, _) in self.objects.items()}))
         # A stranger's notes are redacted as this machine's are.
         redactor = default_redactor()
         notes = [(n["time"], redactor.free_text(n["text"])) for n in self.notes]
-        statements += [("INSERT INTO run_notes (run_id, time, text) VALUES (?, ?, ?)", (self.run_id, t, x))
-                       for t, x in dict.fromkeys(notes) if (t, x) not in have]
+        for t, x in dict.fromkeys(notes):
+            if (t, x) not in have:
+                statements += runs_store.note_statements(store, self.run_id, runs_store.Note(t, x))
         return blobs, statements
 
 

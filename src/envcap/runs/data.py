@@ -8,7 +8,8 @@ any file, or a file added, removed or renamed, changes it. Symbolic links are fo
 empty directories and special files do not count.
 
 Hashing a large dataset again for every run would cost as much as the first time, so
-file digests are cached in the store keyed by path, size, mtime, ctime and inode: an
+file digests are cached for this host (by the store: never in a shared database, see
+:mod:`envcap.store.hashcache`) keyed by path, size, mtime, ctime and inode: an
 unchanged file is not read again. Like git's index, a file modified within the last
 second is not cached ("racily clean": a second change within the clock's resolution
 could leave every key the same).
@@ -21,10 +22,13 @@ import marshal
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from ..core.canonical import ID_PREFIX
 from ..core.errors import UsageError
+
+if TYPE_CHECKING:
+    from ..store.base import StoreBackend
 
 RACY_NS = 1_000_000_000
 _CHUNK = 1 << 20
@@ -56,43 +60,32 @@ def stat_key(st: os.stat_result) -> Stat:
 
 
 class HashCache:
-    """File digests by (path, size, mtime, ctime, inode), kept in the store.
+    """File digests by (path, size, mtime, ctime, inode), kept for this host by the store
+    (:meth:`envcap.store.base.IndexStore.hash_entries`: the embedded store's own index,
+    or a local file beside a shared store: never another machine's entries).
 
     Without a store (``store=None``) it caches for the life of the object only.
     """
 
-    def __init__(self, store: Any = None) -> None:
-        self._store = store
+    def __init__(self, store: StoreBackend | None = None) -> None:
+        self._entries = store.hash_entries() if store is not None else None
         self._known: dict[str, tuple[Stat, str]] = {}
         self._loaded: set[str] = set()
         self._new: dict[str, tuple[Stat, str]] = {}
         self._trees: dict[str, tuple[str, Fingerprint]] = {}
         self._new_trees: dict[str, tuple[str, Fingerprint]] = {}
-        if store is not None:
-            from ..store.runs import ensure_tables
-
-            ensure_tables(store)
 
     def preload(self, root: str) -> None:
         """Read every cached entry under ``root`` in one query."""
-        if self._store is None or root in self._loaded:
+        if self._entries is None or root in self._loaded:
             return
         self._loaded.add(root)
-        rows = self._store.db.execute(
-            "SELECT path, size, mtime_ns, ctime_ns, inode, digest FROM file_hashes "
-            "WHERE path = ? OR (path >= ? AND path < ?)",
-            (root, root.rstrip("/") + "/", root.rstrip("/") + "0"),
-        ).fetchall()
-        self._known.update({path: ((size, mtime, ctime, inode), dig) for path, size, mtime, ctime, inode, dig in rows})
+        self._known.update({path: (st, dig) for path, st, dig in self._entries.under(root)})
 
     def get(self, path: str, st: Stat) -> str | None:
         hit = self._new.get(path) or self._known.get(path)
-        if hit is None and self._store is not None and not any(path.startswith(r) for r in self._loaded):
-            row = self._store.db.execute(
-                "SELECT size, mtime_ns, ctime_ns, inode, digest FROM file_hashes WHERE path = ?", (path,)
-            ).fetchone()
-            if row is not None:
-                hit = ((row[0], row[1], row[2], row[3]), row[4])
+        if hit is None and self._entries is not None and not any(path.startswith(r) for r in self._loaded):
+            hit = self._entries.file(path)
         if hit is not None and hit[0] == st:
             return hit[1]
         return None
@@ -105,9 +98,8 @@ class HashCache:
     def tree_get(self, root: str, signature: str) -> Fingerprint | None:
         """A directory's fingerprint, if its files' paths and stat keys are as they were."""
         hit = self._new_trees.get(root) or self._trees.get(root)
-        if hit is None and self._store is not None:
-            row = self._store.db.execute("SELECT signature, kind, fingerprint, files, bytes, skipped FROM tree_hashes "
-                                         "WHERE path = ?", (root,)).fetchone()
+        if hit is None and self._entries is not None:
+            row = self._entries.tree(root)
             if row is not None:
                 hit = (row[0], Fingerprint(row[1], row[2], row[3], row[4], row[5]))
                 self._trees[root] = hit
@@ -126,18 +118,10 @@ class HashCache:
         trees, self._new_trees = self._new_trees, {}
         self._known.update(entries)
         self._trees.update(trees)
-        if self._store is None:
+        if self._entries is None:
             return
-        statements: list[tuple[str, tuple[Any, ...]]] = [
-            ("INSERT OR REPLACE INTO file_hashes VALUES (?, ?, ?, ?, ?, ?)", (path, *st, dig))
-            for path, (st, dig) in entries.items()
-        ]
-        statements += [
-            ("INSERT OR REPLACE INTO tree_hashes VALUES (?, ?, ?, ?, ?, ?, ?)",
-             (root, sig, fp.kind, fp.fingerprint, fp.files, fp.bytes, fp.skipped))
-            for root, (sig, fp) in trees.items()
-        ]
-        self._store.transaction(statements)
+        self._entries.save(entries, {root: (sig, fp.kind, fp.fingerprint, fp.files, fp.bytes, fp.skipped)
+                                     for root, (sig, fp) in trees.items()})
 
 
 def hash_file(path: str) -> str:

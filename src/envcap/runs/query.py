@@ -13,11 +13,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from ..core.errors import UsageError
 from ..core.run import RunRecord
 from ..store.runs import Note
+
+if TYPE_CHECKING:
+    from ..store.base import StoreBackend
 
 _CONDITION = re.compile(r"^\s*([A-Za-z_][\w.\-/]*)\s*(==|!=|>=|<=|=|>|<|~)\s*(.*?)\s*$")
 _KEYED = ("params", "metrics", "labels")
@@ -83,7 +86,7 @@ class Condition:
     def value(self) -> Any:
         try:
             return json.loads(self.raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             return self.raw
 
     def matches(self, view: dict[str, Any]) -> bool:
@@ -134,6 +137,9 @@ _COLUMNS = {"id": "id", "env_id": "env_id", "manifest": "manifest_id", "params_i
 _SQL_OPS = {"=": "=", "!=": "<>", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
 
 
+_NARROW_MAX = 1000
+
+
 def _like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -151,16 +157,18 @@ def prefilter(where: Iterable[str] = (), labels: dict[str, str] | None = None) -
         c = Condition.parse(text)
         column = _COLUMNS.get(c.field)
         head, _, rest = c.field.partition(".")
-        if head == "labels" and rest and c.op == "=":
+        if head == "labels" and rest and c.op == "=" and len(rest) <= _NARROW_MAX:
             clauses.append("labels LIKE ? ESCAPE '\\'")
             params.append("%" + _like(json.dumps(rest) + ": ") + "%")
             continue
         if column is None or c.op == "~":
             continue
         wanted = c.value
+        if len(c.raw) > _NARROW_MAX:
+            continue  # a value longer than any id: the records answer it (SQLite caps LIKE patterns)
         if column == "exit_code":
-            if not _is_number(wanted):
-                continue
+            if not _is_number(wanted) or not -2 ** 63 < wanted < 2 ** 63:
+                continue  # beyond SQLite's integers: the records answer it
             clause = f"exit_code {_SQL_OPS[c.op]} ?"
             params.append(wanted)
             # A run without an exit code is "not equal" to every number, as select() sees it.
@@ -170,6 +178,8 @@ def prefilter(where: Iterable[str] = (), labels: dict[str, str] | None = None) -
             clauses.append(f"({column} = ? OR {column} LIKE ? ESCAPE '\\' OR {column} LIKE ? ESCAPE '\\')")
             params += [wanted, bare + "%", "sha256:" + bare + "%"]
     for key, value in (labels or {}).items():
+        if len(key) + len(value) > _NARROW_MAX:
+            continue
         clauses.append("labels LIKE ? ESCAPE '\\'")
         params.append("%" + _like(json.dumps({key: value})[1:-1]) + "%")
     return " AND ".join(clauses), tuple(params)
@@ -194,6 +204,71 @@ def select(views: Sequence[dict[str, Any]], *, where: Iterable[str] = (), labels
     if limit is not None:
         chosen = chosen[-limit:] if not sort else chosen[:limit]
     return chosen
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A page of runs as JSON views, the total that match, and how it was answered."""
+
+    views: list[dict[str, Any]]
+    total: int | None  # None when not asked for (counting costs a query of its own)
+    by: str  # "sql": the database answered; "records": every candidate record was read
+
+
+def find_runs(store: StoreBackend, *, where: Iterable[str] = (), labels: dict[str, str] | None = None,
+              sort: str | None = None, limit: int | None = None, offset: int = 0, count: bool = True) -> Found:
+    """The runs ``envcap runs`` and the UI list: answered by the database
+    (:meth:`envcap.store.base.IndexStore.search_runs`), reading only the page's records;
+    from the records themselves (:func:`select`, the reference) when the store cannot
+    answer exactly (a rare path, an odd value, an older read-only index)."""
+    from ..store.search import NotCompilable
+
+    conditions = [Condition.parse(w) for w in where]
+    try:
+        page = store.search_runs([(c.field, c.op, c.raw) for c in conditions], labels=labels, sort=sort,
+                                 limit=limit, offset=offset, count=count)
+    except NotCompilable:
+        pass
+    else:
+        return Found(load_views(store, page.ids), page.total, "sql")
+    views = load_views(store, runs_ids_narrowed(store, where, labels))
+    chosen = select(views, where=where, labels=labels, sort=sort)
+    total = len(chosen)
+    if limit is not None and not sort:
+        chosen = chosen[max(0, total - offset - limit):max(0, total - offset)]
+    else:
+        chosen = chosen[offset:] if limit is None else chosen[offset:offset + limit]
+    return Found(chosen, total, "records")
+
+
+def find_run_ids(store: StoreBackend, *, where: Iterable[str] = (), labels: dict[str, str] | None = None) -> list[str]:
+    """The ids of every run meeting the conditions, oldest first (the database answers;
+    the records when it cannot, as in :func:`find_runs`)."""
+    from ..store.search import NotCompilable
+
+    conditions = [Condition.parse(w) for w in where]
+    try:
+        return list(store.search_runs([(c.field, c.op, c.raw) for c in conditions], labels=labels).ids)
+    except NotCompilable:
+        pass
+    views = load_views(store, runs_ids_narrowed(store, where, labels))
+    return [v["id"] for v in select(views, where=where, labels=labels)]
+
+
+def runs_ids_narrowed(store: StoreBackend, where: Iterable[str], labels: dict[str, str] | None) -> list[str]:
+    from ..store import runs as runs_store
+
+    return runs_store.ids_where(store, *prefilter(where, labels))
+
+
+def load_views(store: StoreBackend, ids: list[str]) -> list[dict[str, Any]]:
+    """The JSON views of runs (with notes and reproductions), in the order given; a run
+    whose record cannot be read is listed from its index row, marked ``unreadable``."""
+    from ..store import runs as runs_store
+
+    return mark_key(store, [run_json(record, notes, copies) if record is not None
+                            else runs_store.index_view(store, rid, str(problem))
+                            for rid, record, notes, copies, problem in runs_store.load_many(store, ids)])
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
@@ -255,7 +330,7 @@ def mark_key(store: Any, views: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return views
 
 
-def metric_history(store: Any, record: RunRecord, names: Iterable[str] = ()) -> dict[str, list[dict[str, Any]]]:
+def metric_history(store: StoreBackend, record: RunRecord, names: Iterable[str] = ()) -> dict[str, list[dict[str, Any]]]:
     """Every recorded point of each metric (or of ``names``), in the order they were logged.
 
     A point is ``{"step", "value"}`` (``step`` None when none was given), with ``time``
@@ -280,7 +355,7 @@ def metric_history(store: Any, record: RunRecord, names: Iterable[str] = ()) -> 
     return {n: history[n] for n in wanted} if wanted else history
 
 
-def _check_metrics_log(store: Any, record: Any) -> None:
+def _check_metrics_log(store: StoreBackend, record: Any) -> None:
     """The metrics log a run's record names is there, whole, with as many points as it says:
     ``show`` prints the record's metrics on its word."""
     from ..core.errors import StoreError

@@ -7,14 +7,16 @@ command knows which one it has: both are opened through
 :func:`envcap.store.factory.open_store`.
 
 A backend keeps content-addressed objects (``put_object``/``get_object``, every read
-re-hashed) and an index of tables reached through ``db.execute(sql, params)`` and
-``transaction(statements)`` (all or nothing). The table modules (:mod:`.runs`,
-:mod:`.images`, the fingerprint cache) write their SQL once, in SQLite's dialect with
-``?`` placeholders; the PostgreSQL backend translates the few SQLite forms they use
-(``?``, ``INSERT OR IGNORE``, ``INSERT OR REPLACE``) as it runs them. One translation
-layer in one backend keeps every query in one place and lets the table modules change
-without touching the backends (a method per query would grow both backends with every
-new column).
+re-hashed) and an index whose tables are declared once, for both dialects, in
+:mod:`.schema` (SQLAlchemy Core). :class:`StoreBackend` is what the rest of envcap may
+use: domain operations (snapshots: ``add``, ``get``, ``resolve``, ``snapshots``,
+``snapshot_nodes`` for the fleet; runs: ``search_runs(conditions, sort, page)``; the
+fingerprint cache: ``hash_entries``), with the run, note and image tables reached
+through :mod:`.runs` and :mod:`.images`. All SQL lives in this folder: the table modules
+write plain statements both backends run (the PostgreSQL backend translates SQLite's
+``?``, ``INSERT OR IGNORE`` and ``INSERT OR REPLACE``), and queries that must be
+exact on both dialects (the run search, :mod:`.search`) are written once as text with
+``?`` placeholders and run by ``query``.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ from ..core.manifest import Manifest
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from .hashcache import HashEntries
+
 # The version of the index's tables this envcap writes. The PostgreSQL backend records
 # it in its migration history and refuses a database a newer envcap has migrated.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 Statements = Sequence[tuple[str, tuple[Any, ...]]]
 
@@ -44,6 +48,18 @@ class SnapshotRow(NamedTuple):
     taken_at: str | None
     hostname: str | None
     labels: dict[str, str]
+
+
+class RunPage(NamedTuple):
+    """One page of a run search: the ids in order, and how many runs match in all."""
+
+    ids: list[str]
+    total: int | None
+
+
+# The largest offset or limit a search passes to the database (SQLite's integers are 64
+# bits): anything larger asks for a page past every run there can be.
+MAX_ROWS = 2 ** 62
 
 
 class Cursor(Protocol):
@@ -77,9 +93,18 @@ class StoreBackend(Protocol):
     def resolve(self, prefix: str) -> str: ...
     def get(self, prefix: str) -> Manifest: ...
     def snapshots(self) -> list[SnapshotRow]: ...
+    def load_snapshot(self, record_id: str, record_bytes: bytes) -> Manifest: ...
     def iter_manifests(self) -> Iterator[Manifest]: ...
     def verify(self) -> list[str]: ...
     def info(self) -> dict[str, Any]: ...
+    # Domain operations answered by the database (see IndexStore for what each does).
+    dialect: str  # "sqlite" or "postgresql": what SQLAlchemy compiles for
+    def query(self, statement: tuple[str, Sequence[Any]]) -> list[Any]: ...
+    def search_runs(self, conditions: Sequence[tuple[str, str, str]], *, labels: dict[str, str] | None = None,
+                    sort: str | None = None, limit: int | None = None, offset: int = 0,
+                    count: bool = False) -> RunPage: ...
+    def snapshot_nodes(self) -> list[SnapshotRow]: ...
+    def hash_entries(self) -> HashEntries: ...
     def close(self) -> None: ...
     def __enter__(self) -> Any: ...
     def __exit__(self, *exc: object) -> None: ...
@@ -96,6 +121,7 @@ class IndexStore:
     """
 
     kind = "?"
+    dialect = "?"
     db: Any
 
     def close(self) -> None:  # pragma: no cover - every backend has its own
@@ -250,6 +276,58 @@ class IndexStore:
         """Every snapshot in the store, oldest first."""
         for row in self.snapshots():
             yield self._load(row.record)
+
+    # -- runs, answered by the database -----------------------------------------------
+
+    def query(self, statement: tuple[str, Sequence[Any]]) -> list[Any]:  # pragma: no cover - every backend has its own
+        raise NotImplementedError
+
+    def search_runs(self, conditions: Sequence[tuple[str, str, str]], *, labels: dict[str, str] | None = None,
+                    sort: str | None = None, limit: int | None = None, offset: int = 0,
+                    count: bool = False) -> RunPage:
+        """The ids of one page of the runs meeting every condition (``(field, op, raw)``
+        of the ``--where`` grammar) and label, sorted as ``--sort`` sorts (``-FIELD``:
+        descending; none: oldest first, and ``limit`` keeps the newest), with their total
+        when ``count``. Answered in SQL (:mod:`.search`); a query it cannot answer
+        exactly raises :class:`.search.NotCompilable` and the caller reads the records."""
+        from . import search
+
+        if not self.has_table("run_values") or getattr(self, "schema_version", SCHEMA_VERSION) < 2:
+            raise search.NotCompilable("the index has no run values (an older, read-only index)")
+        keys = search.keys_of(conditions, labels, sort)
+        if keys and self.query(search.odd_keys(keys)):
+            raise search.NotCompilable("a value SQL cannot compare exactly")
+        d = self.dialect
+        offset = min(offset, MAX_ROWS)
+        limit = None if limit is None else min(limit, MAX_ROWS)
+        kind = "mixed"
+        if sort:
+            others = {r[0] for r in self.query(search.sort_kind(sort.lstrip("-")))}
+            if not others:
+                kind = "n"
+            elif others == {"s"} and not self.query(search.has_numbers(sort.lstrip("-"))):
+                kind = "s"
+        ids = [r[0] for r in self.query(search.statement(d, conditions, labels=labels, sort=sort, limit=limit,
+                                                         offset=offset, sort_kind=kind))]
+        if sort and kind != "mixed" and (limit is None or len(ids) < limit):
+            # The page ran past the runs that have the sort field: those without it follow.
+            before = offset if ids else int(self.query(search.present_count(d, conditions, labels, sort))[0][0])
+            ids += [r[0] for r in self.query(search.absent(
+                d, conditions, labels, sort, None if limit is None else limit - len(ids),
+                max(0, offset - before) if not ids else 0))]
+        if sort is None and limit is not None:
+            ids.reverse()
+        total = int(self.query(search.count(d, conditions, labels))[0][0]) if count else None
+        return RunPage(ids, total)
+
+    def snapshot_nodes(self) -> list[SnapshotRow]:
+        """Every snapshot as its index row says it (ids, time, host, labels): what the store
+        verified when it wrote the snapshot, without reading the records again."""
+        return self.snapshots()
+
+    def hash_entries(self) -> HashEntries:
+        """This host's data-fingerprint cache (see :mod:`.hashcache`)."""
+        raise NotImplementedError  # pragma: no cover - every backend has its own
 
     def counts(self) -> dict[str, int]:
         """How many of each kind of record the index holds."""

@@ -31,30 +31,6 @@ __all__ = ["SnapshotRow", "Store", "load_manifest"]
 if TYPE_CHECKING:
     from pathlib import Path
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS objects (
-    id TEXT PRIMARY KEY,
-    size INTEGER NOT NULL,
-    kind TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS manifests (
-    id TEXT PRIMARY KEY,
-    env_id TEXT NOT NULL,
-    platform_id TEXT NOT NULL,
-    schema_version TEXT NOT NULL,
-    first_seen TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS manifests_env ON manifests(env_id);
-CREATE INDEX IF NOT EXISTS manifests_platform ON manifests(platform_id);
-CREATE TABLE IF NOT EXISTS snapshots (
-    record TEXT PRIMARY KEY,
-    manifest_id TEXT NOT NULL REFERENCES manifests(id),
-    taken_at TEXT,
-    hostname TEXT,
-    labels TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS snapshots_manifest ON snapshots(manifest_id);
-"""
 
 
 class IndexLostError(StoreError):
@@ -130,11 +106,58 @@ class Store(IndexStore):
     def db(self) -> sqlite3.Connection:
         if self._db is None:
             if self.writable():
-                db = _sqlite.connect(self._index, _SCHEMA)
+                db = _sqlite.connect(self._index, "")
+                self._db = db
+                try:
+                    self._migrate(db)
+                except BaseException:
+                    self._db = None
+                    db.close()
+                    raise
             else:
                 db = self._connect_read_only()
             self._db = db
         return self._db
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        """Bring the index to :data:`SCHEMA_VERSION` (SQLite's ``user_version``): every
+        table for a new index; for one of version 1 (no version recorded), the run values
+        and note objects, filled from the records, in one transaction."""
+        from ._ddl import SQLITE, SQLITE_V2
+
+        try:
+            if int(db.execute("PRAGMA user_version").fetchone()[0]) >= SCHEMA_VERSION:
+                return
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                version = int(db.execute("PRAGMA user_version").fetchone()[0])
+                if version < SCHEMA_VERSION:
+                    old = db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'runs'").fetchone()[0]
+                    has_object = old and any(r[1] == "object" for r in db.execute("PRAGMA table_info(run_notes)"))
+                    for sql in SQLITE:
+                        db.execute(sql)
+                    if old and not has_object:
+                        for sql in SQLITE_V2:
+                            if sql.startswith("ALTER"):
+                                db.execute(sql)
+                    if old and version < 2:  # version 3 only added tables made on first use
+                        from . import runs as runs_store
+
+                        for sql, params in runs_store.backfill(self):
+                            db.execute(sql, params)
+                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot bring the store index {self._index} to schema version {SCHEMA_VERSION}: "
+                             f"{exc}") from exc
 
     def writable(self) -> bool:
         """Whether this process can write the store (a read-only mount, another user's
@@ -180,8 +203,24 @@ class Store(IndexStore):
         else:
             self.transaction([(sql, ()) for sql in ddl])
 
+    dialect = "sqlite"
+
+    def hash_entries(self) -> Any:
+        """This machine's fingerprint cache: in this store's own index."""
+        from .hashcache import HashEntries
+
+        return HashEntries(self)
+
+    def query(self, statement: tuple[str, Sequence[Any]]) -> list[Any]:
+        """The rows of a query of :mod:`.search` (SQL text and its parameters)."""
+        sql, params = statement
+        try:
+            return self.db.execute(sql, tuple(params)).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"the store index {self._index} refused a query: {exc}") from exc
+
     def info(self) -> dict[str, Any]:
-        return {"backend": self.kind, "location": self.root, "schema_version": SCHEMA_VERSION,
+        return {"backend": self.kind, "location": self.root, "schema_version": self.schema_version,
                 "counts": self.counts()}
 
     def transaction(self, statements: Statements) -> None:
@@ -345,6 +384,7 @@ class Store(IndexStore):
         ``("run", RunRecord)``, or ``(None, None)``, with its size under ``known[oid][2]``."""
         from ..core.run import SCHEMA as RUN_SCHEMA, RunRecord
         from ..core.structure import loads
+        from . import runs as runs_store
 
         for oid, path in self._disk_objects():
             if oid in known:
@@ -364,7 +404,10 @@ class Store(IndexStore):
                     doc = loads(data, f"object {oid}")
                 except ManifestError:
                     doc = None
-                if isinstance(doc, dict) and doc.get("schema") == RUN_SCHEMA:
+                note = runs_store.parse_note(doc) if isinstance(doc, dict) else None
+                if note is not None:
+                    kind = ("note", note, len(data))
+                elif isinstance(doc, dict) and doc.get("schema") == RUN_SCHEMA:
                     try:
                         kind = ("run", RunRecord.from_dict(doc, source=f"object {oid}"), len(data))
                     except StoreError:
@@ -382,7 +425,8 @@ class Store(IndexStore):
         meanwhile are read too and the rebuilt tables (objects, manifests, snapshots,
         runs, reproductions) are replaced in one transaction of the live index, so every
         record acknowledged before it stays and every one after lands in the same file.
-        What no object holds (notes, image records, other tables) stays where it is. A
+        Notes come back from their objects; what no object holds (notes older than note
+        objects, image records, other tables) stays where it is. A
         copy of the index as it was is kept as ``index.sqlite.before-reindex-*``; an index
         that is not a database at all is moved there, and what can be read of it carried over.
         """
@@ -394,13 +438,14 @@ class Store(IndexStore):
             raise StoreError(f"the store at {self.root} is read-only: reindex needs to write its index")
         stamp = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
         kept = f"{self._index}.before-reindex-{stamp}"
-        counts = {"objects": 0, "snapshots": 0, "runs": 0, "unreferenced": 0, "corrupt": 0, "carried": 0}
+        counts = {"objects": 0, "snapshots": 0, "runs": 0, "notes": 0, "unreferenced": 0, "corrupt": 0,
+                  "carried": 0}
         self.close()
         moved_aside = False
         try:
             if os.path.exists(self._index):
                 try:
-                    db = _sqlite.connect(self._index, _SCHEMA)
+                    db = _sqlite.connect(self._index, "")
                     try:
                         db.execute("PRAGMA quick_check(1)").fetchone()
                         copy = sqlite3.connect(kept)
@@ -426,7 +471,7 @@ class Store(IndexStore):
             db.execute("BEGIN IMMEDIATE")
             self._read_records(known, counts)  # written while the first pass ran
             statements = self._index_statements(known, counts)
-            for table in ("run_reproductions", "runs", "snapshots", "manifests", "objects"):
+            for table in ("run_values", "run_reproductions", "runs", "snapshots", "manifests", "objects"):
                 db.execute(f"DELETE FROM {table}")
             for sql, params in statements:
                 db.execute(sql, params)
@@ -482,8 +527,18 @@ class Store(IndexStore):
                 kinds[version_oid] = "run"
                 for ref, kind, _ in version.objects():
                     kinds.setdefault(ref, kind)
-            statements += runs_store.record_statements(record, oid, size)
+            statements += runs_store.record_statements(record, oid, size, runs_store.metric_ranges(self, record))
             counts["runs"] += 1
+        # Notes come back from their objects, oldest first; a note the index still lists
+        # (by its object) stays as it is.
+        notes = sorted((note.time, oid, run_id, note)
+                       for oid, (what, (run_id, note), _) in ((o, k) for o, k in known.items() if k[0] == "note"))
+        for _, oid, run_id, note in notes:
+            kinds[oid] = "note"
+            statements.append(("INSERT INTO run_notes (run_id, time, text, object) SELECT ?, ?, ?, ? "
+                               "WHERE NOT EXISTS (SELECT 1 FROM run_notes WHERE object = ?)",
+                               (run_id, note.time, note.text, oid, oid)))
+        counts["notes"] = len(notes)
         for oid, (_, _, size) in known.items():
             if oid not in kinds:
                 counts["unreferenced"] += 1
@@ -497,7 +552,7 @@ class Store(IndexStore):
         tables); the number of rows copied. An old index that cannot be read gives none."""
         if not os.path.exists(old_index) or os.path.getsize(old_index) == 0:
             return 0
-        rebuilt = {"objects", "manifests", "snapshots", "runs", "run_reproductions"}
+        rebuilt = {"objects", "manifests", "snapshots", "runs", "run_reproductions", "run_values", "run_notes"}
         copied = 0
         db = self.db
         try:
@@ -515,6 +570,14 @@ class Store(IndexStore):
                     db.execute(sql)
                 before = db.total_changes
                 db.execute(f"INSERT OR IGNORE INTO main.{quoted} SELECT * FROM old.{quoted}")
+                copied += db.total_changes - before
+            # Notes made before notes were objects exist only in the old index.
+            columns = {r[1] for r in db.execute("PRAGMA old.table_info(run_notes)")}
+            if {"run_id", "time", "text"} <= columns:
+                before = db.total_changes
+                db.execute("INSERT INTO main.run_notes (run_id, time, text) SELECT run_id, time, text "
+                           "FROM old.run_notes" + (" WHERE object IS NULL" if "object" in columns else "")
+                           + " ORDER BY seq")
                 copied += db.total_changes - before
         except sqlite3.Error:
             pass  # a damaged old index: what could be copied was

@@ -18,27 +18,6 @@ from typing import Any, Mapping
 
 from .base import StoreBackend as Store
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS images (
-    env_id TEXT NOT NULL,
-    repository TEXT NOT NULL,
-    tag TEXT NOT NULL,
-    digest TEXT NOT NULL,
-    status TEXT NOT NULL,
-    engine TEXT NOT NULL,
-    base TEXT NOT NULL,
-    differences TEXT NOT NULL,
-    built_at TEXT NOT NULL,
-    PRIMARY KEY (repository, digest)
-);
-CREATE INDEX IF NOT EXISTS images_env ON images(env_id);
-CREATE TABLE IF NOT EXISTS image_inputs (
-    repository TEXT NOT NULL,
-    digest TEXT NOT NULL,
-    inputs TEXT NOT NULL,
-    PRIMARY KEY (repository, digest)
-);
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +47,12 @@ class ImageRecord:
 
 
 def _ready(store: Store) -> None:
-    store.ensure_schema(SCHEMA)
+    """The images tables (declared in :mod:`.schema`): there from the index's first opening;
+    created here only in an index that could not be migrated."""
+    if not (store.has_table("images") and store.has_table("image_inputs")):
+        from ._ddl import SQLITE
+
+        store.ensure_schema([sql for sql in SQLITE if " images " in sql or " image_inputs " in sql])
 
 
 def record(store: Store, image: ImageRecord) -> ImageRecord:

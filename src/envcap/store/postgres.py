@@ -34,6 +34,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from ..core import config
 from ..core.canonical import digest
 from ..core.errors import ManifestError, StoreError, UsageError
+from ._ddl import POSTGRESQL_V2
 from .base import SCHEMA_VERSION, IndexStore, Statements
 
 if TYPE_CHECKING:
@@ -80,8 +81,11 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         f"""CREATE TABLE image_inputs (repository {_T} NOT NULL, digest {_T} NOT NULL, inputs TEXT NOT NULL,
             PRIMARY KEY (repository, digest))""",
     ]),
+    # Run values for --where and --sort in SQL, and notes as objects (envcap.store.schema);
+    # filled from the records by envcap.store.runs.backfill in the same transaction.
+    (2, list(POSTGRESQL_V2)),
     # Key runs and their revalidations (envcap key, envcap revalidate): see store/revalidations.py.
-    (2, [
+    (3, [
         f"CREATE TABLE key_runs (run_id {_T} PRIMARY KEY, marked_at {_T} NOT NULL, note TEXT NOT NULL)",
         f"""CREATE TABLE revalidation_jobs (round {_T} NOT NULL, run_id {_T} NOT NULL, task BIGINT NOT NULL,
             scheduler TEXT NOT NULL, job_id TEXT, state TEXT NOT NULL, rebuild_id {_T}, verdict TEXT,
@@ -129,6 +133,7 @@ class PostgresStore(IndexStore):
         self._shapes: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self._sql: dict[str, str] = {}
         self._known: set[str] = set()  # manifest bodies this process has seen stored
+        self._hash_entries: Any = None
         self.schema_version = 0
         # Runs and rebuilds still work in a local directory; only records go to the database.
         self.root = config.home_dir()
@@ -303,6 +308,8 @@ class PostgresStore(IndexStore):
                         if number > current:
                             for sql in statements:
                                 self._conn.execute(sql)
+                            if number == 2 and current >= 1:
+                                self._backfill()
                             self._conn.execute("INSERT INTO envcap_schema (version, envcap) VALUES (%s, %s)",
                                                (number, __version__))
             except psycopg.Error as exc:
@@ -316,6 +323,31 @@ class PostgresStore(IndexStore):
         self.schema_version = version
         self._tables = {r[0] for r in self._run(
             "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").fetchall()}
+
+    def _backfill(self) -> None:
+        """Version 2 over a store of version 1: every run's values, every note's object."""
+        from . import runs as runs_store
+
+        self._tables = {r[0] for r in self._conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").fetchall()}
+        for sql, params in runs_store.backfill(self):
+            self._conn.execute(self.translate(sql), tuple(params))
+
+    dialect = "postgresql"
+
+    def hash_entries(self) -> Any:
+        """This machine's fingerprint cache: a local file, never the shared database
+        (another host's file at the same path and stat keys is another file)."""
+        from . import hashcache
+
+        if self._hash_entries is None:
+            self._hash_entries = hashcache.local(self.root)
+        return self._hash_entries
+
+    def query(self, statement: tuple[str, Sequence[Any]]) -> list[Any]:
+        """The rows of a query of :mod:`.search` (SQL text with ``?`` and its parameters)."""
+        sql, params = statement
+        return list(self._run(sql, params).fetchall())
 
     # -- objects ---------------------------------------------------------------------
 

@@ -29,63 +29,12 @@ from typing import Any, Iterable
 
 from ..core.canonical import canonical_bytes
 from ..core.errors import AmbiguousIdError, EnvcapError, NotFoundError, StoreError
+from . import values
 from .base import StoreBackend as Store
 from ..core.run import RUN_PREFIX, RunRecord
 
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS runs (
-        id TEXT PRIMARY KEY,
-        record TEXT NOT NULL,
-        state TEXT NOT NULL,
-        started_at TEXT NOT NULL,
-        ended_at TEXT,
-        exit_code INTEGER,
-        manifest_id TEXT,
-        env_id TEXT,
-        params_id TEXT,
-        git_commit TEXT,
-        labels TEXT NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS runs_env ON runs(env_id)",
-    "CREATE INDEX IF NOT EXISTS runs_params ON runs(params_id)",
-    """CREATE TABLE IF NOT EXISTS run_notes (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        run_id TEXT NOT NULL,
-        time TEXT NOT NULL,
-        text TEXT NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS run_notes_run ON run_notes(run_id)",
-    """CREATE TABLE IF NOT EXISTS file_hashes (
-        path TEXT PRIMARY KEY,
-        size INTEGER NOT NULL,
-        mtime_ns INTEGER NOT NULL,
-        ctime_ns INTEGER NOT NULL,
-        inode INTEGER NOT NULL,
-        digest TEXT NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS tree_hashes (
-        path TEXT PRIMARY KEY,
-        signature TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        fingerprint TEXT NOT NULL,
-        files INTEGER NOT NULL,
-        bytes INTEGER NOT NULL,
-        skipped INTEGER NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS run_reproductions (
-        run_id TEXT PRIMARY KEY,
-        original_id TEXT NOT NULL,
-        verdict TEXT
-    )""",
-    "CREATE INDEX IF NOT EXISTS run_reproductions_original ON run_reproductions(original_id)",
-    """CREATE TABLE IF NOT EXISTS run_outputs (
-        fingerprint TEXT NOT NULL,
-        run_id TEXT NOT NULL,
-        path TEXT NOT NULL,
-        PRIMARY KEY (fingerprint, run_id, path)
-    )""",
-)
-_TABLES = ("runs", "run_notes", "file_hashes", "tree_hashes", "run_reproductions", "run_outputs")
+_TABLES = ("runs", "run_notes", "file_hashes", "tree_hashes", "run_reproductions", "run_outputs", "run_values")
+NOTE_SCHEMA = "envcap/note"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,17 +47,51 @@ class Note:
 
 
 def ensure_tables(store: Store) -> None:
-    """Create the runs tables if this store has none yet (cheap when it has)."""
+    """Create the runs tables if this store has none yet (cheap when it has).
+
+    The embedded index has every table from its first opening (:mod:`.schema`), the
+    shared store from its migrations: nothing is left to do here but for an index that
+    could not be migrated (a read-only one).
+    """
     if not all(store.has_table(t) for t in _TABLES):
-        store.ensure_schema(_SCHEMA)
+        from ._ddl import SQLITE
+
+        store.ensure_schema(SQLITE)
+
+
+def view_of(record: RunRecord) -> dict[str, Any]:
+    """The fields of a run's JSON view that its values are taken from (no notes)."""
+    view = record.to_dict()
+    view["status"] = record.status
+    return view
+
+
+def metric_ranges(store: Store | None, record: RunRecord,
+                  objects: dict[str, bytes] | None = None) -> dict[str, tuple[float, float]]:
+    """Each metric's least and greatest logged value (from the run's metrics log)."""
+    log = record.metrics_log or {}
+    oid = log.get("object")
+    if not oid:
+        return {}
+    try:
+        data = (objects or {}).get(oid)
+        if data is None:
+            if store is None:
+                return {}
+            data = store.get_object(oid)
+    except StoreError:
+        return {}  # a missing log: `envcap verify` names it; the values are still written
+    return values.metric_ranges(data)
 
 
 def has_runs_table(store: Store) -> bool:
     return store.has_table("runs")
 
 
-def record_statements(record: RunRecord, record_id: str, size: int) -> list[tuple[str, tuple[Any, ...]]]:
-    """The SQL that points the run's row at ``record_id`` (and enters its objects)."""
+def record_statements(record: RunRecord, record_id: str, size: int,
+                      ranges: dict[str, tuple[float, float]] | None = None) -> list[tuple[str, tuple[Any, ...]]]:
+    """The SQL that points the run's row at ``record_id`` (and enters its objects and
+    its searchable values; ``ranges``: each metric's logged least and greatest value)."""
     statements: list[tuple[str, tuple[Any, ...]]] = [
         ("INSERT OR IGNORE INTO objects VALUES (?, ?, 'run')", (record_id, size)),
         (
@@ -123,6 +106,7 @@ def record_statements(record: RunRecord, record_id: str, size: int) -> list[tupl
              json.dumps(dict(record.labels), sort_keys=True)),
         ),
     ]
+    statements += values.statements(record.id, values.rows(view_of(record), ranges))
     if record.reproduction is not None:
         statements.append(("INSERT OR REPLACE INTO run_reproductions VALUES (?, ?, ?)",
                            (record.id, record.reproduction["of"], record.reproduction.get("verdict"))))
@@ -146,6 +130,11 @@ def has_object(store: Store, oid: str) -> bool:
     return store.db.execute("SELECT 1 FROM objects WHERE id = ?", (oid,)).fetchone() is not None
 
 
+def object_statements(objects: Iterable[tuple[str, int, str]]) -> list[tuple[str, tuple[Any, ...]]]:
+    """The SQL that enters stored objects (id, size, kind) in the index."""
+    return [("INSERT OR IGNORE INTO objects VALUES (?, ?, ?)", (oid, size, kind)) for oid, size, kind in objects]
+
+
 def put_record(store: Store, record: RunRecord, *, notes: Iterable[Note] = (),
                objects: Iterable[tuple[str, int, str]] = ()) -> str:
     """Store a record and point the run at it, atomically; return the record object's id.
@@ -159,11 +148,35 @@ def put_record(store: Store, record: RunRecord, *, notes: Iterable[Note] = (),
     statements: list[tuple[str, tuple[Any, ...]]] = [
         ("INSERT OR IGNORE INTO objects VALUES (?, ?, ?)", (oid, size, kind)) for oid, size, kind in objects
     ]
-    statements += record_statements(record, record_id, len(data))
-    statements += [("INSERT INTO run_notes (run_id, time, text) VALUES (?, ?, ?)", (record.id, n.time, n.text))
-                   for n in notes]
+    statements += record_statements(record, record_id, len(data), metric_ranges(store, record))
+    for n in notes:
+        statements += note_statements(store, record.id, n)
     store.transaction(statements)
     return record_id
+
+
+def note_object(run_id: str, note: Note) -> bytes:
+    """A note as a store object naming its run: a reindex finds it again."""
+    return canonical_bytes({"schema": NOTE_SCHEMA, "run": run_id, "time": note.time, "text": note.text})
+
+
+def parse_note(doc: dict[str, Any]) -> tuple[str, Note] | None:
+    """(run id, note) of a note object's parsed JSON; None when it is no note."""
+    if doc.get("schema") != NOTE_SCHEMA:
+        return None
+    run_id, time, text = doc.get("run"), doc.get("time"), doc.get("text")
+    if not all(isinstance(x, str) for x in (run_id, time, text)) or set(doc) != {"schema", "run", "time", "text"}:
+        return None
+    return str(run_id), Note(str(time), str(text))
+
+
+def note_statements(store: Store, run_id: str, note: Note) -> list[tuple[str, tuple[Any, ...]]]:
+    """Store a note's object; the SQL that indexes it (run in the caller's transaction)."""
+    data = note_object(run_id, note)
+    oid = store.put_object(data)
+    return [("INSERT OR IGNORE INTO objects VALUES (?, ?, 'note')", (oid, len(data))),
+            ("INSERT INTO run_notes (run_id, time, text, object) VALUES (?, ?, ?, ?)",
+             (run_id, note.time, note.text, oid))]
 
 
 def add_note(store: Store, run_id: str, note: Note) -> None:
@@ -172,7 +185,7 @@ def add_note(store: Store, run_id: str, note: Note) -> None:
 
     note = Note(note.time, default_redactor().free_text(note.text))
     ensure_tables(store)
-    store.transaction([("INSERT INTO run_notes (run_id, time, text) VALUES (?, ?, ?)", (run_id, note.time, note.text))])
+    store.transaction(note_statements(store, run_id, note))
 
 
 def notes(store: Store, run_id: str) -> list[Note]:
@@ -347,3 +360,26 @@ def record_ids(store: Store) -> dict[str, str]:
     if not has_runs_table(store):
         return {}
     return {r[0]: r[1] for r in store.db.execute("SELECT id, record FROM runs")}
+
+
+def backfill(store: Store) -> list[tuple[str, tuple[Any, ...]]]:
+    """What migrating an index to schema version 2 writes: the searchable values of every
+    run (read from its record) and an object for every note made before notes were
+    objects. The objects are stored now; the rows are returned for the migration's
+    transaction. A record that cannot be read gets no values (``verify`` names it)."""
+    out: list[tuple[str, tuple[Any, ...]]] = []
+    if not has_runs_table(store):
+        return out
+    for run_id, oid in store.db.execute("SELECT id, record FROM runs ORDER BY id").fetchall():
+        try:
+            record = load_object(store, oid)
+        except EnvcapError:
+            continue
+        out += values.statements(run_id, values.rows(view_of(record), metric_ranges(store, record)))
+    for seq, run_id, time, text in store.db.execute(
+            "SELECT seq, run_id, time, text FROM run_notes WHERE object IS NULL ORDER BY seq").fetchall():
+        data = note_object(run_id, Note(time, text))
+        note_oid = store.put_object(data)
+        out += [("INSERT OR IGNORE INTO objects VALUES (?, ?, 'note')", (note_oid, len(data))),
+                ("UPDATE run_notes SET object = ? WHERE seq = ?", (note_oid, seq))]
+    return out

@@ -19,7 +19,8 @@ from . import runs as runs_store
 
 # The index tables a copy carries, with the columns that name a row.
 _KEYS = {"manifests": ("id",), "snapshots": ("record",), "runs": ("id",), "run_reproductions": ("run_id",),
-         "run_outputs": ("fingerprint", "run_id", "path"), "images": ("repository", "digest")}
+         "run_outputs": ("fingerprint", "run_id", "path"), "images": ("repository", "digest"),
+         "run_values": ("run_id", "key")}
 
 
 @dataclass
@@ -119,6 +120,7 @@ def _plan_run(source: Any, run_id: str, out: Plan) -> None:
     out.objects.update(_referenced(record))
     out.rows["run_reproductions"] += _select(source, "run_reproductions", "run_id = ?", (run_id,))
     out.rows["run_outputs"] += _select(source, "run_outputs", "run_id = ?", (run_id,))
+    out.rows["run_values"] += _select(source, "run_values", "run_id = ?", (run_id,))
     out.notes += [(n["run_id"], n["time"], n["text"]) for n in _select(source, "run_notes", "run_id = ?", (run_id,))]
     if record.get("snapshot"):
         _plan_snapshot(source, record["snapshot"], out)
@@ -164,10 +166,12 @@ def copy(source: Any, dest: Any, refs: Sequence[str] = (), *, batch: int = 200) 
     for oid in sorted(todo.objects):
         size, kind = kinds.get(oid) or (len(source.get_object(oid)), "object")
         statements.append(("INSERT OR IGNORE INTO objects (id, size, kind) VALUES (?, ?, ?)", (oid, size, kind)))
+    # A run's values are replaced as a whole, as its record is.
+    statements += [("DELETE FROM run_values WHERE run_id = ?", (run_id,)) for run_id in todo.runs]
     for table in _KEYS:
         for row in todo.rows.get(table, []):
             cols = list(row)
-            verb = "REPLACE" if table in ("runs", "run_reproductions", "images") else "IGNORE"
+            verb = "REPLACE" if table in ("runs", "run_reproductions", "images", "run_values") else "IGNORE"
             statements.append((f"INSERT OR {verb} INTO {table} ({', '.join(cols)}) VALUES "
                                f"({', '.join('?' * len(cols))})", tuple(row[c] for c in cols)))
     have = _existing_notes(dest, {n[0] for n in todo.notes})
@@ -176,7 +180,7 @@ def copy(source: Any, dest: Any, refs: Sequence[str] = (), *, batch: int = 200) 
         if note not in have:
             have.add(note)
             new_notes += 1
-            statements.append(("INSERT INTO run_notes (run_id, time, text) VALUES (?, ?, ?)", note))
+            statements += runs_store.note_statements(dest, note[0], runs_store.Note(note[1], note[2]))
     known_runs = _present(dest, "runs", "id", todo.runs)
     known_snapshots = _present(dest, "snapshots", "record", todo.snapshots)
     dest.transaction(statements)

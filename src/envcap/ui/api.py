@@ -44,7 +44,7 @@ def runs_query(request: Request) -> dict[str, Any]:
 
 def _endpoint(work: Callable[[Request, Any], Any]) -> Callable[[Request], Any]:
     # A plain function: Starlette runs it in its thread pool, so a request that waits
-    # for the catalog (or reads many records) does not hold up the others.
+    # for the database (or reads many records) does not hold up the others.
     def endpoint(request: Request) -> Response:
         try:
             with request.app.state.open_store() as store:
@@ -57,7 +57,7 @@ def _endpoint(work: Callable[[Request, Any], Any]) -> Callable[[Request], Any]:
 
 
 def _runs(request: Request, store: Any) -> Any:
-    return data.list_runs(store, request.app.state.catalog, **runs_query(request))
+    return data.list_runs(store, **runs_query(request))
 
 
 def _run(request: Request, store: Any) -> Any:
@@ -76,7 +76,7 @@ def experiment_query(request: Request) -> dict[str, Any]:
 
 
 def _importance(request: Request, store: Any) -> Any:
-    return data.experiment(store, request.app.state.catalog, **experiment_query(request))
+    return data.experiment(store, **experiment_query(request))
 
 
 def _fleet(request: Request, store: Any) -> Any:

@@ -107,7 +107,7 @@ def _page(template: str, work: Callable[[Request, Any], dict[str, Any]]) -> Call
 
 def _runs_page(request: Request, store: Any) -> dict[str, Any]:
     query = api.runs_query(request)
-    listing = data.list_runs(store, request.app.state.catalog, **query)
+    listing = data.list_runs(store, **query)
     return {"page": "runs", "listing": listing}
 
 
@@ -120,7 +120,7 @@ def _compare_page(request: Request, store: Any) -> dict[str, Any]:
 
 
 def _experiment_page(request: Request, store: Any) -> dict[str, Any]:
-    found = data.experiment(store, request.app.state.catalog, **api.experiment_query(request))
+    found = data.experiment(store, **api.experiment_query(request))
     return {"page": "experiment", **found}
 
 
@@ -135,15 +135,13 @@ def _drift_page(request: Request, store: Any) -> dict[str, Any]:
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
-def create_app(open_store: Callable[[], Any], *, warm: bool = False,
-               allowed_hosts: Sequence[str] = LOOPBACK_NAMES) -> ASGIApp:
+def create_app(open_store: Callable[[], Any], *, allowed_hosts: Sequence[str] = LOOPBACK_NAMES) -> ASGIApp:
     """The app over the store ``open_store()`` opens (once per request, read only).
 
-    With ``warm``, every run's record is read into the catalog in the background from
-    the start, for the filters and sorts that need them all. A request whose ``Host`` is
-    not one of ``allowed_hosts`` gets 400 (starlette's TrustedHostMiddleware): a web page
-    the user visits cannot read the store by pointing a name of its own at this address
-    (DNS rebinding).
+    Nothing is cached between requests: each page is a query of the store's database. A
+    request whose ``Host`` is not one of ``allowed_hosts`` gets 400 (starlette's
+    TrustedHostMiddleware): a web page the user visits cannot read the store by pointing
+    a name of its own at this address (DNS rebinding).
     """
     app = Starlette(routes=[
         Route("/", _page("runs.html", _runs_page)),
@@ -156,10 +154,7 @@ def create_app(open_store: Callable[[], Any], *, warm: bool = False,
         Mount("/static", StaticFiles(directory=os.path.join(HERE, "static")), name="static"),
     ], middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts), www_redirect=False)])
     app.state.open_store = open_store
-    app.state.catalog = data.Catalog()
     app.state.templates = _templates()
-    if warm:
-        app.state.catalog.warm_in_background(open_store)
     return SecurityHeaders(app)
 
 

@@ -5,11 +5,12 @@ Runs are read only through :mod:`envcap.store.runs` (``page_ids``, ``count``,
 through :func:`envcap.store.resolve.resolve_manifest`, the fleet through
 :mod:`envcap.compare.fleet`: none of this knows which backend the store is.
 
-A listing sorted by an index column and not filtered pages through the index and opens
-only the records it shows, so its cost does not grow with the store. A filter (the
-``--where`` grammar of ``envcap runs``) or a sort by a parameter or metric needs every
-run's JSON: :class:`Catalog` keeps those in memory, keyed by record object, and on each
-use opens only the records that are new or changed since the last.
+Every page is a query: a listing, filtered by the ``--where`` grammar of ``envcap runs``
+and sorted by any field, is answered by the store's database
+(:meth:`envcap.store.base.IndexStore.search_runs`), and only the records of the page
+shown are read; nothing is kept in memory between requests. The experiment page reads
+the records of the runs its filter selects (a fixed sample of them past
+:data:`EXPERIMENT_RUNS`).
 """
 
 from __future__ import annotations
@@ -18,55 +19,17 @@ import json
 import math
 import random
 import re
-import threading
 from typing import Any, Iterable, Sequence
 
 from ..core.errors import EnvcapError, NotFoundError, UsageError
-from ..runs.query import Condition, lookup, run_json, select
+from ..runs.query import Condition, find_run_ids, find_runs, load_views, lookup, run_json
 from ..store import runs as runs_store
+from ..store.base import MAX_ROWS, StoreBackend
 
 DEFAULT_SORT = "-id"  # newest first: run ids sort by their start time
 MAX_LIMIT = 500
 EXPERIMENT_RUNS = 5000  # runs the importance estimate and the charts of an experiment use, at most
 KEY_COLUMNS = 6  # parameters and metrics shown as columns of the runs table, each
-
-
-class Catalog:
-    """Every run's JSON view (without notes), kept between requests of one server."""
-
-    def __init__(self) -> None:
-        self._views: dict[str, tuple[str, dict[str, Any]]] = {}
-        self._lock = threading.Lock()
-
-    def views(self, store: Any) -> list[dict[str, Any]]:
-        """The views of every run in the store now, oldest first."""
-        with self._lock:
-            current = runs_store.record_ids(store)
-            for gone in set(self._views) - set(current):
-                del self._views[gone]
-            for run_id, oid in current.items():
-                kept = self._views.get(run_id)
-                if kept is None or kept[0] != oid:
-                    try:
-                        found = run_json(runs_store.load_object(store, oid))
-                    except EnvcapError as exc:  # Listed from its index row, as `envcap runs` lists it.
-                        found = runs_store.index_view(store, run_id, str(exc))
-                    self._views[run_id] = (oid, found)
-            return [self._views[r][1] for r in sorted(current)]
-
-    def warm_in_background(self, open_store: Any) -> threading.Thread:
-        """Read every record now, in a thread, so that the first filtered request does
-        not wait for all of them (a request meanwhile waits for the lock instead)."""
-        def warm() -> None:
-            try:
-                with open_store() as store:
-                    self.views(store)
-            except Exception:  # noqa: BLE001  # A request will meet the same error and show it.
-                pass
-
-        thread = threading.Thread(target=warm, name="envcap-ui-catalog", daemon=True)
-        thread.start()
-        return thread
 
 
 def parse_where(where: Iterable[str]) -> list[str]:
@@ -77,14 +40,14 @@ def parse_where(where: Iterable[str]) -> list[str]:
     return kept
 
 
-def view(store: Any, run_id: str) -> dict[str, Any]:
+def view(store: StoreBackend, run_id: str) -> dict[str, Any]:
     from ..runs.query import mark_key
 
     return mark_key(store, [run_json(runs_store.load(store, run_id), runs_store.notes(store, run_id),
                                      runs_store.reproductions(store, run_id))])[0]
 
 
-def listed_view(store: Any, run_id: str) -> dict[str, Any]:
+def listed_view(store: StoreBackend, run_id: str) -> dict[str, Any]:
     """A run's view for a listing: from its index row, marked unreadable, when its record
     cannot be read (one bad record does not hide the others)."""
     try:
@@ -93,22 +56,22 @@ def listed_view(store: Any, run_id: str) -> dict[str, Any]:
         return runs_store.index_view(store, run_id, str(exc))
 
 
-def list_runs(store: Any, catalog: Catalog, *, where: Iterable[str] = (), sort: str | None = None,
+def list_runs(store: StoreBackend, *, where: Iterable[str] = (), sort: str | None = None,
               offset: int = 0, limit: int = 50) -> dict[str, Any]:
     """One page of runs that meet every condition, sorted, with the total that do."""
     conditions = parse_where(where)
     sort = sort or DEFAULT_SORT
     if limit < 1 or limit > MAX_LIMIT or offset < 0:
         raise UsageError(f"limit must be 1 to {MAX_LIMIT} and offset at least 0")
+    offset = min(offset, MAX_ROWS)  # a page past every run there can be: an empty one
     key, descending = sort.lstrip("-"), sort.startswith("-")
     if not conditions and key in runs_store.INDEX_SORT:
         total = runs_store.count(store)
         shown = [listed_view(store, r) for r in
                  runs_store.page_ids(store, sort=key, descending=descending, limit=limit, offset=offset)]
     else:
-        chosen = select(catalog.views(store), where=conditions, sort=sort)
-        total = len(chosen)
-        shown = [listed_view(store, v["id"]) for v in chosen[offset:offset + limit]]
+        found = find_runs(store, where=conditions, sort=sort, limit=limit, offset=offset)
+        total, shown = int(found.total or 0), found.views
     rows = [row(v) for v in shown]
     return {
         "total": total, "offset": offset, "limit": limit, "sort": sort, "where": conditions,
@@ -143,7 +106,7 @@ def _names(dicts: Iterable[dict[str, Any]]) -> list[str]:
 # -- one run -----------------------------------------------------------------------------
 
 
-def run_page(store: Any, ref: str) -> dict[str, Any]:
+def run_page(store: StoreBackend, ref: str) -> dict[str, Any]:
     """Everything the page of one run shows: its JSON, its environment, its metric curves."""
     run_id = runs_store.resolve(store, ref)
     data = view(store, run_id)
@@ -154,7 +117,7 @@ def run_page(store: Any, ref: str) -> dict[str, Any]:
 DIFF_SHOWN = 200_000  # characters of an uncommitted diff shown on the page
 
 
-def diff_text(store: Any, v: dict[str, Any]) -> str | None:
+def diff_text(store: StoreBackend, v: dict[str, Any]) -> str | None:
     """The run's uncommitted diff as text (cut at :data:`DIFF_SHOWN` characters), or None."""
     diff = (v.get("git") or {}).get("diff") or {}
     if not diff.get("object"):
@@ -163,7 +126,7 @@ def diff_text(store: Any, v: dict[str, Any]) -> str | None:
     return text if len(text) <= DIFF_SHOWN else text[:DIFF_SHOWN] + "\n… (cut; envcap export has all of it)"
 
 
-def environment(store: Any, v: dict[str, Any]) -> dict[str, Any] | None:
+def environment(store: StoreBackend, v: dict[str, Any]) -> dict[str, Any] | None:
     """The summary lines of the run's environment (None when it has none or it is gone)."""
     manifest = _manifest(store, v)
     if manifest is None:
@@ -175,7 +138,7 @@ def environment(store: Any, v: dict[str, Any]) -> dict[str, Any] | None:
             "summary": [line.strip() for line in summary_lines(manifest) if line.strip()]}
 
 
-def _manifest(store: Any, v: dict[str, Any]) -> Any:
+def _manifest(store: StoreBackend, v: dict[str, Any]) -> Any:
     """The run's environment as its own snapshot recorded it (its labels, host and time),
     not the newest snapshot of the same manifest, which another run may have taken."""
     if not v.get("manifest"):
@@ -189,7 +152,7 @@ def _manifest(store: Any, v: dict[str, Any]) -> Any:
     return None
 
 
-def manifest_json(store: Any, ref: str) -> dict[str, Any]:
+def manifest_json(store: StoreBackend, ref: str) -> dict[str, Any]:
     """A stored manifest by (a prefix of) its id, env_id or snapshot id, or a run's.
 
     Only the store is asked: a reference is never read as a file path here.
@@ -208,7 +171,7 @@ def manifest_json(store: Any, ref: str) -> dict[str, Any]:
     return json.loads(manifest.to_json())
 
 
-def curves(store: Any, v: dict[str, Any]) -> dict[str, list[list[Any]]]:
+def curves(store: StoreBackend, v: dict[str, Any]) -> dict[str, list[list[Any]]]:
     """Each metric's logged points as [step, value] pairs (the order logged when no step)."""
     from ..core.run import RunRecord
     from ..runs.query import metric_history
@@ -262,7 +225,7 @@ def _is_number(x: Any) -> bool:
 # -- comparing runs ----------------------------------------------------------------------
 
 
-def compare(store: Any, refs: Sequence[str]) -> dict[str, Any]:
+def compare(store: StoreBackend, refs: Sequence[str]) -> dict[str, Any]:
     """Two or more runs side by side: parameters, metrics, curves, environment diffs."""
     if len(refs) < 2:
         raise UsageError("choose at least two runs to compare")
@@ -302,7 +265,7 @@ def _side_by_side(dicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _env_diffs(store: Any, views: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _env_diffs(store: StoreBackend, views: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each run's environment against the first run's (the numerically sensitive changes marked)."""
     from ..compare.diff import describe, diff_manifests
 
@@ -326,12 +289,24 @@ def _env_diffs(store: Any, views: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # -- across the runs of one experiment ---------------------------------------------------
 
 
-def experiment(store: Any, catalog: Catalog, *, where: Iterable[str] = (), metric: str | None = None,
+def experiment(store: StoreBackend, *, where: Iterable[str] = (), metric: str | None = None,
                resource: str | None = None, method: str | None = None, goal: str | None = None) -> dict[str, Any]:
-    """The runs a filter selects taken as one experiment (see :func:`experiment_of`)."""
+    """The runs a filter selects taken as one experiment (see :func:`experiment_of`).
+
+    The filter is answered by the database; only the selected runs' records are read,
+    and past :data:`EXPERIMENT_RUNS` of them a fixed sample (the same on every reload)."""
     conditions = parse_where(where)
-    chosen = select(catalog.views(store), where=conditions)
-    return experiment_of(chosen, where=conditions, metric=metric, resource=resource, method=method, goal=goal)
+    ids = find_run_ids(store, where=conditions)
+    selected = len(ids)
+    if selected > EXPERIMENT_RUNS:
+        # A forest over 100,000 runs, or as many lines in one chart, helps nobody.
+        ids = sorted(random.Random(0).sample(ids, EXPERIMENT_RUNS))
+    chosen = load_views(store, ids)
+    found = experiment_of(chosen, where=conditions, metric=metric, resource=resource, method=method, goal=goal)
+    if selected > len(chosen):
+        found["runs"] = selected
+        found["sampled"] = {"of": selected, "kept": len(chosen)}
+    return found
 
 
 def experiment_of(chosen: Sequence[dict[str, Any]], *, where: Sequence[str] = (), metric: str | None = None,
@@ -419,7 +394,7 @@ def _parallel(views: list[dict[str, Any]], metric: str, names: list[str]) -> dic
 # -- the fleet ---------------------------------------------------------------------------
 
 
-def drift(store: Any) -> dict[str, Any]:
+def drift(store: StoreBackend) -> dict[str, Any]:
     """Every key run, the drifted first, with its latest revalidation and why it drifted."""
     from ..runs.drift import key_runs
 
@@ -428,7 +403,7 @@ def drift(store: Any) -> dict[str, Any]:
     return {"key_runs": found, "drifted": sum(1 for k in found if k["drift"])}
 
 
-def fleet(store: Any, *, cluster_label: str = "cluster") -> dict[str, Any]:
+def fleet(store: StoreBackend, *, cluster_label: str = "cluster") -> dict[str, Any]:
     """Which clusters run which environments, and the nodes that differ from their
     cluster's majority (``envcap fleet`` over the store)."""
     from ..compare.fleet import analyze, load_fleet
