@@ -107,9 +107,9 @@ def test_an_env_rebuilt_from_its_lock_has_the_same_env_id(tmp_path: Path, isolat
                 "-r", str(lock_dir / "requirements.txt"))
     after = capture(rebuilt)
     after_kinds = {p["name"]: p["origin"]["kind"] for p in after.sections["python"]["packages"]}
-    # What pip records changed (the causes seen): every package is "requested" now, and
-    # the local wheel came from the find-links folder, an index install to pip.
-    assert after_kinds["envcap-test-wheel"] == "index"
+    # What pip records: every package is "requested" now; the local wheel is installed
+    # from its file URL in the lock, so pip records it as a file again, as the original did.
+    assert after_kinds["envcap-test-wheel"] == "file"
     assert [p["requested"] for p in after.sections["python"]["packages"] if p["name"] == "six"] == [True]
     assert sorted((p["name"], p["version"]) for p in after.sections["python"]["packages"]) == \
         sorted((p["name"], p["version"]) for p in before.sections["python"]["packages"])

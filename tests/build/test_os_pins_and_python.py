@@ -73,6 +73,20 @@ def test_a_system_python_pins_the_distributions_interpreter() -> None:
     assert "python3" in _pins(lock(m, hashes=None).files["apt.txt"])
 
 
+def test_a_package_installed_from_git_pins_git_for_pip() -> None:
+    """pip runs git to install a git dependency: the build needs it though no library of
+    the run links it (a run with a git+file dependency failed its build without it)."""
+    sections = _workstation()
+    sections["system"]["packages"].append({"name": "git", "version": "1:2.39.5-0+deb12u2", "arch": "amd64"})
+    plain = lock(manifest_from(copy.deepcopy(sections), observed=OBSERVED), hashes=None)
+    assert "git" in plain.system_left and "VCS tools" not in plain.pin_os
+    sections["python"]["packages"][0]["origin"] = {"kind": "vcs", "vcs": "git", "url": "file:///srv/git/six",
+                                                   "commit": "a" * 40}
+    result = lock(manifest_from(sections, observed=OBSERVED), hashes=None)
+    assert "git" in _pins(result.files["apt.txt"]) and "git" not in result.system_left
+    assert "the VCS tools pip installs from (git)" in result.pin_os
+
+
 def test_a_snapshot_without_a_run_pins_everything_as_before() -> None:
     m = manifest_from(_workstation())
     result = lock(m, hashes=None)

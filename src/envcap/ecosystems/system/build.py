@@ -37,6 +37,9 @@ _COMPILERS = re.compile(r"^(?:gcc|g\+\+|cpp|gfortran|clang|lld|llvm|binutils|bui
                         r"(?:-\d+(?:\.\d+)*)?$")
 _CUDA = re.compile(r"^(?:cuda-|libcuda|libcudnn|libnccl|libcublas|libcufft|libcurand|libcusolver|libcusparse|libnvjitlink|"
                    r"libnvrtc|libnvjpeg|libnpp|libnvidia-|nvidia-|libnvinfer|tensorrt)")
+# The tool pip runs to install a package from each VCS (direct_url.json's name), by its
+# package's name.
+_VCS_TOOLS = {"git": "git", "hg": "mercurial", "svn": "subversion", "bzr": "bzr"}
 # The distribution's own interpreter, when the environment's Python is the system's.
 _SYSTEM_PYTHON = re.compile(r"^(?:python3(?:\.\d+)?(?:-minimal|-venv|-dev)?|libpython3(?:\.\d+)?(?:-minimal|-stdlib|-dev)?|"
                             r"python3-.+)$")
@@ -96,12 +99,17 @@ def choose_pins(manifest: Manifest, manager: str, pins: list[tuple[str, str, str
     python = manifest.sections.get("python") or {}
     base = str(python.get("base_prefix") or python.get("prefix") or "") if isinstance(python, Mapping) else ""
     system_python = base == "/usr"
-    wanted = set(named) | owners
+    # pip installs a package from a VCS with that VCS's own tool, so the build needs it too.
+    tools = {_VCS_TOOLS.get(str(p["origin"].get("vcs")), "") for p in python.get("packages") or ()
+             if isinstance(p, Mapping) and isinstance(p.get("origin"), Mapping)} if isinstance(python, Mapping) else set()
+    wanted = set(named) | owners | (tools & have)
     wanted |= {n for n in have if _COMPILERS.match(n) or _CUDA.match(n) or (system_python and _SYSTEM_PYTHON.match(n))}
     chosen = [p for p in pins if p[0] in wanted]
     return chosen, (f"{len(chosen)} of {len(pins)} installed packages (--pin-os auto: the owners of the "
                     "libraries the run's compiled code links, compilers, CUDA"
-                    f"{', the system Python' if system_python else ''}{', named' if named else ''})")
+                    f"{', the system Python' if system_python else ''}"
+                    f"{', the VCS tools pip installs from (' + ', '.join(sorted(tools & have)) + ')' if tools & have else ''}"
+                    f"{', named' if named else ''})")
 
 
 def native_dpkg_arch(pins: Iterable[tuple[str, str, str]]) -> str | None:
