@@ -27,8 +27,12 @@ def isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
     monkeypatch.setenv("ENVCAP_CONFIG", str(home / "no-config.toml"))
     monkeypatch.setenv("ENVCAP_CACHE_DIR", str(home / "cache"))
     from envcap.core import redact
+    from envcap.store import factory
 
     redact.reset_default()
+    # A command run in this process (click's CliRunner) with --store selects that store
+    # for the rest of the process: each test starts with none selected.
+    monkeypatch.setattr(factory, "_selected", None)
     return home
 
 

@@ -32,9 +32,9 @@ def test_the_schema_version_is_recorded_and_a_newer_one_refused(pg_url: str) -> 
         assert store.info()["schema_version"] == 3
     with psycopg.connect(pg_url, autocommit=True) as conn:
         rows = conn.execute("SELECT version, envcap FROM envcap_schema").fetchall()
-        assert [r[0] for r in rows] == [1, 2]
-        conn.execute("INSERT INTO envcap_schema (version, envcap) VALUES (3, '99.0')")
-    with pytest.raises(StoreError, match="schema version 3, made by a newer envcap.*upgrade envcap"):
+        assert [r[0] for r in rows] == [1, 2, 3]
+        conn.execute("INSERT INTO envcap_schema (version, envcap) VALUES (4, '99.0')")
+    with pytest.raises(StoreError, match="schema version 4, made by a newer envcap.*upgrade envcap"):
         PostgresStore(pg_url)
     proc = run_envcap("ls", env={"ENVCAP_STORE": pg_url})
     assert proc.returncode == 2

@@ -148,9 +148,10 @@ def test_the_ddl_file_is_what_the_declarations_render() -> None:
 
 def _downgrade_to_v1(store: Any) -> None:
     """What an index of schema version 1 looked like: no run values, notes without objects."""
-    statements = [("DROP TABLE run_values", ()), ("ALTER TABLE run_notes DROP COLUMN object", ())]
+    statements = [("DROP TABLE run_values", ()), ("ALTER TABLE run_notes DROP COLUMN object", ()),
+                  ("DROP TABLE IF EXISTS key_runs", ()), ("DROP TABLE IF EXISTS revalidation_jobs", ())]
     if store.kind == "postgresql":
-        statements.append(("DELETE FROM envcap_schema WHERE version = 2", ()))
+        statements.append(("DELETE FROM envcap_schema WHERE version >= 2", ()))
     store.transaction(statements)
     if store.kind == "embedded":
         store.db.execute("PRAGMA user_version = 0")
@@ -168,7 +169,7 @@ def test_an_index_of_version_1_migrates_with_its_runs_values_and_notes(store_url
         runs_store.add_note(store, record.id, runs_store.Note("2026-12-01T00:01:00Z", "kept"))
         _downgrade_to_v1(store)
     with open_store(store_url) as store:
-        assert store.info()["schema_version"] == 2
+        assert store.info()["schema_version"] == 3
         page = store.search_runs([("params.lr", ">", "0.15")], sort="metrics.loss", count=True)
         assert page.total == 3 and page.ids == [record.id, *page.ids[1:]]
         [(obj,)] = store.db.execute("SELECT object FROM run_notes").fetchall()
