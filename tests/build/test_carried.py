@@ -122,6 +122,20 @@ def test_a_carried_wheel_that_is_not_the_recorded_one_is_not_used(local: dict[st
         assert carried.find(store, dep) is None
 
 
+def test_a_carried_wheel_is_found_again_in_either_store(local: dict[str, Any], any_store: Any) -> None:
+    """The shared store has the carried table too (its migration to version 3 makes it: a
+    module's own CREATE TABLE never runs on PostgreSQL), so a bundle imported there keeps
+    what no index serves."""
+    [dep] = [d for d in carried.needs(local["manifest"]) if d.kind == "wheel"]
+    data = carried.here(dep)
+    assert data is not None
+    oid = any_store.put_object(data)
+    carried.ensure_tables(any_store)
+    any_store.transaction([("INSERT OR IGNORE INTO objects VALUES (?, ?, ?)", (oid, len(data), "carried")),
+                           *carried.statements(dep, oid), *carried.statements(dep, oid)])
+    assert carried.find(any_store, dep) == data
+
+
 def test_sizes_are_read_as_people_write_them() -> None:
     assert carried.parse_size("200M") == 200 << 20 and carried.parse_size("1K") == 1024
     assert carried.parse_size("2G") == 2 << 30 and carried.parse_size("512") == 512

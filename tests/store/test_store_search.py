@@ -149,7 +149,8 @@ def test_the_ddl_file_is_what_the_declarations_render() -> None:
 def _downgrade_to_v1(store: Any) -> None:
     """What an index of schema version 1 looked like: no run values, notes without objects."""
     statements = [("DROP TABLE run_values", ()), ("ALTER TABLE run_notes DROP COLUMN object", ()),
-                  ("DROP TABLE IF EXISTS key_runs", ()), ("DROP TABLE IF EXISTS revalidation_jobs", ())]
+                  ("DROP TABLE IF EXISTS key_runs", ()), ("DROP TABLE IF EXISTS revalidation_jobs", ()),
+                  ("DROP TABLE IF EXISTS carried", ())]
     if store.kind == "postgresql":
         statements.append(("DELETE FROM envcap_schema WHERE version >= 2", ()))
     store.transaction(statements)

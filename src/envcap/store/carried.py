@@ -26,16 +26,6 @@ from typing import Any
 from ..core import proc
 from .base import StoreBackend as Store
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS carried (
-    kind TEXT NOT NULL,
-    key TEXT NOT NULL,
-    object TEXT NOT NULL,
-    name TEXT NOT NULL,
-    PRIMARY KEY (kind, key)
-);
-"""
-
 # What a bundle carries unless told otherwise (envcap export --carry-limit, ENVCAP_CARRY_LIMIT).
 DEFAULT_LIMIT = 100 << 20
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -144,7 +134,9 @@ def here(dep: Dependency) -> bytes | None:
 
 
 def _ready(store: Store) -> None:
-    store.ensure_schema(SCHEMA)
+    from ._ddl import SQLITE_TABLES
+
+    store.ensure_schema(SQLITE_TABLES["carried"])
 
 
 def statements(dep: Dependency, oid: str) -> list[tuple[str, tuple[Any, ...]]]:

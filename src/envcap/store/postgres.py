@@ -34,7 +34,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from ..core import config
 from ..core.canonical import digest
 from ..core.errors import ManifestError, StoreError, UsageError
-from ._ddl import POSTGRESQL_V2
+from ._ddl import POSTGRESQL_V2, POSTGRESQL_V3
 from .base import SCHEMA_VERSION, IndexStore, Statements
 
 if TYPE_CHECKING:
@@ -84,14 +84,9 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     # Run values for --where and --sort in SQL, and notes as objects (envcap.store.schema);
     # filled from the records by envcap.store.runs.backfill in the same transaction.
     (2, list(POSTGRESQL_V2)),
-    # Key runs and their revalidations (envcap key, envcap revalidate): see store/revalidations.py.
-    (3, [
-        f"CREATE TABLE key_runs (run_id {_T} PRIMARY KEY, marked_at {_T} NOT NULL, note TEXT NOT NULL)",
-        f"""CREATE TABLE revalidation_jobs (round {_T} NOT NULL, run_id {_T} NOT NULL, task BIGINT NOT NULL,
-            scheduler TEXT NOT NULL, job_id TEXT, state TEXT NOT NULL, rebuild_id {_T}, verdict TEXT,
-            detail TEXT NOT NULL, updated_at {_T} NOT NULL, created_at {_T} NOT NULL,
-            PRIMARY KEY (round, run_id))""",
-    ]),
+    # Key runs and their revalidations (envcap key, envcap revalidate: store/revalidations.py),
+    # and what run bundles carry that no index serves (store/carried.py).
+    (3, list(POSTGRESQL_V3)),
 ]
 assert MIGRATIONS[-1][0] == SCHEMA_VERSION
 

@@ -23,27 +23,6 @@ from typing import Any
 
 from .base import StoreBackend as Store
 
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS key_runs (
-        run_id TEXT PRIMARY KEY,
-        marked_at TEXT NOT NULL,
-        note TEXT NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS revalidation_jobs (
-        round TEXT NOT NULL,
-        run_id TEXT NOT NULL,
-        task INTEGER NOT NULL,
-        scheduler TEXT NOT NULL,
-        job_id TEXT,
-        state TEXT NOT NULL,
-        rebuild_id TEXT,
-        verdict TEXT,
-        detail TEXT NOT NULL,
-        updated_at TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        PRIMARY KEY (round, run_id)
-    )""",
-)
 
 # A job in one of these states will not change by itself; the others may.
 FINAL_STATES = ("done", "cancelled", "timeout", "failed")
@@ -55,7 +34,9 @@ def _now() -> str:
 
 def _ready(store: Store) -> None:
     if not (store.has_table("key_runs") and store.has_table("revalidation_jobs")):
-        store.ensure_schema(_SCHEMA)
+        from ._ddl import SQLITE_TABLES
+
+        store.ensure_schema(SQLITE_TABLES["key_runs"] + SQLITE_TABLES["revalidation_jobs"])
 
 
 # -- key runs ------------------------------------------------------------------------------

@@ -163,9 +163,38 @@ image_inputs = sa.Table(
     sa.Column("inputs", sa.Text(), nullable=False),
 )
 
+key_runs = sa.Table(
+    "key_runs", metadata,
+    sa.Column("run_id", _text(), primary_key=True),
+    sa.Column("marked_at", _text(), nullable=False),
+    sa.Column("note", sa.Text(), nullable=False),
+)
+revalidation_jobs = sa.Table(
+    "revalidation_jobs", metadata,
+    sa.Column("round", _text(), primary_key=True),
+    sa.Column("run_id", _text(), primary_key=True),
+    sa.Column("task", _big, nullable=False),
+    sa.Column("scheduler", sa.Text(), nullable=False),
+    sa.Column("job_id", sa.Text()),
+    sa.Column("state", sa.Text(), nullable=False),
+    sa.Column("rebuild_id", _text()),
+    sa.Column("verdict", sa.Text()),
+    sa.Column("detail", sa.Text(), nullable=False),
+    sa.Column("updated_at", _text(), nullable=False),
+    sa.Column("created_at", _text(), nullable=False),
+)
+carried = sa.Table(
+    "carried", metadata,
+    sa.Column("kind", _text(), primary_key=True),
+    sa.Column("key", _text(), primary_key=True),
+    sa.Column("object", _text(), nullable=False),
+    sa.Column("name", sa.Text(), nullable=False),
+)
+
 # The tables each backend's schema version added, in order: version 1 is the first
-# published schema, version 2 the run values and note objects.
-ADDED_IN = {2: ("run_values",)}
+# published schema, version 2 the run values and note objects, version 3 the key runs
+# and their revalidations, and what run bundles carry that no index serves.
+ADDED_IN = {2: ("run_values",), 3: ("key_runs", "revalidation_jobs", "carried")}
 COLUMNS_ADDED_IN = {2: (("run_notes", "object"),)}
 
 
@@ -217,6 +246,10 @@ def render() -> str:
         f"SQLITE_V2 = {v2_sqlite!r}",
         "# What version 2 adds to a shared store of version 1.",
         f"POSTGRESQL_V2 = {v2_pg!r}",
+        "# What version 3 adds to a shared store of version 2.",
+        f"POSTGRESQL_V3 = {ddl('postgresql', list(ADDED_IN[3]))!r}",
+        "# Each table's own statements, for a module that makes its tables on first use.",
+        f"SQLITE_TABLES = { {t.name: ddl('sqlite', [t.name], if_not_exists=True) for t in metadata.sorted_tables}!r}",
         "",
     ]
     return "\n".join(lines)
