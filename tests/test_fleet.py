@@ -321,10 +321,15 @@ def test_a_nodes_labels_stick_to_every_snapshot_it_takes_runs_included(isolated:
     report = json.loads(envcap("fleet", "--json").stdout)
     assert [c["name"] for c in report["clusters"]] == ["a"]
     assert report["superseded"] == 2
-    # A label given on the command line wins over the node's own.
+    # A label given on the command line wins over the node's own. (The new snapshot is
+    # found by its record, not by its place: snapshot times have whole seconds, and two
+    # taken in the same second sort by their ids.)
+    with Store() as store:
+        before = {row.record for row in store.snapshots()}
     assert envcap("snapshot", "--label", "cluster=b").returncode == 0
     with Store() as store:
-        assert store.snapshots()[-1].labels["cluster"] == "b"
+        [new] = [row for row in store.snapshots() if row.record not in before]
+    assert new.labels["cluster"] == "b"
 
 
 def test_a_split_cluster_names_its_nodes_and_what_separates_them(base: Manifest, tmp_path: Path) -> None:
