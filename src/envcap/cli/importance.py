@@ -29,16 +29,14 @@ def importance(where: tuple[str, ...], metric: str | None, method: str, resource
     envcap importance --metric loss --method permutation --json
     The same figures as `envcap ui`'s experiment page and /api/importance.
     """
-    from ..runs.query import Condition, select
-    from ..ui.data import experiment_of
-    from .runs import _all_views
+    from ..runs.query import Condition
+    from ..ui.data import experiment
 
     for w in where:
         Condition.parse(w)
     with open_store() as store:
-        views = _all_views(store, where)
-    chosen = select(views, where=where)
-    found = experiment_of(chosen, where=list(where), metric=metric, resource=resource, method=method, goal=goal)
+        # The API's own selection (the database answers the filter), so --json is what it serves.
+        found = experiment(store, where=where, metric=metric, resource=resource, method=method, goal=goal)
     if as_json:
         click.echo(json.dumps(found, indent=2, ensure_ascii=False))
         return

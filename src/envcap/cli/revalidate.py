@@ -34,10 +34,9 @@ def key(run_refs: tuple[str, ...], where: tuple[str, ...], note: str, remove: bo
             return
         ids = [runs_store.resolve(store, r) for r in run_refs]
         if where:
-            from .runs import _all_views
-            from ..runs.query import select
+            from ..runs.query import find_run_ids
 
-            ids += [v["id"] for v in select(_all_views(store, where), where=where) if v["id"] not in ids]
+            ids += [i for i in find_run_ids(store, where=where) if i not in ids]
         if not ids:
             raise UsageError("name runs (RUN…) or --where COND: no run was chosen")
         if remove:

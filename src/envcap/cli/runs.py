@@ -136,15 +136,6 @@ def _any_runs(store: Any) -> bool:
     return runs_store.count(store) > 0
 
 
-def _all_views(store: Any, where: tuple[str, ...] = (), labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """The runs that may meet the conditions (the store narrows them down first), as JSON; a
-    run whose record cannot be read is listed from its index row, marked ``unreadable``,
-    rather than failing the whole listing."""
-    from ..runs.query import load_views, runs_ids_narrowed
-
-    return load_views(store, runs_ids_narrowed(store, where, labels))
-
-
 def _view(store: Any, ref: str) -> dict[str, Any]:
     from ..store import runs as runs_store
     from ..runs.query import run_json
