@@ -143,6 +143,19 @@ def lib_dir(dest: Path) -> Path:
     return dest
 
 
+def commit_image(client: Any, base: str, image: str, script: str, mounts: list[Any],
+                 environment: dict[str, str] | None = None) -> None:
+    """Run ``script`` in a container of ``base`` (host network) and commit it as ``image``."""
+    container = client.containers.run(base, ["/bin/bash", "-c", script], detach=True, network_mode="host",
+                                      mounts=mounts, environment=environment)
+    try:
+        status = container.wait(timeout=900)
+        assert status["StatusCode"] == 0, container.logs().decode()[-3000:]
+        container.commit(*image.split(":"))
+    finally:
+        container.remove(force=True)
+
+
 class Bed:
     """The test bed, and the runs recorded in a container of its base image."""
 
@@ -170,15 +183,12 @@ class Bed:
 
     def make_source(self) -> None:
         mount = self.docker.types.Mount(str(HOST_CA), str(HOST_CA), type="bind", read_only=True)
-        container = self.client.containers.run(self.base, ["/bin/bash", "-c", SOURCE_SCRIPT], detach=True,
-                                               network_mode="host", mounts=[mount])
-        try:
-            status = container.wait(timeout=900)
-            assert status["StatusCode"] == 0, container.logs().decode()[-3000:]
-            container.commit(*self.source_image.split(":"))
-            self.made.append(self.source_image)
-        finally:
-            container.remove(force=True)
+        self.commit_source(SOURCE_SCRIPT, [mount])
+
+    def commit_source(self, script: str, mounts: list[Any], environment: dict[str, str] | None = None) -> None:
+        """Run ``script`` in the base image and keep the container as the source image."""
+        commit_image(self.client, self.base, self.source_image, script, mounts, environment)
+        self.made.append(self.source_image)
 
     def record_run(self, *, env: dict[str, str] | None = None) -> str:
         """``envcap run`` inside a container of the source image; the run's id."""

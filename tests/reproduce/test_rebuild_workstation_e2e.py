@@ -154,15 +154,7 @@ class Workstation(Bed):
                   self.docker.types.Mount("/.envcap-test", str(kit), type="bind", read_only=True)]
         environment = {"ARCHIVE_PACKAGE": self.archive_package, "PYTHON_VERSION": self.python_version,
                        "DOWNLOADS": self.extra["ENVCAP_TEST_PYTHON_DOWNLOADS"]}
-        container = self.client.containers.run(self.base, ["/bin/bash", "-c", WORKSTATION], detach=True,
-                                               network_mode="host", mounts=mounts, environment=environment)
-        try:
-            status = container.wait(timeout=900)
-            assert status["StatusCode"] == 0, container.logs().decode()[-3000:]
-            container.commit(*self.source_image.split(":"))
-            self.made.append(self.source_image)
-        finally:
-            container.remove(force=True)
+        self.commit_source(WORKSTATION, mounts, environment)
 
 
 def _get(url: str) -> str:

@@ -168,15 +168,7 @@ cd {self.project} && /opt/venv/bin/pip install -q -e .
         mounts = [self.docker.types.Mount(str(p), str(p), type="bind", read_only=ro)
                   for p, ro in ((HOST_CA, True), (self.wheel.parent, True), (self.gitdep, True),
                                 (self.project, False))]
-        container = self.client.containers.run(self.base, ["/bin/bash", "-c", script], detach=True,
-                                               network_mode="host", mounts=mounts)
-        try:
-            status = container.wait(timeout=900)
-            assert status["StatusCode"] == 0, container.logs().decode()[-3000:]
-            container.commit(*self.source_image.split(":"))
-            self.made.append(self.source_image)
-        finally:
-            container.remove(force=True)
+        self.commit_source(script, mounts)
 
 
 @pytest.fixture(scope="module")

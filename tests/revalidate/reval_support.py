@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE.parent / "build"))
 
 from buildtest_support import HOST_CA, bed_facts  # noqa: E402
 from conftest import git  # noqa: E402
-from rebuild_support import LIB, lib_dir  # noqa: E402
+from rebuild_support import LIB, commit_image, lib_dir  # noqa: E402
 
 PACKAGES = [f"rv_{c}" for c in "abcdefgh"]
 VENV_PATH = "/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -149,16 +149,9 @@ class RevalBed:
                  "apt-get install -y -q --no-install-recommends git >/dev/null; rm -rf /var/lib/apt/lists/*; "
                  "python3 -m venv /opt/venv; "
                  f"PIP_CONFIG_FILE=/dev/null /opt/venv/bin/pip install -q --no-index --no-deps {self.good_wheels}/*.whl")
-        container = self.client.containers.run(self.base, ["/bin/bash", "-c", setup], detach=True,
-                                               network_mode="host", mounts=[self._mount(self.good_wheels,
-                                                                                        read_only=True)])
-        try:
-            status = container.wait(timeout=900)
-            assert status["StatusCode"] == 0, container.logs().decode()[-3000:]
-            container.commit(*self.source_image.split(":"))
-            self.made.append(self.source_image)
-        finally:
-            container.remove(force=True)
+        commit_image(self.client, self.base, self.source_image, setup,
+                     [self._mount(self.good_wheels, read_only=True)])
+        self.made.append(self.source_image)
         run = "/opt/venv/bin/python -m envcap run"
         script = (f"set -e; for p in rv_a rv_b rv_c; do {run} --param pkg=$p -- python train.py; done; "
                   # By file, as the good ones: pip records each wheel's file and hash (its origin).
