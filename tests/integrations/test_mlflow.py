@@ -203,6 +203,22 @@ def test_mlflows_migrations_run_once_per_version_not_after_each_command(tmp_path
         assert not [p.name for p in database.parent.iterdir() if p.name != "mlflow.db"]
     assert (made[0].st_ino, made[0].st_mtime_ns) == (made[1].st_ino, made[1].st_mtime_ns)
     assert template.name == f"tracking-{mlflow.__version__}.db"
+    # The same database MLflow makes for itself: every table, index and trigger, at the
+    # same schema revision.
+    MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'own.db'}").search_experiments()
+    assert _schema(tmp_path / "own.db") == _schema(tmp_path / "second" / "runs" / "mlflow.db")
+
+
+def _schema(database: Path) -> tuple[list[Any], list[Any]]:
+    """Every object of ``database`` with its definition's lines in order (MLflow's own
+    migrations list a table's constraints in an order that varies from one run to the
+    next), and the schema revision."""
+    import sqlite3
+
+    with sqlite3.connect(database) as db:
+        objects = [(kind, name, table, sorted(line.strip().rstrip(",") for line in (sql or "").splitlines()))
+                   for kind, name, table, sql in db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master")]
+        return sorted(objects), db.execute("SELECT version_num FROM alembic_version").fetchall()
 
 
 def _umask() -> int:

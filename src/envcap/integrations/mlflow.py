@@ -187,7 +187,6 @@ def _template() -> str:
         return path
     import logging
 
-    import sqlalchemy
     from mlflow.store.db import utils as db_utils
 
     directory = os.path.dirname(path)
@@ -198,7 +197,7 @@ def _template() -> str:
     quiet = logging.getLogger(db_utils.__name__)
     level = quiet.level
     quiet.setLevel(logging.WARNING)
-    engine = sqlalchemy.create_engine(f"sqlite:///{partial}")
+    engine = db_utils.create_sqlalchemy_engine(f"sqlite:///{partial}")
     try:
         db_utils._initialize_tables(engine)
         db_utils._verify_schema(engine)
