@@ -70,15 +70,17 @@ def run(params: tuple[str, ...], params_files: tuple[str, ...], seeds: tuple[str
 def _exit_now(code: int) -> None:
     """Exit as Python would, less the teardown of every module one by one: with MLflow's
     thousands loaded that alone took about 1 s after the command had ended and all was
-    written. Threads that are not daemons are waited for, exit handlers run, and the
-    streams are flushed, as at a normal exit."""
+    written. As at a normal exit, threads that are not daemons are told to stop (thread
+    pools) and waited for, the exit handlers run, and the streams are flushed."""
     import atexit
     import os
     import threading
 
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+    # What the interpreter's own exit calls first (its thread pools' hooks, then a join
+    # of every thread that is not a daemon).
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is not None:
+        shutdown()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
