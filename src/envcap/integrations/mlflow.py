@@ -115,14 +115,16 @@ def check_available() -> None:
 
 
 def prepare() -> threading.Thread:
-    """Start importing MLflow and its tracking store's code in the background.
+    """Start, in the background, what ``envcap run --mlflow`` needs once the command has ended.
 
-    ``envcap run --mlflow`` needs them only once the command has ended, but importing
-    them costs seconds (about 10 s for ``mlflow`` and as much again for its SQL store on
-    a loaded machine): done after the command, that was all of the time ``--mlflow``
-    added. Started with the command, the import runs while the command does. The
-    tracking store itself (which may create the database) is opened only afterwards,
-    when the command can no longer be creating it too.
+    Importing MLflow and its SQL store's code costs seconds (about 10 s each on a loaded
+    machine), and a tracking database that does not exist yet costs seconds more: MLflow
+    makes it by running its whole chain of schema migrations. Done after the command,
+    that was all of the time ``--mlflow`` added. Started with the command, the imports
+    run while the command does, and so does the making of the empty tracking database,
+    once per MLflow version, in envcap's cache (:func:`_template`), never where the
+    command may be making its own. After the command, a copy of it is put in place when
+    the command made no database (:func:`_place_template`).
     """
 
     def load() -> None:
@@ -130,18 +132,112 @@ def prepare() -> threading.Thread:
             import mlflow
             from mlflow.tracking import MlflowClient  # noqa: F401
 
-            uri = os.environ.get("MLFLOW_TRACKING_URI", "")
-            if not uri or uri.split(":", 1)[0] in _SQL_SCHEMES:
-                import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
-        except Exception:  # noqa: BLE001 - the import is tried again, and reported, afterwards
+            uri = mlflow.get_tracking_uri()
+            if uri.split(":", 1)[0].split("+", 1)[0] in _SQL_SCHEMES:
+                import mlflow.store.tracking.sqlalchemy_store
+            path = _sqlite_path(uri)
+            if path is not None and not os.path.exists(path):
+                _template()
+        except Exception:  # noqa: BLE001 - it is all tried again, and reported, afterwards
             pass
 
-    thread = threading.Thread(target=load, name="envcap-mlflow-import", daemon=True)
+    thread = threading.Thread(target=load, name="envcap-mlflow-prepare", daemon=True)
     thread.start()
+    global _prepared
+    _prepared = thread
     return thread
 
 
 _SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+_prepared: threading.Thread | None = None
+
+
+def _sqlite_path(uri: str) -> str | None:
+    """The database file of a ``sqlite:///`` tracking URI, as SQLAlchemy (and MLflow) open it."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(uri).database
+    return database if database and database != ":memory:" else None
+
+
+def _cache_dir() -> str:
+    explicit = os.environ.get("ENVCAP_CACHE_DIR")
+    if explicit:
+        return explicit
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "envcap")
+
+
+def template_path() -> str:
+    """Where :func:`_template` keeps the empty tracking database of this MLflow version."""
+    import mlflow
+
+    return os.path.join(_cache_dir(), "mlflow", f"tracking-{mlflow.__version__}.db")
+
+
+def _template() -> str:
+    """An empty SQLite tracking database at this MLflow's newest schema: its tables, made by
+    MLflow's own migrations, and no experiment (MLflow makes the default one, with its
+    artifact location, when it opens the copy). Made once per MLflow version; written
+    to a file of its own and renamed into place, so a reader never sees half of it."""
+    path = template_path()
+    if os.path.exists(path):
+        return path
+    import logging
+
+    from mlflow.store.db import utils as db_utils
+
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    fd, partial = tempfile.mkstemp(prefix=".tracking-", suffix=".db", dir=directory)
+    os.close(fd)
+    # MLflow announces the migrations on stderr, which is the command's while it runs.
+    quiet = logging.getLogger(db_utils.__name__)
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)
+    engine = db_utils.create_sqlalchemy_engine(f"sqlite:///{partial}")
+    try:
+        db_utils._initialize_tables(engine)
+        db_utils._verify_schema(engine)
+        engine.dispose()
+        os.replace(partial, path)
+    finally:
+        quiet.setLevel(level)
+        engine.dispose()
+        if os.path.exists(partial):
+            os.unlink(partial)
+    return path
+
+
+def _place_template(uri: str) -> bool:
+    """When the tracking database of ``uri`` is a SQLite file that does not exist, put a copy
+    of :func:`_template` there (made while the command ran) instead of letting MLflow
+    run its migrations now. The copy appears whole or not at all (a hard link of a
+    finished file, which never replaces one that exists). True when it was put there."""
+    import shutil
+
+    path = _sqlite_path(uri)
+    if path is None or os.path.exists(path):
+        return False
+    template = template_path()
+    if not os.path.exists(template):
+        return False
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    # Made as sqlite would make it (the umask's mode), under a name of its own.
+    partial = os.path.join(directory, f".mlflow-{os.getpid()}-{threading.get_ident()}.db")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    os.close(fd)
+    try:
+        shutil.copyfile(template, partial)
+        os.link(partial, path)
+    except OSError:  # there now (made by someone else), or no hard links here: MLflow makes it
+        return False
+    finally:
+        os.unlink(partial)
+    return True
 
 
 def attach_command_run(record: Any) -> list[str]:
@@ -149,10 +245,16 @@ def attach_command_run(record: Any) -> list[str]:
 
     Returns their ids; when the command made none, one is made for it here.
     """
-    _mlflow()
+    mlflow = _mlflow()
+    if _prepared is not None:
+        _prepared.join()
     from mlflow.entities import RunStatus
     from mlflow.tracking import MlflowClient
 
+    try:
+        _place_template(mlflow.get_tracking_uri())
+    except Exception:  # noqa: BLE001 - without the copy, MLflow makes the database itself
+        pass
     client = MlflowClient()
     experiments = [e.experiment_id for e in client.search_experiments()]
     found = client.search_runs(experiments, filter_string=f"tags.`envcap.run_id` = '{record.id}'") \
