@@ -1,36 +1,40 @@
-"""Commands answered before click is imported: ``envcap diff FILE FILE [--json]``.
+"""Commands answered before click is imported: ``envcap diff FILE FILE [--json]`` and
+``envcap snapshot [--json] [--no-store]``.
 
 Importing click and the command group costs about what the whole comparison of two
-1,000-package manifests costs, so a diff of two manifest files (nothing else on its
-command line) runs here, with the same work, output, messages and exit codes as the
-click command in :mod:`.compare` (which calls :func:`diff_output` too). Anything else,
-``--help`` and a malformed command line included, goes to click.
+1,000-package manifests costs, and a tenth of a snapshot, so these command lines (with
+nothing else on them) run here, with the same work, output, messages and exit codes as
+the click commands in :mod:`.compare` and :mod:`.main` (which call the same
+:func:`diff_output` and :func:`snapshot_output`). Anything else, ``--help`` and a
+malformed command line included, goes to click.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 
 def run(argv: Sequence[str]) -> int | None:
     """The exit status of ARGV run here, or None when click should run it."""
     files = _diff_files(argv)
-    if files is None:
-        return None
-    a, b, as_json = files
+    if files is not None:
+        return _guarded(lambda: _diff(*files))
+    flags = _snapshot_flags(argv)
+    if flags is not None:
+        as_json, no_store = flags
+        return _guarded(lambda: _print(snapshot_output(as_json=as_json, no_store=no_store)))
+    return None
+
+
+def _guarded(work: Callable[[], int]) -> int:
+    """WORK's exit status, with envcap's errors said as the ``envcap`` group says them."""
     from ..core.errors import EnvcapError
 
     try:
         try:
-            from ..compare.diff import diff_manifests
-            from ..store.resolve import load_manifest
-
-            result = diff_manifests(load_manifest(a), load_manifest(b), a_ref=a, b_ref=b)
-            for line in diff_output(result, as_json):
-                sys.stdout.write(line + "\n")
-            sys.stdout.flush()
+            return work()
         except EnvcapError as exc:
             sys.stdout.flush()
             sys.stderr.write(f"envcap: error: {safe(exc)}\n")
@@ -40,6 +44,22 @@ def run(argv: Sequence[str]) -> int | None:
             return 130
     except BrokenPipeError:
         return 0
+
+
+def _print(lines: Iterable[str]) -> int:
+    """Print LINES as click.echo writes them (a line at a time); exit status 0."""
+    for line in lines:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+def _diff(a: str, b: str, as_json: bool) -> int:
+    from ..compare.diff import diff_manifests
+    from ..store.resolve import load_manifest
+
+    result = diff_manifests(load_manifest(a), load_manifest(b), a_ref=a, b_ref=b)
+    _print(diff_output(result, as_json))
     return 0 if result.identical else 1
 
 
@@ -53,6 +73,80 @@ def diff_output(result: Any, as_json: bool) -> list[str]:
     from ..compare.diff import render_text
 
     return [safe(line) for line in render_text(result)]
+
+
+def snapshot_output(*, as_json: bool = False, output: str | None = None, labels: Sequence[str] = (), root: str = "/",
+                    python: str | None = None, conda_prefix: str | None = None, select: Sequence[str] = (),
+                    skip: Sequence[str] = (), no_store: bool = False) -> Iterator[str]:
+    """``envcap snapshot``: take the snapshot, store it, and yield the lines to print."""
+    import time
+
+    from ..core.files import write_text_atomic
+    from ..capture.collect import parse_labels, snapshot as take
+    from ..capture.summary import summary_lines
+    from ..store.factory import open_store
+
+    started = time.monotonic()
+    opening = None
+    if not no_store:
+        from ..store.factory import is_shared, store_url
+
+        # A shared store is opened while the probes run (connecting takes a while); the
+        # embedded one opens in a fraction of a millisecond, and a thread of its own would
+        # only compete with the probes for the interpreter.
+        opening = (_in_background(lambda: open_store(create=True)) if is_shared(store_url())
+                   else lambda: open_store(create=True))
+    manifest = take(root=root, python=python, conda_prefix=conda_prefix, select=tuple(select), skip=tuple(skip),
+                    labels=parse_labels(tuple(labels)))
+    where = None
+    if opening is not None:
+        with opening() as store:
+            store.add(manifest)
+            where = store.where
+    if output:
+        write_text_atomic(output, manifest.to_json() + "\n")
+    if as_json:
+        yield manifest.to_json()
+        return
+    yield "envcap snapshot"
+    for line in summary_lines(manifest):
+        yield safe(line)
+    tail = f"stored in {where}" if where else "not stored"
+    yield f"\n{tail} ({time.monotonic() - started:.2f} s)"
+
+
+def _in_background(work: Any) -> Any:
+    """Start ``work()`` in a thread; the returned function waits for it and returns (or raises) its result."""
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = work()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, who raises it
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, name="envcap-open-store", daemon=True)
+    thread.start()
+
+    def result() -> Any:
+        thread.join()
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    return result
+
+
+def _snapshot_flags(argv: Sequence[str]) -> tuple[bool, bool] | None:
+    """``snapshot`` with none but its flags ``--json`` and ``--no-store``, each at most once."""
+    if not argv or argv[0] != "snapshot":
+        return None
+    rest = list(argv[1:])
+    if len(set(rest)) != len(rest) or not set(rest) <= {"--json", "--no-store"}:
+        return None
+    return "--json" in rest, "--no-store" in rest
 
 
 def _diff_files(argv: Sequence[str]) -> tuple[str, str, bool] | None:
