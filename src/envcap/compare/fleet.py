@@ -14,9 +14,12 @@ recorded ids and the same layers, holds the same JSON value, and so the same has
 checking that is a comparison of bytes. Everything else in the file (schema version,
 observations, labels, unknowns) goes through :meth:`Manifest.from_dict` itself. Any
 file that does not take this path (a new id, other formatting, anything unexpected) is
-loaded the ordinary way, with :meth:`Manifest.from_json`. Store snapshots work the same
-way: the store's objects are content-addressed and re-hashed on read, and each distinct
-manifest is loaded and checked in full once.
+loaded the ordinary way, with :meth:`Manifest.from_json`.
+
+Store snapshots are read from what the store verified when it put them: a node is its
+index row; each record object is still read and re-hashed (a damaged one is rejected),
+and each distinct manifest is rebuilt once from its objects with
+:meth:`Manifest.from_stored`, without walking and hashing its sections again.
 """
 
 from __future__ import annotations
@@ -166,7 +169,8 @@ class Loader:
         A node is what the store's index says of its snapshot (ids, host, time, labels),
         written when the store verified the snapshot; its record object is still read
         and re-hashed (a damaged one is rejected), but not parsed and validated again.
-        Each distinct manifest is loaded and validated once.
+        Each distinct manifest is rebuilt once from its two re-hashed objects, without
+        validating its sections again (the store did before it wrote them).
         """
         # A shared store hands out records a thousand to a query: one round trip to the
         # database per snapshot would cost more than everything else here.

@@ -233,7 +233,9 @@ class IndexStore:
         ).fetchone()
         if row is None:
             raise NotFoundError(f"no snapshot of {key} in {self.where}")
-        return self._load(row[0])
+        # The index names it, so the store validated it when it put it (``verify`` and
+        # ``reindex`` load every snapshot through the full validation instead).
+        return self.load_snapshot(row[0], self.get_object(row[0]), verified=True)
 
     def _load(self, record_id: str) -> Manifest:
         return self.load_snapshot(record_id, self.get_object(record_id))
