@@ -257,6 +257,10 @@ def test_the_store_fleet_is_read_from_what_the_store_verified(base: Manifest, tm
         got = fleet.manifests[m.id]
         assert (got.env_id, got.platform_id, dict(got.sections), got.body_bytes()) == \
             (m.env_id, m.platform_id, dict(m.sections), m.body_bytes())
+    with Store() as store:  # a manifest asked for by id (diff, show) is read the same way
+        assert store.get(nodes[-1].id[7:19]).body_bytes() == nodes[-1].body_bytes()
+        assert (walked, hashed) == ([], [])
+        assert store.verify() == [] and walked, "verify validates every snapshot in full"
     monkeypatch.undo()
     from_files = analyze(load_fleet([write_all(tmp_path / "fleet", nodes)])).to_dict()
     from_store = analyze(fleet).to_dict()
