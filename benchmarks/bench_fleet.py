@@ -14,6 +14,12 @@ terminal reports; it reports the time of each phase, and the parent its peak RSS
 wait4). The report must name exactly the planted outliers, or the benchmark fails.
 
     python benchmarks/bench_fleet.py [--sizes 1000,2500,5000,10000] [--base FILE --base FILE]
+
+With ``--store``, each size is also added to an embedded store (kept under ``--keep``
+when given, so a second run reuses it) and measured as ``envcap fleet --store`` reads
+it: from the snapshots the store verified when they were put. The report must be the
+one the files give. The whole command, ``envcap fleet --store --json``, is timed too
+(CPU time of the child, by wait4) beside ``envcap --help`` in the same run.
 """
 
 from __future__ import annotations
@@ -166,8 +172,8 @@ def _nested(value: Any) -> str:
 # -- measuring ---------------------------------------------------------------------------
 
 
-def child(directory: str) -> int:
-    """Load, group and report DIRECTORY; print the phase times as JSON."""
+def child(directory: str, store_dir: str | None = None) -> int:
+    """Load, group and report DIRECTORY (or the store at STORE_DIR); print the phase times as JSON."""
     started = time.perf_counter()
     from rich.console import Console
 
@@ -175,8 +181,16 @@ def child(directory: str) -> int:
     from envcap.compare.html import render_html
 
     imported = time.perf_counter()
-    fleet = load_fleet([directory])
+    cpu0 = time.process_time()
+    if store_dir:
+        from envcap.store.embedded import Store
+
+        with Store(store_dir, create=False) as store:
+            fleet = load_fleet(store=store)
+    else:
+        fleet = load_fleet([directory])
     loaded = time.perf_counter()
+    load_cpu = time.process_time() - cpu0
     report = analyze(fleet)
     grouped = time.perf_counter()
     as_json = json.dumps(report.to_dict(), indent=2, sort_keys=True)
@@ -188,7 +202,8 @@ def child(directory: str) -> int:
     print(json.dumps({
         "import_s": imported - started, "ingest_s": loaded - imported, "group_s": grouped - loaded,
         "json_s": json_done - grouped, "html_s": html_done - json_done, "terminal_s": done - html_done,
-        "total_s": done - imported, "nodes": report.nodes, "rejected": len(report.rejected),
+        "total_s": done - imported, "load_cpu_s": load_cpu, "cpu_s": time.process_time() - cpu0,
+        "nodes": report.nodes, "rejected": len(report.rejected),
         "verified_in_full": len(fleet.manifests), "json_bytes": len(as_json), "html_bytes": len(html),
         "environments": len(report.groups["software"]), "platforms": len(report.groups["platform"]),
         "outliers": sorted([o.node.name, o.layer] for o in report.outliers),
@@ -196,9 +211,31 @@ def child(directory: str) -> int:
     return 0
 
 
-def measure(directory: Path) -> tuple[dict[str, Any], float, float]:
+def fill_store(store_dir: Path, files: list[Path]) -> None:
+    """Add FILES to a fresh embedded store at STORE_DIR, as `envcap snapshot` would put them
+    (each manifest validated, its objects written, its index rows in batches)."""
+    from envcap.store.embedded import Store, load_manifest
+
+    with Store(store_dir) as store:
+        statements: list[Any] = []
+        bodies: set[str] = set()
+        for i, f in enumerate(files, 1):
+            m = load_manifest(f)
+            body, record, rows = store.snapshot_parts(m)
+            if m.id not in bodies:
+                store.put_object(body)
+                bodies.add(m.id)
+            store.put_object(record)
+            statements += rows
+            if i % 1000 == 0 or i == len(files):
+                store.transaction(statements)
+                statements = []
+
+
+def measure(directory: Path, store_dir: Path | None = None) -> tuple[dict[str, Any], float, float]:
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, __file__, "--child", str(directory)],
+    extra = ["--child-store", str(store_dir)] if store_dir else []
+    proc = subprocess.Popen([sys.executable, __file__, "--child", str(directory), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
@@ -214,10 +251,13 @@ def main() -> int:
     parser.add_argument("--base", action="append", default=[], metavar="FILE",
                         help="a manifest file to build from (twice); default: live and H200 fixture snapshots")
     parser.add_argument("--keep", metavar="DIR", help="write the fleet here and keep it")
+    parser.add_argument("--store", action="store_true",
+                        help="also measure the fleet read from an embedded store holding the snapshots")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child-store", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return child(args.child)
+        return child(args.child, args.child_store)
     sizes = sorted(int(s) for s in args.sizes.split(","))
     bases = base_manifests(args.base)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="envcap-fleet-bench-"))
@@ -255,10 +295,64 @@ def main() -> int:
         verdict = "OK" if s1["total_s"] <= TARGET_S and r1 <= TARGET_MIB else "OVER TARGET"
         print(f"{n1} snapshots: ingest+group+report {s1['total_s']:.2f} s (target <= {TARGET_S:g} s), "
               f"whole process {w1:.2f} s, peak RSS {r1:.0f} MiB (target <= {TARGET_MIB}): {verdict}")
+        if args.store:
+            ok = from_store(work, sizes, nodes, all_dir, rows)
+            verdict = verdict if ok else "OVER TARGET"
         return 0 if verdict == "OK" else 1
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def from_store(work: Path, sizes: list[int], nodes: list[dict[str, Any]], all_dir: Path,
+               file_rows: list[Any]) -> bool:
+    """The same fleets read from embedded stores; the whole `envcap fleet --store` command
+    beside `envcap --help`, CPU time of each child (median of 3, interleaved)."""
+    import statistics
+
+    print(f"\nfrom an embedded store (load = the snapshots read from the store; CPU seconds; "
+          f"load average {os.getloadavg()[0]:.1f})")
+    print(f"{'snapshots':>9} {'load cpu':>9} {'all cpu':>8} {'wall':>6} {'peak RSS':>9} {'per 1k':>7}  "
+          f"{'command cpu':>11} {'--help cpu':>10} {'ratio':>6}  verified-in-full")
+    ok = True
+    results = []
+    for n, (_, file_stats, _, _) in zip(sizes, file_rows):
+        store_dir = work / f"store-n{n}"
+        if not (store_dir / "index.sqlite").exists():
+            shutil.rmtree(store_dir, ignore_errors=True)
+            t = time.perf_counter()
+            fill_store(store_dir, [all_dir / f"{node['host']}.json" for node in nodes[:n]])
+            print(f"  (store of {n} snapshots filled in {time.perf_counter() - t:.1f} s)")
+        stats, wall, rss = measure(work / f"n{n}", store_dir)
+        if stats["outliers"] != file_stats["outliers"] or stats["nodes"] != file_stats["nodes"]:
+            raise SystemExit(f"n={n}: the store's report is not the files' report")
+        env = dict(os.environ, ENVCAP_HOME=str(store_dir))
+        command: list[float] = []
+        helps: list[float] = []
+        for _ in range(3):
+            command.append(cpu_of([sys.executable, "-m", "envcap", "fleet", "--json"], env))
+            helps.append(cpu_of([sys.executable, "-m", "envcap", "--help"], env))
+        c, h = statistics.median(command), statistics.median(helps)
+        results.append((n, stats))
+        print(f"{n:>9} {stats['load_cpu_s']:>8.2f}s {stats['cpu_s']:>7.2f}s {wall:>5.2f}s {rss:>6.0f} MiB "
+              f"{stats['cpu_s'] / n * 1000:>6.3f}s  {c:>10.2f}s {h:>9.2f}s {c / h:>5.1f}x  {stats['verified_in_full']:>5}")
+        last = c
+    if len(results) > 1:
+        (n0, s0), (n1, s1) = results[0], results[-1]
+        print(f"growth {n0} -> {n1}: load+report CPU {s1['cpu_s'] / s0['cpu_s']:.1f}x for {n1 / n0:.0f}x the snapshots")
+    ok = last <= 1.5
+    print(f"{sizes[-1]} snapshots from the store: `envcap fleet --json` (the store) {last:.2f} s CPU (target <= 1.5 s): "
+          f"{'OK' if ok else 'OVER TARGET'}")
+    return ok
+
+
+def cpu_of(argv: list[str], env: dict[str, str]) -> float:
+    """The user+system CPU seconds of one child process (its output discarded)."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) not in (0, 1):
+        raise SystemExit(f"{' '.join(argv)} failed: {proc.stderr.read().decode() if proc.stderr else ''}")
+    return usage.ru_utime + usage.ru_stime
 
 
 def growth(n0: int, s0: dict[str, Any], r0: float, n1: int, s1: dict[str, Any], r1: float) -> None:

@@ -25,14 +25,14 @@ import tempfile
 import time
 
 
-def measure(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
+def measure(argv: list[str], env: dict[str, str]) -> tuple[float, int, float]:
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(argv)} failed: {proc.stderr.read().decode() if proc.stderr else ''}")
-    return elapsed, usage.ru_maxrss * 1024
+    return elapsed, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
 def make_venv(path: str, repo: str | None = None) -> str:
@@ -74,21 +74,26 @@ def main() -> int:
         for argv in commands.values():  # warm the page cache once
             measure(argv, env)
         times: dict[str, list[float]] = {k: [] for k in commands}
+        cpus: dict[str, list[float]] = {k: [] for k in commands}
         rss: dict[str, int] = dict.fromkeys(commands, 0)
         for _ in range(args.rounds):
             for name, argv in commands.items():
-                t, r = measure(argv, env)
+                t, r, c = measure(argv, env)
                 times[name].append(t)
+                cpus[name].append(c)
                 rss[name] = max(rss[name], r)
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"interpreter: {python}   rounds: {args.rounds}")
+    cpu = {k: statistics.median(v) for k, v in cpus.items()}
+    print(f"interpreter: {python}   rounds: {args.rounds}   load average {os.getloadavg()[0]:.1f}")
     for name in commands:
-        print(f"  {name:<16} median {med[name] * 1000:7.1f} ms   peak RSS {rss[name] / 2**20:5.1f} MiB")
+        print(f"  {name:<16} median {med[name] * 1000:7.1f} ms wall, {cpu[name] * 1000:7.1f} ms CPU   "
+              f"peak RSS {rss[name] / 2**20:5.1f} MiB")
     snap = med["envcap snapshot"]
     for name in others:
         print(f"ratio {name} / envcap snapshot: {med[name] / snap:.2f}   "
               f"({name} / python -c pass: {med[name] / med['python -c pass']:.2f})")
-    print(f"ratio snapshot / pip freeze:     {snap / med['pip freeze']:.2f}  (target <= 0.30)")
+    print(f"ratio snapshot / pip freeze:     {snap / med['pip freeze']:.2f} wall, "
+          f"{cpu['envcap snapshot'] / cpu['pip freeze']:.2f} CPU  (target <= 0.30)")
     print(f"ratio snapshot / python -c pass: {snap / med['python -c pass']:.2f}  (target <= 6)")
     print(f"snapshot peak RSS: {rss['envcap snapshot'] / 2**20:.1f} MiB  (target <= 40)")
     return 0

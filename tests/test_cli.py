@@ -34,6 +34,38 @@ def test_snapshot_prints_a_summary_and_stores_it(isolated: Path) -> None:
     assert listing[0]["id"] in proc.stdout
 
 
+_CLICK_GROUP = "from envcap.cli.main import main\nmain(prog_name='envcap')\n"
+_MODULES_AT_EXIT = ("import atexit, sys\n"
+                    "atexit.register(lambda: print(' '.join(sorted(sys.modules)), file=sys.stderr))\n"
+                    "from envcap.cli import main\nmain(prog_name='envcap')\n")
+
+
+def test_a_plain_snapshot_runs_without_click_and_as_the_click_command_does(isolated: Path) -> None:
+    """`envcap snapshot` (with --json, --no-store) is run before click is imported; it
+    stores, prints and exits as the click command does."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _MODULES_AT_EXIT, "snapshot"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and "click" not in proc.stderr.split(), proc.stderr[-500:]
+    quick = proc.stdout.splitlines()
+    group = subprocess.run([sys.executable, "-c", _CLICK_GROUP, "snapshot"], capture_output=True, text=True,
+                           timeout=120, check=True).stdout.splitlines()
+    assert quick[:-1] == group[:-1] and quick[-1].startswith(f"stored in {isolated} (")
+    assert group[-1].startswith(f"stored in {isolated} (")
+    stored = json.loads(run_envcap("ls", "--json", check=True).stdout)
+    assert len(stored) == 2 and len({s["id"] for s in stored}) == 1  # two snapshots of one manifest
+    listing = run_envcap("snapshot", "--json", "--no-store", check=True)
+    assert f"  id          {Manifest.from_json(listing.stdout).id}" in quick
+    assert len(json.loads(run_envcap("ls", "--json", check=True).stdout)) == 2
+    # What the quick path does not take goes to click, which says what is wrong.
+    proc = run_envcap("snapshot", "--json", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["id"]
+    proc = run_envcap("snapshot", "--bogus")
+    assert proc.returncode == 2 and "No such option" in proc.stderr
+
+
 def test_same_machine_twice_gives_the_same_ids() -> None:
     a, b = snapshot_json(), snapshot_json()
     assert (a["id"], a["env_id"], a["platform_id"]) == (b["id"], b["env_id"], b["platform_id"])

@@ -396,6 +396,34 @@ def test_diff_of_two_files_loads_no_store_and_no_sqlalchemy(h200: Manifest, tmp_
     for module in ("sqlalchemy", "sqlite3", "envcap.store.embedded", "envcap.store.factory",
                    "envcap.probes", "envcap.capture.collect", "pathlib"):
         assert module not in loaded, f"envcap diff A.json B.json imports {module}"
+    # Nor click: two files alone on the command line are run before click is imported.
+    assert "click" not in loaded, "envcap diff A.json B.json imports click"
     # A stored id does open the store: the same scan sees it.
     Store(tmp_path / "home").add(h200)
-    assert "sqlite3" in modules_loaded_by(tmp_path, "diff", h200.id[7:19], a)
+    assert {"sqlite3", "click"} <= modules_loaded_by(tmp_path, "diff", h200.id[7:19], a)
+
+
+_CLICK_GROUP = "from envcap.cli.main import main\nmain(prog_name='envcap')\n"
+
+
+def test_a_diff_of_two_files_without_click_is_the_click_command(h200: Manifest, tmp_path: Path) -> None:
+    """The click-free path prints, says and exits exactly as the click command does."""
+    a = write(tmp_path / "a.json", h200)
+    b = write(tmp_path / "b.json", variant(h200, lambda s: package(s, "system", "libc6").update(version="9")))
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"schema_version": "1.2.0", "id": ')
+    tampered = tmp_path / "tampered.json"
+    tampered.write_text(Path(b).read_text().replace('"9"', '"10"'))
+    cases = [("diff", a, b), ("diff", "--json", a, b), ("diff", a, "--json", a), ("diff", a, a),
+             ("diff", a, str(broken)), ("diff", str(tampered), a, "--json"), ("diff", a, str(tmp_path / "nope")),
+             ("diff", a), ("diff", "-x", a, b)]
+    env = {**os.environ, "ENVCAP_HOME": str(tmp_path / "home")}
+    for args in cases:
+        quick, group = (subprocess.run([sys.executable, *entry, *args], capture_output=True, text=True, env=env,
+                                       timeout=120)
+                        for entry in (["-m", "envcap"], ["-c", _CLICK_GROUP]))
+        assert (quick.returncode, quick.stdout, quick.stderr) == (group.returncode, group.stdout, group.stderr), args
+        assert "Traceback" not in quick.stderr
+    codes = [subprocess.run([sys.executable, "-m", "envcap", *args], capture_output=True, env=env,
+                            timeout=120).returncode for args in cases[:7]]
+    assert codes == [1, 1, 0, 0, 2, 2, 2]

@@ -15,6 +15,7 @@ from test_diff import assert_clean_error, envcap
 from envcap.capture.collect import snapshot
 from envcap.compare.fleet import Loader, analyze, load_fleet
 from envcap.compare.html import render_html
+from envcap.core.errors import ManifestError
 from envcap.core.manifest import Manifest
 from envcap.store.embedded import Store
 
@@ -231,6 +232,61 @@ def test_the_store_is_the_default_input_and_each_host_counts_once(base: Manifest
     proc = envcap("fleet", "--json")
     assert proc.returncode == 0, proc.stderr
     assert [o["node"] for o in json.loads(proc.stdout)["outliers"]] == ["b-2"]
+
+
+def test_the_store_fleet_is_read_from_what_the_store_verified(base: Manifest, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """No stored manifest is walked and hashed again (the store did that when it put it),
+    and the report is the one the same manifests give as files."""
+    nodes = planted_fleet(base)
+    with Store() as store:
+        for m in nodes:
+            store.add(m)
+    from envcap.core import manifest as manifest_module, structure
+
+    walked: list[str] = []
+    hashed: list[int] = []
+    check, compute = structure.check, manifest_module.compute_ids
+    monkeypatch.setattr(structure, "check", lambda data, source, **kw: walked.append(source) or check(data, source, **kw))
+    monkeypatch.setattr(manifest_module, "compute_ids", lambda *a, **kw: hashed.append(1) or compute(*a, **kw))
+    with Store() as store:
+        fleet = load_fleet(store=store)
+    assert (walked, hashed, fleet.rejected, len(fleet.nodes)) == ([], [], [], 12)
+    assert len(fleet.manifests) == len({m.id for m in nodes})
+    for m in nodes:  # each stored manifest is the one that was put, with its body and ids
+        got = fleet.manifests[m.id]
+        assert (got.env_id, got.platform_id, dict(got.sections), got.body_bytes()) == \
+            (m.env_id, m.platform_id, dict(m.sections), m.body_bytes())
+    with Store() as store:  # a manifest asked for by id (diff, show) is read the same way
+        assert store.get(nodes[-1].id[7:19]).body_bytes() == nodes[-1].body_bytes()
+        assert (walked, hashed) == ([], [])
+        assert store.verify() == [] and walked, "verify validates every snapshot in full"
+    monkeypatch.undo()
+    from_files = analyze(load_fleet([write_all(tmp_path / "fleet", nodes)])).to_dict()
+    from_store = analyze(fleet).to_dict()
+    for report in (from_files, from_store):
+        for item in report["outliers"]:
+            item.pop("source")
+        report.pop("rejected")
+    assert from_store == from_files
+
+
+def test_a_stored_manifest_under_another_identity_rule_is_refused(base: Manifest) -> None:
+    """The manifest object names the identity rule its id was computed under; a record
+    claiming another schema version for it is refused, not grouped under the wrong rule."""
+    from envcap.core.canonical import canonical_bytes, digest
+
+    m = node(base, "n-0", "a")
+    with Store() as store:
+        store.add(m)
+        record = json.loads(store.get_object(store.snapshot_nodes()[0].record))
+        record["schema_version"] = "1.0.0"
+        forged = store.put_object(canonical_bytes(record))
+        assert forged == digest(canonical_bytes(record))
+        with pytest.raises(ManifestError, match="identity rule"):
+            store.load_snapshot(forged, store.get_object(forged), verified=True)
+        with pytest.raises(ManifestError, match="does not match"):
+            store.load_snapshot(forged, store.get_object(forged))
 
 
 def test_a_corrupt_store_record_is_rejected(base: Manifest, isolated: Path) -> None:

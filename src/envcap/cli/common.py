@@ -6,6 +6,8 @@ from typing import Any
 
 import click
 
+from .quick import safe
+
 
 def open_store(create: bool = False) -> Any:
     """The store the commands use: ``--store``, ``$ENVCAP_STORE``, the config file, else the
@@ -17,14 +19,6 @@ def open_store(create: bool = False) -> Any:
 
 def err(text: str) -> None:
     click.echo(f"envcap: {safe(text)}", err=True)
-
-
-def safe(text: Any) -> str:
-    """``text`` with each of its lines made terminal-safe (see :mod:`envcap.core.text`):
-    what envcap prints comes from manifests, runs and stores made elsewhere."""
-    from ..core.text import terminal_safe
-
-    return "\n".join(terminal_safe(line) for line in str(text).split("\n"))
 
 
 def echo(text: Any, err: bool = False) -> None:

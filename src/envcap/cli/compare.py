@@ -11,8 +11,6 @@ import json
 
 import click
 
-from .common import safe
-
 
 @click.command()
 @click.argument("a", metavar="A")
@@ -28,18 +26,17 @@ def diff(a: str, b: str, as_json: bool) -> None:
     """
     import os
 
-    from ..compare.diff import diff_manifests, render_text
+    from ..compare.diff import diff_manifests
     from ..store.resolve import resolve_manifest
+    from .quick import diff_output
 
-    # A file is always a manifest (a run is named by id): two files need no store.
+    # A file is always a manifest (a run is named by id): two files need no store. (Two
+    # files alone on the command line never reach here: .quick runs them without click.)
     if not (os.path.exists(a) or os.path.exists(b)) and _diff_runs(a, b, as_json):
         return
     result = diff_manifests(resolve_manifest(a), resolve_manifest(b), a_ref=a, b_ref=b)
-    if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True, ensure_ascii=False))
-    else:
-        for line in render_text(result):
-            click.echo(safe(line))
+    for line in diff_output(result, as_json):
+        click.echo(line)
     click.get_current_context().exit(0 if result.identical else 1)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from typing import Any
 
 import click
@@ -141,61 +140,11 @@ def main(store_url: str | None) -> None:
 def snapshot(as_json: bool, output: str | None, labels: tuple[str, ...], root: str, python: str | None,
              conda_prefix: str | None, select: tuple[str, ...], skip: tuple[str, ...], no_store: bool) -> None:
     """Fingerprint this machine into an immutable manifest and store it."""
-    from ..core.files import write_text_atomic
-    from ..capture.collect import parse_labels, snapshot as take
-    from ..capture.summary import summary_lines
+    from .quick import snapshot_output
 
-    started = time.monotonic()
-    opening = None
-    if not no_store:
-        from ..store.factory import is_shared, store_url
-
-        # A shared store is opened while the probes run (connecting takes a while); the
-        # embedded one opens in a fraction of a millisecond, and a thread of its own would
-        # only compete with the probes for the interpreter.
-        opening = (_in_background(lambda: open_store(create=True)) if is_shared(store_url())
-                   else lambda: open_store(create=True))
-    manifest = take(root=root, python=python, conda_prefix=conda_prefix, select=select, skip=skip,
-                    labels=parse_labels(labels))
-    where = None
-    if opening is not None:
-        with opening() as store:
-            store.add(manifest)
-            where = store.where
-    if output:
-        write_text_atomic(output, manifest.to_json() + "\n")
-    if as_json:
-        click.echo(manifest.to_json())
-        return
-    click.echo("envcap snapshot")
-    for line in summary_lines(manifest):
-        echo(line)
-    tail = f"stored in {where}" if where else "not stored"
-    click.echo(f"\n{tail} ({time.monotonic() - started:.2f} s)")
-
-
-def _in_background(work: Any) -> Any:
-    """Start ``work()`` in a thread; the returned function waits for it and returns (or raises) its result."""
-    import threading
-
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = work()
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller, who raises it
-            box["error"] = exc
-
-    thread = threading.Thread(target=run, name="envcap-open-store", daemon=True)
-    thread.start()
-
-    def result() -> Any:
-        thread.join()
-        if "error" in box:
-            raise box["error"]
-        return box["value"]
-
-    return result
+    for line in snapshot_output(as_json=as_json, output=output, labels=labels, root=root, python=python,
+                                conda_prefix=conda_prefix, select=select, skip=skip, no_store=no_store):
+        click.echo(line)
 
 
 @main.command()

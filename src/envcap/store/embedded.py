@@ -251,7 +251,7 @@ class Store(IndexStore):
 
     def _object_file(self, oid: str) -> str:
         hexd = oid[len(ID_PREFIX):]
-        return os.path.join(self._objects, hexd[:2], hexd[2:])
+        return f"{self._objects}/{hexd[:2]}/{hexd[2:]}"  # os.path.join, at a tenth of the cost
 
     def put_object(self, data: bytes) -> str:
         """Store bytes; return their id. Writing the same bytes twice is a no-op."""

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from . import values as values_mod
 
@@ -97,33 +97,47 @@ def _starts(q: _Q, v: str, prefix: str) -> str:
     return f"({column} >= {q.p(prefix)} AND {column} < {q.p(prefix + _TOP)})"
 
 
-def _equal(q: _Q, v: str, raw: str, wanted: Any) -> str:
+def _equal(q: _Q, v: str, raw: str, wanted: Any, within: Callable[[], str] | None = None) -> str:
     """SQL for the ``=`` of a value row ``v`` (any kind but ``o``) and RAW: never NULL,
-    so that ``!=`` is its negation."""
-    parts = []
+    so that ``!=`` is its negation.
+
+    ``within``: a term each branch repeats (the row's key, when this row drives the
+    query), so that every branch is a range of the (key, txt) or (key, num) index and
+    SQLite answers the whole as a union of index ranges rather than a scan of the key."""
+    parts: list[str] = []
+
+    def add(branch: Callable[[], str]) -> None:
+        head = f"{within()} AND " if within is not None else ""  # its placeholder first, as the text reads
+        parts.append(f"({head}{branch()})")
+
     if _is_number(wanted):
         # Two numbers compare as numbers only (``num`` is set on numbers alone); a
         # boolean equals 1 or 0; any other value by its text form or id prefix.
         w = _number(wanted)
-        parts.append(f"({v}.num IS NOT NULL AND {v}.num = {q.p(w)})")
+        add(lambda: f"{v}.num IS NOT NULL AND {v}.num = {q.p(w)}")
         if w in (0.0, 1.0):
-            parts.append(f"({v}.kind = 'b' AND {v}.txt = {q.p('true' if w == 1.0 else 'false')})")
+            add(lambda: f"{v}.kind = 'b' AND {v}.txt = {q.p('true' if w == 1.0 else 'false')}")
     elif isinstance(wanted, bool):
-        parts.append(f"({v}.num IS NOT NULL AND {v}.num = {q.p(float(wanted))})")
-    parts.append(f"{v}.txt = {q.p(raw)}")
+        add(lambda: f"{v}.num IS NOT NULL AND {v}.num = {q.p(float(wanted))}")
+    add(lambda: f"{v}.txt = {q.p(raw)}")
     if isinstance(wanted, str) and wanted != raw:
-        parts.append(f"({v}.kind = 's' AND {v}.txt = {q.p(wanted)})")
+        add(lambda: f"{v}.kind = 's' AND {v}.txt = {q.p(wanted)}")
     if len(raw) >= 4:
         # An id by prefix: each branch a range of the (key, txt) index.
         bare = raw.removeprefix("sha256:")
-        parts.append(f"({v}.idlike = 1 AND {_starts(q, v, raw)})")
-        parts.append(f"({v}.idlike = 1 AND {_starts(q, v, 'sha256:' + bare)})")
-        parts.append(f"({v}.idlike = 1 AND {_starts(q, v, bare)} AND NOT {_prefix(q, v + '.txt', 1, 'sha256:')})")
+        add(lambda: f"{v}.idlike = 1 AND {_starts(q, v, raw)}")
+        add(lambda: f"{v}.idlike = 1 AND {_starts(q, v, 'sha256:' + bare)}")
+        add(lambda: f"{v}.idlike = 1 AND {_starts(q, v, bare)} AND NOT {_prefix(q, v + '.txt', 1, 'sha256:')}")
     return "(" + " OR ".join(parts) + ")"
 
 
-def _predicate(q: _Q, v: str, op: str, raw: str) -> str:
-    """SQL that a value row meets ``OP RAW``."""
+def _predicate(q: _Q, v: str, op: str, raw: str, within: Callable[[], str] | None = None) -> str:
+    """SQL that a value row meets ``OP RAW`` (and the term ``within``, when given)."""
+    if op == "=" and within is not None:
+        return _equal(q, v, raw, _wanted(raw), within)
+    if within is not None:
+        head = within()
+        return f"({head} AND {_predicate(q, v, op, raw)})"
     wanted = _wanted(raw)
     if op == "~":
         fn = "strpos" if q.dialect == "postgresql" else "instr"
@@ -156,9 +170,10 @@ Filter = tuple[str, Any]  # key, and a function (q, alias) -> SQL
 def _filters(conditions: Sequence[Condition], labels: dict[str, str] | None) -> list[Filter]:
     out: list[Filter] = []
     for field, op, raw in conditions:
-        out.append((field, lambda q, v, op=op, raw=raw: _predicate(q, v, op, raw)))
+        out.append((field, lambda q, v, within=None, op=op, raw=raw: _predicate(q, v, op, raw, within)))
     for key, value in (labels or {}).items():
-        out.append((f"labels.{key}", lambda q, v, value=value: f"({v}.kind = 's' AND {v}.txt = {q.p(value)})"))
+        out.append((f"labels.{key}", lambda q, v, within=None, value=value:
+                    f"({within() + ' AND ' if within is not None else ''}{v}.kind = 's' AND {v}.txt = {q.p(value)})"))
     return out
 
 
@@ -178,8 +193,10 @@ def _driven(q: _Q, filters: list[Filter]) -> tuple[str, str, list[str]]:
     if not filters:
         return "runs", "runs.id", []
     key, predicate = filters[0]
+    # The key goes into the driving predicate (into each branch of an OR), so that each
+    # branch is an index range of its own.
     return ("run_values v0", "v0.run_id",
-            [f"v0.key = {q.p(key)}", predicate(q, "v0"), *_matching(q, "v0.run_id", filters[1:])])
+            [predicate(q, "v0", lambda: f"v0.key = {q.p(key)}"), *_matching(q, "v0.run_id", filters[1:])])
 
 
 def _where(terms: list[str]) -> str:
