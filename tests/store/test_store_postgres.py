@@ -121,6 +121,15 @@ def test_the_dialect_layer_runs_sqlite_upserts(pg_url: str) -> None:
     assert [(i.tag, i.status, i.differences) for i in got] == [("t2", "partial", ("x",))]
 
 
+def test_a_question_mark_or_percent_in_a_literal_is_text_not_a_parameter(pg_url: str) -> None:
+    # SQLite's "?" parameters become psycopg's "%s" outside quoted text only: a literal
+    # that holds "?" or "%" keeps it, and the parameters after it still line up.
+    with PostgresStore(pg_url, create=True) as store:
+        rows = store.query(("SELECT 'why?', ?, 'it''s 100% ?', \"?column\".x, ? FROM "
+                            "(SELECT 1 AS x) AS \"?column\"", ("a", "b")))
+    assert [tuple(r) for r in rows] == [("why?", "a", "it's 100% ?", 1, "b")]
+
+
 # -- the server going away -----------------------------------------------------------------------
 
 

@@ -12,15 +12,15 @@ from __future__ import annotations
 import hashlib
 import posixpath
 from pathlib import Path
-from typing import Any
 
 from ..store import carried
+from ..store.base import StoreBackend
 
 
 class StoreSources:
     """Files for a build from this machine or from ``store`` (``None``: this machine only)."""
 
-    def __init__(self, store: Any, scratch: Path) -> None:
+    def __init__(self, store: StoreBackend, scratch: Path) -> None:
         self.store = store
         self.scratch = scratch
 

@@ -20,7 +20,7 @@ from typing import Any
 from ..core.canonical import digest as digest_of
 from ..core.manifest import Manifest
 from ..engines import make_engine
-from ..store.embedded import Store
+from ..store.base import StoreBackend
 from ..store import images as image_store
 from ..ecosystems.build import Sources
 from .base import choose_base, has_digest
@@ -123,7 +123,7 @@ def check_arch(lock_: Lock, engine_arch: str) -> None:
                          f"build it on a {lock_.arch} machine (or a builder of that architecture)")
 
 
-def build(manifest: Manifest, options: BuildOptions, *, store: Store, progress: Progress = lambda _: None,
+def build(manifest: Manifest, options: BuildOptions, *, store: StoreBackend, progress: Progress = lambda _: None,
           engine: Any = None) -> BuildResult:
     started = time.monotonic()
     timings: dict[str, float] = {}
@@ -161,7 +161,7 @@ def build(manifest: Manifest, options: BuildOptions, *, store: Store, progress: 
             engine.close()
 
 
-def _build_with(manifest: Manifest, options: BuildOptions, store: Store, progress: Progress, engine: Any,
+def _build_with(manifest: Manifest, options: BuildOptions, store: StoreBackend, progress: Progress, engine: Any,
                 lock_: Lock, started: float, timings: dict[str, float], lap: Callable[[str, float], float],
                 t: float, repository: Repository, tag: str) -> BuildResult:
     check_arch(lock_, engine.arch())
@@ -213,7 +213,7 @@ def build_inputs(manifest: Manifest, rendered: Rendered) -> dict[str, Any]:
     }
 
 
-def _already_pushed(store: Store, registry: Registry, env_id: str, tag: str) -> image_store.ImageRecord | None:
+def _already_pushed(store: StoreBackend, registry: Registry, env_id: str, tag: str) -> image_store.ImageRecord | None:
     """The env's image when the registry holds it: the recorded digest, else the tag."""
     known = image_store.find(store, env_id, str(registry.repository))
     if known is not None and registry.manifest_digest(known.digest) is not None:

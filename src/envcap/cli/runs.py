@@ -14,6 +14,7 @@ import click
 
 from ..core.errors import UsageError
 from .common import cell, echo, err, open_store
+from ..store.base import StoreBackend
 
 
 
@@ -90,7 +91,7 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
-def _attach_mlflow(store: Any, record: Any) -> None:
+def _attach_mlflow(store: StoreBackend, record: Any) -> None:
     """The command has ended and is recorded: tell MLflow. A failure here is a warning."""
     from ..core.run import utc_now
     from ..integrations.mlflow import attach_command_run
@@ -159,13 +160,13 @@ def runs(as_json: bool, where: tuple[str, ...], labels: tuple[str, ...], sort: s
     Console(width=max(160, Console().width)).print(table)
 
 
-def _any_runs(store: Any) -> bool:
+def _any_runs(store: StoreBackend) -> bool:
     from ..store import runs as runs_store
 
     return runs_store.count(store) > 0
 
 
-def _view(store: Any, ref: str) -> dict[str, Any]:
+def _view(store: StoreBackend, ref: str) -> dict[str, Any]:
     from ..store import runs as runs_store
     from ..runs.query import run_json
 

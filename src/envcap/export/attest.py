@@ -24,6 +24,7 @@ from typing import Any, Mapping
 
 from ..core.errors import AmbiguousIdError, NotFoundError, UsageError
 from .sbom import ExportError, envcap_version, need
+from ..store.base import StoreBackend
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"
@@ -214,7 +215,7 @@ def parse(text: str | bytes) -> tuple[Any, dict[str, Any]]:
 # -- what to attest --------------------------------------------------------------------------
 
 
-def attest(store: Any, ref: str) -> tuple[str, str]:
+def attest(store: StoreBackend, ref: str) -> tuple[str, str]:
     """The statement REF names: a run (id or prefix), else an image (``REPO@DIGEST``,
     ``REPO:TAG``, an image digest, or an env id). Returns (what, statement)."""
     from ..core.run import looks_like_run_ref

@@ -31,6 +31,7 @@ from typing import Any
 
 from ..core.errors import UsageError
 from .sbom import envcap_version, need
+from ..store.base import StoreBackend
 
 LICENSE = "https://spdx.org/licenses/CC-BY-4.0"  # the crate's metadata, not the user's code or data
 # The RO-Crate version the crate declares (conformsTo), and the one docs/export.md names.
@@ -67,7 +68,7 @@ def _json_bytes(value: Any) -> bytes:
     return (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def run_files(store: Any, run_id: str) -> tuple[Any, str, dict[str, bytes]]:
+def run_files(store: StoreBackend, run_id: str) -> tuple[Any, str, dict[str, bytes]]:
     """The run's record, its object id, and the files of its crate (path -> bytes)."""
     from ..runs.bundle import stored_files
     from ..store import runs as runs_store
@@ -97,7 +98,7 @@ def _fingerprint(item: Any) -> dict[str, Any]:
     return {k: v for k, v in dict(item).items() if k != "abspath"}
 
 
-def build_crate(store: Any, run_id: str) -> Any:
+def build_crate(store: StoreBackend, run_id: str) -> Any:
     """The ``rocrate.ROCrate`` of a run, not yet written anywhere."""
     need("rocrate", "rocrate")
     from rocrate.model.contextentity import ContextEntity
@@ -198,7 +199,7 @@ def _artifact(item: Any, what: str) -> dict[str, Any]:
     return props
 
 
-def export_crate(store: Any, run_id: str, output: str | os.PathLike[str]) -> int:
+def export_crate(store: StoreBackend, run_id: str, output: str | os.PathLike[str]) -> int:
     """Write the run's crate to ``output`` (a ``.zip`` file, else a new directory), whole
     or not at all; return the number of files in it."""
     crate = build_crate(store, run_id)

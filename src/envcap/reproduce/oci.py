@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..core.errors import StoreError, UsageError
+from ..store.base import StoreBackend
 
 ARTIFACT_TYPE = "application/vnd.envcap.bundle.v1"
 BUNDLE_MEDIA_TYPE = "application/vnd.envcap.bundle.v1+zip"
@@ -104,7 +105,7 @@ def _descriptor(media_type: str, body: bytes, **extra: Any) -> dict[str, Any]:
             **extra}
 
 
-def push_bundle(store: Any, run_ref: str, repository: str, *,
+def push_bundle(store: StoreBackend, run_ref: str, repository: str, *,
                 progress: Callable[[str], None] = lambda _: None, carry_limit: int | None = None) -> str:
     """Push the bundle of run ``run_ref`` to ``repository``; return ``HOST/REPO@sha256:...``."""
     from ..store import images as images_store
@@ -254,7 +255,7 @@ def _download(client: _Client, digest: str, layer: dict[str, Any], path: str, wh
         raise StoreError(f"{where}: the bundle's bytes hash to sha256:{hasher.hexdigest()}, not {layer['digest']}")
 
 
-def fetch(store: Any, ref: str, *, progress: Callable[[str], None] = lambda _: None) -> Fetched:
+def fetch(store: StoreBackend, ref: str, *, progress: Callable[[str], None] = lambda _: None) -> Fetched:
     """Import the run bundle that ``oci://HOST/REPO@sha256:...`` names into ``store``.
 
     Nothing is written before the artifact's manifest, the bundle's bytes and every file
@@ -289,12 +290,12 @@ def fetch(store: Any, ref: str, *, progress: Callable[[str], None] = lambda _: N
                    subject=f"{client.repo}@{subject['digest']}" if subject and env_id else None)
 
 
-def fetch_bundle(store: Any, ref: str, *, progress: Callable[[str], None] = lambda _: None) -> str:
+def fetch_bundle(store: StoreBackend, ref: str, *, progress: Callable[[str], None] = lambda _: None) -> str:
     """:func:`fetch`, for callers that need only the run id."""
     return fetch(store, ref, progress=progress).run_id
 
 
-def bind_if_captured(store: Any, reference: str, env_id: str, captured_env_id: str | None) -> bool:
+def bind_if_captured(store: StoreBackend, reference: str, env_id: str, captured_env_id: str | None) -> bool:
     """Record ``reference`` as an image of ``env_id`` when envcap ran in it and captured
     that very env (``captured_env_id``); never on an artifact's word. Whether it was bound."""
     from ..store import images as images_store

@@ -36,6 +36,7 @@ from ..core.redact import REDACTED
 from ..core.run import RunRecord
 from .errors import RebuildError
 from .preflight import Preflight
+from ..store.base import StoreBackend
 
 # Where envcap puts its own things in the container, out of the way of any image.
 CONTAINER_LIB = "/.envcap/lib"  # envcap's package, for scripts that import it
@@ -97,7 +98,7 @@ class Original:
     manifest: Manifest
 
 
-def load_original(store: Any, ref: str) -> Original:
+def load_original(store: StoreBackend, ref: str) -> Original:
     from ..store import runs as runs_store
 
     record = runs_store.load(store, runs_store.resolve(store, ref))

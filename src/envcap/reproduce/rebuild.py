@@ -55,6 +55,7 @@ from .report import (
     Verdict,
 )
 from .verdict import NOT_REPRODUCED
+from ..store.base import StoreBackend
 
 Progress = Callable[[str], None]
 ACTIONS = ("run", "build-only", "dry-run", "print")
@@ -79,7 +80,7 @@ class _Clock:
         return {**self.laps, "total": round(time.monotonic() - self.started, 3)}
 
 
-def rebuild(store: Any, ref: str, options: RebuildOptions, *, action: str = "run",
+def rebuild(store: StoreBackend, ref: str, options: RebuildOptions, *, action: str = "run",
             progress: Progress = lambda _: None, output: BinaryIO | None = None,
             cwd: str | None = None) -> RebuildReport:
     if action not in ACTIONS:
@@ -143,7 +144,7 @@ def _report(plan: RebuildPlan, action: str, **parts: Any) -> RebuildReport:
 # -- steps -------------------------------------------------------------------------------
 
 
-def _check_data(store: Any, original: Original, code: plan_mod.CodePaths, options: RebuildOptions) -> list[Any]:
+def _check_data(store: StoreBackend, original: Original, code: plan_mod.CodePaths, options: RebuildOptions) -> list[Any]:
     from ..runs.data import HashCache
 
     return plan_mod.check_data(original, code, options.data, HashCache(store))
@@ -154,7 +155,7 @@ def _host_gpu(original: Original) -> Any:
     return preflight_mod.host_gpu_section() if facts is not None else None
 
 
-def _image(store: Any, original: Original, options: RebuildOptions, action: str, progress: Progress,
+def _image(store: StoreBackend, original: Original, options: RebuildOptions, action: str, progress: Progress,
            candidate: str | None = None) -> ImageChoice:
     """The run's image by digest: from the store's images table, the registry, or a build;
     else ``candidate`` (the subject of the artifact the run came from), unverified."""
@@ -302,7 +303,7 @@ def _threadpoolctl_mount() -> list[Mount]:
     return [Mount(str(Path(spec.origin).resolve()), f"{CONTAINER_LIB}/threadpoolctl.py", True)]
 
 
-def _print(store: Any, plan: RebuildPlan, progress: Progress) -> RebuildReport:
+def _print(store: StoreBackend, plan: RebuildPlan, progress: Progress) -> RebuildReport:
     from ..builder.registry import Repository
     from ..core.run import new_run_id
     from .printcmd import apptainer_command, docker_run_command
@@ -325,7 +326,7 @@ def _print(store: Any, plan: RebuildPlan, progress: Progress) -> RebuildReport:
     return _report(plan, "print", code=workspace, commands=commands, spec=spec)
 
 
-def _run(store: Any, plan: RebuildPlan, clock: _Clock, progress: Progress, output: BinaryIO) -> RebuildReport:
+def _run(store: StoreBackend, plan: RebuildPlan, clock: _Clock, progress: Progress, output: BinaryIO) -> RebuildReport:
     from ..core.redact import default_redactor
     from ..runs.session import Session
     from ..store.runs import put_record
@@ -425,7 +426,7 @@ def _session_plan(plan: RebuildPlan, caveats: list[str], redactor: Any) -> Any:
 
 
 def _execute(runner: Any, spec: ContainerSpec, plan: RebuildPlan, secrets: dict[str, str], output: BinaryIO,
-             out_dir: Path, store: Any, session: Any) -> int:
+             out_dir: Path, store: StoreBackend, session: Any) -> int:
     """The command in its container, the environment captured beside it; its exit status."""
     from ..builder import fidelity
 
@@ -480,7 +481,7 @@ def _package() -> str:
     return str(Path(envcap.__file__).resolve().parent)
 
 
-def _abandon(store: Any, session: Any, record: Any, why: str, *, exit_code: int | None = None,
+def _abandon(store: StoreBackend, session: Any, record: Any, why: str, *, exit_code: int | None = None,
              signal_name: str | None = None, verdict: str | None = NOT_REPRODUCED,
              purpose: dict[str, Any] | None = None) -> None:
     """Finish a rebuild that could not run to the end, so that no record is left unfinished."""
@@ -523,7 +524,7 @@ def _script_seconds(out_dir: Path) -> float | None:
     return max(0.0, ended - started)
 
 
-def _compare(store: Any, original: Original, new: Any, captured: Manifest | EnvcapError,
+def _compare(store: StoreBackend, original: Original, new: Any, captured: Manifest | EnvcapError,
              outputs: list[plan_mod.OutputPlan], options: RebuildOptions, caveats: list[str],
              workspace: Any) -> tuple[Verdict, CodeResult]:
     from ..compare.diff import changes_between, describe

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
+    from ..store.base import StoreBackend
     from .report import RebuildReport
 
 REPRODUCED = "reproduced"
@@ -170,7 +171,7 @@ def compare_histories(original: Sequence[Mapping[str, Any]], rebuilt: Sequence[M
     return found
 
 
-def read_log(store: Any, metrics_log: Mapping[str, Any] | None) -> list[dict[str, Any]] | None:
+def read_log(store: StoreBackend, metrics_log: Mapping[str, Any] | None) -> list[dict[str, Any]] | None:
     """A run's stored metric points (None when it kept none)."""
     if not metrics_log or not metrics_log.get("object"):
         return None

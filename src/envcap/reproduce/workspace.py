@@ -22,6 +22,7 @@ from ..core import proc
 from ..core.errors import StoreError, UsageError
 from ..core.proc import Result
 from .errors import RebuildError
+from ..store.base import StoreBackend
 
 _TIMEOUT = 120.0
 
@@ -115,7 +116,7 @@ def locate(record_git: Mapping[str, Any], *, repo: str | None, cwd: str, scratch
                          "--repo PATH")
 
 
-def prepare(record_git: Mapping[str, Any], store: Any, dest: str, *, repo: str | None = None,
+def prepare(record_git: Mapping[str, Any], store: StoreBackend, dest: str, *, repo: str | None = None,
             cwd: str | None = None) -> Workspace:
     """The run's tree in ``dest`` (which must not exist yet)."""
     from ..runs.git import restore

@@ -26,6 +26,7 @@ from typing import Any
 
 from ..core.manifest import Manifest
 from .changes import BisectError, Change, between, closure, other_differences, python_prefix
+from ..store.base import StoreBackend
 
 Progress = Callable[[str], None]
 GOOD, BAD = "reproduced", "not reproduced"
@@ -90,7 +91,7 @@ def planned_runs(n: int) -> int:
     return 2 + (math.ceil(math.log2(n)) if n > 1 else 0)
 
 
-def _image_of(store: Any, env_id: str) -> str | None:
+def _image_of(store: StoreBackend, env_id: str) -> str | None:
     from ..store import images as image_store
 
     rows = image_store.images(store, env_id)
@@ -100,7 +101,7 @@ def _image_of(store: Any, env_id: str) -> str | None:
     return rows[0].reference if rows else None
 
 
-def bisect(store: Any, run_ref: str, good_ref: str, bad_ref: str, options: Options,
+def bisect(store: StoreBackend, run_ref: str, good_ref: str, bad_ref: str, options: Options,
            progress: Progress = lambda _: None) -> Outcome:
     from ..store import runs as runs_store
     from ..store.resolve import resolve_manifest
@@ -128,7 +129,7 @@ def bisect(store: Any, run_ref: str, good_ref: str, bad_ref: str, options: Optio
 
 
 class _Search:
-    def __init__(self, store: Any, run_id: str, good: Manifest, bad: Manifest, changes: list[Change],
+    def __init__(self, store: StoreBackend, run_id: str, good: Manifest, bad: Manifest, changes: list[Change],
                  good_image: str, bad_image: str | None, options: Options, progress: Progress) -> None:
         self.store, self.run_id, self.good, self.bad = store, run_id, good, bad
         self.changes = {c.name: c for c in changes}

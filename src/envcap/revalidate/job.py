@@ -19,11 +19,12 @@ import signal
 import socket
 from collections.abc import Callable
 from types import FrameType
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from ..core.errors import EnvcapError, UsageError
 from ..reproduce.errors import Stopped
 from ..store import revalidations
+from ..store.base import StoreBackend
 
 Progress = Callable[[str], None]
 
@@ -33,7 +34,7 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     raise Stopped(name, "the scheduler ended the job" if signum == signal.SIGTERM else "interrupted")
 
 
-def run_job(store: Any, round_id: str, task: int, *, job_id: str, rtol: float = 0.0, atol: float = 0.0,
+def run_job(store: StoreBackend, round_id: str, task: int, *, job_id: str, rtol: float = 0.0, atol: float = 0.0,
             progress: Progress = lambda _: None, output: BinaryIO | None = None) -> revalidations.Job:
     """Rebuild the run of this task of the round; the job's row as it ends."""
     from ..reproduce.plan import RebuildOptions

@@ -30,6 +30,7 @@ from ..core.errors import UsageError
 from ..store import revalidations
 from ..store.revalidations import Job
 from . import slurm
+from ..store.base import StoreBackend
 
 Progress = Callable[[str], None]
 
@@ -83,7 +84,7 @@ def default_round() -> str:
     return time.strftime("%Y-%m-%d", time.gmtime())
 
 
-def select_key_runs(store: Any, where: Iterable[str] = ()) -> list[str]:
+def select_key_runs(store: StoreBackend, where: Iterable[str] = ()) -> list[str]:
     """The key runs that meet every ``--where`` condition, oldest first."""
     from ..runs.query import run_json, select
     from ..store import runs as runs_store
@@ -97,7 +98,7 @@ def select_key_runs(store: Any, where: Iterable[str] = ()) -> list[str]:
     return [v["id"] for v in select(views, where=where)]
 
 
-def revalidate(store: Any, run_ids: list[str], options: Options, *, progress: Progress = lambda _: None,
+def revalidate(store: StoreBackend, run_ids: list[str], options: Options, *, progress: Progress = lambda _: None,
                store_url: str | None = None) -> Outcome:
     round_id = options.round or (revalidations.latest_round(store) if options.resume else None) or default_round()
     existing = {j.run_id: j for j in revalidations.jobs(store, round_id)}
@@ -147,14 +148,14 @@ def revalidate(store: Any, run_ids: list[str], options: Options, *, progress: Pr
 # -- through Slurm --------------------------------------------------------------------------
 
 
-def _workdir(store: Any, round_id: str) -> Path:
+def _workdir(store: StoreBackend, round_id: str) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in round_id)
     path = Path(store.path) / "revalidate" / safe
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def job_environment(store: Any, store_url: str | None, private_dir: Path) -> dict[str, str]:
+def job_environment(store: StoreBackend, store_url: str | None, private_dir: Path) -> dict[str, str]:
     """What a job's script exports: the store without its password, and the caller's
     non-secret settings in :data:`JOB_ENV`."""
     from ..store.childenv import child_store_env
@@ -186,7 +187,7 @@ def job_script(round_id: str, env: dict[str, str], options: Options) -> str:
     return "\n".join(lines)
 
 
-def _submit_slurm(store: Any, round_id: str, rows: list[Job], options: Options, progress: Progress,
+def _submit_slurm(store: StoreBackend, round_id: str, rows: list[Job], options: Options, progress: Progress,
                   store_url: str | None) -> tuple[str, str | None]:
     """Submit the rows as one job array; its id, and the password file its jobs read (if any)."""
     assert options.partition
@@ -229,7 +230,7 @@ def _is_alive(job: Job, alive: dict[str, slurm.TaskState]) -> bool:
     return state is not None and state.state in _ALIVE
 
 
-def _wait(store: Any, round_id: str, run_ids: list[str], options: Options, progress: Progress) -> None:
+def _wait(store: StoreBackend, round_id: str, run_ids: list[str], options: Options, progress: Progress) -> None:
     """Until every job of these runs has ended: the scheduler's word, then the job's own row."""
     announced: dict[str, str] = {}
     while True:
@@ -249,7 +250,7 @@ def _wait(store: Any, round_id: str, run_ids: list[str], options: Options, progr
         time.sleep(options.poll_s)
 
 
-def _settle(store: Any, round_id: str, job: Job, seen: slurm.TaskState | None, progress: Progress) -> None:
+def _settle(store: StoreBackend, round_id: str, job: Job, seen: slurm.TaskState | None, progress: Progress) -> None:
     """Record how a job the scheduler no longer runs ended."""
     now = next((j for j in revalidations.jobs(store, round_id) if j.run_id == job.run_id), job)
     if now.final:
@@ -277,7 +278,7 @@ def _settle(store: Any, round_id: str, job: Job, seen: slurm.TaskState | None, p
 # -- here -----------------------------------------------------------------------------------
 
 
-def _run_here(store: Any, round_id: str, rows: list[Job], options: Options, progress: Progress) -> None:
+def _run_here(store: StoreBackend, round_id: str, rows: list[Job], options: Options, progress: Progress) -> None:
     from ..core.errors import EnvcapError
     from ..reproduce.errors import Stopped
     from .job import run_job

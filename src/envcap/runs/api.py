@@ -30,6 +30,7 @@ from typing import Any, Iterable, Mapping
 from ..core.errors import UsageError
 from . import rundir
 from .seeds import Seeds, check_seed
+from ..store.base import StoreBackend
 
 _lock = threading.RLock()
 _active: Run | None = None
@@ -452,7 +453,7 @@ def _hash_cache() -> Any:
         from ..store.factory import open_store
 
         try:
-            store: Any = open_store(create=False)
+            store: StoreBackend | None = open_store(create=False)
         except StoreError:
             store = None
         _cache = (threading.get_ident(), HashCache(store))

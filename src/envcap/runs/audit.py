@@ -24,6 +24,7 @@ from ..core.errors import EnvcapError, ManifestError, StoreError
 from ..store import runs as runs_store
 from .data import HashCache, fingerprint, hash_bytes, hash_file
 from ..core.run import RunRecord
+from ..store.base import StoreBackend
 
 OK, MISMATCH, UNCHECKED, INFO = "ok", "mismatch", "unchecked", "info"
 FILES_SHOWN = 20  # changed files listed per dataset in text; --json lists them all
@@ -77,7 +78,7 @@ class AuditReport:
         return out
 
 
-def audit_run(store: Any, run_id: str, *, check_environment: bool = True) -> AuditReport:
+def audit_run(store: StoreBackend, run_id: str, *, check_environment: bool = True) -> AuditReport:
     report = AuditReport(run_id)
     record_oid = runs_store.record_id(store, run_id)
     try:
@@ -98,7 +99,7 @@ def audit_run(store: Any, run_id: str, *, check_environment: bool = True) -> Aud
     return report
 
 
-def _check_objects(store: Any, record: RunRecord, report: AuditReport) -> Any:
+def _check_objects(store: StoreBackend, record: RunRecord, report: AuditReport) -> Any:
     manifest = None
     for oid, kind, what in record.objects():
         if kind == "manifest":
@@ -117,7 +118,7 @@ def _check_objects(store: Any, record: RunRecord, report: AuditReport) -> Any:
     return manifest
 
 
-def _check_code(store: Any, record: RunRecord, report: AuditReport) -> None:
+def _check_code(store: StoreBackend, record: RunRecord, report: AuditReport) -> None:
     from ..core import proc
     from .git import file_at
 
@@ -170,7 +171,7 @@ def _check_code(store: Any, record: RunRecord, report: AuditReport) -> None:
                 report.add(MISMATCH, f"{label} now", f"changed since the run (now {now}, the run read {pf['sha256']})")
 
 
-def _check_paths(store: Any, entries: Any, kind: str, cache: HashCache, report: AuditReport) -> None:
+def _check_paths(store: StoreBackend, entries: Any, kind: str, cache: HashCache, report: AuditReport) -> None:
     for entry in entries:
         path = entry.get("abspath") or entry.get("path")
         label = f"{kind} {entry.get('name') or entry.get('path')}"
@@ -191,7 +192,7 @@ def _check_paths(store: Any, entries: Any, kind: str, cache: HashCache, report: 
                        files)
 
 
-def _changed_files(store: Any, entry: Any, path: str, cache: HashCache) -> dict[str, list[str]] | None:
+def _changed_files(store: StoreBackend, entry: Any, path: str, cache: HashCache) -> dict[str, list[str]] | None:
     """Which files of a directory changed since the run, from the listing kept with it."""
     from .data import changed_files, listing
 

@@ -40,6 +40,7 @@ from ..core.redact import default_redactor
 from ..core.errors import ManifestError, StoreError, UsageError
 from ..store import runs as runs_store
 from ..core.run import RUN_ID, RunRecord, check_untrusted
+from ..store.base import StoreBackend
 
 FORMAT = "envcap.bundle/1"
 INDEX = "envcap-bundle.json"
@@ -62,7 +63,7 @@ def is_bundle(path: str | os.PathLike[str]) -> bool:
 # -- export ----------------------------------------------------------------------------------
 
 
-def export_run(store: Any, run_id: str, output: str | os.PathLike[str], *, carry_limit: int | None = None) -> int:
+def export_run(store: StoreBackend, run_id: str, output: str | os.PathLike[str], *, carry_limit: int | None = None) -> int:
     """Write the bundle of a run to ``output``; return the number of files in it.
 
     What no index serves (local wheels, local git repositories) is carried in it, up to
@@ -93,7 +94,7 @@ def export_run(store: Any, run_id: str, output: str | os.PathLike[str], *, carry
     return len(files)
 
 
-def stored_files(store: Any, record: Any) -> dict[str, bytes]:
+def stored_files(store: StoreBackend, record: Any) -> dict[str, bytes]:
     """The files a run's record points at in the store, by their path in a bundle (or a
     crate): its manifest, code diff and untracked files, parameter files, metrics log,
     resource samples and composed configs. Every object is re-hashed as it is read."""
@@ -120,7 +121,7 @@ def stored_files(store: Any, record: Any) -> dict[str, bytes]:
     return files
 
 
-def carry(store: Any, record: Any, limit: int | None) -> tuple[dict[str, bytes], list[dict[str, Any]]]:
+def carry(store: StoreBackend, record: Any, limit: int | None) -> tuple[dict[str, bytes], list[dict[str, Any]]]:
     """The dependencies of the run's environment that no index serves, as bundle members
     and the index's list of them; refused (naming the package) when one cannot be had or
     they pass the limit."""
@@ -241,11 +242,11 @@ class Bundle:
     def run_id(self) -> str:
         return self.record.id
 
-    def write_into(self, store: Any) -> str:
+    def write_into(self, store: StoreBackend) -> str:
         """Add the run to ``store`` (all or nothing); say what was done."""
         return write_bundles(store, [self])[0]
 
-    def check_against(self, store: Any) -> None:
+    def check_against(self, store: StoreBackend) -> None:
         """Refuse, before anything is written, a bundle the store cannot take: a run it
         holds finished with another record."""
         existing = runs_store.find(store, self.run_id)
@@ -257,7 +258,7 @@ class Bundle:
                     raise StoreError(f"{self.source}: run {self.run_id} is already in {store.where} "
                                      "with a different record")
 
-    def parts(self, store: Any) -> tuple[list[bytes], list[tuple[str, tuple[Any, ...]]]]:
+    def parts(self, store: StoreBackend) -> tuple[list[bytes], list[tuple[str, tuple[Any, ...]]]]:
         """The objects to write and the index rows naming them, every check done first."""
         blobs = [data for data, _ in self.objects.values()] + [self.record_bytes]
         statements: list[tuple[str, tuple[Any, ...]]] = []
@@ -275,8 +276,7 @@ class Bundle:
         blobs += [data for _, _, data in self.carried]
         have = {(n.time, n.text) for n in runs_store.notes(store, self.run_id)}
         statements += runs_store.object_statements((oid, len(data), kind) for oid, (data, kind) in self.objects.items())
-        statements += [("INSERT OR IGNORE INTO objects VALUES (?, ?, ?)", (oid, len(data), "carried"))
-                       for _, oid, data in self.carried]
+        statements += runs_store.object_statements((oid, len(data), "carried") for _, oid, data in self.carried)
         statements += [s for dep, oid, _ in self.carried for s in carried.statements(dep, oid)]
         statements += runs_store.record_statements(
             self.record, self.record_id, len(self.record_bytes),
@@ -290,7 +290,7 @@ class Bundle:
         return blobs, statements
 
 
-def write_bundles(store: Any, bundles: list[Bundle]) -> list[str]:
+def write_bundles(store: StoreBackend, bundles: list[Bundle]) -> list[str]:
     """Write verified bundles into ``store``: every one checked against the store and the
     others first, then the objects, then every index row in one transaction. A refusal
     leaves nothing behind, an object included."""
@@ -437,6 +437,6 @@ def _carried(source: str, index: dict[str, Any], members: dict[str, bytes], mani
     return out
 
 
-def import_bundles(paths: list[str], store: Any) -> list[str]:
+def import_bundles(paths: list[str], store: StoreBackend) -> list[str]:
     """Verify every bundle, then write them all; the run ids imported."""
     return write_bundles(store, [read_bundle(p) for p in paths])

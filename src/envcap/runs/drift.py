@@ -17,6 +17,7 @@ from typing import Any
 
 from ..store import revalidations
 from ..store import runs as runs_store
+from ..store.base import StoreBackend
 
 REPRODUCED = "reproduced"
 
@@ -76,7 +77,7 @@ def _revalidation(run_id: str, record: Any) -> Revalidation | None:
         metrics=dict(rep.get("metrics") or record.metrics or {}))
 
 
-def key_runs(store: Any) -> list[KeyRun]:
+def key_runs(store: StoreBackend) -> list[KeyRun]:
     """Every key run with its revalidations (oldest first) and whether it drifted."""
     ids = revalidations.key_ids(store)
     out = []
@@ -133,5 +134,5 @@ def _short(value: str | None) -> str:
     return (value or "unknown").removeprefix("sha256:")[:12]
 
 
-def drifted(store: Any) -> list[KeyRun]:
+def drifted(store: StoreBackend) -> list[KeyRun]:
     return [k for k in key_runs(store) if k.drift]

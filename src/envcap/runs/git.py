@@ -33,6 +33,7 @@ from ..core.errors import StoreError, UsageError
 from ..core.files import safe_join, write_inside
 from ..core.redact import Redactor
 from .data import HashCache, hash_bytes, stat_key
+from ..store.base import StoreBackend
 
 DEFAULT_FILE_CAP = 1 << 20  # untracked content kept per file
 DEFAULT_TOTAL_CAP = 32 << 20  # and for all untracked files of one run
@@ -87,7 +88,7 @@ class Capture:
             kept.add(diff["object"])
         self.blobs = {oid: blob for oid, blob in self.blobs.items() if oid in kept}
 
-    def store_blobs(self, store: Any) -> list[tuple[str, int, str]]:
+    def store_blobs(self, store: StoreBackend) -> list[tuple[str, int, str]]:
         """Write the captured content into the store; (id, size, kind) of each object."""
         out = []
         for oid, blob in self.blobs.items():
@@ -344,7 +345,7 @@ def file_at(root: str, commit: str | None, diff: bytes | None, path: str) -> byt
         return out.stdout
 
 
-def restore(record_git: dict[str, Any], store: Any, repository: str, dest: str) -> list[str]:
+def restore(record_git: dict[str, Any], store: StoreBackend, repository: str, dest: str) -> list[str]:
     """Rebuild a run's working tree in ``dest``: a clone of ``repository`` at the recorded
     commit, the recorded diff applied, and the untracked files written back.
 

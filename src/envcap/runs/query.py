@@ -318,7 +318,7 @@ def find_run_ref(ref: str) -> dict[str, Any] | None:
                                          runs_store.reproductions(store, ids[0]))])[0]
 
 
-def mark_key(store: Any, views: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def mark_key(store: StoreBackend, views: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``"key": true`` in the JSON of each key run (``envcap key``), so that listings show the
     mark and ``--where key=true`` finds them."""
     from ..store import revalidations

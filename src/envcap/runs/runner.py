@@ -28,6 +28,7 @@ from .resources import Monitor, interval_from_env
 from .session import Plan, Session
 
 if TYPE_CHECKING:
+    from ..store.base import StoreBackend
     from ..core.proc import Child
 
 FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
@@ -242,7 +243,7 @@ def plan_run(argv: Sequence[str], *, params: Sequence[str] = (), params_files: S
                 resource_interval=interval_from_env(env))
 
 
-def execute(store: Any, plan: Plan, *, announce: Callable[[str], None] | None = None) -> RunRecord:
+def execute(store: StoreBackend, plan: Plan, *, announce: Callable[[str], None] | None = None) -> RunRecord:
     """Run ``plan.argv`` as a recorded run; return the finished record."""
     from ..core.redact import default_redactor
 
@@ -302,7 +303,7 @@ def _child_env(env: dict[str, str], session: Session, plan: Plan, private: str) 
     child["ENVCAP_RUN_ID"] = session.id
     child["ENVCAP_RUN_DIR"] = session.dir
     child["ENVCAP_HOME"] = str(session.store.path)
-    if getattr(session.store, "kind", "embedded") != "embedded":
+    if session.store.url:
         # What the command records through envcap's API goes to the same shared store.
         child.update(child_store_env(session.store.url, private))
     child["ENVCAP_PARAMS"] = json.dumps(plan.params.raw_values(), sort_keys=True)

@@ -34,6 +34,7 @@ from .params import ParamSet, ParamsFile, params_id
 from ..core.run import FINISHED, UNFINISHED, RunRecord, new_run_id, utc_now
 from .seeds import determinism_state
 from ..store.runs import Note, put_record
+from ..store.base import StoreBackend
 
 LISTING_CAP = 64 << 20  # bytes of a directory's file listing kept with a run (about 600,000 files)
 _NOT_STORED_YET = "unfinished: the uncommitted changes, untracked files and parameter files are not stored yet"
@@ -61,7 +62,7 @@ class Plan:
 class Session:
     """One run being recorded into ``store``."""
 
-    def __init__(self, store: Any, plan: Plan, redactor: Redactor, *, run_dir: str | None = None) -> None:
+    def __init__(self, store: StoreBackend, plan: Plan, redactor: Redactor, *, run_dir: str | None = None) -> None:
         from ..core.version import __version__
 
         self.store = store

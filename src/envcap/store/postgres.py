@@ -94,6 +94,17 @@ assert MIGRATIONS[-1][0] == SCHEMA_VERSION
 # migrating one database at the same moment.
 _MIGRATION_LOCK = 0x656E76636170
 _INSERT_OR = re.compile(r"^\s*INSERT\s+OR\s+(IGNORE|REPLACE)\s+INTO\s+(\w+)", re.IGNORECASE)
+_QUOTED = re.compile(r"('(?:[^']|'')*'|\"(?:[^\"]|\"\")*\")")
+
+
+def _placeholders(sql: str) -> str:
+    """SQLite's ``?`` parameters as psycopg's ``%s``, outside quoted literals and names only;
+    every ``%`` doubled, since psycopg reads one in a literal as a placeholder too."""
+    parts = _QUOTED.split(sql)
+    return "".join(part.replace("%", "%%") if i % 2 else part.replace("%", "%%").replace("?", "%s")
+                   for i, part in enumerate(parts))
+
+
 _SECRET_PARAMS = frozenset({"password", "passfile", "sslpassword", "sslkey"})
 
 
@@ -117,6 +128,7 @@ class PostgresStore(IndexStore):
     """The shared store at ``url`` (``postgresql://user@host:port/dbname``)."""
 
     kind = "postgresql"
+    url: str
 
     def __init__(self, url: str, *, create: bool = False, connect_timeout: int = 10) -> None:
         self.url = url
@@ -252,7 +264,7 @@ class PostgresStore(IndexStore):
             else:
                 out += (f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET "
                         + ", ".join(f"{c} = EXCLUDED.{c}" for c in rest))
-        out = out.replace("%", "%%").replace("?", "%s")
+        out = _placeholders(out)
         self._sql[sql] = out
         return out
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..core.errors import ManifestError, NotFoundError, StoreError, UsageError
 from ..core.manifest import Manifest
+from .base import StoreBackend
 
 
 def load_manifest(path: str | os.PathLike[str]) -> Manifest:
@@ -27,7 +28,7 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     return Manifest.from_json(data, source=str(path))
 
 
-def resolve_manifest(ref: str, *, store: Any = None, earliest: bool = False) -> Manifest:
+def resolve_manifest(ref: str, *, store: StoreBackend | None = None, earliest: bool = False) -> Manifest:
     """The manifest REF names: a manifest file, else a stored manifest or snapshot id.
 
     Every command that takes a manifest reference goes through here, so a new kind of
@@ -63,14 +64,14 @@ def resolve_manifest(ref: str, *, store: Any = None, earliest: bool = False) -> 
         return first_snapshot(opened, found) if earliest else found
 
 
-def first_snapshot(store: Any, manifest: Manifest) -> Manifest:
+def first_snapshot(store: StoreBackend, manifest: Manifest) -> Manifest:
     """The same manifest with the observations of its first snapshot in STORE."""
     # The store lists snapshots oldest first.
     first = next((row.record for row in store.snapshots() if row.manifest_id == manifest.id), None)
     return manifest if first is None else store.get(first)
 
 
-def resolve_run(ref: str, *, store: Any) -> Any:
+def resolve_run(ref: str, *, store: StoreBackend) -> Any:
     """The run record REF names, or None when it names a manifest, a file or nothing.
 
     The same precedence as :func:`resolve_manifest`: a file, then a manifest or snapshot
@@ -94,13 +95,13 @@ def resolve_run(ref: str, *, store: Any) -> Any:
         return None
 
 
-def _stored_manifest(store: Any, ref: str, is_hex: bool, is_run: bool) -> Manifest:
+def _stored_manifest(store: StoreBackend, ref: str, is_hex: bool, is_run: bool) -> Manifest:
     """A stored manifest by id, else the environment of the run REF names."""
     from . import runs as runs_store
 
     if is_hex:
         try:
-            return store.get(ref)  # type: ignore[no-any-return]
+            return store.get(ref)
         except NotFoundError:
             if not is_run:
                 raise
@@ -112,4 +113,4 @@ def _stored_manifest(store: Any, ref: str, is_hex: bool, is_run: bool) -> Manife
         raise
     if not record.manifest:
         raise NotFoundError(f"run {record.id} has no captured environment to compare")
-    return store.get(record.manifest)  # type: ignore[no-any-return]
+    return store.get(record.manifest)

@@ -16,6 +16,7 @@ from ..core.errors import NotFoundError, StoreError
 from ..core.run import check_untrusted
 from . import images as images_store
 from . import runs as runs_store
+from .base import StoreBackend
 
 # The index tables a copy carries, with the columns that name a row.
 _KEYS = {"manifests": ("id",), "snapshots": ("record",), "runs": ("id",), "run_reproductions": ("run_id",),
@@ -56,7 +57,7 @@ class Report:
                 "new_snapshots": self.new_snapshots, "new_notes": self.new_notes}
 
 
-def _select(store: Any, table: str, where: str = "", params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+def _select(store: StoreBackend, table: str, where: str = "", params: Sequence[Any] = ()) -> list[dict[str, Any]]:
     if not store.has_table(table):
         return []
     cur = store.db.execute(f"SELECT * FROM {table}{' WHERE ' + where if where else ''}", tuple(params))
@@ -189,7 +190,7 @@ def copy(source: Any, dest: Any, refs: Sequence[str] = (), *, batch: int = 200) 
                   new_snapshots=len(set(todo.snapshots) - known_snapshots), new_notes=new_notes)
 
 
-def _present(store: Any, table: str, key: str, ids: Sequence[str]) -> set[str]:
+def _present(store: StoreBackend, table: str, key: str, ids: Sequence[str]) -> set[str]:
     """Which of ``ids`` the ``key`` column of ``table`` already holds."""
     found: set[str] = set()
     for start in range(0, len(ids), 500):

@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from ..core.errors import AmbiguousIdError, EnvcapError, NotFoundError, UsageError
 from . import data
+from ..store.base import StoreBackend
 
 OPENAPI_FILE = os.path.join(os.path.dirname(__file__), "openapi.json")
 
@@ -56,15 +57,15 @@ def _endpoint(work: Callable[[Request, Any], Any]) -> Callable[[Request], Any]:
     return endpoint
 
 
-def _runs(request: Request, store: Any) -> Any:
+def _runs(request: Request, store: StoreBackend) -> Any:
     return data.list_runs(store, **runs_query(request))
 
 
-def _run(request: Request, store: Any) -> Any:
+def _run(request: Request, store: StoreBackend) -> Any:
     return data.run_page(store, request.path_params["run_id"])
 
 
-def _compare(request: Request, store: Any) -> Any:
+def _compare(request: Request, store: StoreBackend) -> Any:
     return data.compare(store, request.query_params.getlist("run"))
 
 
@@ -75,19 +76,19 @@ def experiment_query(request: Request) -> dict[str, Any]:
             "method": q.get("method") or None, "goal": q.get("goal") or None}
 
 
-def _importance(request: Request, store: Any) -> Any:
+def _importance(request: Request, store: StoreBackend) -> Any:
     return data.experiment(store, **experiment_query(request))
 
 
-def _fleet(request: Request, store: Any) -> Any:
+def _fleet(request: Request, store: StoreBackend) -> Any:
     return data.fleet(store, cluster_label=request.query_params.get("cluster_label") or "cluster")
 
 
-def _drift(request: Request, store: Any) -> Any:
+def _drift(request: Request, store: StoreBackend) -> Any:
     return data.drift(store)
 
 
-def _manifest(request: Request, store: Any) -> Any:
+def _manifest(request: Request, store: StoreBackend) -> Any:
     return data.manifest_json(store, request.path_params["ref"])
 
 

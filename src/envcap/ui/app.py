@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..core.errors import EnvcapError
 from . import api, data
+from ..store.base import StoreBackend
 
 HERE = os.path.dirname(__file__)
 
@@ -105,30 +106,30 @@ def _page(template: str, work: Callable[[Request, Any], dict[str, Any]]) -> Call
     return endpoint
 
 
-def _runs_page(request: Request, store: Any) -> dict[str, Any]:
+def _runs_page(request: Request, store: StoreBackend) -> dict[str, Any]:
     query = api.runs_query(request)
     listing = data.list_runs(store, **query)
     return {"page": "runs", "listing": listing}
 
 
-def _run_page(request: Request, store: Any) -> dict[str, Any]:
+def _run_page(request: Request, store: StoreBackend) -> dict[str, Any]:
     return {"page": "run", **data.run_page(store, request.path_params["run_id"])}
 
 
-def _compare_page(request: Request, store: Any) -> dict[str, Any]:
+def _compare_page(request: Request, store: StoreBackend) -> dict[str, Any]:
     return {"page": "compare", **data.compare(store, request.query_params.getlist("run"))}
 
 
-def _experiment_page(request: Request, store: Any) -> dict[str, Any]:
+def _experiment_page(request: Request, store: StoreBackend) -> dict[str, Any]:
     found = data.experiment(store, **api.experiment_query(request))
     return {"page": "experiment", **found}
 
 
-def _fleet_page(request: Request, store: Any) -> dict[str, Any]:
+def _fleet_page(request: Request, store: StoreBackend) -> dict[str, Any]:
     return {"page": "fleet", **data.fleet(store, cluster_label=request.query_params.get("cluster_label") or "cluster")}
 
 
-def _drift_page(request: Request, store: Any) -> dict[str, Any]:
+def _drift_page(request: Request, store: StoreBackend) -> dict[str, Any]:
     return {"page": "drift", **data.drift(store)}
 
 
