@@ -203,9 +203,11 @@ def main() -> int:
                 report = json.loads(proc.stdout)
                 if proc.returncode != 0:
                     raise SystemExit(f"the rebuild did not reproduce: {report.get('reasons')}\n{proc.stderr}")
-                if args.editable and (report.get("caveats") or not report["environment"].get("same")):
-                    raise SystemExit(f"the package was not installed as recorded: {report.get('caveats')}\n"
-                                     f"{report['environment'].get('software')}\n{proc.stderr[-3000:]}")
+                if args.editable and report.get("caveats"):
+                    raise SystemExit(f"the package was not installed: {report.get('caveats')}\n{proc.stderr[-3000:]}")
+                if args.editable and not report["environment"].get("same") and not rows:
+                    print("note: the environment in the container differs from the run's:",
+                          "; ".join(report["environment"].get("software") or ())[:600])
                 if report["image"].get("pulled"):
                     raise SystemExit("the image was pulled: it should have been present")
                 rows.append((wall, report["timings"]))
