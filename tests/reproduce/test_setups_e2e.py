@@ -275,7 +275,7 @@ def test_item1_a_caller_who_is_not_root_installs_the_package_into_the_images_roo
 
     if os.getuid() != 0 or shutil.which("setpriv") is None or not Path("/usr/bin/python3").is_file():
         pytest.skip("needs root (to become another user), setpriv and /usr/bin/python3")
-    site = Path(sys.executable).resolve().parents[0]
+    site = Path(sys.executable).parent  # the shared venv's bin (uv), not the interpreter it links to
     venv_site = next(Path(sys.prefix).glob("lib/python3*/site-packages"))
     uid = 4242
     docker_gid = os.stat("/var/run/docker.sock").st_gid

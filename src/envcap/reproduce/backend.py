@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +103,10 @@ def prepare(checkouts: Sequence[Path], python_version: str, arch: str | None, ca
         child["SSL_CERT_FILE"] = str(Path(ca_bundle).resolve())
     else:
         child["UV_NATIVE_TLS"] = "1"
-    argv = [str(uv), "pip", "install", "--quiet", "--target", str(work), "--python-version", minor,
+    # The interpreter running envcap answers uv's questions (the caller can run it); the
+    # environment's version and platform choose the wheels.
+    argv = [str(uv), "pip", "install", "--quiet", "--python", sys.executable, "--target", str(work),
+            "--python-version", minor,
             "--python-platform", platform, "--only-binary", ":all:", *requires]
     from ..core.proc import run
 
