@@ -86,3 +86,24 @@ def test_a_backend_that_fails_falls_back_to_the_index_and_a_failure_is_noted(tmp
     again.mkdir()
     calls, out = _launch(again, "/backend", "backend index")
     assert len(calls) == 2 and (out / "editable.failed").read_text().split() == [str(again / "pkg")]
+
+
+def test_the_run_is_dropped_to_the_callers_ids_with_the_environment_it_would_have_had(tmp_path: Path) -> None:
+    """As root (the container for a caller who is not root), the launcher runs the command as
+    uid:gid with no supplementary groups, and Python's own start-up leaves no LC_CTYPE."""
+    import pytest
+
+    python = Path("/usr/bin/python3")
+    if os.getuid() != 0 or not python.is_file():
+        pytest.skip("needs root and /usr/bin/python3")
+    out = tmp_path / "out"
+    out.mkdir()
+    spec = ContainerSpec(image="x", argv=("/bin/sh", "-c", 'echo "$(id -u) $(id -g) $(id -G) ${LC_CTYPE-unset}"'),
+                         workdir=str(tmp_path))
+    argv = launcher(spec, str(out), "pass", {}, [str(python)], drop="4242:4243")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LC_") and k not in ("LANG", "LANGUAGE")}
+    done = subprocess.run(argv, env={**env, "LC_ALL": ""}, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["4242", "4243", "4243", "unset"]
+    kept = subprocess.run(argv, env={**env, "LC_CTYPE": "C.UTF-8"}, capture_output=True, text=True, check=False)
+    assert kept.stdout.split()[-1] == "C.UTF-8"

@@ -300,8 +300,10 @@ def test_item1_a_caller_who_is_not_root_installs_the_package_into_the_images_roo
         report = report_of(proc)
         assert proc.returncode == 0, (report.get("reasons"), report.get("caveats"), proc.stderr[-4000:])
         assert report["image"]["how"] != "built", report["image"]
-        assert report["verdict"] == "reproduced" and report["caveats"] == [], (report["reasons"], report["caveats"])
         env_report = report["environment"]
+        (bed.tmp / "nonroot-report.json").write_text(proc.stdout)
+        assert report["verdict"] == "reproduced" and report["caveats"] == [], (report["reasons"], report["caveats"],
+                                                                                env_report.get("changes"))
         assert env_report["same"] and env_report["rebuild"] == carried["original"].env_id, env_report["software"]
         err = proc.stderr
         assert "editable from" in err and "as root, then the run as you" in err, err[-3000:]

@@ -55,15 +55,19 @@ exit "$status"
 
 # Become the caller (uid:gid), as ``docker run --user`` would have made the container,
 # and run the rest: the image's own interpreter does it (setpriv where there is none).
+# Python's start-up sets LC_CTYPE where the locale is C (PEP 538): taken out again unless
+# the container had it, so that the run sees the environment it would have seen.
 DROP = r"""import os, pwd, sys
 uid, gid = (int(x) for x in sys.argv[1].split(":"))
+if sys.argv[2] != "set":
+    os.environ.pop("LC_CTYPE", None)
 try:
     os.initgroups(pwd.getpwuid(uid).pw_name, gid)
 except KeyError:
     os.setgroups([])
 os.setgid(gid)
 os.setuid(uid)
-os.execvp(sys.argv[2], sys.argv[2:])
+os.execvp(sys.argv[3], sys.argv[3:])
 """
 
 # The install step: the run's own package, editable, with the build backend envcap
@@ -104,7 +108,8 @@ if [ -f "$out/installing" ]; then date +%s.%N >"$out/installed" 2>/dev/null; fi
 if [ -n "$drop" ]; then
   chown "$drop" "$out"/editable.* "$out"/install* 2>/dev/null
   if [ -n "$py" ]; then
-    exec "$py" -I -S -B -c "$DROP" "$drop" /bin/sh -c "$run" envcap-run "$out" "$script" "$args" "$py" "$@"
+    exec "$py" -I -S -B -c "$DROP" "$drop" "${LC_CTYPE+set}" /bin/sh -c "$run" envcap-run "$out" "$script" "$args" \
+      "$py" "$@"
   fi
   exec setpriv --reuid="${drop%:*}" --regid="${drop#*:}" --clear-groups \
     /bin/sh -c "$run" envcap-run "$out" "$script" "$args" "$py" "$@"
