@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -112,7 +111,7 @@ def prepare(checkouts: Sequence[Path], python_version: str, arch: str | None, ca
 
     try:
         out = run(argv, timeout=300, env=child)
-    except (OSError, subprocess.SubprocessError) as exc:
+    except Exception as exc:  # noqa: BLE001 - subprocess.TimeoutExpired or OSError: pip's own way, said
         out = None
         why = str(exc)
     else:
