@@ -313,7 +313,6 @@ def test_item1_a_caller_who_is_not_root_installs_the_package_into_the_images_roo
         foreign = [os.path.join(d, n) for d, dirs, files in os.walk(root / "home") for n in [*dirs, *files]
                    if os.lstat(os.path.join(d, n)).st_uid != uid]
         assert foreign == [], foreign[:10]
-        assert list((root / "home" / "rebuilds").rglob("*.egg-info")), "pip wrote no egg-info: premise changed"
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
