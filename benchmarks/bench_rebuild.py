@@ -1,6 +1,6 @@
 """What ``envcap rebuild`` adds beyond the script's own run time, with the image present.
 
-    python benchmarks/bench_rebuild.py [--rounds 5] [--seconds 2]
+    python benchmarks/bench_rebuild.py [--rounds 5] [--seconds 2] [--editable]
 
 Needs the test bed (scripts/testbed.sh up). Set-up, untimed: a container of the bookworm
 base image with git installed; a git repository with a seeded script that draws 200,000
@@ -18,6 +18,11 @@ the run, checking the data, the image (a daemon look-up), preparing the workspac
 clone + checkout + diff + untracked), recording the run's start, the container beyond
 the script (create, start, the environment capture it waits for, stop, remove), and
 finishing the record and comparing. Target: at most 3 s.
+
+``--editable``: the run's repository is a package of its own (``pyproject.toml``,
+setuptools), installed editable (``pip install -e .``) in a venv of the container the run
+is recorded in, and the script imports it: each rebuild installs it again from the
+workspace in the container (its part is measured there: "editable install").
 """
 
 from __future__ import annotations
@@ -61,6 +66,21 @@ with envcap.start_run(defaults={"seconds": SECONDS, "draws": 200_000}) as run:
     with open("out.txt", "w") as fh:
         fh.write(repr(rng.random()))
 '''
+PYPROJECT = """[build-system]
+requires = ["setuptools>=64"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "benchpkg"
+version = "0.1"
+
+[tool.setuptools]
+packages = ["benchpkg"]
+"""
+EDITABLE_SCRIPT = f"""set -euo pipefail
+python3 -m venv /opt/venv
+cd "$PROJ" && PIP_CONFIG_FILE=/dev/null PIP_CERT={HOST_CA} PIP_NO_CACHE_DIR=1 /opt/venv/bin/pip install -q -e .
+"""
 CLI = "import sys; from envcap.cli import main; sys.argv[0] = 'envcap'; main()"
 
 
@@ -90,7 +110,8 @@ def lib_dir(dest: Path) -> None:
             shutil.copy2(spec.origin, dest / Path(spec.origin).name)
 
 
-def set_up(tmp: Path, facts: dict[str, str], seconds: float, client: Any, made: list[str]) -> tuple[str, str]:
+def set_up(tmp: Path, facts: dict[str, str], seconds: float, client: Any, made: list[str],
+           editable: bool = False) -> tuple[str, str]:
     """The recorded run and its image's reference (present in the daemon)."""
     import docker
 
@@ -98,9 +119,27 @@ def set_up(tmp: Path, facts: dict[str, str], seconds: float, client: Any, made: 
     from envcap.store import runs as runs_store
     from envcap.store.embedded import Store
 
+    proj, lib, home = tmp / "proj", tmp / "lib", tmp / "home"
+    proj.mkdir()
+    train = TRAIN.replace("SECONDS", repr(seconds))
+    if editable:
+        train = train.replace("import envcap\n", "import envcap\nfrom benchpkg import mean\n").replace(
+            "total / run.params[\"draws\"]", "mean(total, run.params[\"draws\"])")
+        (proj / "pyproject.toml").write_text(PYPROJECT)
+        (proj / "benchpkg").mkdir()
+        (proj / "benchpkg" / "__init__.py").write_text("def mean(total, n):\n    return total / n\n")
+    (proj / "train.py").write_text(train)
+    (proj / ".gitignore").write_text("out.txt\n__pycache__/\n*.egg-info/\nbuild/\n")
+    git(proj, "init", "-q", "-b", "main")
+    git(proj, "add", "-A")
+    git(proj, "commit", "-qm", "bench")
     base = facts["ENVCAP_TEST_BASE_BOOKWORM"]
     source = f"localhost/envcap-bench-rebuild-source:{uuid.uuid4().hex[:8]}"
-    container = client.containers.run(base, ["/bin/bash", "-c", SOURCE_SCRIPT], detach=True, network_mode="host")
+    script = SOURCE_SCRIPT + (EDITABLE_SCRIPT if editable else "")
+    mounts = [docker.types.Mount(str(HOST_CA), str(HOST_CA), type="bind", read_only=True),
+              docker.types.Mount(str(proj), str(proj), type="bind")] if editable else []
+    container = client.containers.run(base, ["/bin/bash", "-c", script], detach=True, network_mode="host",
+                                      mounts=mounts, environment={"PROJ": str(proj)})
     try:
         if container.wait(timeout=900)["StatusCode"] != 0:
             raise SystemExit(container.logs().decode()[-2000:])
@@ -108,22 +147,17 @@ def set_up(tmp: Path, facts: dict[str, str], seconds: float, client: Any, made: 
         made.append(source)
     finally:
         container.remove(force=True)
-    proj, lib, home = tmp / "proj", tmp / "lib", tmp / "home"
-    proj.mkdir()
-    (proj / "train.py").write_text(TRAIN.replace("SECONDS", repr(seconds)))
-    (proj / ".gitignore").write_text("out.txt\n__pycache__/\n")
-    git(proj, "init", "-q", "-b", "main")
-    git(proj, "add", "-A")
-    git(proj, "commit", "-qm", "bench")
     lib_dir(lib)
     home.mkdir()
     mounts = [docker.types.Mount(str(proj), str(proj), type="bind"),
               docker.types.Mount(LIB, str(lib), type="bind", read_only=True),
               docker.types.Mount(str(home), str(home), type="bind")]
-    argv = ["python3", "-m", "envcap", "run", "--seed", "11", "--output", "out.txt", "--", "python3", "train.py"]
+    python = "/opt/venv/bin/python" if editable else "python3"
+    argv = [python, "-m", "envcap", "run", "--seed", "11", "--output", "out.txt", "--", python, "train.py"]
     container = client.containers.run(source, argv, detach=True, network_mode="host", mounts=mounts,
                                       working_dir=str(proj),
-                                      environment={"ENVCAP_HOME": str(home), "PYTHONPATH": LIB, "PATH": PATH})
+                                      environment={"ENVCAP_HOME": str(home), "PYTHONPATH": LIB,
+                                                   "PATH": ("/opt/venv/bin:" if editable else "") + PATH})
     try:
         if container.wait(timeout=600)["StatusCode"] != 0:
             raise SystemExit(container.logs().decode()[-2000:])
@@ -146,6 +180,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=2.0, help="how long the script sleeps after its work")
+    parser.add_argument("--editable", action="store_true",
+                        help="the run's repository is a package installed editable (pip install -e .)")
     args = parser.parse_args()
     facts = testbed()
     import docker
@@ -154,17 +190,25 @@ def main() -> int:
     made: list[str] = []
     try:
         with tempfile.TemporaryDirectory(prefix="envcap-bench-rebuild-") as tmp:
-            run_id, reference = set_up(Path(tmp), facts, args.seconds, client, made)
+            run_id, reference = set_up(Path(tmp), facts, args.seconds, client, made, args.editable)
             env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
             rows = []
             for _ in range(args.rounds):
                 start = time.perf_counter()
-                proc = subprocess.run([sys.executable, "-c", CLI, "rebuild", run_id, "--json"], capture_output=True,
+                extra = ["--ca-bundle", str(HOST_CA)] if args.editable else []
+                proc = subprocess.run([sys.executable, "-c", CLI, "rebuild", run_id, *extra, "--json"],
+                                      capture_output=True,
                                       text=True, env=env, timeout=600, check=False)
                 wall = time.perf_counter() - start
                 report = json.loads(proc.stdout)
                 if proc.returncode != 0:
                     raise SystemExit(f"the rebuild did not reproduce: {report.get('reasons')}\n{proc.stderr}")
+                failed = [c for c in report.get("caveats") or () if "the editable install" in c]
+                if args.editable and failed:
+                    raise SystemExit(f"the package was not installed: {failed}\n{proc.stderr[-3000:]}")
+                if args.editable and not report["environment"].get("same") and not rows:
+                    print("note: the environment in the container differs from the run's:",
+                          "; ".join(report["environment"].get("software") or ())[:600])
                 if report["image"].get("pulled"):
                     raise SystemExit("the image was pulled: it should have been present")
                 rows.append((wall, report["timings"]))
@@ -202,8 +246,13 @@ def summarize(rows: list[tuple[float, dict[str, float]]]) -> dict[str, float]:
         "  workspace (clone, checkout, diff, untracked)": med([x["workspace"] for x in t]),
         "  record the run's start": med([x["record_start"] for x in t]),
         "  container beyond the script (+ capture)": med([x["container"] - x["script"] for x in t]),
+        **({"    of which: editable install (in the container)": med([x["editable_install"] for x in t])}
+           if all("editable_install" in x for x in t) else {}),
+        **({"  build backend (resolved once, then cached)": med([x["backend"] for x in t])}
+           if all("backend" in x for x in t) else {}),
         "  finish the record, compare": med([x["total"] - sum(x[k] for k in (
-            "load", "data", "gpu", "image", "workspace", "record_start", "container")) for x in t]),
+            "load", "data", "gpu", "image", "workspace", "record_start", "container", "backend") if k in x)
+            for x in t]),
     }
 
 

@@ -87,6 +87,17 @@ def test_a_package_installed_from_git_pins_git_for_pip() -> None:
     assert "the VCS tools pip installs from (git)" in result.pin_os
 
 
+def test_an_editable_checkout_with_a_git_state_pins_git_to_read_it_again() -> None:
+    """The record of an editable install says its checkout's commit, branch and dirtiness;
+    without git in the image the rebuild's capture cannot say them, and the env_id differs."""
+    sections = _workstation()
+    sections["system"]["packages"].append({"name": "git", "version": "1:2.39.5-0+deb12u2", "arch": "amd64"})
+    sections["python"]["packages"][0]["origin"] = {"kind": "editable", "url": "file:///work/lab",
+                                                   "git": {"commit": "b" * 40, "branch": "main", "dirty": False}}
+    result = lock(manifest_from(sections, observed=OBSERVED), hashes=None)
+    assert "git" in _pins(result.files["apt.txt"]) and "git" not in result.system_left
+
+
 def test_a_snapshot_without_a_run_pins_everything_as_before() -> None:
     m = manifest_from(_workstation())
     result = lock(m, hashes=None)

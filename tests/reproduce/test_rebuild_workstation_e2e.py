@@ -4,8 +4,10 @@ whose OS holds a version the mirror no longer serves, rebuilt from its bundle al
 The "workstation" is a container of the test bed's bookworm base image set up as people
 set up theirs: more OS packages than the run needs (git), a security update the base
 images' mirror lacks (the test bed's dated archive holds it: libexpat1 at its
-bookworm-security version), and CPython installed by uv (``uv python install``, from the
-test bed's own CPython build and download list) with a venv and numpy from PyPI. A
+bookworm-security version), and a CPython of its own where pyenv puts one
+(``$HOME/.pyenv/versions/X.Y.Z``: the test bed's CPython build, the archive its uv download
+list names, checked against the list's sha256, unpacked there as ``pyenv install`` leaves
+it) with a venv made from it and numpy from PyPI. The base image has no interpreter there. A
 seeded numpy run is recorded there with ``envcap run``, exported, imported into an
 empty store, and rebuilt with ``envcap rebuild --registry`` into a repository that holds
 no image of it: the build pins what the run needs (the libraries its compiled code and
@@ -22,7 +24,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,7 +39,7 @@ from buildtest_support import HOST_CA, TESTBED_ENV
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 
 NUMPY = "numpy==2.2.6"
-UV_IN_CONTAINER = "/.envcap-test/uv"
+PYENV_ROOT = "/root/.pyenv"
 WORKSTATION = f"""set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
@@ -51,8 +52,10 @@ apt-get update -q
 apt-get install -y -q --no-install-recommends git "$ARCHIVE_PACKAGE"
 rm /etc/apt/sources.list.d/security.sources
 rm -rf /var/lib/apt/lists/*
-UV_PYTHON_DOWNLOADS_JSON_URL=$DOWNLOADS {UV_IN_CONTAINER} python install --no-bin "$PYTHON_VERSION"
-python=$(UV_PYTHON_DOWNLOADS_JSON_URL=$DOWNLOADS {UV_IN_CONTAINER} python find --managed-python "$PYTHON_VERSION")
+# CPython where pyenv installs it ($PYENV_ROOT/versions/X.Y.Z), and a venv made from it.
+mkdir -p "{PYENV_ROOT}/versions/$PYTHON_VERSION"
+tar -xzf /.envcap-test/python.tar.gz -C "{PYENV_ROOT}/versions/$PYTHON_VERSION" --strip-components=1
+python={PYENV_ROOT}/versions/$PYTHON_VERSION/bin/python
 "$python" -m venv /opt/venv
 PIP_CONFIG_FILE=/dev/null PIP_CERT={HOST_CA} /opt/venv/bin/pip install -q --no-cache-dir \\
     --index-url https://pypi.org/simple {NUMPY}
@@ -69,15 +72,6 @@ def _facts(bed: Bed) -> dict[str, str]:
     if "ENVCAP_TEST_PYTHON_DOWNLOADS" not in values:
         pytest.skip("the test bed has no dated archive or CPython builds yet: run scripts/testbed.sh up")
     return values
-
-
-def _uv() -> Path:
-    from envcap.builder.settings import BuildSettings
-
-    uv = BuildSettings().uv_binary()
-    if uv is None:
-        pytest.fail("uv is not installed (envcap[build] installs it)")
-    return uv
 
 
 class DatedArchive:
@@ -130,6 +124,7 @@ class Workstation(Bed):
         downloads = json.loads(_get(self.extra["ENVCAP_TEST_PYTHON_DOWNLOADS"]))
         [entry] = downloads.values()
         self.python_version = f"{entry['major']}.{entry['minor']}.{entry['patch']}"
+        self.python_build = entry
         self.archive_package = self.extra["ENVCAP_TEST_ARCHIVE_PACKAGE"]
         self.archive = DatedArchive(self.extra["ENVCAP_TEST_APT_ARCHIVE"])
         self.settings = {"ENVCAP_APT_ARCHIVE": self.archive.url,
@@ -145,7 +140,12 @@ class Workstation(Bed):
     def make_source(self) -> None:
         kit = self.tmp / "kit"
         kit.mkdir()
-        shutil.copy2(_uv(), kit / "uv")
+        # What a pyenv user has: the interpreter build, unpacked under ~/.pyenv/versions.
+        import hashlib
+
+        archive = _get_bytes(self.python_build["url"])
+        assert hashlib.sha256(archive).hexdigest() == self.python_build["sha256"]
+        (kit / "python.tar.gz").write_bytes(archive)
         key = Path(self.extra["ENVCAP_TEST_APT_ARCHIVE_KEY"]).read_text().strip().splitlines()
         (kit / "archive.sources").write_text(
             f"Types: deb\nURIs: {self.extra['ENVCAP_TEST_APT_ARCHIVE']}\nSuites: bookworm\nComponents: main\n"
@@ -158,10 +158,14 @@ class Workstation(Bed):
 
 
 def _get(url: str) -> str:
+    return _get_bytes(url).decode("utf-8")
+
+
+def _get_bytes(url: str) -> bytes:
     import urllib.request
 
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return str(response.read().decode("utf-8"))
+    with urllib.request.urlopen(url, timeout=60) as response:
+        return bytes(response.read())
 
 
 @pytest.fixture(scope="module")
@@ -203,8 +207,10 @@ def rebuild(bed: Workstation, carried: dict[str, Any], *args: str, repository: s
 def test_the_workstation_is_what_it_should_be(bed: Workstation, carried: dict[str, Any]) -> None:
     manifest = carried["manifest"]
     python = manifest.sections["python"]
-    # uv's CPython, not the base image's: the environment is a venv on a base no image has.
-    assert python["version"] == bed.python_version and "/.local/share/uv/python/" in python["base_prefix"]
+    # pyenv's CPython, not the base image's: the environment is a venv on a base no image has.
+    assert python["version"] == bed.python_version
+    assert python["base_prefix"] == f"{PYENV_ROOT}/versions/{bed.python_version}"
+    assert python["prefix"] == "/opt/venv"
     name, _, version = bed.archive_package.partition("=")
     dpkg = {p["name"]: p["version"] for p in manifest.sections["system"]["packages"]}
     assert dpkg[name] == version and "git" in dpkg
@@ -271,7 +277,15 @@ def test_the_run_is_rebuilt_from_the_archive_and_uv_and_reproduces(bed: Workstat
     assert env["captured"]
     software = env["software"]
     assert any("git" in line for line in software), software
-    assert not [line for line in software if line.startswith("python") or name in line], software
+    assert not [line for line in software if (line.startswith("python") and not line.startswith("python.build."))
+                or name in line], software
+    # The interpreter is the same build, at the same place: uv rewrites its sysconfig data as
+    # it installs it (the flags' whitespace normalised), which pyenv does not. That is all
+    # that differs in the python section, and why the env_id is not the recording's.
+    python_changes = [c for c in env["changes"] if c["section"] == "python"]
+    assert python_changes, "uv rewrote nothing: the test's premise changed"
+    assert all(c["path"].startswith("build.") and str(c["before"]).split() == str(c["after"]).split()
+               for c in python_changes), python_changes
     # Pushed to the registry the rebuild names, and pulled from it by digest.
     from envcap.builder.registry import Registry, Repository
 

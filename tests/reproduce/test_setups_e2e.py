@@ -22,6 +22,7 @@ import base64
 import hashlib
 import shutil
 import subprocess
+import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -258,6 +259,62 @@ def test_item1_the_editable_research_package_is_installed_from_the_workspace(car
     [model] = report["outputs"]
     assert model["match"] and model["reproduced"] == carried["original"].outputs[0]["fingerprint"]
     assert "installing research-lab 0.1 editable" in carried["proc"].stderr
+    # Installed with the build backend envcap resolved and mounted: no index, no isolated build.
+    assert "installed editable with the build backend envcap mounted (no index)" in carried["proc"].stderr
+    assert "editable_install" in report["timings"]
+
+
+def test_item1_a_caller_who_is_not_root_installs_the_package_into_the_images_root_owned_venv(
+        bed: SetupsBed, carried: dict[str, Any]) -> None:
+    """``envcap rebuild`` run by a user who is not root (uid 4242, in the docker group; Debian's
+    own python3 with the shared venv's packages, for the venv's interpreter lies under /root),
+    against the warm image: the package goes into the image's root-owned venv, the run runs
+    as that user, and what it wrote in the workspace is theirs."""
+    import os
+    import tempfile
+
+    if os.getuid() != 0 or shutil.which("setpriv") is None or not Path("/usr/bin/python3").is_file():
+        pytest.skip("needs root (to become another user), setpriv and /usr/bin/python3")
+    site = Path(sys.executable).parent  # the shared venv's bin (uv), not the interpreter it links to
+    venv_site = next(Path(sys.prefix).glob("lib/python3*/site-packages"))
+    uid = 4242
+    docker_gid = os.stat("/var/run/docker.sock").st_gid
+    root = Path(tempfile.mkdtemp(prefix="envcap-nonroot-"))
+    try:
+        root.chmod(0o755)
+        shutil.copytree(carried["home"], root / "home", symlinks=True)
+        shutil.rmtree(root / "home" / "rebuilds", ignore_errors=True)
+        shutil.copytree(carried["fresh"], root / "clone", symlinks=True)
+        shutil.copy2(bed.data, root / "train.csv")
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in [*dirnames, *filenames, "."]:
+                os.lchown(os.path.join(dirpath, name), uid, uid)
+        src = Path(__file__).resolve().parents[2] / "src"
+        env = {"HOME": str(root), "ENVCAP_HOME": str(root / "home"), "PYTHONPATH": f"{src}:{venv_site}",
+               "PATH": f"{site}:/usr/bin:/bin", "LANG": "C.UTF-8"}
+        argv = ["setpriv", f"--reuid={uid}", f"--regid={uid}", f"--groups={docker_gid}", "/usr/bin/python3", "-m",
+                "envcap", "rebuild", carried["run"], "--registry", bed.repository, "--ca-bundle", str(HOST_CA),
+                "--repo", str(root / "clone"), "--data", f"{bed.data}={root / 'train.csv'}",
+                "--ignore", "epoch_time_s", "--json"]
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900, check=False)
+        report = report_of(proc)
+        assert proc.returncode == 0, (report.get("reasons"), report.get("caveats"), proc.stderr[-4000:])
+        assert report["image"]["how"] != "built", report["image"]
+        env_report = report["environment"]
+        (bed.tmp / "nonroot-report.json").write_text(proc.stdout)
+        assert report["verdict"] == "reproduced" and report["caveats"] == [], (report["reasons"], report["caveats"],
+                                                                                env_report.get("changes"))
+        assert env_report["same"] and env_report["rebuild"] == carried["original"].env_id, env_report["software"]
+        err = proc.stderr
+        assert "editable from" in err and "as root, then the run as you" in err, err[-3000:]
+        assert "installed editable with the build backend envcap mounted (no index)" in err, err[-3000:]
+        assert "Traceback" not in err
+        # Everything in the caller's store and workspace is the caller's (pip's files included).
+        foreign = [os.path.join(d, n) for d, dirs, files in os.walk(root / "home") for n in [*dirs, *files]
+                   if os.lstat(os.path.join(d, n)).st_uid != uid]
+        assert foreign == [], foreign[:10]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_item4_declared_and_ignored_metrics_are_listed_apart(bed: SetupsBed, carried: dict[str, Any]) -> None:

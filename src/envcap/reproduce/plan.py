@@ -43,6 +43,7 @@ CONTAINER_LIB = "/.envcap/lib"  # envcap's package, for scripts that import it
 RUN_DIR = "/.envcap/run"  # ENVCAP_RUN_DIR: the script's metrics and events
 OUT_DIR = "/.envcap/out"  # the environment captured inside, and the command's timings
 CA_MOUNT = "/.envcap/ca.pem"  # --ca-bundle, for installing the run's own package editable
+BACKEND_MOUNT = "/.envcap/build-backend"  # the build backend of the run's own package (backend.py)
 CODE_FALLBACK = "/workspace"
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

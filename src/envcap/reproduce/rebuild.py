@@ -43,7 +43,7 @@ from . import plan as plan_mod
 from . import preflight as preflight_mod
 from .errors import RebuildError, Stopped
 from .launch import default_output, launcher, secret_values
-from .plan import CA_MOUNT, CONTAINER_LIB, OUT_DIR, RUN_DIR, ImageChoice, Original, RebuildOptions, RebuildPlan
+from .plan import BACKEND_MOUNT, CA_MOUNT, CONTAINER_LIB, OUT_DIR, RUN_DIR, ImageChoice, Original, RebuildOptions, RebuildPlan
 from .report import (
     Candidate,
     CodePlan,
@@ -270,8 +270,41 @@ def _code_plan(plan: RebuildPlan) -> CodePlan:
                     candidates=tuple(found), paths=plan.code)
 
 
+@dataclass(frozen=True, slots=True)
+class _Install:
+    """How the run's own package is installed in the container."""
+
+    backend: str = ""  # the build backend's folder on this machine (mounted at BACKEND_MOUNT), or ""
+    drop: str = ""  # uid:gid: the container starts as root for the install, the run then as the caller
+
+
+def _install_step(plan: RebuildPlan, workspace: str, store_path: Path, progress: Callable[[str], None]) -> _Install:
+    """The build backend of the run's own package (made once, kept in the store) and, for a
+    caller who is not root, the install as root in the container: the image's environment
+    is root's, and the package goes into it as it went in where the run was recorded."""
+    if not plan.editables:
+        return _Install()
+    from . import backend as backend_mod
+
+    python = plan.original.manifest.sections.get("python") or {}
+    version = python.get("version") if isinstance(python, dict) else None
+    cpu = plan.original.manifest.sections.get("cpu") or {}
+    arch = cpu.get("architecture") if isinstance(cpu, dict) else None
+    checkouts = [Path(workspace) / os.path.relpath(e.path, plan.code.target) for e in plan.editables]
+    found = backend_mod.prepare(checkouts, version if isinstance(version, str) else "",
+                                arch if isinstance(arch, str) else None, store_path / "cache",
+                                plan.options.ca_bundle)
+    if found.path is not None:
+        progress(f"build backend of the run's package: {' '.join(found.installed) or ' '.join(found.requires)} "
+                 f"({found.note}; mounted at {BACKEND_MOUNT})")
+    else:
+        progress(f"build backend of the run's package: none prepared ({found.note}); pip builds it its own way")
+    uid, gid = os.getuid(), os.getgid()
+    return _Install(backend=str(found.path) if found.path else "", drop=f"{uid}:{gid}" if uid != 0 else "")
+
+
 def _spec(plan: RebuildPlan, outputs: list[plan_mod.OutputPlan], *, workspace: str, run_id: str, run_dir: str,
-          extra_mounts: tuple[Mount, ...] = ()) -> ContainerSpec:
+          extra_mounts: tuple[Mount, ...] = (), as_root: bool = False) -> ContainerSpec:
     import envcap
 
     original, code = plan.original, plan.code
@@ -289,7 +322,7 @@ def _spec(plan: RebuildPlan, outputs: list[plan_mod.OutputPlan], *, workspace: s
     mounts += extra_mounts
     return ContainerSpec(image=plan.reference, argv=plan.command, workdir=code.workdir, env=env,
                          secrets=plan.env.secrets, mounts=tuple(sorted(mounts, key=lambda m: m.target)),
-                         user=f"{uid}:{gid}", gpus=plan.gpu.use_gpus, label=original.record.id)
+                         user="0:0" if as_root else f"{uid}:{gid}", gpus=plan.gpu.use_gpus, label=original.record.id)
 
 
 def _threadpoolctl_mount() -> list[Mount]:
@@ -362,13 +395,23 @@ def _run(store: StoreBackend, plan: RebuildPlan, clock: _Clock, progress: Progre
         extra = [Mount(_package(), f"{CAPTURE_MOUNT}/envcap", True), Mount(str(base / "capture"), OUT_DIR, False)]
         if plan.editables and options.ca_bundle is not None:
             extra.append(Mount(str(Path(options.ca_bundle).resolve()), CA_MOUNT, True))
+        install = _install_step(plan, workspace.path, Path(store.path), progress)
+        if install.backend:
+            extra.append(Mount(install.backend, BACKEND_MOUNT, True))
+        clock.lap("backend")
         spec = _spec(plan, outputs, workspace=workspace.path, run_id=session.id, run_dir=session.dir,
-                     extra_mounts=tuple(extra))
+                     extra_mounts=tuple(extra), as_root=bool(install.drop))
         for e in plan.editables:
-            progress(f"installing {e.name} {e.version} editable from {e.path} in the container (pip install -e)")
+            progress(f"installing {e.name} {e.version} editable from {e.path} in the container (pip install -e"
+                     + (", as root, then the run as you" if install.drop else "") + ")")
         progress(f"run {session.id}: {record.command}  (in {plan.reference})")
-        status = _execute(runner, spec, plan, secrets, output, base / "capture", store, session)
+        status = _execute(runner, spec, plan, secrets, output, base / "capture", store, session, install)
         caveats += _editable_problems(plan, base / "capture")
+        how = base / "capture" / "editable.how"
+        if how.is_file():
+            ways = {"backend": "with the build backend envcap mounted (no index)", "image": "with the image's own "
+                    "build backend", "index": "in pip's isolated build environment, from the index"}
+            progress("installed editable " + "; ".join(ways.get(w, w) for w in how.read_text().split()))
         clock.lap("container")
         captured = _captured(base / "capture", session.id)
         if plan.image.how == UNVERIFIED and plan.image.reference:
@@ -426,7 +469,7 @@ def _session_plan(plan: RebuildPlan, caveats: list[str], redactor: Any) -> Any:
 
 
 def _execute(runner: Any, spec: ContainerSpec, plan: RebuildPlan, secrets: dict[str, str], output: BinaryIO,
-             out_dir: Path, store: StoreBackend, session: Any) -> int:
+             out_dir: Path, store: StoreBackend, session: Any, install: _Install | None = None) -> int:
     """The command in its container, the environment captured beside it; its exit status."""
     from ..builder import fidelity
 
@@ -435,7 +478,9 @@ def _execute(runner: Any, spec: ContainerSpec, plan: RebuildPlan, secrets: dict[
     interpreters, capture_args = fidelity.capture_args(original.manifest)
     ca = CA_MOUNT if plan.editables and plan.options.ca_bundle is not None else ""
     entry = launcher(spec, OUT_DIR, fidelity.CAPTURE_SCRIPT, capture_args, interpreters,
-                     [(e.python, e.path) for e in plan.editables], ca)
+                     [(e.python, e.path) for e in plan.editables], ca,
+                     backend=BACKEND_MOUNT if install is not None and install.backend else "",
+                     drop=install.drop if install is not None else "")
     try:
         return int(runner.run(spec, entry, secrets, output))
     except Stopped as exc:
@@ -472,7 +517,17 @@ def _timings(clock: _Clock, out_dir: Path) -> dict[str, float]:
     if script is not None:
         timings["script"] = round(script, 3)
         timings["overhead"] = round(timings["total"] - script, 3)
+    install = _stamps(out_dir, "installing", "installed")
+    if install is not None:
+        timings["editable_install"] = round(install, 3)  # in the container, before the script
     return timings
+
+
+def _stamps(out_dir: Path, first: str, second: str) -> float | None:
+    try:
+        return float((out_dir / second).read_text()) - float((out_dir / first).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _package() -> str:

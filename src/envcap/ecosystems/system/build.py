@@ -102,6 +102,12 @@ def choose_pins(manifest: Manifest, manager: str, pins: list[tuple[str, str, str
     # pip installs a package from a VCS with that VCS's own tool, so the build needs it too.
     tools = {_VCS_TOOLS.get(str(p["origin"].get("vcs")), "") for p in python.get("packages") or ()
              if isinstance(p, Mapping) and isinstance(p.get("origin"), Mapping)} if isinstance(python, Mapping) else set()
+    # An editable install's record says its checkout's git state (commit, branch, dirty),
+    # which only git can read again where the run is rebuilt.
+    if isinstance(python, Mapping) and any(isinstance(p, Mapping) and isinstance(p.get("origin"), Mapping)
+                                           and isinstance(p["origin"].get("git"), Mapping)
+                                           for p in python.get("packages") or ()):
+        tools.add("git")
     wanted = set(named) | owners | (tools & have)
     wanted |= {n for n in have if _COMPILERS.match(n) or _CUDA.match(n) or (system_python and _SYSTEM_PYTHON.match(n))}
     chosen = [p for p in pins if p[0] in wanted]
