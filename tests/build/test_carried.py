@@ -57,8 +57,13 @@ def test_needs_lists_local_wheels_and_local_git_repositories(local: dict[str, An
     assert [(d.name, d.kind, d.member) for d in deps] == [
         ("carrywheel", "wheel", "deps/wheels/carrywheel-0.1-py3-none-any.whl"),
         ("gitdep", "git", f"deps/git/gitdep-{local['commit']}.bundle")]
-    # A remote VCS URL and index packages are not carried.
-    assert carried.needs(manifest_from(BOOKWORM_SECTIONS))[0].name == "localwheel"
+    # Index packages are not carried; a remote VCS URL and an editable checkout are, unless the
+    # checkout is the run's own repository (its rebuild installs it from the run's code).
+    other = manifest_from(BOOKWORM_SECTIONS)
+    assert [(d.name, d.kind, d.remote) for d in carried.needs(other)] == [
+        ("editme", "editable", False), ("localwheel", "wheel", False), ("mylib", "git", True)]
+    assert [d.name for d in carried.needs(other, own=["/src"])] == ["localwheel", "mylib"]
+    assert [d.name for d in carried.needs(other, own=["/sr"])] == ["editme", "localwheel", "mylib"]
 
 
 def test_a_git_bundle_holds_the_recorded_commit_as_its_head(local: dict[str, Any], tmp_path: Path) -> None:

@@ -148,7 +148,7 @@ def build(manifest: Manifest, options: BuildOptions, *, store: Store, progress: 
         # here, or the lock names what is missing before any build step.
         lock_, _ = make_lock(manifest, index_url=options.index_url, extra_index_urls=options.extra_index_urls,
                              pin_os=options.pin_os, settings=settings, ask_python=True,
-                             sources=StoreSources(store, Path(scratch)))
+                             sources=StoreSources(store, Path(scratch), env_id=manifest.env_id))
         t = lap("lock", t)
         if engine is not None:
             return _build_with(manifest, options, store, progress, engine, lock_, started, timings, lap, t,
