@@ -237,7 +237,7 @@ def _quiet_handler(directory: str) -> type[http.server.SimpleHTTPRequestHandler]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, directory=directory, **kwargs)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
     return Handler

@@ -24,6 +24,7 @@ from ..store.embedded import Store
 from ..store import images as image_store
 from ..ecosystems.build import Sources
 from .base import choose_base, has_digest
+from . import aptindex
 from .carry import StoreSources
 from ..pins.errors import BuildError
 from .fidelity import Fidelity, check
@@ -149,6 +150,8 @@ def build(manifest: Manifest, options: BuildOptions, *, store: Store, progress: 
         lock_, _ = make_lock(manifest, index_url=options.index_url, extra_index_urls=options.extra_index_urls,
                              pin_os=options.pin_os, settings=settings, ask_python=True,
                              sources=StoreSources(store, Path(scratch), env_id=manifest.env_id))
+        # A pinned OS version that neither the mirror nor the dated archive serves: refused here.
+        aptindex.check(lock_, mirror=settings.apt_mirror, progress=progress)
         t = lap("lock", t)
         if engine is not None:
             return _build_with(manifest, options, store, progress, engine, lock_, started, timings, lap, t,

@@ -75,6 +75,13 @@ def lock(env: str, output: str, index_url: str, extra: tuple[str, ...], offline:
         sources = StoreSources(store, Path(scratch), env_id=manifest.env_id)
         result, hashes = make_lock(manifest, index_url=index_url, extra_index_urls=extra, offline=offline,
                                    refresh=refresh, pin_os=_pins(pin_os), sources=sources)
+    if not offline:
+        # A pinned OS version that neither the mirror nor the dated archive serves is refused.
+        from ..builder import aptindex
+        from ..builder.settings import BuildSettings
+
+        aptindex.check(result, mirror=BuildSettings.load().apt_mirror,
+                       progress=lambda line: click.echo(line, err=True))
     if result.pin_os:
         click.echo(f"OS packages pinned: {result.pin_os}", err=True)
     for path in result.write(output):
