@@ -189,7 +189,7 @@ def _bundle(repository: str, commit: str) -> bytes | None:
         steps = [(["clone", "--quiet", "--bare", "--no-tags", "--", repository, clone], tmp),
                  (["update-ref", _REF, commit], clone),
                  (["symbolic-ref", "HEAD", _REF], clone),
-                 (["bundle", "create", "--quiet", os.path.join(tmp, "out.bundle"), "HEAD", _REF], clone)]
+                 (["-c", "pack.threads=1", "bundle", "create", "--quiet", os.path.join(tmp, "out.bundle"), "HEAD", _REF], clone)]
         for args, where in steps:
             out = proc.git(args, where)
             if out is None or out.returncode != 0:
