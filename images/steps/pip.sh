@@ -47,6 +47,9 @@ if [ -f "$lockdir/vcs-restore.txt" ]; then
             envcap_fetch "$served" "$envcap_private/git/bundle"
             git clone --quiet --bare "$envcap_private/git/bundle" "$envcap_private/git/remote-$n.git"
             rm -f "$envcap_private/git/bundle"
+            if [ "$rev" != "-" ] && ! git -C "$envcap_private/git/remote-$n.git" rev-parse -q --verify "$rev^{commit}" >/dev/null; then
+                git -C "$envcap_private/git/remote-$n.git" tag "$rev" HEAD
+            fi
             git config --file "$envcap_private/gitconfig" --add \
                 "url.file://$envcap_private/git/remote-$n.git.insteadOf" "$path"
             export GIT_CONFIG_GLOBAL="$envcap_private/gitconfig"
@@ -70,20 +73,26 @@ fi
 for top in "${restored[@]}"; do rm -rf "$top"; done
 unset GIT_CONFIG_GLOBAL
 if [ -f "$lockdir/editable-restore.txt" ]; then
-    # Each line: SERVED PATH. A checkout installed editable that is not the run's own: put
-    # back at its recorded path and commit (the bundle's HEAD), and installed editable from
-    # there, where it stays, as on the run's machine.
+    # Each line: SERVED PATH BRANCH. A checkout installed editable that is not the run's own:
+    # put back at its recorded path and commit (the bundle's HEAD), on its branch, and
+    # installed editable from there, where it stays, as on the run's machine.
     index=()
     if [ -f "$lockdir/requirements.txt" ]; then
         url=$(sed -n 's/^--index-url //p' "$lockdir/requirements.txt" | head -n 1)
         [ -n "$url" ] && index=(--index-url "$url")
     fi
-    while read -r served path; do
+    while read -r served path branch; do
         [ -e "$path" ] && { echo "envcap: $path exists in the image: cannot restore a checkout there" >&2; exit 1; }
         envcap_fetch "$served" "$envcap_private/git/bundle"
         mkdir -p "$(dirname "$path")"
         git clone --quiet "$envcap_private/git/bundle" "$path"
         git -C "$path" remote remove origin
+        if [ "$branch" = "-" ]; then
+            git -C "$path" checkout --quiet --detach
+            git -C "$path" branch --quiet -D envcap-carried
+        elif [ "$branch" != envcap-carried ]; then
+            git -C "$path" branch --quiet -m envcap-carried "$branch"
+        fi
         rm -f "$envcap_private/git/bundle"
         "$python" -m pip install --no-deps --no-build-isolation --no-index -e "$path" >/dev/null 2>&1 ||
             "$python" -m pip install --no-deps "${index[@]}" -e "$path"

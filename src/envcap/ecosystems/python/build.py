@@ -103,7 +103,7 @@ def lock_part(manifest: Manifest, request: LockRequest, unlocked: list[Unlocked]
                 if tool == "git" and url.startswith("file:///"):
                     vcs.append(_local_git(name, version, url, sha, origin.requested_revision, where, request))
                 elif tool == "git" and request.sources is not None and _REMOTE_GIT.match(url):
-                    vcs.append(_remote_git(name, version, url, sha, request))
+                    vcs.append(_remote_git(name, version, url, sha, origin.requested_revision, where, request))
                 else:
                     vcs.append(PipPin(name, version, url=f"{tool}+{url}@{sha}"))
             elif kind in ("file", "url") and origin.sha256:
@@ -194,11 +194,7 @@ def _local_git(name: str, version: str, url: str, sha: str, revision: str | None
     the repository at the same path from a git bundle (carried by the run's bundle, or made
     from the repository when it is still here) and pip installs from it as it did then."""
     path = v.path(f"{where}.origin.url", url[len("file://"):])
-    if revision is not None and (revision == sha or sha.startswith(revision)):
-        revision = sha
-    elif revision is not None and (not _REVISION.match(revision) or ".." in revision):
-        raise ManifestRefused(f"manifest refused: {where}.origin.requested_revision = {revision!r} "
-                              "is not a git revision name")
+    revision = _revision(revision, sha, where)
     carried = None
     if request.sources is not None:
         carried = request.sources.git(name, version, path, sha)
@@ -214,7 +210,8 @@ def _local_git(name: str, version: str, url: str, sha: str, revision: str | None
 _REMOTE_GIT = re.compile(r"^(?:https?|ssh|git)://[^\s#?]+$")
 
 
-def _remote_git(name: str, version: str, url: str, sha: str, request: LockRequest) -> PipPin:
+def _remote_git(name: str, version: str, url: str, sha: str, revision: str | None, where: str,
+                request: LockRequest) -> PipPin:
     """A package pip installed from a remote git repository: the build installs it from a
     git bundle of the recorded commit (carried into the store by a run's bundle, or made
     from the remote when it answers), the remote's URL rewritten to the bundle for that
@@ -225,8 +222,21 @@ def _remote_git(name: str, version: str, url: str, sha: str, request: LockReques
         raise LockError(_cannot_have(f"python package {name} {version} (git+{url} at {sha})",
                                      "the remote cannot be reached (or no longer serves that commit)",
                                      remote=True))
-    return PipPin(name, version, url=f"git+{url}@{sha}", repo_path=url, carried=carried,
+    revision = _revision(revision, sha, where)
+    # Asked for as the run's pip was (the bundle's HEAD is the commit, and a branch or tag
+    # name is put on it), so that pip records the same requested revision.
+    return PipPin(name, version, url=f"git+{url}" + (f"@{revision}" if revision else ""), repo_path=url,
+                  carried=carried, revision=revision,
                   comment=f"remote repository at commit {sha}: installed from a git bundle envcap serves")
+
+
+def _revision(revision: str | None, sha: str, where: str) -> str | None:
+    if revision is not None and (revision == sha or sha.startswith(revision)):
+        return sha
+    if revision is not None and (not _REVISION.match(revision) or ".." in revision):
+        raise ManifestRefused(f"manifest refused: {where}.origin.requested_revision = {revision!r} "
+                              "is not a git revision name")
+    return revision
 
 
 def _sibling(name: str, version: str, origin: Any, where: str, request: LockRequest) -> PipPin:
@@ -246,7 +256,11 @@ def _sibling(name: str, version: str, origin: Any, where: str, request: LockRequ
         raise LockError(_cannot_have(what, "the checkout is not on this machine, or no longer holds that commit",
                                      editable=True))
     dirty = bool(origin.git and origin.git.dirty)
-    return PipPin(name, version, repo_path=path, carried=carried, revision=commit,
+    branch = origin.git.branch if origin.git else None
+    if branch is not None and (not _REVISION.match(branch) or ".." in branch):
+        raise ManifestRefused(f"manifest refused: {where}.origin.git.branch = {branch!r} is not a git branch name")
+    # The checkout is put back on the branch it was on (its name only: the commit is the recorded one).
+    return PipPin(name, version, repo_path=path, carried=carried, revision=branch,
                   comment=f"editable checkout at commit {commit}"
                   + (" (recorded with uncommitted changes, which no record holds: installed without them)"
                      if dirty else ""))
@@ -391,8 +405,8 @@ def steps(manifest: Manifest, lock: Lock) -> BuildPart:
                                            for p in restored)
         names = (*names, "vcs-restore.txt")
     if lock.pip_editable:
-        # Each line: the served git bundle and the checkout's path; the checkout stays in the image.
-        files["editable-restore.txt"] = "".join(f"git/editable-{p.name}.bundle {p.repo_path}\n"
+        # Each line: the served git bundle, the checkout's path and its branch; the checkout stays in the image.
+        files["editable-restore.txt"] = "".join(f"git/editable-{p.name}.bundle {p.repo_path} {p.revision or '-'}\n"
                                                 for p in lock.pip_editable)
         names = (*names, "editable-restore.txt")
         notes.extend(f"python: {p.name} {p.version}: {p.comment}" for p in lock.pip_editable
