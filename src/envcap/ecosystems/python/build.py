@@ -222,11 +222,10 @@ def _remote_git(name: str, version: str, url: str, sha: str, revision: str | Non
         raise LockError(_cannot_have(f"python package {name} {version} (git+{url} at {sha})",
                                      "the remote cannot be reached (or no longer serves that commit)",
                                      remote=True))
-    revision = _revision(revision, sha, where)
-    # Asked for as the run's pip was (the bundle's HEAD is the commit, and a branch or tag
-    # name is put on it), so that pip records the same requested revision.
-    return PipPin(name, version, url=f"git+{url}" + (f"@{revision}" if revision else ""), repo_path=url,
-                  carried=carried, revision=revision,
+    # The lockfile pins the commit (it installs the same by hand, from the remote); the
+    # build's step asks for it as the run's pip did (see _as_asked).
+    return PipPin(name, version, url=f"git+{url}@{sha}", repo_path=url, carried=carried,
+                  revision=_revision(revision, sha, where),
                   comment=f"remote repository at commit {sha}: installed from a git bundle envcap serves")
 
 
@@ -357,6 +356,17 @@ def _requirements_vcs(manifest: Manifest, fields: Mapping[str, Any]) -> str:
 # -- Dockerfile steps ------------------------------------------------------------------
 
 
+def _as_asked(text: str, pins: tuple[PipPin, ...]) -> str:
+    """The VCS lockfile as the build's step uses it: a remote repository carried by envcap
+    is served at the recorded commit as its HEAD, so each is asked for as the run's pip
+    asked (its branch, tag or nothing), and pip records the same requested revision."""
+    for p in pins:
+        if p.carried and p.repo_path and not p.repo_path.startswith("/") and p.url:
+            asked = f"{p.name} @ git+{p.repo_path}" + (f"@{p.revision}" if p.revision else "")
+            text = text.replace(f"{p.name} @ {p.url}\n", asked + "\n")
+    return text
+
+
 def steps(manifest: Manifest, lock: Lock) -> BuildPart:
     env = lock.python
     choice: interpreter.Choice | None = lock.python_install
@@ -388,6 +398,8 @@ def steps(manifest: Manifest, lock: Lock) -> BuildPart:
         python = env.executable or f"{env.prefix}/bin/python{major_minor}"
     names = tuple(n for n in ("requirements.txt", "requirements-vcs.txt") if n in lock.files)
     files = {name: lock.files[name] for name in names}
+    if "requirements-vcs.txt" in files:
+        files["requirements-vcs.txt"] = _as_asked(files["requirements-vcs.txt"], lock.pip_vcs)
     files["python-requested.txt"] = "".join(
         f"{name} {'requested' if flag else 'dependency'}\n" for name, flag in lock.requested)
     wheels = []
