@@ -146,3 +146,128 @@ def test_sizes_are_read_as_people_write_them() -> None:
     assert carried.parse_size("2G") == 2 << 30 and carried.parse_size("512") == 512
     with pytest.raises(Exception, match="give a size"):
         carried.parse_size("lots")
+
+
+def _keep(store: Store, dep: carried.Dependency, data: bytes) -> None:
+    """As envcap import does with what a bundle carries."""
+    oid = store.put_object(data)
+    carried.ensure_tables(store)
+    store.transaction([("INSERT OR IGNORE INTO objects VALUES (?, ?, ?)", (oid, len(data), "carried")),
+                       *carried.statements(dep, oid)])
+
+
+def _other_setups(tmp_path: Path, server: Any) -> dict[str, Any]:
+    """A package from a remote git server, a sibling checkout installed editable (on a
+    branch that moved on since), and the run's own repository installed editable."""
+    remote_src = tmp_path / "remote-src"
+    remote_src.mkdir()
+    (remote_src / "remotedep.py").write_text("Y = 1\n")
+    git(remote_src, "init", "-q", "-b", "main")
+    git(remote_src, "add", "-A")
+    git(remote_src, "commit", "-qm", "one")
+    remote_commit = git(remote_src, "rev-parse", "HEAD").strip()
+    url = server.publish(remote_src, "remotedep")
+    sibling = tmp_path / "lab" / "siblinglib"
+    sibling.mkdir(parents=True)
+    (sibling / "siblinglib.py").write_text("Z = 1\n")
+    git(sibling, "init", "-q", "-b", "dev")
+    git(sibling, "add", "-A")
+    git(sibling, "commit", "-qm", "one")
+    sibling_commit = git(sibling, "rev-parse", "HEAD").strip()
+    (sibling / "siblinglib.py").write_text("Z = 2\n")
+    git(sibling, "commit", "-qam", "two")
+    python = BOOKWORM_SECTIONS["python"]
+    packages = [p for p in python["packages"] if p["name"] in ("six", "idna")] + [
+        {"name": "remotedep", "version": "1.0", "installer": "pip", "requested": True,
+         "origin": {"kind": "vcs", "vcs": "git", "url": url, "commit": remote_commit}},
+        {"name": "siblinglib", "version": "0.2", "installer": "pip", "requested": True,
+         "origin": {"kind": "editable", "url": f"file://{sibling}",
+                    "git": {"commit": sibling_commit, "branch": "dev", "dirty": False}}},
+        {"name": "research", "version": "0.1", "installer": "pip", "requested": True,
+         "origin": {"kind": "editable", "url": "file:///work/research",
+                    "git": {"commit": "c" * 40, "branch": "main", "dirty": True}}},
+    ]
+    manifest = manifest_from({**BOOKWORM_SECTIONS, "python": {**python, "packages": packages}})
+    return {"url": url, "remote_commit": remote_commit, "sibling": sibling, "sibling_commit": sibling_commit,
+            "manifest": manifest}
+
+
+class _OwnRoots(StoreSources):
+    """StoreSources for a store whose run of this env has its repository at /work/research."""
+
+    def __init__(self, store: Any, scratch: Path, **kw: Any) -> None:
+        super().__init__(store, scratch, **kw)
+        self._own = ["/work/research"]
+
+
+def test_a_remote_repository_and_a_sibling_checkout_are_carried_then_found_in_the_store(tmp_path: Path) -> None:
+    from buildtest_support import GitServer
+
+    from envcap.builder.dockerfile import render
+
+    server = GitServer(tmp_path / "served")
+    try:
+        s = _other_setups(tmp_path, server)
+        manifest = s["manifest"]
+        # The run's own repository (a run of the env has it) is left to the rebuild, which
+        # installs it from the run's code; the other two are carried.
+        deps = carried.needs(manifest, own=["/work/research"])
+        assert [(d.name, d.kind, d.member) for d in deps] == [
+            ("remotedep", "git", f"deps/git/remotedep-{s['remote_commit']}.bundle"),
+            ("siblinglib", "editable", f"deps/editable/siblinglib-{s['sibling_commit']}.bundle")]
+        with Store(tmp_path / "home") as store:
+            result = lock(manifest, hashes=None, sources=_OwnRoots(store, tmp_path / "scratch"))
+            [remote] = result.pip_vcs
+            [sibling] = result.pip_editable
+            assert remote.carried and sibling.carried and sibling.repo_path == str(s["sibling"])
+            assert [u.name for u in result.unlocked if u.section == "python"] == ["research"]
+            assert f"remotedep @ git+{s['url']}@{s['remote_commit']}" in result.files["requirements-vcs.txt"]
+            rendered = render(manifest, result, "127.0.0.1:5000/base@sha256:" + "0" * 64)
+            assert rendered.files["vcs-restore.txt"] == f"git/remotedep.bundle {s['url']} -\n"
+            assert rendered.files["editable-restore.txt"] == \
+                f"git/editable-siblinglib.bundle {s['sibling']} dev\n"
+            # The build's step asks for the remote as the run's pip did (no revision).
+            assert f"remotedep @ git+{s['url']}\n" in rendered.files["requirements-vcs.txt"]
+            assert set(rendered.carried) == {"git/remotedep.bundle", "git/editable-siblinglib.bundle"}
+            for dep in deps:
+                data = carried.here(dep)
+                assert data is not None and carried.bundle_holds(data, dep)
+                _keep(store, dep, data)
+            # The server retired, the checkout gone: the store has both.
+            server.stop()
+            subprocess.run(["rm", "-rf", str(s["sibling"])], check=True)
+            again = lock(manifest, hashes=None, sources=_OwnRoots(store, tmp_path / "scratch2"))
+            assert again.pip_vcs[0].carried and again.pip_editable[0].carried
+        # A store that carries nothing: both named at once, with what to do; the run's own
+        # package is not refused.
+        with Store(tmp_path / "empty") as store, pytest.raises(LockError) as info:
+            lock(manifest, hashes=None, sources=_OwnRoots(store, tmp_path / "scratch3"))
+        text = str(info.value)
+        assert "2 packages cannot be had" in text and "research" not in text
+        assert f"python package remotedep 1.0 (git+{s['url']} at {s['remote_commit']}) cannot be had: the remote " \
+               "cannot be reached" in text
+        assert f"python package siblinglib 0.2 (installed editable from {s['sibling']} at {s['sibling_commit']}) " \
+               "cannot be had: the checkout is not on this machine" in text
+        assert "envcap export RUN carries it" in text
+    finally:
+        server.stop()
+
+
+def test_what_passes_the_carry_limit_is_refused_by_the_lock(local: dict[str, Any], tmp_path: Path) -> None:
+    with Store(tmp_path / "home") as store, pytest.raises(LockError) as info:
+        lock(local["manifest"], hashes=None, sources=StoreSources(store, tmp_path / "scratch", limit=16))
+    text = str(info.value)
+    assert "cannot be carried" in text and "over the carry limit of 16 bytes" in text
+    assert "ENVCAP_CARRY_LIMIT" in text and "python package carrywheel 0.1" in text
+
+
+def test_a_carried_bundle_that_is_not_the_recorded_commit_is_not_used(local: dict[str, Any],
+                                                                      tmp_path: Path) -> None:
+    [_, dep] = carried.needs(local["manifest"])
+    other = carried.Dependency(dep.name, dep.version, "git", dep.key, dep.path, "0" * 40)
+    data = carried.here(dep)
+    assert data is not None and carried.bundle_holds(data, dep) and not carried.bundle_holds(data, other)
+    assert not carried.bundle_holds(b"not a bundle", dep)
+    with Store(tmp_path / "home") as store:
+        _keep(store, other, data)
+        assert carried.find(store, other) is None
