@@ -73,15 +73,16 @@ fi
 for top in "${restored[@]}"; do rm -rf "$top"; done
 unset GIT_CONFIG_GLOBAL
 if [ -f "$lockdir/editable-restore.txt" ]; then
-    # Each line: SERVED PATH BRANCH. A checkout installed editable that is not the run's own:
-    # put back at its recorded path and commit (the bundle's HEAD), on its branch, and
-    # installed editable from there, where it stays, as on the run's machine.
+    # Each line: SERVED PATH BRANCH PATCH. A checkout installed editable that is not the run's
+    # own: put back at its recorded path and commit (the bundle's HEAD), on its branch, with
+    # the uncommitted changes a run recorded (PATCH, "-": none), and installed editable from
+    # there, where it stays, as on the run's machine.
     index=()
     if [ -f "$lockdir/requirements.txt" ]; then
         url=$(sed -n 's/^--index-url //p' "$lockdir/requirements.txt" | head -n 1)
         [ -n "$url" ] && index=(--index-url "$url")
     fi
-    while read -r served path branch; do
+    while read -r served path branch patch; do
         [ -e "$path" ] && { echo "envcap: $path exists in the image: cannot restore a checkout there" >&2; exit 1; }
         envcap_fetch "$served" "$envcap_private/git/bundle"
         mkdir -p "$(dirname "$path")"
@@ -92,6 +93,11 @@ if [ -f "$lockdir/editable-restore.txt" ]; then
             git -C "$path" branch --quiet -D envcap-carried
         elif [ "$branch" != envcap-carried ]; then
             git -C "$path" branch --quiet -m envcap-carried "$branch"
+        fi
+        if [ "$patch" != "-" ]; then
+            envcap_fetch "$patch" "$envcap_private/git/changes.patch"
+            git -C "$path" apply --binary --whitespace=nowarn "$envcap_private/git/changes.patch"
+            rm -f "$envcap_private/git/changes.patch"
         fi
         rm -f "$envcap_private/git/bundle"
         "$python" -m pip install --no-deps --no-build-isolation --no-index -e "$path" >/dev/null 2>&1 ||

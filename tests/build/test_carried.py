@@ -192,12 +192,19 @@ def _other_setups(tmp_path: Path, server: Any) -> dict[str, Any]:
             "manifest": manifest}
 
 
-class _OwnRoots(StoreSources):
-    """StoreSources for a store whose run of this env has its repository at /work/research."""
+def _put_run(store: Store, manifest: Any, editables: list[dict[str, Any]] = (), patch: bytes = b"") -> None:
+    """A run of the env whose repository is /work/research, as envcap run records one."""
+    from envcap.core.run import FINISHED, RunRecord, new_run_id
+    from envcap.store import runs as runs_store
 
-    def __init__(self, store: Any, scratch: Path, **kw: Any) -> None:
-        super().__init__(store, scratch, **kw)
-        self._own = ["/work/research"]
+    objects = []
+    if patch:
+        objects.append((store.put_object(patch), len(patch), "run-diff"))
+    record = RunRecord(id=new_run_id(), state=FINISHED, mode="cli", argv=("python", "train.py"),
+                       command="python train.py", cwd=".", host=None, started_at="2026-12-03T10:00:00.000Z",
+                       env_id=manifest.env_id, git={"in_repository": True, "root": "/work/research",
+                                                    "editables": list(editables)})
+    runs_store.put_record(store, record, objects=objects)
 
 
 def test_a_remote_repository_and_a_sibling_checkout_are_carried_then_found_in_the_store(tmp_path: Path) -> None:
@@ -216,7 +223,9 @@ def test_a_remote_repository_and_a_sibling_checkout_are_carried_then_found_in_th
             ("remotedep", "git", f"deps/git/remotedep-{s['remote_commit']}.bundle"),
             ("siblinglib", "editable", f"deps/editable/siblinglib-{s['sibling_commit']}.bundle")]
         with Store(tmp_path / "home") as store:
-            result = lock(manifest, hashes=None, sources=_OwnRoots(store, tmp_path / "scratch"))
+            _put_run(store, manifest)
+            result = lock(manifest, hashes=None, sources=StoreSources(store, tmp_path / "scratch",
+                                                                      env_id=manifest.env_id))
             [remote] = result.pip_vcs
             [sibling] = result.pip_editable
             assert remote.carried and sibling.carried and sibling.repo_path == str(s["sibling"])
@@ -225,7 +234,7 @@ def test_a_remote_repository_and_a_sibling_checkout_are_carried_then_found_in_th
             rendered = render(manifest, result, "127.0.0.1:5000/base@sha256:" + "0" * 64)
             assert rendered.files["vcs-restore.txt"] == f"git/remotedep.bundle {s['url']} -\n"
             assert rendered.files["editable-restore.txt"] == \
-                f"git/editable-siblinglib.bundle {s['sibling']} dev\n"
+                f"git/editable-siblinglib.bundle {s['sibling']} dev -\n"
             # The build's step asks for the remote as the run's pip did (no revision).
             assert f"remotedep @ git+{s['url']}\n" in rendered.files["requirements-vcs.txt"]
             assert set(rendered.carried) == {"git/remotedep.bundle", "git/editable-siblinglib.bundle"}
@@ -236,12 +245,14 @@ def test_a_remote_repository_and_a_sibling_checkout_are_carried_then_found_in_th
             # The server retired, the checkout gone: the store has both.
             server.stop()
             subprocess.run(["rm", "-rf", str(s["sibling"])], check=True)
-            again = lock(manifest, hashes=None, sources=_OwnRoots(store, tmp_path / "scratch2"))
+            again = lock(manifest, hashes=None, sources=StoreSources(store, tmp_path / "scratch2",
+                                                                     env_id=manifest.env_id))
             assert again.pip_vcs[0].carried and again.pip_editable[0].carried
         # A store that carries nothing: both named at once, with what to do; the run's own
         # package is not refused.
         with Store(tmp_path / "empty") as store, pytest.raises(LockError) as info:
-            lock(manifest, hashes=None, sources=_OwnRoots(store, tmp_path / "scratch3"))
+            _put_run(store, manifest)
+            lock(manifest, hashes=None, sources=StoreSources(store, tmp_path / "scratch3", env_id=manifest.env_id))
         text = str(info.value)
         assert "2 packages cannot be had" in text and "research" not in text
         assert f"python package remotedep 1.0 (git+{s['url']} at {s['remote_commit']}) cannot be had: the remote " \
@@ -271,3 +282,48 @@ def test_a_carried_bundle_that_is_not_the_recorded_commit_is_not_used(local: dic
     with Store(tmp_path / "home") as store:
         _keep(store, other, data)
         assert carried.find(store, other) is None
+
+
+def test_a_sibling_checkouts_recorded_changes_are_kept_and_applied(tmp_path: Path) -> None:
+    """envcap run keeps the uncommitted changes of a dirty sibling checkout (git.editables);
+    the build finds them in the run's record and restores the checkout with them."""
+    from envcap.builder.dockerfile import render
+    from envcap.core.redact import default_redactor
+    from envcap.runs.git import Capture, editable_diffs
+
+    sibling = tmp_path / "lab" / "siblinglib"
+    sibling.mkdir(parents=True)
+    (sibling / "siblinglib.py").write_text("Z = 1\n")
+    git(sibling, "init", "-q", "-b", "main")
+    git(sibling, "add", "-A")
+    git(sibling, "commit", "-qm", "one")
+    commit = git(sibling, "rev-parse", "HEAD").strip()
+    (sibling / "siblinglib.py").write_text("Z = 2\n")  # uncommitted
+    python = BOOKWORM_SECTIONS["python"]
+    packages = [p for p in python["packages"] if p["name"] == "six"] + [
+        {"name": "siblinglib", "version": "0.2", "installer": "pip", "requested": True,
+         "origin": {"kind": "editable", "url": f"file://{sibling}",
+                    "git": {"commit": commit, "branch": "main", "dirty": True}}}]
+    manifest = manifest_from({**BOOKWORM_SECTIONS, "python": {**python, "packages": packages}})
+    cap = Capture({}, None)
+    [entry] = editable_diffs(manifest, "/work/research", default_redactor(), cap)
+    assert entry["path"] == str(sibling) and entry["commit"] == commit
+    patch = cap.blobs[entry["diff"]["object"]].data
+    assert b"-Z = 1\n+Z = 2\n" in patch
+    # Inside the run's own repository: not another checkout, nothing kept.
+    assert editable_diffs(manifest, str(tmp_path / "lab"), default_redactor(), Capture({}, None)) == []
+    with Store(tmp_path / "home") as store:
+        # Without a record of the changes: installed at its commit, and the build says so.
+        plain = lock(manifest, hashes=None, sources=StoreSources(store, tmp_path / "s1", env_id=manifest.env_id))
+        assert plain.pip_editable[0].patch is None
+        notes = render(manifest, plain, "127.0.0.1:5000/base@sha256:" + "0" * 64).notes
+        assert any("siblinglib 0.2" in n and "which no record holds" in n for n in notes)
+        _put_run(store, manifest, [entry], patch)
+        result = lock(manifest, hashes=None, sources=StoreSources(store, tmp_path / "s2", env_id=manifest.env_id))
+        [pin] = result.pip_editable
+        assert pin.patch and Path(pin.patch).read_bytes() == patch
+        rendered = render(manifest, result, "127.0.0.1:5000/base@sha256:" + "0" * 64)
+        assert rendered.files["editable-restore.txt"] == \
+            f"git/editable-siblinglib.bundle {sibling} main git/editable-siblinglib.patch\n"
+        assert rendered.carried["git/editable-siblinglib.patch"] == pin.patch
+        assert not any("which no record holds" in n for n in rendered.notes)

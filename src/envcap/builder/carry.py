@@ -30,7 +30,7 @@ class StoreSources:
         self.scratch = scratch
         self.limit = carried.limit_from() if limit is None else limit
         self.total = 0
-        self._own = carried.own_roots(store, env_id) if store is not None and env_id else []
+        self._own, self._diffs = carried.run_facts(store, env_id) if store is not None and env_id else ([], {})
 
     def _count(self, dep: carried.Dependency, size: int) -> None:
         self.total += size
@@ -62,6 +62,18 @@ class StoreSources:
 
     def editable(self, name: str, version: str, path: str, commit: str | None) -> str | None:
         return self._bundle(carried.Dependency(name, version, "editable", f"file://{path}@{commit}", path, commit))
+
+    def editable_diff(self, name: str, path: str, commit: str) -> str | None:
+        """The uncommitted changes a run recorded of the checkout at ``path`` (at ``commit``),
+        as a patch file, or None when no run of the environment recorded them."""
+        oid = self._diffs.get((posixpath.normpath(path), commit))
+        if oid is None or self.store is None:
+            return None
+        data = self.store.get_object(oid)
+        out = self.scratch / "patches" / f"{hashlib.sha256(data).hexdigest()}.patch"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(data)
+        return str(out)
 
     def is_own(self, path: str) -> bool:
         """Whether ``path`` lies in the repository of a run of this environment in the store."""

@@ -10,6 +10,7 @@
     environment/manifest.json   the manifest taken at the start (verified by its ids)
     code/diff.patch             the uncommitted changes (git apply)
     code/untracked/PATH         untracked files whose content was kept
+    code/editables/NAME.patch   the uncommitted changes of other checkouts installed editable
     params/PATH                 parameter files as read
     metrics.jsonl               every metric point
     resources.json              the resource usage samples (envcap.resources/1)
@@ -107,6 +108,9 @@ def stored_files(store: Any, record: Any) -> dict[str, bytes]:
     for item in record.git.get("untracked") or ():
         if item.get("object"):
             files[_member("code/untracked", item["path"])] = store.get_object(item["object"])
+    for item in record.git.get("editables") or ():
+        if (item.get("diff") or {}).get("object"):
+            files[_member("code/editables", f"{item.get('name')}.patch")] = store.get_object(item["diff"]["object"])
     for item in record.params_files:
         if item.get("object"):
             files[_member("params", item.get("repo_path") or os.path.basename(item["path"]))] = \

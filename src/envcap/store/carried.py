@@ -224,21 +224,29 @@ def _ready(store: Store) -> None:
     store.ensure_schema(SQLITE_TABLES["carried"])
 
 
-def own_roots(store: Store, env_id: str) -> list[str]:
-    """The repositories of the runs of ``env_id`` in ``store``: an editable install from one
-    of them is that run's own package, which its rebuild installs from the run's code."""
+def run_facts(store: Store, env_id: str) -> tuple[list[str], dict[tuple[str, str], str]]:
+    """What the runs of ``env_id`` in ``store`` say of its editable installs: their own
+    repositories (an editable install from one is that run's own package, which its rebuild
+    installs from the run's code), and the uncommitted changes recorded of the other
+    checkouts, by (path, commit): the object holding the diff."""
     from ..core.errors import EnvcapError
     from . import runs as runs_store
 
     roots = []
+    diffs: dict[tuple[str, str], str] = {}
     for run_id in runs_store.ids_where(store, "env_id = ?", (env_id,)):
         try:
-            root = runs_store.load(store, run_id).git.get("root")
-        except EnvcapError:  # an unreadable record names no repository
+            git = runs_store.load(store, run_id).git
+        except EnvcapError:  # an unreadable record names nothing
             continue
+        root = git.get("root")
         if isinstance(root, str) and root.startswith("/"):
             roots.append(root)
-    return sorted(set(roots))
+        for item in git.get("editables") or ():
+            oid = (item.get("diff") or {}).get("object") if isinstance(item, Mapping) else None
+            if isinstance(oid, str) and isinstance(item.get("path"), str) and isinstance(item.get("commit"), str):
+                diffs.setdefault((posixpath.normpath(item["path"]), item["commit"]), oid)
+    return sorted(set(roots)), diffs
 
 
 def statements(dep: Dependency, oid: str) -> list[tuple[str, tuple[Any, ...]]]:

@@ -45,6 +45,7 @@ class PipPin:
     repo_path: str | None = None  # a local git repository, restored at this path for the build
     carried: str | None = None  # the git bundle (a file on this machine) it is restored from
     revision: str | None = None  # the revision pip was asked for, when the run's pip was asked for one
+    patch: str | None = None  # an editable checkout's recorded uncommitted changes (a file on this machine)
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,14 +256,19 @@ def _sibling(name: str, version: str, origin: Any, where: str, request: LockRequ
         raise LockError(_cannot_have(what, "the checkout is not on this machine, or no longer holds that commit",
                                      editable=True))
     dirty = bool(origin.git and origin.git.dirty)
+    patch = request.sources.editable_diff(name, path, commit) if dirty else None
     branch = origin.git.branch if origin.git else None
     if branch is not None and (not _REVISION.match(branch) or ".." in branch):
         raise ManifestRefused(f"manifest refused: {where}.origin.git.branch = {branch!r} is not a git branch name")
     # The checkout is put back on the branch it was on (its name only: the commit is the recorded one).
-    return PipPin(name, version, repo_path=path, carried=carried, revision=branch,
-                  comment=f"editable checkout at commit {commit}"
-                  + (" (recorded with uncommitted changes, which no record holds: installed without them)"
-                     if dirty else ""))
+    if patch is not None:
+        state = " with the uncommitted changes a run recorded"
+    elif dirty:
+        state = " (recorded with uncommitted changes, which no record holds: installed without them)"
+    else:
+        state = ""
+    return PipPin(name, version, repo_path=path, carried=carried, revision=branch, patch=patch,
+                  comment=f"editable checkout at commit {commit}{state}")
 
 
 def _hash_pins(wanted: list[tuple[str, str]], hashes: IndexHashes | None, index_url: str,
@@ -417,12 +423,14 @@ def steps(manifest: Manifest, lock: Lock) -> BuildPart:
                                            for p in restored)
         names = (*names, "vcs-restore.txt")
     if lock.pip_editable:
-        # Each line: the served git bundle, the checkout's path and its branch; the checkout stays in the image.
-        files["editable-restore.txt"] = "".join(f"git/editable-{p.name}.bundle {p.repo_path} {p.revision or '-'}\n"
-                                                for p in lock.pip_editable)
+        # Each line: the served git bundle, the checkout's path, its branch and the served patch
+        # of its recorded uncommitted changes ("-": none); the checkout stays in the image.
+        files["editable-restore.txt"] = "".join(
+            f"git/editable-{p.name}.bundle {p.repo_path} {p.revision or '-'} "
+            f"{f'git/editable-{p.name}.patch' if p.patch else '-'}\n" for p in lock.pip_editable)
         names = (*names, "editable-restore.txt")
         notes.extend(f"python: {p.name} {p.version}: {p.comment}" for p in lock.pip_editable
-                     if p.comment and "uncommitted" in p.comment)
+                     if p.comment and "which no record holds" in p.comment)
     placed = sorted((p for p in lock.pip_hashed if p.local_file and p.repo_path), key=lambda p: p.name)
     if placed:
         # Each line: the served wheel and the path it is put back at for pip.
