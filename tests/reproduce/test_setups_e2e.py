@@ -131,15 +131,18 @@ def make_git_dependency(root: Path) -> Path:
 
 def make_sibling(root: Path) -> Path:
     """A library of the lab's beside its research repository, installed editable
-    (``pip install -e ../siblinglib``): not the run's own code, so carried with the run."""
+    (``pip install -e ../siblinglib``) with an uncommitted change: not the run's own code,
+    so carried with the run, its change with the run's record."""
     root.mkdir(parents=True)
     (root / "pyproject.toml").write_text(PYPROJECT.format(name="siblinglib", version="0.2",
                                                           what='py-modules = ["siblinglib"]'))
-    (root / "siblinglib.py").write_text("def offset(x):\n    return x + 0.0\n")
+    (root / "siblinglib.py").write_text("def offset(x):\n    return x + 1.0\n")
     (root / ".gitignore").write_text("*.egg-info/\nbuild/\n__pycache__/\n")
     git(root, "init", "-q", "-b", "main")
     git(root, "add", "-A")
     git(root, "commit", "-qm", "siblinglib 0.2")
+    # An uncommitted change the result depends on: the run keeps it, the build applies it.
+    (root / "siblinglib.py").write_text("def offset(x):\n    return x + 0.0\n")
     return root
 
 
@@ -232,7 +235,7 @@ def carried(bed: SetupsBed) -> dict[str, Any]:
     proc = envcap("export", run_id, "-o", str(bundle), env=original)
     assert proc.returncode == 0, proc.stderr
     with zipfile.ZipFile(bundle) as zf:
-        members = sorted(n for n in zf.namelist() if n.startswith("deps/"))
+        members = sorted(n for n in zf.namelist() if n.startswith(("deps/", "code/editables/")))
     # The wheel and the git repository are gone from this machine (a share unmounted, a
     # server retired): only the bundle has them now.
     gone = bed.tmp / "gone"
@@ -270,7 +273,9 @@ def _rebuild(bed: SetupsBed, carried: dict[str, Any], *args: str) -> subprocess.
 def test_item2_the_bundle_carries_what_no_index_serves_and_the_build_installs_it(carried: dict[str, Any]) -> None:
     # The sibling checkout installed editable and the remote repository are carried too (the
     # run's own repository is not: its rebuild installs it from the run's code).
-    assert carried["members"] == [f"deps/editable/siblinglib-{_gitdep_commit(carried, 'siblinglib')}.bundle",
+    # The sibling's uncommitted change travels with the run's record.
+    assert carried["members"] == ["code/editables/siblinglib.patch",
+                                  f"deps/editable/siblinglib-{_gitdep_commit(carried, 'siblinglib')}.bundle",
                                   f"deps/git/gitdep-{_gitdep_commit(carried)}.bundle",
                                   f"deps/git/remotedep-{_gitdep_commit(carried, 'remotedep')}.bundle",
                                   "deps/wheels/carrywheel-0.1-py3-none-any.whl"]
@@ -293,6 +298,7 @@ def _gitdep_commit(carried: dict[str, Any], name: str = "gitdep") -> str:
         manifest = store.get(carried["original"].manifest)
     [pkg] = [p for p in manifest.sections["python"]["packages"] if p["name"] == name]
     if pkg["origin"]["kind"] == "editable":
+        assert pkg["origin"]["git"]["dirty"] is True
         return str(pkg["origin"]["git"]["commit"])
     assert pkg["origin"]["kind"] == "vcs"
     return str(pkg["origin"]["commit"])
