@@ -327,3 +327,47 @@ def test_a_sibling_checkouts_recorded_changes_are_kept_and_applied(tmp_path: Pat
             f"git/editable-siblinglib.bundle {sibling} main git/editable-siblinglib.patch\n"
         assert rendered.carried["git/editable-siblinglib.patch"] == pin.patch
         assert not any("which no record holds" in n for n in rendered.notes)
+
+
+def test_build_refuses_a_gone_checkout_and_remote_before_any_build_step(tmp_path: Path) -> None:
+    """envcap build (the test bed's registry): exit 2, every package named, no base image
+    chosen, nothing pushed, no traceback."""
+    from buildtest_support import GitServer, bed_facts
+    from click.testing import CliRunner
+
+    from envcap.builder.pipeline import tag_for
+    from envcap.builder.registry import Registry, Repository
+    from envcap.cli.build import build as build_cmd
+    from envcap.cli.main import _Group
+
+    facts = bed_facts()
+    with GitServer(tmp_path / "served") as server:
+        s = _other_setups(tmp_path, server)
+    subprocess.run(["rm", "-rf", str(s["sibling"])], check=True)
+    path = tmp_path / "m.json"
+    path.write_text(s["manifest"].to_json())
+    group = _Group(name="envcap")
+    group.add_command(build_cmd)
+    repository = f"{facts['ENVCAP_TEST_REGISTRY']}/envcap-test-carry-refused"
+    result = CliRunner().invoke(group, ["build", str(path), "--registry", repository,
+                                        "--base", facts["ENVCAP_TEST_BASE_BOOKWORM"]])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "base image:" not in result.output
+    # No run of this env in the store: every editable checkout is carried, the research one too.
+    assert "3 packages cannot be had" in result.output
+    for name in ("remotedep 1.0", "siblinglib 0.2", "research 0.1"):
+        assert f"python package {name}" in result.output
+    assert Registry(Repository.parse(repository)).manifest_digest(tag_for(s["manifest"].env_id)) is None
+
+
+def test_a_forged_record_of_an_editable_checkouts_changes_is_refused() -> None:
+    from envcap.core.errors import StoreError
+    from envcap.core.run import FINISHED, RunRecord, check_untrusted, new_run_id
+
+    for bad, match in (({"name": "x", "path": "lab/x", "commit": "c", "diff": {}}, "absolute path"),
+                       ({"name": "x", "path": "/lab/x", "commit": "c", "diff": {"object": "../../etc"}}, "object id"),
+                       ({"name": "x", "path": "/lab/x", "commit": "c", "diff": "p"}, "JSON object")):
+        record = RunRecord(id=new_run_id(), state=FINISHED, mode="cli", argv=("x",), command="x", cwd=".",
+                           host=None, started_at="t", git={"in_repository": True, "editables": [bad]})
+        with pytest.raises(StoreError, match=match):
+            check_untrusted(record, "forged.zip: run.json")
