@@ -270,6 +270,7 @@ def test_what_passes_the_carry_limit_is_refused_by_the_lock(local: dict[str, Any
     text = str(info.value)
     assert "cannot be carried" in text and "over the carry limit of 16 bytes" in text
     assert "ENVCAP_CARRY_LIMIT" in text and "python package carrywheel 0.1" in text
+    assert "2 packages cannot be had" in text and "is not at that path" not in text  # refused for its size alone
 
 
 def test_a_carried_bundle_that_is_not_the_recorded_commit_is_not_used(local: dict[str, Any],

@@ -91,57 +91,59 @@ def lock_part(manifest: Manifest, request: LockRequest, unlocked: list[Unlocked]
             continue  # the system package that installed it is pinned in the OS lockfile
         if package.requested is not None:
             requested.append((name, package.requested))
-        # What cannot be had is listed whole (every package at once), then refused.
-        try:
-            if kind in ("index", "egg-info"):
-                from_index.append((name, version))
-            elif kind == "vcs":
-                tool = origin.vcs
-                if tool not in ("git", "hg", "svn", "bzr"):
-                    raise ManifestRefused(f"manifest refused: {where}.origin.vcs = {tool!r} is not git, hg, svn or bzr")
-                url = v.url(f"{where}.origin.url", origin.url)
-                sha = v.commit(f"{where}.origin.commit", origin.commit)
-                if tool == "git" and url.startswith("file:///"):
-                    vcs.append(_local_git(name, version, url, sha, origin.requested_revision, where, request))
-                elif tool == "git" and request.sources is not None and _REMOTE_GIT.match(url):
-                    vcs.append(_remote_git(name, version, url, sha, origin.requested_revision, where, request))
-                else:
-                    vcs.append(PipPin(name, version, url=f"{tool}+{url}@{sha}"))
-            elif kind in ("file", "url") and origin.sha256:
-                url = v.url(f"{where}.origin.url", origin.url)
-                sha = v.sha256(f"{where}.origin.sha256", origin.sha256)
-                if kind == "url":
-                    pins.append(PipPin(name, version, (sha,), url=url))
-                else:
-                    local = url[len("file://"):] if url.startswith("file://") else None
-                    if local is not None and request.sources is not None:
-                        found = request.sources.wheel(name, version, local, sha)
-                        if found is None:
-                            raise LockError(_cannot_have(f"python package {name} {version} (the local wheel {local})",
-                                                         "the wheel is not at that path (or is not the recorded file)"))
-                        # Installed from its recorded path (put back there for the step), so that
-                        # pip records the origin the run's pip did.
-                        pins.append(PipPin(name, version, (sha,), url=f"{url}#sha256={sha}", local_file=found,
-                                           repo_path=v.path(f"{where}.origin.url", local),
-                                           comment=f"local file {url}: served by envcap for the build"))
-                        continue
-                    pins.append(PipPin(name, version, (sha,), local_file=local,
-                                       comment=f"local file {url}: put it in a --find-links folder"))
-            elif kind == "editable" and request.sources is not None and origin.url and origin.url.startswith("file:///") \
-                    and not request.sources.is_own(origin.url[len("file://"):]):
-                editable.append(_sibling(name, version, origin, where, request))
-            elif kind in ("editable", "directory"):
-                where_from = (f" at {v.commit(f'{where}.origin.git.commit', origin.git.commit)}"
-                              if origin.git and origin.git.commit else "")
-                source = v.comment(f"{where}.origin.url", origin.url)
-                unlocked.append(Unlocked("python", name, version,
-                                         f"{kind} install from {source}{where_from}: needs its source "
-                                         f"(pip install {'-e ' if kind == 'editable' else ''}<checkout>)"))
+        if kind in ("index", "egg-info"):
+            from_index.append((name, version))
+        elif kind == "vcs":
+            tool = origin.vcs
+            if tool not in ("git", "hg", "svn", "bzr"):
+                raise ManifestRefused(f"manifest refused: {where}.origin.vcs = {tool!r} is not git, hg, svn or bzr")
+            url = v.url(f"{where}.origin.url", origin.url)
+            sha = v.commit(f"{where}.origin.commit", origin.commit)
+            if tool == "git" and url.startswith("file:///"):
+                _unless_refused(refused, vcs, _local_git, name, version, url, sha, origin.requested_revision, where,
+                                request)
+            elif tool == "git" and request.sources is not None and _REMOTE_GIT.match(url):
+                _unless_refused(refused, vcs, _remote_git, name, version, url, sha, origin.requested_revision, where,
+                                request)
             else:
-                unlocked.append(Unlocked("python", name, version, f"origin {v.comment(f'{where}.origin.kind', kind)}: "
-                                         "envcap cannot tell where it came from"))
-        except LockError as exc:
-            refused.append(str(exc))
+                vcs.append(PipPin(name, version, url=f"{tool}+{url}@{sha}"))
+        elif kind in ("file", "url") and origin.sha256:
+            url = v.url(f"{where}.origin.url", origin.url)
+            sha = v.sha256(f"{where}.origin.sha256", origin.sha256)
+            if kind == "url":
+                pins.append(PipPin(name, version, (sha,), url=url))
+            else:
+                local = url[len("file://"):] if url.startswith("file://") else None
+                if local is not None and request.sources is not None:
+                    already = len(refused)
+                    found = _unless_refused(refused, None, request.sources.wheel, name, version, local, sha)
+                    if found is None:
+                        if len(refused) == already:  # not found (not refused for its size)
+                            refused.append(_cannot_have(f"python package {name} {version} (the local wheel {local})",
+                                                        "the wheel is not at that path (or is not the recorded file)"))
+                        continue
+                    # Installed from its recorded path (put back there for the step), so that
+                    # pip records the origin the run's pip did.
+                    pins.append(PipPin(name, version, (sha,), url=f"{url}#sha256={sha}", local_file=found,
+                                       repo_path=v.path(f"{where}.origin.url", local),
+                                       comment=f"local file {url}: served by envcap for the build"))
+                    continue
+                pins.append(PipPin(name, version, (sha,), local_file=local,
+                                   comment=f"local file {url}: put it in a --find-links folder"))
+        elif kind == "editable" and request.sources is not None and origin.url and origin.url.startswith("file:///") \
+                and not request.sources.is_own(origin.url[len("file://"):]):
+            # A checkout that is not a run's own repository: carried like a git dependency.
+            _unless_refused(refused, editable, _sibling, name, version, origin, where, request)
+        elif kind in ("editable", "directory"):
+            where_from = (f" at {v.commit(f'{where}.origin.git.commit', origin.git.commit)}"
+                          if origin.git and origin.git.commit else "")
+            source = v.comment(f"{where}.origin.url", origin.url)
+            unlocked.append(Unlocked("python", name, version,
+                                     f"{kind} install from {source}{where_from}: needs its source "
+                                     f"(pip install {'-e ' if kind == 'editable' else ''}<checkout>)"))
+        else:
+            unlocked.append(Unlocked("python", name, version, f"origin {v.comment(f'{where}.origin.kind', kind)}: "
+                                     "envcap cannot tell where it came from"))
     if refused:
         raise LockError("\n".join(refused) if len(refused) == 1 else
                         f"{len(refused)} packages cannot be had:\n" + "\n".join(f"- {r}" for r in refused))
@@ -179,6 +181,20 @@ def managed_choice(manifest: Manifest, env: PythonEnv, offer: interpreter.Offer 
 
 
 _REVISION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,200}$")
+
+
+def _unless_refused(refused: list[str], out: list[PipPin] | None, make: Any, *args: Any) -> Any:
+    """``make(*args)``, appended to ``out``; a :class:`LockError` (what cannot be had, or
+    what passes the carry limit) is kept in ``refused`` instead, so that the lock names
+    every such package at once."""
+    try:
+        made = make(*args)
+    except LockError as exc:
+        refused.append(str(exc))
+        return None
+    if out is not None:
+        out.append(made)
+    return made
 
 
 def _cannot_have(what: str, why: str, *, remote: bool = False, editable: bool = False) -> str:
