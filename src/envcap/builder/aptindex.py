@@ -99,9 +99,14 @@ def _message(lock: Any, missing: list[tuple[str, str, str]], sources: list[tuple
     else:
         where = f"and the dated archive {archive} could not be read"
     how = lock.pin_os or ""
-    leave = ("pin only what the run needs (--pin-os auto, the default, with a run's snapshot) so that the base "
-             "image's own version is kept" if "all" in how and "auto" not in how else
-             "or leave the package to the base image (drop it from --pin-os)")
+    if "(--pin-os all)" in how:
+        leave = "or pin only what the run needs (--pin-os auto, the default), so that the base image's version is kept"
+    elif "does not say which libraries" in how:
+        leave = ("or take the environment's snapshot in a run (envcap run), so that --pin-os auto pins only what the "
+                 "run needs and the base image's version of the rest is kept")
+    else:
+        leave = ("or, if the run can do without that exact version, leave it to the base image (it is pinned because "
+                 "the run's compiled code links it, it is a compiler or CUDA, or --pin-os named it)")
     return (f"{len(missing)} pinned OS package version(s) can be had from neither the mirror {mirror} {where}: "
             f"{shown}. Set ENVCAP_APT_ARCHIVE (or build.apt_archive) to an archive that holds them (a site "
             f"mirror of snapshot.debian.org, {{stamp}} for the snapshot's time), {leave}. Nothing was built")
