@@ -1,4 +1,5 @@
-"""Whether the pinned Debian/Ubuntu versions can be had at all, asked before any build step.
+"""Whether the pinned Debian/Ubuntu versions can be had at all, asked before any build step
+(``envcap build`` and ``envcap rebuild`` refuse; ``envcap lock`` warns).
 
 The apt step installs each ``name=version`` pin from the base image's mirror, and adds the
 dated archive (``apt-snapshot.sources``) by itself when the mirror lacks one. A version
@@ -109,7 +110,7 @@ def _message(lock: Any, missing: list[tuple[str, str, str]], sources: list[tuple
                  "the run's compiled code links it, it is a compiler or CUDA, or --pin-os named it)")
     return (f"{len(missing)} pinned OS package version(s) can be had from neither the mirror {mirror} {where}: "
             f"{shown}. Set ENVCAP_APT_ARCHIVE (or build.apt_archive) to an archive that holds them (a site "
-            f"mirror of snapshot.debian.org, {{stamp}} for the snapshot's time), {leave}. Nothing was built")
+            f"mirror of snapshot.debian.org, {{stamp}} for the snapshot's time), {leave}")
 
 
 def _mirror_sources(os_id: str | None, codename: str, mirror: str | None) -> list[tuple[str, str]]:

@@ -76,12 +76,18 @@ def lock(env: str, output: str, index_url: str, extra: tuple[str, ...], offline:
         result, hashes = make_lock(manifest, index_url=index_url, extra_index_urls=extra, offline=offline,
                                    refresh=refresh, pin_os=_pins(pin_os), sources=sources)
     if not offline:
-        # A pinned OS version that neither the mirror nor the dated archive serves is refused.
+        # A pinned OS version that neither the mirror nor the dated archive serves: the
+        # lockfiles are still written (a site may have an archive that holds it), and the
+        # warning says that envcap build would refuse them.
         from ..builder import aptindex
         from ..builder.settings import BuildSettings
+        from ..pins.errors import LockError
 
-        aptindex.check(result, mirror=BuildSettings.load().apt_mirror,
-                       progress=lambda line: click.echo(line, err=True))
+        try:
+            aptindex.check(result, mirror=BuildSettings.load().apt_mirror,
+                           progress=lambda line: click.echo(line, err=True))
+        except LockError as exc:
+            click.echo(f"warning: {safe(str(exc))} (envcap build refuses these pins as they are)", err=True)
     if result.pin_os:
         click.echo(f"OS packages pinned: {result.pin_os}", err=True)
     for path in result.write(output):
