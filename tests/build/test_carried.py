@@ -311,6 +311,13 @@ def test_a_sibling_checkouts_recorded_changes_are_kept_and_applied(tmp_path: Pat
     assert entry["path"] == str(sibling) and entry["commit"] == commit
     patch = cap.blobs[entry["diff"]["object"]].data
     assert b"-Z = 1\n+Z = 2\n" in patch
+    # Untracked files alone: recorded as no tracked change, no empty patch kept.
+    git(sibling, "stash", "-q")
+    (sibling / "notes.txt").write_text("untracked\n")
+    empty = Capture({}, None)
+    [clean] = editable_diffs(manifest, "/work/research", default_redactor(), empty)
+    assert clean["diff"]["size"] == 0 and clean["diff"]["object"] is None and not empty.blobs
+    git(sibling, "stash", "pop", "-q")
     # Inside the run's own repository: not another checkout, nothing kept.
     assert editable_diffs(manifest, str(tmp_path / "lab"), default_redactor(), Capture({}, None)) == []
     with Store(tmp_path / "home") as store:

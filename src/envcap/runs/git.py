@@ -343,6 +343,10 @@ def editable_diffs(manifest: Any, root: str | None, redactor: Redactor, cap: Cap
             entry = _diff(dep.path, dep.commit, redactor, cap)
         except StoreError:
             continue
+        if entry["size"] == 0:
+            # Dirty by untracked files alone: no tracked change to keep (and no empty patch to apply).
+            cap.blobs.pop(entry["sha256"], None)
+            entry["object"] = None
         out.append({"name": dep.name, "path": dep.path, "commit": dep.commit, "diff": entry})
     return out
 
