@@ -7,7 +7,9 @@ hashes asked), since only the local packages are under test here.
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -379,3 +381,42 @@ def test_a_forged_record_of_an_editable_checkouts_changes_is_refused() -> None:
                            host=None, started_at="t", git={"in_repository": True, "editables": [bad]})
         with pytest.raises(StoreError, match=match):
             check_untrusted(record, "forged.zip: run.json")
+
+
+def test_rebuild_refuses_what_cannot_be_had_before_any_build_step(tmp_path: Path) -> None:
+    """envcap rebuild of a run whose environment needs a retired remote and a gone sibling
+    checkout, its image in no registry: exit 2 naming both, nothing built or pushed, no
+    run recorded. (The run's own editable package is not refused: the rebuild installs it.)"""
+    from buildtest_support import GitServer, bed_facts
+
+    from envcap.builder.pipeline import tag_for
+    from envcap.builder.registry import Registry, Repository
+    from envcap.core.run import FINISHED, RunRecord, new_run_id
+    from envcap.store import runs as runs_store
+
+    facts = bed_facts()
+    with GitServer(tmp_path / "served") as server:
+        s = _other_setups(tmp_path, server)
+    subprocess.run(["rm", "-rf", str(s["sibling"])], check=True)
+    manifest = s["manifest"]
+    home = tmp_path / "home"
+    with Store(home) as store:
+        store.add(manifest)
+        run_id = new_run_id()
+        runs_store.put_record(store, RunRecord(
+            id=run_id, state=FINISHED, mode="cli", argv=("python", "train.py"), command="python train.py", cwd=".",
+            host=None, started_at="2026-12-03T10:00:00.000Z", ended_at="2026-12-03T10:00:01.000Z", exit_code=0,
+            manifest=manifest.id, env_id=manifest.env_id,
+            git={"in_repository": True, "root": "/work/research", "commit": "c" * 40}))
+        before = runs_store.all_ids(store)
+    repository = f"{facts['ENVCAP_TEST_REGISTRY']}/envcap-test-carry-rebuild-refused"
+    proc = subprocess.run([sys.executable, "-m", "envcap", "rebuild", run_id, "--registry", repository,
+                           "--base", facts["ENVCAP_TEST_BASE_BOOKWORM"], "--json"],
+                          env={**os.environ, "ENVCAP_HOME": str(home)}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr and "base image:" not in proc.stderr
+    assert "2 packages cannot be had" in proc.stderr and "research" not in proc.stderr
+    assert "python package remotedep 1.0" in proc.stderr and "python package siblinglib 0.2" in proc.stderr
+    assert Registry(Repository.parse(repository)).manifest_digest(tag_for(manifest.env_id)) is None
+    with Store(home) as store:
+        assert runs_store.all_ids(store) == before
