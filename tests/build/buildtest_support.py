@@ -193,3 +193,51 @@ def bed_facts() -> dict[str, str]:
     except OSError:
         pytest.skip("the test bed's registry does not answer; run scripts/testbed.sh up")
     return values
+
+
+class GitServer:
+    """Bare git repositories served over git's "dumb" HTTP protocol (static files, after
+    ``git update-server-info``) on loopback: a remote that pip can clone
+    (``git+http://127.0.0.1:PORT/NAME.git``) and a test can take away (:meth:`stop`)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        handler = _quiet_handler(str(root))
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def publish(self, checkout: Path, name: str) -> str:
+        """A bare clone of ``checkout`` served as NAME.git; its URL."""
+        import subprocess
+
+        bare = self.root / f"{name}.git"
+        subprocess.run(["git", "clone", "-q", "--bare", str(checkout), str(bare)], check=True)
+        subprocess.run(["git", "update-server-info"], cwd=bare, check=True)
+        return f"{self.url}/{name}.git"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> GitServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _quiet_handler(directory: str) -> type[http.server.SimpleHTTPRequestHandler]:
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=directory, **kwargs)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler

@@ -44,25 +44,59 @@ def _no_images() -> None:
         assert image_store.images(store) == []
 
 
+def _with(sections: dict[str, Any], changes: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
+    """BOOKWORM_SECTIONS with some Python packages' origins changed (None: the package left out)."""
+    python = sections["python"]
+    packages = [{**p, "origin": changes[p["name"]]} if changes.get(p["name"]) else p
+                for p in python["packages"] if not (p["name"] in changes and changes[p["name"]] is None)]
+    return {**sections, "python": {**python, "packages": packages}}
+
+
 def test_lock_command_writes_files_and_names_what_it_cannot_pin(cli: click.Group, tmp_path: Path) -> None:
-    # A local wheel that is neither on this machine nor carried by an imported bundle: refused.
-    refused = CliRunner().invoke(cli, ["lock", str(_manifest_file(tmp_path)), "-o", str(tmp_path / "out")])
-    assert refused.exit_code == 2
+    from buildtest_support import GitServer
+    from conftest import git
+
+    # A local wheel, a remote repository and an editable checkout, none on this machine nor
+    # carried by an imported bundle: refused, every one named at once.
+    dead = {"mylib": {"kind": "vcs", "vcs": "git", "url": "http://127.0.0.1:9/mylib.git", "commit": "1" * 40}}
+    refused = CliRunner().invoke(cli, ["lock", str(_manifest_file(tmp_path, _with(BOOKWORM_SECTIONS, dead))),
+                                       "-o", str(tmp_path / "out")])
+    assert refused.exit_code == 2 and "Traceback" not in refused.output
+    assert "3 packages cannot be had" in refused.output
     assert "python package localwheel 1.2.3 (the local wheel /wheels/localwheel-1.2.3-py3-none-any.whl) cannot " \
            "be had" in refused.output and "envcap export RUN carries it" in refused.output
+    assert f"python package mylib 2.0.0 (git+http://127.0.0.1:9/mylib.git at {'1' * 40}) cannot be had: the " \
+           "remote cannot be reached" in refused.output
+    assert "python package editme 0.0.1 (installed editable from /src/editme at fedcba98" in refused.output
     assert not (tmp_path / "out").exists()
-    python = BOOKWORM_SECTIONS["python"]
-    sections = {**BOOKWORM_SECTIONS, "python": {**python, "packages": [
-        p for p in python["packages"] if p["name"] != "localwheel"]}}
-    path = _manifest_file(tmp_path, sections)
-    with indexes() as (main, torch):
-        args = ["lock", str(path), "-o", str(tmp_path / "out"), "--index-url", main.url, "--extra-index-url", torch.url]
-        first = CliRunner().invoke(cli, args)
-        second = CliRunner().invoke(cli, args)
+    # The remote answers and the checkout is here: both are carried, and the lock is written.
+    checkout = tmp_path / "src" / "editme"
+    checkout.mkdir(parents=True)
+    (checkout / "editme.py").write_text("X = 1\n")
+    git(checkout, "init", "-q", "-b", "main")
+    git(checkout, "add", "-A")
+    git(checkout, "commit", "-qm", "one")
+    with GitServer(tmp_path / "served") as server:
+        url = server.publish(checkout, "mylib")
+        commit = git(checkout, "rev-parse", "HEAD")
+        sections = _with(BOOKWORM_SECTIONS, {
+            "localwheel": None,
+            "mylib": {"kind": "vcs", "vcs": "git", "url": url, "commit": commit},
+            "editme": {"kind": "editable", "url": f"file://{checkout}",
+                       "git": {"commit": commit, "branch": "main", "dirty": False}}})
+        path = _manifest_file(tmp_path, sections)
+        with indexes() as (main, torch):
+            args = ["lock", str(path), "-o", str(tmp_path / "out"), "--index-url", main.url,
+                    "--extra-index-url", torch.url]
+            first = CliRunner().invoke(cli, args)
+            second = CliRunner().invoke(cli, args)
     assert first.exit_code == 0, first.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "apt-snapshot.sources", "apt.txt", "requirements-vcs.txt", "requirements.txt"]
-    assert "not locked: python editme 0.0.1: editable install" in first.output
+    assert f"mylib @ git+{url}@{commit}" in (tmp_path / "out" / "requirements-vcs.txt").read_text()
+    assert f"editme==0.0.1: {checkout} (editable checkout at commit {commit})" in \
+        (tmp_path / "out" / "requirements.txt").read_text()
+    assert "not locked: python editme" not in first.output
     assert "asked the index for 3 project page(s)" in first.output
     assert "every index hash came from the cache" in second.output
 

@@ -24,7 +24,7 @@ from click.testing import CliRunner
 
 from envcap.builder import fidelity
 from envcap.store import images as image_store
-from envcap.pins.errors import BuildError
+from envcap.pins.errors import LockError
 from envcap.builder.pipeline import BuildOptions, BuildResult, build, tag_for
 from envcap.builder.registry import Registry, Repository
 from envcap.cli.main import _Group
@@ -224,9 +224,12 @@ def test_a_version_the_mirror_lacks_fails_and_records_nothing(bed: Bed, source: 
         if package["name"] == "jq":
             package["version"] = "1.6-2.1+deb12u99"
     changed = Manifest.create(data["sections"], data["layers"], observed=data["observed"])
+    steps: list[str] = []
     with Store(tmp_path / "store") as store:
-        with pytest.raises(BuildError, match=r"the apt mirror no longer serves jq=1\.6-2\.1\+deb12u99"):
-            build(changed, BuildOptions(registry=bed.repository, base=bed.base), store=store)
+        # Neither the mirror nor the dated archive serves it: refused before any build step.
+        with pytest.raises(LockError, match=r"jq=1\.6-2\.1\+deb12u99.*ENVCAP_APT_ARCHIVE"):
+            build(changed, BuildOptions(registry=bed.repository, base=bed.base), store=store, progress=steps.append)
+        assert not any(line.startswith("base image:") for line in steps), steps
         assert image_store.images(store) == []
     assert Registry(Repository.parse(bed.repository)).manifest_digest(tag_for(changed.env_id)) is None
 

@@ -7,7 +7,9 @@ hashes asked), since only the local packages are under test here.
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +59,13 @@ def test_needs_lists_local_wheels_and_local_git_repositories(local: dict[str, An
     assert [(d.name, d.kind, d.member) for d in deps] == [
         ("carrywheel", "wheel", "deps/wheels/carrywheel-0.1-py3-none-any.whl"),
         ("gitdep", "git", f"deps/git/gitdep-{local['commit']}.bundle")]
-    # A remote VCS URL and index packages are not carried.
-    assert carried.needs(manifest_from(BOOKWORM_SECTIONS))[0].name == "localwheel"
+    # Index packages are not carried; a remote VCS URL and an editable checkout are, unless the
+    # checkout is the run's own repository (its rebuild installs it from the run's code).
+    other = manifest_from(BOOKWORM_SECTIONS)
+    assert [(d.name, d.kind, d.remote) for d in carried.needs(other)] == [
+        ("editme", "editable", False), ("localwheel", "wheel", False), ("mylib", "git", True)]
+    assert [d.name for d in carried.needs(other, own=["/src"])] == ["localwheel", "mylib"]
+    assert [d.name for d in carried.needs(other, own=["/sr"])] == ["editme", "localwheel", "mylib"]
 
 
 def test_a_git_bundle_holds_the_recorded_commit_as_its_head(local: dict[str, Any], tmp_path: Path) -> None:
@@ -141,3 +148,275 @@ def test_sizes_are_read_as_people_write_them() -> None:
     assert carried.parse_size("2G") == 2 << 30 and carried.parse_size("512") == 512
     with pytest.raises(Exception, match="give a size"):
         carried.parse_size("lots")
+
+
+def _keep(store: Store, dep: carried.Dependency, data: bytes) -> None:
+    """As envcap import does with what a bundle carries."""
+    oid = store.put_object(data)
+    carried.ensure_tables(store)
+    store.transaction([("INSERT OR IGNORE INTO objects VALUES (?, ?, ?)", (oid, len(data), "carried")),
+                       *carried.statements(dep, oid)])
+
+
+def _other_setups(tmp_path: Path, server: Any) -> dict[str, Any]:
+    """A package from a remote git server, a sibling checkout installed editable (on a
+    branch that moved on since), and the run's own repository installed editable."""
+    remote_src = tmp_path / "remote-src"
+    remote_src.mkdir()
+    (remote_src / "remotedep.py").write_text("Y = 1\n")
+    git(remote_src, "init", "-q", "-b", "main")
+    git(remote_src, "add", "-A")
+    git(remote_src, "commit", "-qm", "one")
+    remote_commit = git(remote_src, "rev-parse", "HEAD").strip()
+    url = server.publish(remote_src, "remotedep")
+    sibling = tmp_path / "lab" / "siblinglib"
+    sibling.mkdir(parents=True)
+    (sibling / "siblinglib.py").write_text("Z = 1\n")
+    git(sibling, "init", "-q", "-b", "dev")
+    git(sibling, "add", "-A")
+    git(sibling, "commit", "-qm", "one")
+    sibling_commit = git(sibling, "rev-parse", "HEAD").strip()
+    (sibling / "siblinglib.py").write_text("Z = 2\n")
+    git(sibling, "commit", "-qam", "two")
+    python = BOOKWORM_SECTIONS["python"]
+    packages = [p for p in python["packages"] if p["name"] in ("six", "idna")] + [
+        {"name": "remotedep", "version": "1.0", "installer": "pip", "requested": True,
+         "origin": {"kind": "vcs", "vcs": "git", "url": url, "commit": remote_commit}},
+        {"name": "siblinglib", "version": "0.2", "installer": "pip", "requested": True,
+         "origin": {"kind": "editable", "url": f"file://{sibling}",
+                    "git": {"commit": sibling_commit, "branch": "dev", "dirty": False}}},
+        {"name": "research", "version": "0.1", "installer": "pip", "requested": True,
+         "origin": {"kind": "editable", "url": "file:///work/research",
+                    "git": {"commit": "c" * 40, "branch": "main", "dirty": True}}},
+    ]
+    manifest = manifest_from({**BOOKWORM_SECTIONS, "python": {**python, "packages": packages}})
+    return {"url": url, "remote_commit": remote_commit, "sibling": sibling, "sibling_commit": sibling_commit,
+            "manifest": manifest}
+
+
+def _put_run(store: Store, manifest: Any, editables: list[dict[str, Any]] = (), patch: bytes = b"") -> None:
+    """A run of the env whose repository is /work/research, as envcap run records one."""
+    from envcap.core.run import FINISHED, RunRecord, new_run_id
+    from envcap.store import runs as runs_store
+
+    objects = []
+    if patch:
+        objects.append((store.put_object(patch), len(patch), "run-diff"))
+    record = RunRecord(id=new_run_id(), state=FINISHED, mode="cli", argv=("python", "train.py"),
+                       command="python train.py", cwd=".", host=None, started_at="2026-12-03T10:00:00.000Z",
+                       env_id=manifest.env_id, git={"in_repository": True, "root": "/work/research",
+                                                    "editables": list(editables)})
+    runs_store.put_record(store, record, objects=objects)
+
+
+def test_a_remote_repository_and_a_sibling_checkout_are_carried_then_found_in_the_store(tmp_path: Path) -> None:
+    from buildtest_support import GitServer
+
+    from envcap.builder.dockerfile import render
+
+    server = GitServer(tmp_path / "served")
+    try:
+        s = _other_setups(tmp_path, server)
+        manifest = s["manifest"]
+        # The run's own repository (a run of the env has it) is left to the rebuild, which
+        # installs it from the run's code; the other two are carried.
+        deps = carried.needs(manifest, own=["/work/research"])
+        assert [(d.name, d.kind, d.member) for d in deps] == [
+            ("remotedep", "git", f"deps/git/remotedep-{s['remote_commit']}.bundle"),
+            ("siblinglib", "editable", f"deps/editable/siblinglib-{s['sibling_commit']}.bundle")]
+        with Store(tmp_path / "home") as store:
+            _put_run(store, manifest)
+            result = lock(manifest, hashes=None, sources=StoreSources(store, tmp_path / "scratch",
+                                                                      env_id=manifest.env_id))
+            [remote] = result.pip_vcs
+            [sibling] = result.pip_editable
+            assert remote.carried and sibling.carried and sibling.repo_path == str(s["sibling"])
+            assert [u.name for u in result.unlocked if u.section == "python"] == ["research"]
+            assert f"remotedep @ git+{s['url']}@{s['remote_commit']}" in result.files["requirements-vcs.txt"]
+            rendered = render(manifest, result, "127.0.0.1:5000/base@sha256:" + "0" * 64)
+            assert rendered.files["vcs-restore.txt"] == f"git/remotedep.bundle {s['url']} -\n"
+            assert rendered.files["editable-restore.txt"] == \
+                f"git/editable-siblinglib.bundle {s['sibling']} dev -\n"
+            # The build's step asks for the remote as the run's pip did (no revision).
+            assert f"remotedep @ git+{s['url']}\n" in rendered.files["requirements-vcs.txt"]
+            assert set(rendered.carried) == {"git/remotedep.bundle", "git/editable-siblinglib.bundle"}
+            for dep in deps:
+                data = carried.here(dep)
+                assert data is not None and carried.bundle_holds(data, dep)
+                _keep(store, dep, data)
+            # The server retired, the checkout gone: the store has both.
+            server.stop()
+            subprocess.run(["rm", "-rf", str(s["sibling"])], check=True)
+            again = lock(manifest, hashes=None, sources=StoreSources(store, tmp_path / "scratch2",
+                                                                     env_id=manifest.env_id))
+            assert again.pip_vcs[0].carried and again.pip_editable[0].carried
+        # A store that carries nothing: both named at once, with what to do; the run's own
+        # package is not refused.
+        with Store(tmp_path / "empty") as store, pytest.raises(LockError) as info:
+            _put_run(store, manifest)
+            lock(manifest, hashes=None, sources=StoreSources(store, tmp_path / "scratch3", env_id=manifest.env_id))
+        text = str(info.value)
+        assert "2 packages cannot be had" in text and "research" not in text
+        assert f"python package remotedep 1.0 (git+{s['url']} at {s['remote_commit']}) cannot be had: the remote " \
+               "cannot be reached" in text
+        assert f"python package siblinglib 0.2 (installed editable from {s['sibling']} at {s['sibling_commit']}) " \
+               "cannot be had: the checkout is not on this machine" in text
+        assert "envcap export RUN carries it" in text
+    finally:
+        server.stop()
+
+
+def test_what_passes_the_carry_limit_is_refused_by_the_lock(local: dict[str, Any], tmp_path: Path) -> None:
+    with Store(tmp_path / "home") as store, pytest.raises(LockError) as info:
+        lock(local["manifest"], hashes=None, sources=StoreSources(store, tmp_path / "scratch", limit=16))
+    text = str(info.value)
+    assert "cannot be carried" in text and "over the carry limit of 16 bytes" in text
+    assert "ENVCAP_CARRY_LIMIT" in text and "python package carrywheel 0.1" in text
+    assert "2 packages cannot be had" in text and "is not at that path" not in text  # refused for its size alone
+
+
+def test_a_carried_bundle_that_is_not_the_recorded_commit_is_not_used(local: dict[str, Any],
+                                                                      tmp_path: Path) -> None:
+    [_, dep] = carried.needs(local["manifest"])
+    other = carried.Dependency(dep.name, dep.version, "git", dep.key, dep.path, "0" * 40)
+    data = carried.here(dep)
+    assert data is not None and carried.bundle_holds(data, dep) and not carried.bundle_holds(data, other)
+    assert not carried.bundle_holds(b"not a bundle", dep)
+    with Store(tmp_path / "home") as store:
+        _keep(store, other, data)
+        assert carried.find(store, other) is None
+
+
+def test_a_sibling_checkouts_recorded_changes_are_kept_and_applied(tmp_path: Path) -> None:
+    """envcap run keeps the uncommitted changes of a dirty sibling checkout (git.editables);
+    the build finds them in the run's record and restores the checkout with them."""
+    from envcap.builder.dockerfile import render
+    from envcap.core.redact import default_redactor
+    from envcap.runs.git import Capture, editable_diffs
+
+    sibling = tmp_path / "lab" / "siblinglib"
+    sibling.mkdir(parents=True)
+    (sibling / "siblinglib.py").write_text("Z = 1\n")
+    git(sibling, "init", "-q", "-b", "main")
+    git(sibling, "add", "-A")
+    git(sibling, "commit", "-qm", "one")
+    commit = git(sibling, "rev-parse", "HEAD").strip()
+    (sibling / "siblinglib.py").write_text("Z = 2\n")  # uncommitted
+    python = BOOKWORM_SECTIONS["python"]
+    packages = [p for p in python["packages"] if p["name"] == "six"] + [
+        {"name": "siblinglib", "version": "0.2", "installer": "pip", "requested": True,
+         "origin": {"kind": "editable", "url": f"file://{sibling}",
+                    "git": {"commit": commit, "branch": "main", "dirty": True}}}]
+    manifest = manifest_from({**BOOKWORM_SECTIONS, "python": {**python, "packages": packages}})
+    cap = Capture({}, None)
+    [entry] = editable_diffs(manifest, "/work/research", default_redactor(), cap)
+    assert entry["path"] == str(sibling) and entry["commit"] == commit
+    patch = cap.blobs[entry["diff"]["object"]].data
+    assert b"-Z = 1\n+Z = 2\n" in patch
+    # Untracked files alone: recorded as no tracked change, no empty patch kept.
+    git(sibling, "stash", "-q")
+    (sibling / "notes.txt").write_text("untracked\n")
+    empty = Capture({}, None)
+    [clean] = editable_diffs(manifest, "/work/research", default_redactor(), empty)
+    assert clean["diff"]["size"] == 0 and clean["diff"]["object"] is None and not empty.blobs
+    git(sibling, "stash", "pop", "-q")
+    # Inside the run's own repository: not another checkout, nothing kept.
+    assert editable_diffs(manifest, str(tmp_path / "lab"), default_redactor(), Capture({}, None)) == []
+    with Store(tmp_path / "home") as store:
+        # Without a record of the changes: installed at its commit, and the build says so.
+        plain = lock(manifest, hashes=None, sources=StoreSources(store, tmp_path / "s1", env_id=manifest.env_id))
+        assert plain.pip_editable[0].patch is None
+        notes = render(manifest, plain, "127.0.0.1:5000/base@sha256:" + "0" * 64).notes
+        assert any("siblinglib 0.2" in n and "which no record holds" in n for n in notes)
+        _put_run(store, manifest, [entry], patch)
+        result = lock(manifest, hashes=None, sources=StoreSources(store, tmp_path / "s2", env_id=manifest.env_id))
+        [pin] = result.pip_editable
+        assert pin.patch and Path(pin.patch).read_bytes() == patch
+        rendered = render(manifest, result, "127.0.0.1:5000/base@sha256:" + "0" * 64)
+        assert rendered.files["editable-restore.txt"] == \
+            f"git/editable-siblinglib.bundle {sibling} main git/editable-siblinglib.patch\n"
+        assert rendered.carried["git/editable-siblinglib.patch"] == pin.patch
+        assert not any("which no record holds" in n for n in rendered.notes)
+
+
+def test_build_refuses_a_gone_checkout_and_remote_before_any_build_step(tmp_path: Path) -> None:
+    """envcap build (the test bed's registry): exit 2, every package named, no base image
+    chosen, nothing pushed, no traceback."""
+    from buildtest_support import GitServer, bed_facts
+    from click.testing import CliRunner
+
+    from envcap.builder.pipeline import tag_for
+    from envcap.builder.registry import Registry, Repository
+    from envcap.cli.build import build as build_cmd
+    from envcap.cli.main import _Group
+
+    facts = bed_facts()
+    with GitServer(tmp_path / "served") as server:
+        s = _other_setups(tmp_path, server)
+    subprocess.run(["rm", "-rf", str(s["sibling"])], check=True)
+    path = tmp_path / "m.json"
+    path.write_text(s["manifest"].to_json())
+    group = _Group(name="envcap")
+    group.add_command(build_cmd)
+    repository = f"{facts['ENVCAP_TEST_REGISTRY']}/envcap-test-carry-refused"
+    result = CliRunner().invoke(group, ["build", str(path), "--registry", repository,
+                                        "--base", facts["ENVCAP_TEST_BASE_BOOKWORM"]])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "base image:" not in result.output
+    # No run of this env in the store: every editable checkout is carried, the research one too.
+    assert "3 packages cannot be had" in result.output
+    for name in ("remotedep 1.0", "siblinglib 0.2", "research 0.1"):
+        assert f"python package {name}" in result.output
+    assert Registry(Repository.parse(repository)).manifest_digest(tag_for(s["manifest"].env_id)) is None
+
+
+def test_a_forged_record_of_an_editable_checkouts_changes_is_refused() -> None:
+    from envcap.core.errors import StoreError
+    from envcap.core.run import FINISHED, RunRecord, check_untrusted, new_run_id
+
+    for bad, match in (({"name": "x", "path": "lab/x", "commit": "c", "diff": {}}, "absolute path"),
+                       ({"name": "x", "path": "/lab/x", "commit": "c", "diff": {"object": "../../etc"}}, "object id"),
+                       ({"name": "x", "path": "/lab/x", "commit": "c", "diff": "p"}, "JSON object")):
+        record = RunRecord(id=new_run_id(), state=FINISHED, mode="cli", argv=("x",), command="x", cwd=".",
+                           host=None, started_at="t", git={"in_repository": True, "editables": [bad]})
+        with pytest.raises(StoreError, match=match):
+            check_untrusted(record, "forged.zip: run.json")
+
+
+def test_rebuild_refuses_what_cannot_be_had_before_any_build_step(tmp_path: Path) -> None:
+    """envcap rebuild of a run whose environment needs a retired remote and a gone sibling
+    checkout, its image in no registry: exit 2 naming both, nothing built or pushed, no
+    run recorded. (The run's own editable package is not refused: the rebuild installs it.)"""
+    from buildtest_support import GitServer, bed_facts
+
+    from envcap.builder.pipeline import tag_for
+    from envcap.builder.registry import Registry, Repository
+    from envcap.core.run import FINISHED, RunRecord, new_run_id
+    from envcap.store import runs as runs_store
+
+    facts = bed_facts()
+    with GitServer(tmp_path / "served") as server:
+        s = _other_setups(tmp_path, server)
+    subprocess.run(["rm", "-rf", str(s["sibling"])], check=True)
+    manifest = s["manifest"]
+    home = tmp_path / "home"
+    with Store(home) as store:
+        store.add(manifest)
+        run_id = new_run_id()
+        runs_store.put_record(store, RunRecord(
+            id=run_id, state=FINISHED, mode="cli", argv=("python", "train.py"), command="python train.py", cwd=".",
+            host=None, started_at="2026-12-03T10:00:00.000Z", ended_at="2026-12-03T10:00:01.000Z", exit_code=0,
+            manifest=manifest.id, env_id=manifest.env_id,
+            git={"in_repository": True, "root": "/work/research", "commit": "c" * 40}))
+        before = runs_store.all_ids(store)
+    repository = f"{facts['ENVCAP_TEST_REGISTRY']}/envcap-test-carry-rebuild-refused"
+    proc = subprocess.run([sys.executable, "-m", "envcap", "rebuild", run_id, "--registry", repository,
+                           "--base", facts["ENVCAP_TEST_BASE_BOOKWORM"], "--json"],
+                          env={**os.environ, "ENVCAP_HOME": str(home)}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr and "base image:" not in proc.stderr
+    assert "2 packages cannot be had" in proc.stderr and "research" not in proc.stderr
+    assert "python package remotedep 1.0" in proc.stderr and "python package siblinglib 0.2" in proc.stderr
+    assert Registry(Repository.parse(repository)).manifest_digest(tag_for(manifest.env_id)) is None
+    with Store(home) as store:
+        assert runs_store.all_ids(store) == before

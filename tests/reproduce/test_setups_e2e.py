@@ -2,11 +2,14 @@
 
 One environment, recorded inside a container of the test bed's bookworm base image as a
 user makes it: a venv with numpy from the index, a wheel installed from a local file, a
-package installed from a local git repository (``pip install git+file:///...``), and the
+package installed from a local git repository (``pip install git+file:///...``), one from
+the lab's git server (``pip install git+http://...``, a loopback server of git's dumb HTTP
+protocol), a sibling library installed editable (``pip install -e ../siblinglib``), and the
 research repository itself installed editable (``pip install -e .``). Its training script
 imports all three and logs a loss (exact), a timing declared not to reproduce, and an
-undeclared timing. The run is exported (its bundle carries the wheel and a git bundle),
-the wheel and the repository are then removed from this machine, the bundle is imported
+undeclared timing. The run is exported (its bundle carries the wheel and git bundles of the
+two repositories and of the sibling checkout), the wheel, the repository and the sibling are
+then removed from this machine and the git server stopped, the bundle is imported
 into an empty store, and the run rebuilt from a fresh clone: the image is built once from
 what the bundle carried (nothing of this env is in the registry before), the package is
 installed editable in the container, and the run reproduces bit for bit, with the same
@@ -32,7 +35,7 @@ import pytest
 from conftest import git
 from rebuild_support import LIB, NUMPY, VENV_PATH, Bed, envcap, report_of
 
-from buildtest_support import HOST_CA  # importable once rebuild_support is (it adds tests/build)
+from buildtest_support import HOST_CA, GitServer  # importable once rebuild_support is (it adds tests/build)
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 
@@ -45,6 +48,8 @@ import numpy as np
 import envcap
 from carrywheel import scale
 from gitdep import center
+from remotedep import shift
+from siblinglib import offset
 from research.data import load
 
 start = time.perf_counter()
@@ -52,7 +57,7 @@ with envcap.start_run(defaults={"epochs": 3, "lr": 0.05, "batch": 8}) as run:
     seeds = run.seed_everything()
     p = run.params
     X, y = load(p["data"])
-    X = center(X)
+    X = offset(shift(center(X)))
     order = np.random.default_rng(seeds.child("shuffle"))
     w = np.zeros(X.shape[1])
     for epoch in range(p["epochs"]):
@@ -125,6 +130,35 @@ def make_git_dependency(root: Path) -> Path:
     return root
 
 
+def make_sibling(root: Path) -> Path:
+    """A library of the lab's beside its research repository, installed editable
+    (``pip install -e ../siblinglib``) with an uncommitted change: not the run's own code,
+    so carried with the run, its change with the run's record."""
+    root.mkdir(parents=True)
+    (root / "pyproject.toml").write_text(PYPROJECT.format(name="siblinglib", version="0.2",
+                                                          what='py-modules = ["siblinglib"]'))
+    (root / "siblinglib.py").write_text("def offset(x):\n    return x + 1.0\n")
+    (root / ".gitignore").write_text("*.egg-info/\nbuild/\n__pycache__/\n")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "siblinglib 0.2")
+    # An uncommitted change the result depends on: the run keeps it, the build applies it.
+    (root / "siblinglib.py").write_text("def offset(x):\n    return x + 0.0\n")
+    return root
+
+
+def make_remote_dependency(root: Path, server: GitServer) -> str:
+    """A package on the lab's git server (pip install git+http://...): its URL."""
+    root.mkdir(parents=True)
+    (root / "pyproject.toml").write_text(PYPROJECT.format(name="remotedep", version="1.4",
+                                                          what='py-modules = ["remotedep"]'))
+    (root / "remotedep.py").write_text("def shift(x):\n    return x * 1.0\n")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "remotedep 1.4")
+    return server.publish(root, "remotedep")
+
+
 def make_research_project(root: Path) -> None:
     """The lab's repository: its package, installed editable, and the training script."""
     root.mkdir(parents=True)
@@ -149,9 +183,16 @@ class SetupsBed(Bed):
         make_research_project(self.project)
         self.wheel = make_wheel(tmp / "share" / "wheels")
         self.gitdep = make_git_dependency(tmp / "srv" / "git" / "gitdep")
+        self.sibling = make_sibling(tmp / "lab" / "siblinglib")
+        self.server = GitServer(tmp / "git-server")
+        self.remote = make_remote_dependency(tmp / "remote-src" / "remotedep", self.server)
         # The wheel still sits on the lab's share when the run is recorded (pip 23 records
         # no hash for a local file: the snapshot hashes it).
-        self.record_mounts = [self.wheel.parent]
+        self.record_mounts = [self.wheel.parent, self.sibling]
+
+    def close(self) -> None:
+        self.server.stop()
+        super().close()
 
     def make_source(self) -> None:
         script = f"""set -euo pipefail
@@ -164,11 +205,13 @@ export PIP_CONFIG_FILE=/dev/null PIP_CERT={HOST_CA} PIP_NO_CACHE_DIR=1 PIP_DISAB
 /opt/venv/bin/pip install -q --index-url https://pypi.org/simple {NUMPY}
 /opt/venv/bin/pip install -q {self.wheel}
 /opt/venv/bin/pip install -q git+file://{self.gitdep}
+/opt/venv/bin/pip install -q git+{self.remote}
+/opt/venv/bin/pip install -q -e {self.sibling}
 cd {self.project} && /opt/venv/bin/pip install -q -e .
 """
         mounts = [self.docker.types.Mount(str(p), str(p), type="bind", read_only=ro)
                   for p, ro in ((HOST_CA, True), (self.wheel.parent, True), (self.gitdep, True),
-                                (self.project, False))]
+                                (self.project, False), (self.sibling, False))]
         self.commit_source(script, mounts)
 
 
@@ -193,13 +236,16 @@ def carried(bed: SetupsBed) -> dict[str, Any]:
     proc = envcap("export", run_id, "-o", str(bundle), env=original)
     assert proc.returncode == 0, proc.stderr
     with zipfile.ZipFile(bundle) as zf:
-        members = sorted(n for n in zf.namelist() if n.startswith("deps/"))
+        members = sorted(n for n in zf.namelist() if n.startswith(("deps/", "code/editables/")))
     # The wheel and the git repository are gone from this machine (a share unmounted, a
     # server retired): only the bundle has them now.
     gone = bed.tmp / "gone"
     gone.mkdir()
     bed.wheel.parent.rename(gone / "wheels")
     bed.gitdep.rename(gone / "gitdep")
+    # So are the lab's git server (a private remote, retired) and the sibling checkout.
+    bed.server.stop()
+    bed.sibling.rename(gone / "siblinglib")
     home = bed.tmp / "store-elsewhere"
     proc = envcap("import", str(bundle), env={"ENVCAP_HOME": str(home)})
     assert proc.returncode == 0, proc.stderr
@@ -226,7 +272,13 @@ def _rebuild(bed: SetupsBed, carried: dict[str, Any], *args: str) -> subprocess.
 
 
 def test_item2_the_bundle_carries_what_no_index_serves_and_the_build_installs_it(carried: dict[str, Any]) -> None:
-    assert carried["members"] == [f"deps/git/gitdep-{_gitdep_commit(carried)}.bundle",
+    # The sibling checkout installed editable and the remote repository are carried too (the
+    # run's own repository is not: its rebuild installs it from the run's code).
+    # The sibling's uncommitted change travels with the run's record.
+    assert carried["members"] == ["code/editables/siblinglib.patch",
+                                  f"deps/editable/siblinglib-{_gitdep_commit(carried, 'siblinglib')}.bundle",
+                                  f"deps/git/gitdep-{_gitdep_commit(carried)}.bundle",
+                                  f"deps/git/remotedep-{_gitdep_commit(carried, 'remotedep')}.bundle",
                                   "deps/wheels/carrywheel-0.1-py3-none-any.whl"]
     report, proc = carried["report"], carried["proc"]
     assert proc.returncode == 0, (report.get("reasons"), report.get("caveats"), proc.stderr[-4000:])
@@ -240,12 +292,15 @@ def test_item2_the_bundle_carries_what_no_index_serves_and_the_build_installs_it
     assert "python package gitdep 0.3" in tiny.stderr and "--carry-limit" in tiny.stderr
 
 
-def _gitdep_commit(carried: dict[str, Any]) -> str:
+def _gitdep_commit(carried: dict[str, Any], name: str = "gitdep") -> str:
     from envcap.store.embedded import Store
 
     with Store(carried["home"]) as store:
         manifest = store.get(carried["original"].manifest)
-    [pkg] = [p for p in manifest.sections["python"]["packages"] if p["name"] == "gitdep"]
+    [pkg] = [p for p in manifest.sections["python"]["packages"] if p["name"] == name]
+    if pkg["origin"]["kind"] == "editable":
+        assert pkg["origin"]["git"]["dirty"] is True
+        return str(pkg["origin"]["git"]["commit"])
     assert pkg["origin"]["kind"] == "vcs"
     return str(pkg["origin"]["commit"])
 
@@ -360,6 +415,10 @@ def test_item2_what_is_gone_and_not_carried_is_refused_before_any_build_step(bed
         assert "Traceback" not in proc.stderr, what
         assert "python package carrywheel 0.1" in proc.stderr or "python package gitdep 0.3" in proc.stderr, \
             (what, proc.stderr)
+        if what in ("lock", "build", "rebuild"):
+            # Every package that cannot be had, named at once: the gone remote and sibling too.
+            assert "python package remotedep 1.4" in proc.stderr and "the remote cannot be reached" in proc.stderr
+            assert "python package siblinglib 0.2 (installed editable from" in proc.stderr
         # Refused before any build step: no base image chosen, no Dockerfile step run.
         assert "base image:" not in proc.stderr and "Step 1/" not in proc.stderr, (what, proc.stderr)
     assert not (bed.tmp / "lock-out").exists() and not (bed.tmp / "again.zip").exists()

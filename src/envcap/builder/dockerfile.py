@@ -99,6 +99,8 @@ def render(manifest: Manifest, lock: Lock, base_ref: str, *, env_allow: Iterable
         env_id=manifest.env_id, base=base_ref, labels=labels, steps="\n".join(steps))
     wheels = {Path(p.local_file).name: p.local_file for p in lock.pip_hashed if p.local_file}
     carried = {f"git/{p.name}.bundle": p.carried for p in lock.pip_vcs if p.carried}
+    carried.update({f"git/editable-{p.name}.bundle": p.carried for p in lock.pip_editable if p.carried})
+    carried.update({f"git/editable-{p.name}.patch": p.patch for p in lock.pip_editable if p.patch})
     return Rendered(text, dict(sorted(files.items())), dict(sorted(wheels.items())), tuple(notes),
                     dict(sorted(carried.items())))
 

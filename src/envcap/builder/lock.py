@@ -58,6 +58,7 @@ class Lock:
     python: PythonEnv | None = None
     pip_hashed: tuple[PipPin, ...] = ()
     pip_vcs: tuple[PipPin, ...] = ()
+    pip_editable: tuple[PipPin, ...] = ()  # editable checkouts other than a run's own, restored in the image
     requested: tuple[tuple[str, bool], ...] = ()  # REQUESTED marker per pip-installed name
     indexes: tuple[str, ...] = ()
     conda_prefix: str | None = None

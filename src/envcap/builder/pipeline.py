@@ -24,6 +24,7 @@ from ..store.base import StoreBackend
 from ..store import images as image_store
 from ..ecosystems.build import Sources
 from .base import choose_base, has_digest
+from . import aptindex
 from .carry import StoreSources
 from ..pins.errors import BuildError
 from .fidelity import Fidelity, check
@@ -148,7 +149,9 @@ def build(manifest: Manifest, options: BuildOptions, *, store: StoreBackend, pro
         # here, or the lock names what is missing before any build step.
         lock_, _ = make_lock(manifest, index_url=options.index_url, extra_index_urls=options.extra_index_urls,
                              pin_os=options.pin_os, settings=settings, ask_python=True,
-                             sources=StoreSources(store, Path(scratch)))
+                             sources=StoreSources(store, Path(scratch), env_id=manifest.env_id))
+        # A pinned OS version that neither the mirror nor the dated archive serves: refused here.
+        aptindex.check(lock_, mirror=settings.apt_mirror, progress=progress)
         t = lap("lock", t)
         if engine is not None:
             return _build_with(manifest, options, store, progress, engine, lock_, started, timings, lap, t,

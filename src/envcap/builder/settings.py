@@ -10,6 +10,9 @@ environment variable            ``[build]`` key               what
                                                               becomes the snapshot's time, ``20261203T101500Z``)
 ``ENVCAP_APT_ARCHIVE_KEY``      ``apt_archive_key``           the archive's signing key (an armored file), for a
                                                               site archive that Debian's keyring does not sign
+``ENVCAP_APT_MIRROR``           ``apt_mirror``                the mirror the base images install from, whose index
+                                                              is asked before a build whether it serves the pins
+                                                              (default: deb.debian.org, archive.ubuntu.com)
 ``ENVCAP_PYTHON_DOWNLOADS``     ``python_downloads``          uv's list of interpreter builds (a URL or a file in
                                                               uv's ``download-metadata.json`` format)
 ``ENVCAP_PYTHON_MIRROR``        ``python_mirror``             a mirror of python-build-standalone's releases
@@ -31,6 +34,7 @@ from ..core import config
 from ..core.errors import UsageError
 
 _KEYS = {"apt_archive": "ENVCAP_APT_ARCHIVE", "apt_archive_key": "ENVCAP_APT_ARCHIVE_KEY",
+         "apt_mirror": "ENVCAP_APT_MIRROR",
          "python_downloads": "ENVCAP_PYTHON_DOWNLOADS", "python_mirror": "ENVCAP_PYTHON_MIRROR", "uv": "ENVCAP_UV"}
 
 
@@ -38,6 +42,7 @@ _KEYS = {"apt_archive": "ENVCAP_APT_ARCHIVE", "apt_archive_key": "ENVCAP_APT_ARC
 class BuildSettings:
     apt_archive: str | None = None
     apt_archive_key: str | None = None
+    apt_mirror: str | None = None
     python_downloads: str | None = None
     python_mirror: str | None = None
     uv: str | None = None

@@ -72,8 +72,22 @@ def lock(env: str, output: str, index_url: str, extra: tuple[str, ...], offline:
     except EnvcapError:
         opened = nullcontext(None)  # no store here: only this machine's files count
     with opened as store, tempfile.TemporaryDirectory(prefix="envcap-carried-") as scratch:
+        sources = StoreSources(store, Path(scratch), env_id=manifest.env_id)
         result, hashes = make_lock(manifest, index_url=index_url, extra_index_urls=extra, offline=offline,
-                                   refresh=refresh, pin_os=_pins(pin_os), sources=StoreSources(store, Path(scratch)))
+                                   refresh=refresh, pin_os=_pins(pin_os), sources=sources)
+    if not offline:
+        # A pinned OS version that neither the mirror nor the dated archive serves: the
+        # lockfiles are still written (a site may have an archive that holds it), and the
+        # warning says that envcap build would refuse them.
+        from ..builder import aptindex
+        from ..builder.settings import BuildSettings
+        from ..pins.errors import LockError
+
+        try:
+            aptindex.check(result, mirror=BuildSettings.load().apt_mirror,
+                           progress=lambda line: click.echo(line, err=True))
+        except LockError as exc:
+            click.echo(f"warning: {safe(str(exc))} (envcap build refuses these pins as they are)", err=True)
     if result.pin_os:
         click.echo(f"OS packages pinned: {result.pin_os}", err=True)
     for path in result.write(output):

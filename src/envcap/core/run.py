@@ -161,6 +161,9 @@ class RunRecord:
         for item in self.git.get("untracked") or ():
             if item.get("object"):
                 yield item["object"], "run-file", f"untracked file {item['path']}"
+        for item in self.git.get("editables") or ():
+            if (item.get("diff") or {}).get("object"):
+                yield item["diff"]["object"], "run-diff", f"uncommitted diff of {item.get('path')}"
         for item in self.params_files:
             if item.get("object"):
                 yield item["object"], "run-file", f"parameter file {item['path']}"
@@ -363,6 +366,16 @@ def check_untrusted(record: RunRecord, source: str) -> None:
         if not isinstance(diff, Mapping):
             raise StoreError(f"{source}: git.diff must be a JSON object")
         oid(diff.get("object"), "git.diff.object")
+    for i, item in enumerate(items(git.get("editables"), "git.editables")):
+        path = item.get("path")
+        if not isinstance(path, str) or not path.startswith("/") or "\0" in path:
+            raise StoreError(f"{source}: git.editables[{i}].path must be an absolute path")
+        text(item.get("commit"), f"git.editables[{i}].commit")
+        text(item.get("name"), f"git.editables[{i}].name")
+        entry = item.get("diff")
+        if not isinstance(entry, Mapping):
+            raise StoreError(f"{source}: git.editables[{i}].diff must be a JSON object")
+        oid(entry.get("object"), f"git.editables[{i}].diff.object")
     for i, item in enumerate(items(git.get("untracked"), "git.untracked")):
         relpath(item.get("path"), f"git.untracked[{i}].path")
         oid(item.get("object"), f"git.untracked[{i}].object")

@@ -54,7 +54,16 @@ class Sources(Protocol):
         """A file holding the wheel recorded at ``path`` with that sha256, named as it was."""
 
     def git(self, name: str, version: str, path: str, commit: str) -> str | None:
-        """A git bundle of the repository recorded at ``path``, whose HEAD is ``commit``."""
+        """A git bundle of the repository recorded at ``path`` (or a remote's URL), whose HEAD is ``commit``."""
+
+    def editable(self, name: str, version: str, path: str, commit: str | None) -> str | None:
+        """A git bundle of the checkout an editable install was made from, whose HEAD is ``commit``."""
+
+    def editable_diff(self, name: str, path: str, commit: str) -> str | None:
+        """A patch of the uncommitted changes a run recorded of that checkout, when one did."""
+
+    def is_own(self, path: str) -> bool:
+        """Whether ``path`` lies in a run's own repository (its rebuild installs it from the run's code)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -469,8 +469,8 @@ def editable_installs(original: Original, code: CodePaths) -> tuple[EditablePlan
     An image cannot hold them (their source is the run's code, at the run's commit), so
     the rebuild installs each from the workspace, which is the recorded commit with the
     recorded diff applied, at the path it was recorded at. An editable install from any
-    other checkout is left out, as the build leaves it out (its source is not the run's
-    code), and the environment comparison lists it.
+    other checkout is the image's: the build carried it like a git dependency (see
+    :mod:`envcap.store.carried`) and installed it there.
     """
     from ..pins import validate as v
 
@@ -496,7 +496,7 @@ def editable_installs(original: Original, code: CodePaths) -> tuple[EditablePlan
             else None
         inside = root is not None and path is not None and (path == root or path.startswith(root.rstrip("/") + "/"))
         if not inside or root is None or path is None:
-            continue  # another checkout: not the run's code (the build notes it as not installed)
+            continue  # another checkout: not the run's code (the build installed it in the image)
         if interpreter is None:
             raise RebuildError(f"python package {name} {version} is installed editable, and the manifest names no "
                                "interpreter to install it with")

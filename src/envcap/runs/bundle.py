@@ -10,12 +10,14 @@
     environment/manifest.json   the manifest taken at the start (verified by its ids)
     code/diff.patch             the uncommitted changes (git apply)
     code/untracked/PATH         untracked files whose content was kept
+    code/editables/NAME.patch   the uncommitted changes of other checkouts installed editable
     params/PATH                 parameter files as read
     metrics.jsonl               every metric point
     resources.json              the resource usage samples (envcap.resources/1)
     configs/NAME.FORMAT         configs a framework composed (Hydra's)
     deps/wheels/FILE.whl        what no index serves (:mod:`envcap.store.carried`): local
-    deps/git/NAME-COMMIT.bundle wheels, and local git repositories at the recorded commit
+    deps/git/NAME-COMMIT.bundle wheels, git repositories (local or remote) and editable
+    deps/editable/NAME-COMMIT.bundle  checkouts other than the run's own, at the recorded commit
     params.json, seeds.json,    the parameters, seeds and data fingerprints, copied out
     data.json, notes.json       of the record for people to read
 
@@ -107,6 +109,9 @@ def stored_files(store: StoreBackend, record: Any) -> dict[str, bytes]:
     for item in record.git.get("untracked") or ():
         if item.get("object"):
             files[_member("code/untracked", item["path"])] = store.get_object(item["object"])
+    for item in record.git.get("editables") or ():
+        if (item.get("diff") or {}).get("object"):
+            files[_member("code/editables", f"{item.get('name')}.patch")] = store.get_object(item["diff"]["object"])
     for item in record.params_files:
         if item.get("object"):
             files[_member("params", item.get("repo_path") or os.path.basename(item["path"]))] = \
@@ -134,14 +139,13 @@ def carry(store: StoreBackend, record: Any, limit: int | None) -> tuple[dict[str
     files: dict[str, bytes] = {}
     index = []
     total = 0
-    for dep in carried.needs(manifest):
+    own = [record.git.get("root")] if record.git.get("in_repository") else []
+    for dep in carried.needs(manifest, own=own):
         data = carried.obtain(store, dep)
         if data is None:
-            where = "is not on this machine or is not the recorded file" if dep.kind == "wheel" else \
-                "is not on this machine, or no longer holds that commit"
-            raise UsageError(f"cannot export run {record.id}: {dep.what} {where}, and no bundle carried it here. "
-                             "Export the run on a machine that has it, or install that package from an index "
-                             "and record the run again")
+            raise UsageError(f"cannot export run {record.id}: {dep.what} cannot be had: {carried.why_not(dep)}, "
+                             "and no bundle carried it here. Export the run on a machine that has it, or install "
+                             "that package from an index and record the run again")
         total += len(data)
         if total > limit:
             raise UsageError(f"cannot export run {record.id}: carrying {dep.what} ({carried.size_text(len(data))}) "
@@ -433,6 +437,9 @@ def _carried(source: str, index: dict[str, Any], members: dict[str, bytes], mani
         if dep.kind == "wheel" and hashlib.sha256(data).hexdigest() != dep.key:
             raise StoreError(f"{source}: {member} is not the wheel the run's environment recorded "
                              f"(sha256 {dep.key})")
+        if dep.kind != "wheel" and not carried.bundle_holds(data, dep):
+            raise StoreError(f"{source}: {member} is not a git bundle whose HEAD is the recorded commit "
+                             f"{dep.commit}")
         out.append((dep, digest(data), data))
     return out
 

@@ -9,7 +9,11 @@ What is recorded, for the repository holding the working directory:
   stored as an object so the tree can be rebuilt byte for byte;
 - ``untracked``: every untracked, non-ignored file with its size and sha256, and its
   content stored as an object up to a cap per file and in all;
-- ``submodules``: each submodule's path and checked-out commit.
+- ``submodules``: each submodule's path and checked-out commit;
+- ``editables``: for each checkout the environment installed editable that is not this
+  repository (``pip install -e ../lib``) and had uncommitted changes, its path, commit and
+  ``git diff HEAD --binary`` (an object, as ``diff``), so that a build can put the
+  checkout back as it was (see :func:`editable_diffs`).
 
 Content that looks like it holds a secret (a private key, a token in a known format) is
 not stored: its hash and size are, with the reason. Outside a repository (or without
@@ -321,6 +325,31 @@ def _withhold_reason(data: bytes, redactor: Redactor, limit: int | None, what: s
     if redactor.may_contain_secret(text) and redactor.text(text) != text:
         return f"withheld: the {what} looks like it holds a secret"
     return None
+
+
+def editable_diffs(manifest: Any, root: str | None, redactor: Redactor, cap: Capture) -> list[dict[str, Any]]:
+    """The uncommitted changes of the checkouts ``manifest``'s environment installed
+    editable, other than the run's own repository (``root``), that were recorded dirty and
+    are still at their recorded commit; each diff's bytes go into ``cap``'s blobs."""
+    from ..store.carried import needs
+
+    out = []
+    for dep in needs(manifest, own=[root] if root else []):
+        if dep.kind != "editable" or dep.commit is None or not dep.dirty or not os.path.isdir(dep.path):
+            continue
+        head = proc.git(["rev-parse", "HEAD"], dep.path)
+        if head is None or head.returncode != 0 or head.stdout.decode("ascii", "replace").strip() != dep.commit:
+            continue  # moved on since the snapshot read it: its changes are not the run's
+        try:
+            entry = _diff(dep.path, dep.commit, redactor, cap)
+        except StoreError:
+            continue
+        if entry["size"] == 0:
+            # Dirty by untracked files alone: no tracked change to keep (and no empty patch to apply).
+            cap.blobs.pop(entry["sha256"], None)
+            entry["object"] = None
+        out.append({"name": dep.name, "path": dep.path, "commit": dep.commit, "diff": entry})
+    return out
 
 
 # -- rebuilding ----------------------------------------------------------------------------

@@ -176,12 +176,33 @@ class Session:
             problems.append(f"the code's uncommitted content could not be stored: {exc}")
         if manifest is None:
             manifest = self.take_snapshot(python)
+        self._editable_diffs(manifest, problems)
         env = self._store_manifest(manifest, problems)
         data = self._fingerprint_data(problems)
         self._keep_listings(data)
         self.record = self.record.evolve(git=dict(self._git.state), params_files=tuple(self._params_entries),
                                          data=tuple(data), problems=tuple(problems), **env)
         self._put()
+
+    def _editable_diffs(self, manifest: Any, problems: list[str]) -> None:
+        """Keep the uncommitted changes of the other checkouts the environment installed
+        editable (a sibling library), as the run's own diff is kept."""
+        from ..core.manifest import Manifest
+        from .git import editable_diffs
+
+        assert self._git is not None
+        if not isinstance(manifest, Manifest):
+            return
+        extra = Capture({}, None)
+        entries = editable_diffs(manifest, self._git.root, self.redactor, extra)
+        if not entries:
+            return
+        try:
+            self._objects += extra.store_blobs(self.store)
+        except EnvcapError as exc:
+            problems.append(f"the uncommitted changes of an editable checkout could not be stored: {exc}")
+            return
+        self._git.state["editables"] = entries
 
     def take_snapshot(self, python: str | None, env: dict[str, str] | None = None) -> Any:
         """The environment's manifest, or the error that kept it from being taken."""

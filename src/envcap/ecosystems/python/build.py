@@ -45,6 +45,7 @@ class PipPin:
     repo_path: str | None = None  # a local git repository, restored at this path for the build
     carried: str | None = None  # the git bundle (a file on this machine) it is restored from
     revision: str | None = None  # the revision pip was asked for, when the run's pip was asked for one
+    patch: str | None = None  # an editable checkout's recorded uncommitted changes (a file on this machine)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,8 @@ def lock_part(manifest: Manifest, request: LockRequest, unlocked: list[Unlocked]
     from_index: list[tuple[str, str]] = []
     pins: list[PipPin] = []
     vcs: list[PipPin] = []
+    editable: list[PipPin] = []
+    refused: list[str] = []
     requested: list[tuple[str, bool]] = []
     for i, package in enumerate(python.packages):
         where = f"sections.python.packages[{i}]"
@@ -97,7 +100,11 @@ def lock_part(manifest: Manifest, request: LockRequest, unlocked: list[Unlocked]
             url = v.url(f"{where}.origin.url", origin.url)
             sha = v.commit(f"{where}.origin.commit", origin.commit)
             if tool == "git" and url.startswith("file:///"):
-                vcs.append(_local_git(name, version, url, sha, origin.requested_revision, where, request))
+                _unless_refused(refused, vcs, _local_git, name, version, url, sha, origin.requested_revision, where,
+                                request)
+            elif tool == "git" and request.sources is not None and _REMOTE_GIT.match(url):
+                _unless_refused(refused, vcs, _remote_git, name, version, url, sha, origin.requested_revision, where,
+                                request)
             else:
                 vcs.append(PipPin(name, version, url=f"{tool}+{url}@{sha}"))
         elif kind in ("file", "url") and origin.sha256:
@@ -108,10 +115,13 @@ def lock_part(manifest: Manifest, request: LockRequest, unlocked: list[Unlocked]
             else:
                 local = url[len("file://"):] if url.startswith("file://") else None
                 if local is not None and request.sources is not None:
-                    found = request.sources.wheel(name, version, local, sha)
+                    already = len(refused)
+                    found = _unless_refused(refused, None, request.sources.wheel, name, version, local, sha)
                     if found is None:
-                        raise LockError(_cannot_have(f"python package {name} {version} (the local wheel {local})",
-                                                     "the wheel is not at that path (or is not the recorded file)"))
+                        if len(refused) == already:  # not found (not refused for its size)
+                            refused.append(_cannot_have(f"python package {name} {version} (the local wheel {local})",
+                                                        "the wheel is not at that path (or is not the recorded file)"))
+                        continue
                     # Installed from its recorded path (put back there for the step), so that
                     # pip records the origin the run's pip did.
                     pins.append(PipPin(name, version, (sha,), url=f"{url}#sha256={sha}", local_file=found,
@@ -120,6 +130,10 @@ def lock_part(manifest: Manifest, request: LockRequest, unlocked: list[Unlocked]
                     continue
                 pins.append(PipPin(name, version, (sha,), local_file=local,
                                    comment=f"local file {url}: put it in a --find-links folder"))
+        elif kind == "editable" and request.sources is not None and origin.url and origin.url.startswith("file:///") \
+                and not request.sources.is_own(origin.url[len("file://"):]):
+            # A checkout that is not a run's own repository: carried like a git dependency.
+            _unless_refused(refused, editable, _sibling, name, version, origin, where, request)
         elif kind in ("editable", "directory"):
             where_from = (f" at {v.commit(f'{where}.origin.git.commit', origin.git.commit)}"
                           if origin.git and origin.git.commit else "")
@@ -130,6 +144,9 @@ def lock_part(manifest: Manifest, request: LockRequest, unlocked: list[Unlocked]
         else:
             unlocked.append(Unlocked("python", name, version, f"origin {v.comment(f'{where}.origin.kind', kind)}: "
                                      "envcap cannot tell where it came from"))
+    if refused:
+        raise LockError("\n".join(refused) if len(refused) == 1 else
+                        f"{len(refused)} packages cannot be had:\n" + "\n".join(f"- {r}" for r in refused))
     index_pins, used = _hash_pins(from_index, request.hashes, request.index_url, request.extra_index_urls, unlocked)
     pins.extend(index_pins)
     fields = {
@@ -137,12 +154,13 @@ def lock_part(manifest: Manifest, request: LockRequest, unlocked: list[Unlocked]
         "python_install": managed_choice(manifest, env, request.python_offer),
         "pip_hashed": tuple(sorted(pins, key=lambda p: p.name)),
         "pip_vcs": tuple(sorted(vcs, key=lambda p: p.name)),
+        "pip_editable": tuple(sorted(editable, key=lambda p: p.name)),
         "requested": tuple(sorted(requested)),
         "indexes": used,
     }
     files = {}
     # Written when anything at all is left unlocked, so that its list is found beside the pins.
-    if fields["pip_hashed"] or unlocked:
+    if fields["pip_hashed"] or fields["pip_editable"] or unlocked:
         files["requirements.txt"] = _requirements(manifest, fields, unlocked)
     if fields["pip_vcs"]:
         files["requirements-vcs.txt"] = _requirements_vcs(manifest, fields)
@@ -165,10 +183,26 @@ def managed_choice(manifest: Manifest, env: PythonEnv, offer: interpreter.Offer 
 _REVISION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,200}$")
 
 
-def _cannot_have(what: str, why: str) -> str:
+def _unless_refused(refused: list[str], out: list[PipPin] | None, make: Any, *args: Any) -> Any:
+    """``make(*args)``, appended to ``out``; a :class:`LockError` (what cannot be had, or
+    what passes the carry limit) is kept in ``refused`` instead, so that the lock names
+    every such package at once."""
+    try:
+        made = make(*args)
+    except LockError as exc:
+        refused.append(str(exc))
+        return None
+    if out is not None:
+        out.append(made)
+    return made
+
+
+def _cannot_have(what: str, why: str, *, remote: bool = False, editable: bool = False) -> str:
+    where = "the remote answered" if remote else "it was there"
+    fix = ("commit the checkout's changes, install it from an index or a git URL, and record the run again"
+           if editable else "install that package from an index and record the run again")
     return (f"{what} cannot be had: {why}, and no run bundle imported here carries it. Import the bundle of a run "
-            "exported where it was there (envcap export RUN carries it), or install that package from an index "
-            "and record the run again")
+            f"exported where {where} (envcap export RUN carries it), or {fix}")
 
 
 def _local_git(name: str, version: str, url: str, sha: str, revision: str | None, where: str,
@@ -177,11 +211,7 @@ def _local_git(name: str, version: str, url: str, sha: str, revision: str | None
     the repository at the same path from a git bundle (carried by the run's bundle, or made
     from the repository when it is still here) and pip installs from it as it did then."""
     path = v.path(f"{where}.origin.url", url[len("file://"):])
-    if revision is not None and (revision == sha or sha.startswith(revision)):
-        revision = sha
-    elif revision is not None and (not _REVISION.match(revision) or ".." in revision):
-        raise ManifestRefused(f"manifest refused: {where}.origin.requested_revision = {revision!r} "
-                              "is not a git revision name")
+    revision = _revision(revision, sha, where)
     carried = None
     if request.sources is not None:
         carried = request.sources.git(name, version, path, sha)
@@ -191,6 +221,70 @@ def _local_git(name: str, version: str, url: str, sha: str, revision: str | None
     return PipPin(name, version, url=f"git+{url}" + (f"@{revision}" if revision else "") + f"#egg={name}",
                   repo_path=path, carried=carried, revision=revision,
                   comment=f"local repository at commit {sha}")
+
+
+# A remote's URL that pip can clone again (credentials were stripped when it was recorded).
+_REMOTE_GIT = re.compile(r"^(?:https?|ssh|git)://[^\s#?]+$")
+
+
+def _remote_git(name: str, version: str, url: str, sha: str, revision: str | None, where: str,
+                request: LockRequest) -> PipPin:
+    """A package pip installed from a remote git repository: the build installs it from a
+    git bundle of the recorded commit (carried into the store by a run's bundle, or made
+    from the remote when it answers), the remote's URL rewritten to the bundle for that
+    step only, so that pip records the URL the run's pip did."""
+    assert request.sources is not None
+    carried = request.sources.git(name, version, url, sha)
+    if carried is None:
+        raise LockError(_cannot_have(f"python package {name} {version} (git+{url} at {sha})",
+                                     "the remote cannot be reached (or no longer serves that commit)",
+                                     remote=True))
+    # The lockfile pins the commit (it installs the same by hand, from the remote); the
+    # build's step asks for it as the run's pip did (see _as_asked).
+    return PipPin(name, version, url=f"git+{url}@{sha}", repo_path=url, carried=carried,
+                  revision=_revision(revision, sha, where),
+                  comment=f"remote repository at commit {sha}: installed from a git bundle envcap serves")
+
+
+def _revision(revision: str | None, sha: str, where: str) -> str | None:
+    if revision is not None and (revision == sha or sha.startswith(revision)):
+        return sha
+    if revision is not None and (not _REVISION.match(revision) or ".." in revision):
+        raise ManifestRefused(f"manifest refused: {where}.origin.requested_revision = {revision!r} "
+                              "is not a git revision name")
+    return revision
+
+
+def _sibling(name: str, version: str, origin: Any, where: str, request: LockRequest) -> PipPin:
+    """A package installed editable from a checkout that is not a run's own repository: the
+    build restores the checkout at its recorded path and commit from a git bundle (carried
+    by a run's bundle, or made from the checkout when it is still here) and installs it
+    editable there, as the run's pip did."""
+    assert request.sources is not None
+    path = v.path(f"{where}.origin.url", origin.url[len("file://"):])
+    commit = v.commit(f"{where}.origin.git.commit", origin.git.commit) if origin.git and origin.git.commit else None
+    what = f"python package {name} {version} (installed editable from {path}" + (f" at {commit})" if commit else ")")
+    if commit is None:
+        raise LockError(_cannot_have(what, "the checkout was not a git checkout when it was recorded, so no commit "
+                                     "says what it held", editable=True))
+    carried = request.sources.editable(name, version, path, commit)
+    if carried is None:
+        raise LockError(_cannot_have(what, "the checkout is not on this machine, or no longer holds that commit",
+                                     editable=True))
+    dirty = bool(origin.git and origin.git.dirty)
+    patch = request.sources.editable_diff(name, path, commit) if dirty else None
+    branch = origin.git.branch if origin.git else None
+    if branch is not None and (not _REVISION.match(branch) or ".." in branch):
+        raise ManifestRefused(f"manifest refused: {where}.origin.git.branch = {branch!r} is not a git branch name")
+    # The checkout is put back on the branch it was on (its name only: the commit is the recorded one).
+    if patch is not None:
+        state = " with the uncommitted changes a run recorded"
+    elif dirty:
+        state = " (recorded with uncommitted changes, which no record holds: installed without them)"
+    else:
+        state = ""
+    return PipPin(name, version, repo_path=path, carried=carried, revision=branch, patch=patch,
+                  comment=f"editable checkout at commit {commit}{state}")
 
 
 def _hash_pins(wanted: list[tuple[str, str]], hashes: IndexHashes | None, index_url: str,
@@ -254,6 +348,10 @@ def _requirements(manifest: Manifest, fields: Mapping[str, Any], unlocked: list[
                          for i, h in enumerate(pin.hashes))
         if pin.comment:
             lines.append(f"    # {pin.comment}")
+    if fields["pip_editable"]:
+        lines += ["", "# Editable checkouts that are not the run's own (envcap build restores each at its path "
+                      "and commit, then pip install --no-deps -e PATH):"]
+        lines.extend(f"#   {p.name}=={p.version}: {p.repo_path} ({p.comment})" for p in fields["pip_editable"])
     python_unlocked = [u for u in unlocked if u.section == "python"]
     if python_unlocked:
         lines += ["", "# Not locked (envcap cannot pin these):"]
@@ -272,17 +370,29 @@ def _requirements_vcs(manifest: Manifest, fields: Mapping[str, Any]) -> str:
     ]
     # A file:// URL has no host, which "NAME @ URL" does not allow in older pips: the
     # "#egg=" form installs the same.
-    lines.extend(p.url if p.repo_path else f"{p.name} @ {p.url}" for p in fields["pip_vcs"])
+    lines.extend(p.url if p.url and p.url.startswith("git+file:") else f"{p.name} @ {p.url}"
+                 for p in fields["pip_vcs"])
     return "\n".join(lines) + "\n"
 
 
 # -- Dockerfile steps ------------------------------------------------------------------
 
 
+def _as_asked(text: str, pins: tuple[PipPin, ...]) -> str:
+    """The VCS lockfile as the build's step uses it: a remote repository carried by envcap
+    is served at the recorded commit as its HEAD, so each is asked for as the run's pip
+    asked (its branch, tag or nothing), and pip records the same requested revision."""
+    for p in pins:
+        if p.carried and p.repo_path and not p.repo_path.startswith("/") and p.url:
+            asked = f"{p.name} @ git+{p.repo_path}" + (f"@{p.revision}" if p.revision else "")
+            text = text.replace(f"{p.name} @ {p.url}\n", asked + "\n")
+    return text
+
+
 def steps(manifest: Manifest, lock: Lock) -> BuildPart:
     env = lock.python
     choice: interpreter.Choice | None = lock.python_install
-    if env is None or not (lock.pip_hashed or lock.pip_vcs or lock.requested or choice):
+    if env is None or not (lock.pip_hashed or lock.pip_vcs or lock.pip_editable or lock.requested or choice):
         return NO_BUILD
     python_section = manifest.record(PythonSection)
     packages = python_section.packages if python_section else ()
@@ -296,7 +406,7 @@ def steps(manifest: Manifest, lock: Lock) -> BuildPart:
         note = choice.note()
         if note:
             notes.append(note)
-        if not (lock.pip_hashed or lock.pip_vcs or lock.requested):
+        if not (lock.pip_hashed or lock.pip_vcs or lock.pip_editable or lock.requested):
             return BuildPart(steps=tuple(out), notes=tuple(notes))
     major_minor = ".".join(env.version.split(".")[:2])
     if env.is_venv:
@@ -310,6 +420,8 @@ def steps(manifest: Manifest, lock: Lock) -> BuildPart:
         python = env.executable or f"{env.prefix}/bin/python{major_minor}"
     names = tuple(n for n in ("requirements.txt", "requirements-vcs.txt") if n in lock.files)
     files = {name: lock.files[name] for name in names}
+    if "requirements-vcs.txt" in files:
+        files["requirements-vcs.txt"] = _as_asked(files["requirements-vcs.txt"], lock.pip_vcs)
     files["python-requested.txt"] = "".join(
         f"{name} {'requested' if flag else 'dependency'}\n" for name, flag in lock.requested)
     wheels = []
@@ -326,6 +438,15 @@ def steps(manifest: Manifest, lock: Lock) -> BuildPart:
         files["vcs-restore.txt"] = "".join(f"git/{p.name}.bundle {p.repo_path} {p.revision or '-'}\n"
                                            for p in restored)
         names = (*names, "vcs-restore.txt")
+    if lock.pip_editable:
+        # Each line: the served git bundle, the checkout's path, its branch and the served patch
+        # of its recorded uncommitted changes ("-": none); the checkout stays in the image.
+        files["editable-restore.txt"] = "".join(
+            f"git/editable-{p.name}.bundle {p.repo_path} {p.revision or '-'} "
+            f"{f'git/editable-{p.name}.patch' if p.patch else '-'}\n" for p in lock.pip_editable)
+        names = (*names, "editable-restore.txt")
+        notes.extend(f"python: {p.name} {p.version}: {p.comment}" for p in lock.pip_editable
+                     if p.comment and "which no record holds" in p.comment)
     placed = sorted((p for p in lock.pip_hashed if p.local_file and p.repo_path), key=lambda p: p.name)
     if placed:
         # Each line: the served wheel and the path it is put back at for pip.
