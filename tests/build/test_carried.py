@@ -266,6 +266,34 @@ def test_a_remote_repository_and_a_sibling_checkout_are_carried_then_found_in_th
         server.stop()
 
 
+def test_lock_offline_asks_no_remote_only_what_the_store_carries(tmp_path: Path) -> None:
+    from buildtest_support import GitServer
+
+    server = GitServer(tmp_path / "served")
+    try:
+        s = _other_setups(tmp_path, server)
+        manifest = s["manifest"]
+        with Store(tmp_path / "home") as store:
+            _put_run(store, manifest)
+            # The server answers, but --offline does not ask it: refused, saying why.
+            with pytest.raises(LockError) as info:
+                lock(manifest, hashes=None, sources=StoreSources(store, tmp_path / "s1", env_id=manifest.env_id,
+                                                                 offline=True))
+            assert f"python package remotedep 1.0 (git+{s['url']} at {s['remote_commit']}) cannot be had: " \
+                   "--offline asks no remote" in str(info.value)
+            # Once a bundle carried it into the store, the offline lock has it, with the server gone.
+            [dep] = [d for d in carried.needs(manifest, own=["/work/research"]) if d.remote]
+            data = carried.here(dep)
+            assert data is not None
+            _keep(store, dep, data)
+            server.stop()
+            result = lock(manifest, hashes=None, sources=StoreSources(store, tmp_path / "s2", env_id=manifest.env_id,
+                                                                      offline=True))
+            assert result.pip_vcs[0].carried
+    finally:
+        server.stop()
+
+
 def test_what_passes_the_carry_limit_is_refused_by_the_lock(local: dict[str, Any], tmp_path: Path) -> None:
     with Store(tmp_path / "home") as store, pytest.raises(LockError) as info:
         lock(local["manifest"], hashes=None, sources=StoreSources(store, tmp_path / "scratch", limit=16))

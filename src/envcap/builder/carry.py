@@ -26,8 +26,9 @@ class StoreSources:
     run's bundle may carry: what a build here installs can be carried elsewhere."""
 
     def __init__(self, store: StoreBackend | None, scratch: Path, *, env_id: str | None = None,
-                 limit: int | None = None) -> None:
+                 limit: int | None = None, offline: bool = False) -> None:
         self.store = store
+        self.offline = offline  # no remote repository is asked: only what a bundle carried into the store
         self.scratch = scratch
         self.limit = carried.limit_from() if limit is None else limit
         self.total = 0
@@ -81,7 +82,7 @@ class StoreSources:
         return carried.inside(posixpath.normpath(path), self._own)
 
     def _bundle(self, dep: carried.Dependency) -> str | None:
-        data = carried.obtain(self.store, dep)
+        data = carried.obtain(self.store, dep, remote_ok=not self.offline)
         if data is None:
             return None
         self._count(dep, len(data))

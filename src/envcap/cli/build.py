@@ -72,7 +72,7 @@ def lock(env: str, output: str, index_url: str, extra: tuple[str, ...], offline:
     except EnvcapError:
         opened = nullcontext(None)  # no store here: only this machine's files count
     with opened as store, tempfile.TemporaryDirectory(prefix="envcap-carried-") as scratch:
-        sources = StoreSources(store, Path(scratch), env_id=manifest.env_id)
+        sources = StoreSources(store, Path(scratch), env_id=manifest.env_id, offline=offline)
         result, hashes = make_lock(manifest, index_url=index_url, extra_index_urls=extra, offline=offline,
                                    refresh=refresh, pin_os=_pins(pin_os), sources=sources)
     if not offline:

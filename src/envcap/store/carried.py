@@ -286,12 +286,13 @@ def bundle_holds(data: bytes, dep: Dependency) -> bool:
     return any(line.split()[:1] == [dep.commit.encode()] for line in out.stdout.splitlines())
 
 
-def obtain(store: Store | None, dep: Dependency) -> bytes | None:
+def obtain(store: Store | None, dep: Dependency, *, remote_ok: bool = True) -> bytes | None:
     """``dep`` from this machine, else from what a bundle carried into ``store``; a remote
-    repository is asked only when nothing carried it here already."""
+    repository is asked only when nothing carried it here already, and not at all unless
+    ``remote_ok`` (``lock --offline``)."""
     if dep.remote:
         data = find(store, dep) if store is not None else None
-        return data if data is not None else here(dep)
+        return data if data is not None or not remote_ok else here(dep)
     data = here(dep)
     if data is None and store is not None:
         data = find(store, dep)

@@ -236,9 +236,9 @@ def _remote_git(name: str, version: str, url: str, sha: str, revision: str | Non
     assert request.sources is not None
     carried = request.sources.git(name, version, url, sha)
     if carried is None:
-        raise LockError(_cannot_have(f"python package {name} {version} (git+{url} at {sha})",
-                                     "the remote cannot be reached (or no longer serves that commit)",
-                                     remote=True))
+        why = ("--offline asks no remote" if getattr(request.sources, "offline", False)
+               else "the remote cannot be reached (or no longer serves that commit)")
+        raise LockError(_cannot_have(f"python package {name} {version} (git+{url} at {sha})", why, remote=True))
     # The lockfile pins the commit (it installs the same by hand, from the remote); the
     # build's step asks for it as the run's pip did (see _as_asked).
     return PipPin(name, version, url=f"git+{url}@{sha}", repo_path=url, carried=carried,
