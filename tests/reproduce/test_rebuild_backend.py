@@ -107,3 +107,41 @@ def test_the_run_is_dropped_to_the_callers_ids_with_the_environment_it_would_hav
     assert done.stdout.split() == ["4242", "4243", "4243", "unset"]
     kept = subprocess.run(argv, env={**env, "LC_CTYPE": "C.UTF-8"}, capture_output=True, text=True, check=False)
     assert kept.stdout.split()[-1] == "C.UTF-8"
+
+
+def test_checkouts_the_build_restored_are_given_to_the_caller_before_the_run(tmp_path: Path) -> None:
+    """A sibling checkout the build restored in the image is root's; on the run's machine it
+    was the caller's, and git reads the state of no checkout another user owns. The
+    launcher gives it to the caller before the run (and only when it drops to them)."""
+    import shutil
+    import tempfile
+
+    import pytest
+
+    python = Path("/usr/bin/python3")
+    if os.getuid() != 0 or not python.is_file() or shutil.which("git") is None:
+        pytest.skip("needs root, git and /usr/bin/python3")
+    root = Path(tempfile.mkdtemp(prefix="envcap-own-"))
+    try:
+        root.chmod(0o755)
+        sibling = root / "lab" / "siblinglib"
+        sibling.mkdir(parents=True)
+        (sibling / "a.py").write_text("A = 1\n")
+        for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"]):
+            subprocess.run(["git", "-C", str(sibling), *args], check=True)
+        out = root / "out"
+        out.mkdir()
+        status = f'git -C {sibling} status --porcelain >/dev/null 2>&1; echo "rc=$?"'
+        spec = ContainerSpec(image="x", argv=("/bin/sh", "-c", status), workdir=str(root))
+        env = {**os.environ, "HOME": str(root)}
+        kept = subprocess.run(launcher(spec, str(out), "pass", {}, [str(python)], drop="4242:4243"),
+                              env=env, capture_output=True, text=True, check=False)
+        assert kept.stdout.split() == ["rc=128"], kept.stderr  # git: "dubious ownership"
+        given = subprocess.run(launcher(spec, str(out), "pass", {}, [str(python)], drop="4242:4243",
+                                        own=[str(sibling), str(root / "gone")]),
+                               env=env, capture_output=True, text=True, check=False)
+        assert given.stdout.split() == ["rc=0"], given.stderr
+        assert all(p.stat().st_uid == 4242 for p in [sibling, *sibling.rglob("*")])
+        assert root.stat().st_uid == 0 and (root / "lab").stat().st_uid == 0
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -75,9 +75,11 @@ os.execvp(sys.argv[3], sys.argv[3:])
 # has, else in pip's isolated build environment from the index. Where ``drop`` is set
 # the container started as root so that pip can write into the image's root-owned
 # environment: what pip wrote into the workspace is given to the caller, and the rest
-# runs as the caller.
-LAUNCHER = r"""out=$1 script=$2 args=$3 n=$4 e=$5 ca=$6 backend=$7 drop=$8 run=$9
-shift 9
+# runs as the caller, who is also given the checkouts the build restored in the image
+# (``own``, one path a line: editable installs of other checkouts, the caller's on the
+# run's machine; git will not read a checkout another user owns).
+LAUNCHER = r"""out=$1 script=$2 args=$3 n=$4 e=$5 ca=$6 backend=$7 drop=$8 run=$9 own=${10}
+shift 10
 py=
 while [ "$n" -gt 0 ]; do
   if [ -z "$py" ] && [ -x "$1" ]; then py=$1; fi
@@ -107,6 +109,9 @@ done
 if [ -f "$out/installing" ]; then date +%s.%N >"$out/installed" 2>/dev/null; fi
 if [ -n "$drop" ]; then
   chown "$drop" "$out"/editable.* "$out"/install* 2>/dev/null
+  printf '%s\n' "$own" | while IFS= read -r p; do
+    if [ -n "$p" ] && [ -d "$p" ]; then chown -R "$drop" "$p" 2>/dev/null; fi
+  done
   if [ -n "$py" ]; then
     exec "$py" -I -S -B -c "$DROP" "$drop" "${LC_CTYPE+set}" /bin/sh -c "$run" envcap-run "$out" "$script" "$args" \
       "$py" "$@"
@@ -120,14 +125,15 @@ exec /bin/sh -c "$run" envcap-run "$out" "$script" "$args" "$py" "$@"
 
 def launcher(spec: ContainerSpec, out_dir: str, capture_script: str, capture_args: Mapping[str, Any],
              interpreters: Sequence[str], editables: Sequence[tuple[str, str]] = (), ca: str = "",
-             backend: str = "", drop: str = "") -> list[str]:
+             backend: str = "", drop: str = "", own: Sequence[str] = ()) -> list[str]:
     """The entry point that installs the run's own package editable (``editables``: pairs
     of interpreter and checkout; ``backend``: the build backend's folder in the container;
-    ``drop``: the caller's uid:gid where the container starts as root for that install),
+    ``drop``: the caller's uid:gid where the container starts as root for that install;
+    ``own``: checkouts in the image given to the caller before the run),
     captures the environment beside the command and runs the command."""
     return ["/bin/sh", "-c", LAUNCHER.replace('"$DROP"', _sh_quote(DROP)), "envcap-rebuild", out_dir,
             capture_script, json.dumps(dict(capture_args)), str(len(interpreters)), str(len(editables)), ca, backend,
-            drop, RUN, *interpreters, *[word for pair in editables for word in pair], *spec.argv]
+            drop, RUN, "\n".join(own), *interpreters, *[word for pair in editables for word in pair], *spec.argv]
 
 
 def _sh_quote(text: str) -> str:

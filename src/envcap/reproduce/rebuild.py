@@ -29,6 +29,7 @@ import dataclasses
 
 import json
 import os
+import posixpath
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -276,14 +277,17 @@ class _Install:
 
     backend: str = ""  # the build backend's folder on this machine (mounted at BACKEND_MOUNT), or ""
     drop: str = ""  # uid:gid: the container starts as root for the install, the run then as the caller
+    own: tuple[str, ...] = ()  # checkouts the build restored in the image, given to the caller before the run
 
 
 def _install_step(plan: RebuildPlan, workspace: str, store_path: Path, progress: Callable[[str], None]) -> _Install:
     """The build backend of the run's own package (made once, kept in the store) and, for a
     caller who is not root, the install as root in the container: the image's environment
     is root's, and the package goes into it as it went in where the run was recorded."""
+    uid, gid = os.getuid(), os.getgid()
+    siblings = _restored_checkouts(plan) if uid != 0 else ()
     if not plan.editables:
-        return _Install()
+        return _Install(drop=f"{uid}:{gid}", own=siblings) if siblings else _Install()
     from . import backend as backend_mod
 
     python = plan.original.manifest.sections.get("python") or {}
@@ -299,8 +303,26 @@ def _install_step(plan: RebuildPlan, workspace: str, store_path: Path, progress:
                  f"({found.note}; mounted at {BACKEND_MOUNT})")
     else:
         progress(f"build backend of the run's package: none prepared ({found.note}); pip builds it its own way")
-    uid, gid = os.getuid(), os.getgid()
-    return _Install(backend=str(found.path) if found.path else "", drop=f"{uid}:{gid}" if uid != 0 else "")
+    return _Install(backend=str(found.path) if found.path else "", drop=f"{uid}:{gid}" if uid != 0 else "",
+                    own=siblings)
+
+
+def _restored_checkouts(plan: RebuildPlan) -> tuple[str, ...]:
+    """The editable installs of other checkouts than the run's own, which the build restored
+    at their recorded paths in the image (as root): on the run's machine they were the
+    caller's, and git reads the state of no checkout another user owns."""
+    python = plan.original.manifest.sections.get("python") or {}
+    packages = python.get("packages") if isinstance(python, dict) else None
+    code = plan.code.target.rstrip("/") + "/"
+    out = []
+    for package in packages if isinstance(packages, list) else ():
+        origin = package.get("origin") if isinstance(package, dict) else None
+        url = origin.get("url") if isinstance(origin, dict) and origin.get("kind") == "editable" else None
+        if isinstance(url, str) and url.startswith("file:///"):
+            path = posixpath.normpath(url[len("file://"):])
+            if not (path + "/").startswith(code) and path.startswith("/") and "\n" not in path:
+                out.append(path)
+    return tuple(dict.fromkeys(out))
 
 
 def _spec(plan: RebuildPlan, outputs: list[plan_mod.OutputPlan], *, workspace: str, run_id: str, run_dir: str,
@@ -480,7 +502,8 @@ def _execute(runner: Any, spec: ContainerSpec, plan: RebuildPlan, secrets: dict[
     entry = launcher(spec, OUT_DIR, fidelity.CAPTURE_SCRIPT, capture_args, interpreters,
                      [(e.python, e.path) for e in plan.editables], ca,
                      backend=BACKEND_MOUNT if install is not None and install.backend else "",
-                     drop=install.drop if install is not None else "")
+                     drop=install.drop if install is not None else "",
+                     own=install.own if install is not None else ())
     try:
         return int(runner.run(spec, entry, secrets, output))
     except Stopped as exc:
