@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.errors import ManifestError, NotFoundError, StoreError, UsageError
 from ..core.manifest import Manifest
-from .base import StoreBackend
+
+if TYPE_CHECKING:  # the diff of two files loads nothing of the store
+    from .base import StoreBackend
 
 
 def load_manifest(path: str | os.PathLike[str]) -> Manifest:
