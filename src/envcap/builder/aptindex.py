@@ -24,6 +24,7 @@ import lzma
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -40,9 +41,15 @@ _MIRRORS = {
     "ubuntu": (("http://archive.ubuntu.com/ubuntu", ("{c}", "{c}-updates", "{c}-security")),),
 }
 _FRESH = 6 * 3600  # how long a mirror's index is taken from the cache
-_TIMEOUT = 60.0
+_TIMEOUT = 20.0  # per connection and read; a host that does not answer is asked once, not per suite
+
 Versions = dict[str, set[str]]
 Fetch = Callable[[str], bytes | None]
+
+
+class Unreachable(Exception):
+    """A fetch found no server to ask (no route, refused, timed out): the host's other
+    indexes are not asked either, so that a site without the network waits once."""
 
 
 def cache_dir() -> Path:
@@ -63,8 +70,9 @@ def check(lock: Any, *, mirror: str | None = None, fetch: Fetch | None = None,
         return
     served: Versions = {}
     read = []
+    unreachable: set[str] = set()
     for base, suite in sources:
-        index = _index(base, suite, arch, fetch, fresh=_FRESH)
+        index = _index(base, suite, arch, fetch, fresh=_FRESH, unreachable=unreachable)
         if index is not None:
             read.append(f"{suite}")
             for name, versions in index.items():
@@ -80,7 +88,7 @@ def check(lock: Any, *, mirror: str | None = None, fetch: Fetch | None = None,
     archive = _archive_uri(lock.files.get("apt-snapshot.sources") or "")
     archived: Versions | None = None
     if archive is not None:
-        archived = _index(archive, lock.os_codename, arch, fetch, fresh=None)
+        archived = _index(archive, lock.os_codename, arch, fetch, fresh=None, unreachable=unreachable)
         if archived is not None:
             missing = [(n, ver, a) for n, ver, a in missing if ver not in archived.get(n, ())]
     if not missing:
@@ -130,7 +138,8 @@ def _archive_uri(sources: str) -> str | None:
     return None
 
 
-def _index(base: str, suite: str, arch: str, fetch: Fetch, *, fresh: float | None) -> Versions | None:
+def _index(base: str, suite: str, arch: str, fetch: Fetch, *, fresh: float | None,
+           unreachable: set[str] | None = None) -> Versions | None:
     """The names and versions of ``base``'s ``suite`` (main), from the cache or the server."""
     url = f"{base.rstrip('/')}/dists/{suite}/main/binary-{arch}/Packages"
     path = cache_dir() / (hashlib.sha256(url.encode()).hexdigest() + ".json")
@@ -139,9 +148,17 @@ def _index(base: str, suite: str, arch: str, fetch: Fetch, *, fresh: float | Non
             return {k: set(v) for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
     except (OSError, ValueError, AttributeError):
         pass
+    host = urllib.parse.urlsplit(base).netloc
+    if unreachable is not None and host in unreachable:
+        return None
     text = None
     for suffix, unpack in ((".xz", lzma.decompress), (".gz", gzip.decompress), ("", lambda b: b)):
-        data = fetch(url + suffix)
+        try:
+            data = fetch(url + suffix)
+        except Unreachable:
+            if unreachable is not None:
+                unreachable.add(host)
+            return None
         if data is None:
             continue
         try:
@@ -177,9 +194,16 @@ def parse(lines: Iterable[str]) -> Versions:
 
 
 def _fetch(url: str) -> bytes | None:
+    """The file at ``url``; None when the server has no such file; :class:`Unreachable`
+    when there is no server to ask."""
     try:
         with urllib.request.urlopen(url, timeout=_TIMEOUT) as response:
             data: bytes = response.read()
             return data
-    except (urllib.error.URLError, OSError, ValueError):
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return None  # the server answered: this file is not there (another compression may be)
+    except (urllib.error.URLError, OSError) as exc:
+        raise Unreachable(url) from exc
+    except ValueError:
         return None
