@@ -448,3 +448,22 @@ def test_rebuild_refuses_what_cannot_be_had_before_any_build_step(tmp_path: Path
     assert Registry(Repository.parse(repository)).manifest_digest(tag_for(manifest.env_id)) is None
     with Store(home) as store:
         assert runs_store.all_ids(store) == before
+
+
+def test_a_remote_that_never_answers_is_not_there_after_the_bounded_wait(monkeypatch: pytest.MonkeyPatch,
+                                                                          tmp_path: Path) -> None:
+    """A private server behind a dropped route: the clone's wait is bounded, and the remote
+    counts as gone (named by the refusal), not a traceback."""
+    import socket
+
+    monkeypatch.setattr(carried, "REMOTE_TIMEOUT", 1.0)
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(16)
+    try:
+        dep = carried.Dependency("remotedep", "1.0", "git", f"https://127.0.0.1:{hole.getsockname()[1]}/lab/x.git"
+                                 f"@{'a' * 40}", f"https://127.0.0.1:{hole.getsockname()[1]}/lab/x.git", "a" * 40)
+        assert dep.remote
+        assert carried.here(dep) is None
+    finally:
+        hole.close()

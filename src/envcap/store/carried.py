@@ -169,6 +169,16 @@ def _from_remote(dep: Dependency) -> bytes | None:
     """The remote cloned (bare, no prompt for a password, a bounded wait), then bundled at
     the recorded commit; None when it cannot be reached or no longer serves that commit."""
     assert dep.commit is not None
+    import subprocess
+
+    try:
+        return _clone_and_bundle(dep)
+    except subprocess.TimeoutExpired:
+        return None  # a remote that does not answer within REMOTE_TIMEOUT is not there
+
+
+def _clone_and_bundle(dep: Dependency) -> bytes | None:
+    assert dep.commit is not None
     with tempfile.TemporaryDirectory(prefix="envcap-remote-") as tmp:
         clone = os.path.join(tmp, "remote.git")
         env = {**os.environ, "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o ConnectTimeout=15", "GIT_ASKPASS": "true"}
@@ -184,6 +194,15 @@ def _from_remote(dep: Dependency) -> bytes | None:
 
 
 def _bundle(repository: str, commit: str) -> bytes | None:
+    import subprocess
+
+    try:
+        return _make_bundle(repository, commit)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def _make_bundle(repository: str, commit: str) -> bytes | None:
     with tempfile.TemporaryDirectory(prefix="envcap-carry-") as tmp:
         clone = os.path.join(tmp, "repo.git")
         steps = [(["clone", "--quiet", "--bare", "--no-tags", "--", repository, clone], tmp),
