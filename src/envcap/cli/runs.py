@@ -63,7 +63,9 @@ def run(params: tuple[str, ...], params_files: tuple[str, ...], seeds: tuple[str
     problems = "".join(f"\nenvcap:   {p}" for p in record.problems)
     err(f"run {record.id} recorded: {status_text(run_json(record))}, {record.duration_s:.2f} s{problems}")
     code = record.exit_code if record.exit_code is not None else 1
-    if mlflow:
+    if mlflow and sys.stdout is sys.__stdout__:
+        # Only as the program itself: a caller running the command in its own process
+        # (click's CliRunner swaps the streams) keeps its process.
         _exit_now(code)
     sys.exit(code)
 
