@@ -227,3 +227,21 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_run_mlflow_inside_a_callers_process_returns_to_the_caller(tmp_path: Path, tracking: dict[str, str],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The quick exit is the program's own: a caller running the command in its process
+    (click's CliRunner, as notebooks and test suites do) gets the exit status back and
+    keeps its process."""
+    from click.testing import CliRunner
+
+    from envcap.cli.main import main as cli
+
+    monkeypatch.chdir(tmp_path)
+    for name, value in tracking.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(cli, ["run", "--mlflow", "--", sys.executable, "-c", "raise SystemExit(3)"])
+    assert result.exit_code == 3, result.output
+    (run,) = _client(tracking).search_runs(["0"])
+    assert run.data.tags["envcap.run_id"]
