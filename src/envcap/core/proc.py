@@ -171,3 +171,15 @@ def git(args: Sequence[str], cwd: str, *, text: bool = False, check: bool = Fals
     if text:
         return Result(out.returncode, out.stdout.decode("utf-8", "replace"), out.stderr.decode("utf-8", "replace"))
     return out
+
+
+def git_bounded(args: Sequence[str], cwd: str, *, env: Mapping[str, str] | None = None,
+                timeout: float = GIT_TIMEOUT) -> Output | None:
+    """``git ARGS`` in ``cwd`` as :func:`git` runs it; ``None`` when git is not installed
+    or did not finish within ``timeout`` (a remote that never answers is not there)."""
+    import subprocess
+
+    try:
+        return git(args, cwd, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None

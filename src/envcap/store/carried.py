@@ -169,40 +169,21 @@ def _from_remote(dep: Dependency) -> bytes | None:
     """The remote cloned (bare, no prompt for a password, a bounded wait), then bundled at
     the recorded commit; None when it cannot be reached or no longer serves that commit."""
     assert dep.commit is not None
-    import subprocess
-
-    try:
-        return _clone_and_bundle(dep)
-    except subprocess.TimeoutExpired:
-        return None  # a remote that does not answer within REMOTE_TIMEOUT is not there
-
-
-def _clone_and_bundle(dep: Dependency) -> bytes | None:
-    assert dep.commit is not None
     with tempfile.TemporaryDirectory(prefix="envcap-remote-") as tmp:
         clone = os.path.join(tmp, "remote.git")
         env = {**os.environ, "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o ConnectTimeout=15", "GIT_ASKPASS": "true"}
-        out = proc.git(["-c", "credential.interactive=never", "-c", "http.lowSpeedLimit=1000",
-                        "-c", "http.lowSpeedTime=30", "clone", "--quiet", "--bare", "--no-tags", "--",
-                        dep.path, clone], tmp, env=env, timeout=REMOTE_TIMEOUT)
+        out = proc.git_bounded(["-c", "credential.interactive=never", "-c", "http.lowSpeedLimit=1000",
+                                "-c", "http.lowSpeedTime=30", "clone", "--quiet", "--bare", "--no-tags", "--",
+                                dep.path, clone], tmp, env=env, timeout=REMOTE_TIMEOUT)
         if out is None or out.returncode != 0:
             return None
-        ok = proc.git(["cat-file", "-e", f"{dep.commit}^{{commit}}"], clone)
+        ok = proc.git_bounded(["cat-file", "-e", f"{dep.commit}^{{commit}}"], clone)
         if ok is None or ok.returncode != 0:
             return None
         return _bundle(clone, dep.commit)
 
 
 def _bundle(repository: str, commit: str) -> bytes | None:
-    import subprocess
-
-    try:
-        return _make_bundle(repository, commit)
-    except subprocess.TimeoutExpired:
-        return None
-
-
-def _make_bundle(repository: str, commit: str) -> bytes | None:
     with tempfile.TemporaryDirectory(prefix="envcap-carry-") as tmp:
         clone = os.path.join(tmp, "repo.git")
         steps = [(["clone", "--quiet", "--bare", "--no-tags", "--", repository, clone], tmp),
@@ -210,7 +191,7 @@ def _make_bundle(repository: str, commit: str) -> bytes | None:
                  (["symbolic-ref", "HEAD", _REF], clone),
                  (["-c", "pack.threads=1", "bundle", "create", "--quiet", os.path.join(tmp, "out.bundle"), "HEAD", _REF], clone)]
         for args, where in steps:
-            out = proc.git(args, where)
+            out = proc.git_bounded(args, where)
             if out is None or out.returncode != 0:
                 return None
         with open(os.path.join(tmp, "out.bundle"), "rb") as fh:
