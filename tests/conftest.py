@@ -73,6 +73,14 @@ def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True, env=env).stdout.strip()
 
 
+def git_first_commit(path: Path, message: str = "one", *, branch: str = "main") -> str:
+    """Make ``path`` a git repository whose first commit holds every file in it; that commit."""
+    git(path, "init", "-q", "-b", branch)
+    git(path, "add", "-A")
+    git(path, "commit", "-qm", message)
+    return git(path, "rev-parse", "HEAD")
+
+
 def make_project(path: Path, name: str, version: str = "0.1.0") -> Path:
     """A minimal installable project in its own git repository."""
     module = name.replace("-", "_")

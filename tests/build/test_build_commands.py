@@ -54,7 +54,7 @@ def _with(sections: dict[str, Any], changes: dict[str, dict[str, Any] | None]) -
 
 def test_lock_command_writes_files_and_names_what_it_cannot_pin(cli: click.Group, tmp_path: Path) -> None:
     from buildtest_support import GitServer
-    from conftest import git
+    from conftest import git_first_commit
 
     # A local wheel, a remote repository and an editable checkout, none on this machine nor
     # carried by an imported bundle: refused, every one named at once.
@@ -73,12 +73,9 @@ def test_lock_command_writes_files_and_names_what_it_cannot_pin(cli: click.Group
     checkout = tmp_path / "src" / "editme"
     checkout.mkdir(parents=True)
     (checkout / "editme.py").write_text("X = 1\n")
-    git(checkout, "init", "-q", "-b", "main")
-    git(checkout, "add", "-A")
-    git(checkout, "commit", "-qm", "one")
+    commit = git_first_commit(checkout)
     with GitServer(tmp_path / "served") as server:
         url = server.publish(checkout, "mylib")
-        commit = git(checkout, "rev-parse", "HEAD")
         sections = _with(BOOKWORM_SECTIONS, {
             "localwheel": None,
             "mylib": {"kind": "vcs", "vcs": "git", "url": url, "commit": commit},

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from buildtest_support import BOOKWORM_SECTIONS, manifest_from
-from conftest import git
+from conftest import git, git_first_commit
 
 from envcap.builder.carry import StoreSources
 from envcap.pins.errors import LockError
@@ -40,10 +40,7 @@ def local(tmp_path: Path) -> dict[str, Any]:
     repo = tmp_path / "srv" / "gitdep"
     repo.mkdir(parents=True)
     (repo / "gitdep.py").write_text("X = 1\n")
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "one")
-    commit = git(repo, "rev-parse", "HEAD").strip()
+    commit = git_first_commit(repo)
     (repo / "gitdep.py").write_text("X = 2\n")
     git(repo, "commit", "-qam", "two")  # the branch moved on: the recorded commit is the first
     wheel = tmp_path / "share" / "carrywheel-0.1-py3-none-any.whl"
@@ -164,18 +161,12 @@ def _other_setups(tmp_path: Path, server: Any) -> dict[str, Any]:
     remote_src = tmp_path / "remote-src"
     remote_src.mkdir()
     (remote_src / "remotedep.py").write_text("Y = 1\n")
-    git(remote_src, "init", "-q", "-b", "main")
-    git(remote_src, "add", "-A")
-    git(remote_src, "commit", "-qm", "one")
-    remote_commit = git(remote_src, "rev-parse", "HEAD").strip()
+    remote_commit = git_first_commit(remote_src)
     url = server.publish(remote_src, "remotedep")
     sibling = tmp_path / "lab" / "siblinglib"
     sibling.mkdir(parents=True)
     (sibling / "siblinglib.py").write_text("Z = 1\n")
-    git(sibling, "init", "-q", "-b", "dev")
-    git(sibling, "add", "-A")
-    git(sibling, "commit", "-qm", "one")
-    sibling_commit = git(sibling, "rev-parse", "HEAD").strip()
+    sibling_commit = git_first_commit(sibling, branch="dev")
     (sibling / "siblinglib.py").write_text("Z = 2\n")
     git(sibling, "commit", "-qam", "two")
     python = BOOKWORM_SECTIONS["python"]
@@ -325,10 +316,7 @@ def test_a_sibling_checkouts_recorded_changes_are_kept_and_applied(tmp_path: Pat
     sibling = tmp_path / "lab" / "siblinglib"
     sibling.mkdir(parents=True)
     (sibling / "siblinglib.py").write_text("Z = 1\n")
-    git(sibling, "init", "-q", "-b", "main")
-    git(sibling, "add", "-A")
-    git(sibling, "commit", "-qm", "one")
-    commit = git(sibling, "rev-parse", "HEAD").strip()
+    commit = git_first_commit(sibling)
     (sibling / "siblinglib.py").write_text("Z = 2\n")  # uncommitted
     python = BOOKWORM_SECTIONS["python"]
     packages = [p for p in python["packages"] if p["name"] == "six"] + [

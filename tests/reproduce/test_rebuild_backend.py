@@ -117,6 +117,7 @@ def test_checkouts_the_build_restored_are_given_to_the_caller_before_the_run(tmp
     import tempfile
 
     import pytest
+    from conftest import git_first_commit
 
     python = Path("/usr/bin/python3")
     if os.getuid() != 0 or not python.is_file() or shutil.which("git") is None:
@@ -127,8 +128,7 @@ def test_checkouts_the_build_restored_are_given_to_the_caller_before_the_run(tmp
         sibling = root / "lab" / "siblinglib"
         sibling.mkdir(parents=True)
         (sibling / "a.py").write_text("A = 1\n")
-        for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"]):
-            subprocess.run(["git", "-C", str(sibling), *args], check=True)
+        git_first_commit(sibling)
         out = root / "out"
         out.mkdir()
         status = f'git -C {sibling} status --porcelain >/dev/null 2>&1; echo "rc=$?"'

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import git
+from conftest import git_first_commit
 from rebuild_support import LIB, NUMPY, VENV_PATH, Bed, envcap, report_of
 
 from buildtest_support import HOST_CA, GitServer  # importable once rebuild_support is (it adds tests/build)
@@ -124,9 +124,7 @@ def make_git_dependency(root: Path) -> Path:
     (root / "pyproject.toml").write_text(PYPROJECT.format(name="gitdep", version="0.3",
                                                           what='py-modules = ["gitdep"]'))
     (root / "gitdep.py").write_text("def center(x):\n    return x - x.mean(axis=0)\n")
-    git(root, "init", "-q", "-b", "main")
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "gitdep 0.3")
+    git_first_commit(root, "gitdep 0.3")
     return root
 
 
@@ -139,9 +137,7 @@ def make_sibling(root: Path) -> Path:
                                                           what='py-modules = ["siblinglib"]'))
     (root / "siblinglib.py").write_text("def offset(x):\n    return x + 1.0\n")
     (root / ".gitignore").write_text("*.egg-info/\nbuild/\n__pycache__/\n")
-    git(root, "init", "-q", "-b", "main")
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "siblinglib 0.2")
+    git_first_commit(root, "siblinglib 0.2")
     # An uncommitted change the result depends on: the run keeps it, the build applies it.
     (root / "siblinglib.py").write_text("def offset(x):\n    return x + 0.0\n")
     return root
@@ -153,9 +149,7 @@ def make_remote_dependency(root: Path, server: GitServer) -> str:
     (root / "pyproject.toml").write_text(PYPROJECT.format(name="remotedep", version="1.4",
                                                           what='py-modules = ["remotedep"]'))
     (root / "remotedep.py").write_text("def shift(x):\n    return x * 1.0\n")
-    git(root, "init", "-q", "-b", "main")
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "remotedep 1.4")
+    git_first_commit(root, "remotedep 1.4")
     return server.publish(root, "remotedep")
 
 
@@ -169,9 +163,7 @@ def make_research_project(root: Path) -> None:
     (root / "research" / "data.py").write_text(RESEARCH_DATA.replace("[:, :-1]", "[:, :-1] * 1.0"))
     (root / "train.py").write_text(TRAIN)
     (root / ".gitignore").write_text("model.bin\n__pycache__/\n*.egg-info/\nbuild/\n")
-    git(root, "init", "-q", "-b", "main")
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "the lab's package and training script")
+    git_first_commit(root, "the lab's package and training script")
     # An uncommitted change to the package itself: the rebuild must install it with the diff.
     (root / "research" / "data.py").write_text(RESEARCH_DATA)
 
