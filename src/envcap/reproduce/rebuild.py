@@ -29,7 +29,6 @@ import dataclasses
 
 import json
 import os
-import posixpath
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -311,18 +310,11 @@ def _restored_checkouts(plan: RebuildPlan) -> tuple[str, ...]:
     """The editable installs of other checkouts than the run's own, which the build restored
     at their recorded paths in the image (as root): on the run's machine they were the
     caller's, and git reads the state of no checkout another user owns."""
-    python = plan.original.manifest.sections.get("python") or {}
-    packages = python.get("packages") if isinstance(python, dict) else None
-    code = plan.code.target.rstrip("/") + "/"
-    out = []
-    for package in packages if isinstance(packages, list) else ():
-        origin = package.get("origin") if isinstance(package, dict) else None
-        url = origin.get("url") if isinstance(origin, dict) and origin.get("kind") == "editable" else None
-        if isinstance(url, str) and url.startswith("file:///"):
-            path = posixpath.normpath(url[len("file://"):])
-            if not (path + "/").startswith(code) and path.startswith("/") and "\n" not in path:
-                out.append(path)
-    return tuple(dict.fromkeys(out))
+    from ..store import carried
+
+    root = plan.original.record.git.get("root")
+    deps = carried.needs(plan.original.manifest, own=[root] if isinstance(root, str) else [])
+    return tuple(dict.fromkeys(d.path for d in deps if d.kind == "editable" and "\n" not in d.path))
 
 
 def _spec(plan: RebuildPlan, outputs: list[plan_mod.OutputPlan], *, workspace: str, run_id: str, run_dir: str,
