@@ -69,6 +69,16 @@ def home_dir() -> str:
     return os.path.join(base, "envcap")
 
 
+def cache_dir() -> str:
+    """This machine's cache (program answers, MLflow's empty database), safe to delete:
+    ``$ENVCAP_CACHE_DIR``, else ``$XDG_CACHE_HOME/envcap``."""
+    explicit = os.environ.get("ENVCAP_CACHE_DIR")
+    if explicit:
+        return explicit
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "envcap")
+
+
 def home() -> Path:
     """:func:`home_dir` as a path object."""
     from pathlib import Path

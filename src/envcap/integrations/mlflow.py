@@ -162,19 +162,13 @@ def _sqlite_path(uri: str) -> str | None:
     return database if database and database != ":memory:" else None
 
 
-def _cache_dir() -> str:
-    explicit = os.environ.get("ENVCAP_CACHE_DIR")
-    if explicit:
-        return explicit
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "envcap")
-
-
 def template_path() -> str:
     """Where :func:`_template` keeps the empty tracking database of this MLflow version."""
     import mlflow
 
-    return os.path.join(_cache_dir(), "mlflow", f"tracking-{mlflow.__version__}.db")
+    from ..core.config import cache_dir
+
+    return os.path.join(cache_dir(), "mlflow", f"tracking-{mlflow.__version__}.db")
 
 
 def _template() -> str:

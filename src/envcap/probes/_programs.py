@@ -18,19 +18,12 @@ import os
 import threading
 from typing import Any, Sequence
 
+from ..core.config import cache_dir
 from ..core.proc import Result
 
 _FILE = "programs.json"
 _lock = threading.Lock()
 _loaded: dict[str, dict[str, list[Any]]] = {}
-
-
-def cache_dir() -> str:
-    explicit = os.environ.get("ENVCAP_CACHE_DIR")
-    if explicit:
-        return explicit
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "envcap")
 
 
 def key(argv: Sequence[str]) -> str | None:
