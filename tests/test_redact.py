@@ -109,3 +109,35 @@ def test_url_secrets_are_noticed_in_serialized_records(url: str) -> None:
 
     assert R.may_contain_secret(json.dumps({"u": url}))
     assert not R.may_contain_secret(json.dumps({"u": "https://pypi.org/simple", "p": "/usr/bin"}))
+
+
+def test_configured_names_are_found_in_assignments_in_text_and_records() -> None:
+    # A configured secret name that holds none of the built-in hints (pass, key, token...)
+    # is still scrubbed from free text and noticed in a serialized record.
+    import json
+
+    r = Redactor(extra_names=["SessionId"])
+    assert r.text("export MY_SESSIONID=abc123 other=1") == f"export MY_SESSIONID={REDACTED} other=1"
+    assert r.may_contain_secret(json.dumps({"cmd": "run --x sessionid=abc123"}))
+    assert not R.may_contain_secret(json.dumps({"cmd": "run --x sessionid=abc123"}))
+
+
+@pytest.mark.parametrize("text", [
+    "API_KEY=abc123", "Api_Key: abc123", "db password=hunter2 host=x", "MY_TOKEN='t0k3n'",
+    "ÄPI_KEY=abc123 and PASSWORD=x", "naïve secret_value=abc", "K\u212aEY=abc API\u212aEY=abc",
+    "\u017fecret=abc SECRET=abc", "keyring patch compat path=/usr/lib",
+])
+def test_hints_are_found_alike_in_ascii_and_other_text(text: str) -> None:
+    # ASCII text is searched lower-cased (fast); any other text case-insensitively. Both
+    # find the same hints at the same offsets, so both redact the same.
+    import re
+
+    from envcap.core.redact import _ASSIGNMENT_HINT
+
+    found = [(m.start(), m.end()) for m in R._hints(text)]
+    assert found == [(m.start(), m.end()) for m in _ASSIGNMENT_HINT.finditer(text)]
+    assert found == [(m.start(), m.end()) for m in re.finditer(_ASSIGNMENT_HINT.pattern, text)]
+    slow = Redactor()
+    slow._name_hint_lower = None  # the case-insensitive search only
+    assert R.text(text) == slow.text(text)
+    assert R.may_contain_secret(text) == slow.may_contain_secret(text)

