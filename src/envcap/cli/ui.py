@@ -24,6 +24,18 @@ def ui(host: str, port: int, allow_hosts: tuple[str, ...]) -> None:
     It shows the store every command uses: `envcap ui --store URL` (the global option,
     taken after any command) shows another, embedded or shared.
     """
+    from ..ui.fitworker import start_worker
+
+    # The experiment page's fits run in a worker process, started first: it imports its
+    # libraries (seconds) on another core while the server starts (envcap.ui.fitworker).
+    worker = start_worker()
+    try:
+        _serve(host, port, allow_hosts)
+    finally:
+        worker.close()
+
+
+def _serve(host: str, port: int, allow_hosts: tuple[str, ...]) -> None:
     from ..core.errors import UsageError
 
     try:

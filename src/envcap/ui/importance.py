@@ -200,6 +200,25 @@ def _key(kind: str, columns: Sequence[Column], y: Sequence[float], *extra: Any) 
     return [kind, [[c.name, c.kind, c.categories, c.x] for c in columns], list(y), *extra]
 
 
+# The UI server's fit worker (envcap.ui.fitworker), when it has one; else the fits run here.
+_worker: Any = None
+
+
+def use_worker(worker: Any) -> None:
+    """Run the fits in ``worker`` (a :class:`envcap.ui.fitworker.FitWorker`; None: here)."""
+    global _worker
+    _worker = worker
+
+
+def _fit(kind: str, columns: Sequence[Column], y: Sequence[float], fits: int) -> Any:
+    """The estimate ``kind`` ("fanova", "permutation" or "h"), from the worker or made here."""
+    if _worker is not None:
+        return _worker.fit(kind, columns, y, fits)
+    from .fitworker import compute
+
+    return compute(kind, columns, y, fits)
+
+
 def _one_thread(work: Any, *args: Any) -> Any:
     """``work(*args)`` with the native thread pools (OpenMP, BLAS) at one thread: these fits
     are small, and on a busy machine the pools' threads wait on each other far longer
@@ -245,9 +264,8 @@ def importance(views: Sequence[dict[str, Any]], metric: str, *, method: str = DE
     if len(set(y)) == 1:
         result["reason"] = f"{metric} is the same in every run: nothing to explain"
         return result
-    compute = _fanova if method == "fanova" else _permutation
     try:
-        per_fit, r2 = _cached(_key(method, columns, y, fits), lambda: _one_thread(compute, columns, y, fits))
+        per_fit, r2 = _cached(_key(method, columns, y, fits), lambda: _fit(method, columns, y, fits))
     except (RuntimeError, ValueError) as exc:  # e.g. fANOVA's forests finding no variance in a handful of runs
         result["reason"] = f"the estimate could not be made on these runs: {exc}"
         return result
@@ -330,7 +348,7 @@ def interactions(views: Sequence[dict[str, Any]], metric: str) -> dict[str, Any]
         return None
     try:
         found: dict[str, Any] = _cached(_key("h", columns, y, H_SAMPLE, PD_GRID),
-                                        lambda: _one_thread(_interactions, columns, y))
+                                        lambda: _fit("h", columns, y, 0))
     except (RuntimeError, ValueError):
         return None
     return found
