@@ -1,12 +1,14 @@
-"""Commands answered before click is imported: ``envcap diff FILE FILE [--json]`` and
-``envcap snapshot [--json] [--no-store]``.
+"""Commands answered before click is imported: ``envcap diff FILE FILE [--json]``,
+``envcap snapshot [--json] [--no-store]`` and ``envcap runs`` with its query options
+(``--json``, ``--where``, ``--label``, ``--sort``, ``--limit``, and ``--store``).
 
 Importing click and the command group costs about what the whole comparison of two
-1,000-package manifests costs, and a tenth of a snapshot, so these command lines (with
-nothing else on them) run here, with the same work, output, messages and exit codes as
-the click commands in :mod:`.compare` and :mod:`.main` (which call the same
-:func:`diff_output` and :func:`snapshot_output`). Anything else, ``--help`` and a
-malformed command line included, goes to click.
+1,000-package manifests costs, a tenth of a snapshot, and a third of a page of runs
+from an indexed store, so these command lines (with nothing else on them) run here, with
+the same work, output, messages and exit codes as the click commands in :mod:`.compare`,
+:mod:`.main` and :mod:`.runs` (which call the same :func:`diff_output`,
+:func:`snapshot_output` and :func:`list_runs`). Anything else, ``--help``, an option
+written another way and a malformed command line included, goes to click.
 """
 
 from __future__ import annotations
@@ -25,6 +27,14 @@ def run(argv: Sequence[str]) -> int | None:
     if flags is not None:
         as_json, no_store = flags
         return _guarded(lambda: _print(snapshot_output(as_json=as_json, no_store=no_store)))
+    query = _runs_options(argv)
+    if query is not None:
+        store, options = query
+        if store:
+            from ..store.factory import select
+
+            select(store)
+        return _guarded(lambda: list_runs(**options, echo=lambda line: _print([line])))
     return None
 
 
@@ -137,6 +147,115 @@ def _in_background(work: Any) -> Any:
         return box["value"]
 
     return result
+
+
+def list_runs(*, as_json: bool, where: Sequence[str], labels: Sequence[str], sort: str | None, limit: int | None,
+              echo: Callable[[str], Any]) -> int:
+    """``envcap runs``: the runs the query selects, as JSON or a table; exit status 0."""
+    import json
+
+    from ..core.errors import UsageError
+    from ..runs.query import Condition, find_runs
+    from ..store.factory import open_store
+
+    for w in where:
+        Condition.parse(w)
+    wanted: dict[str, str] = {}
+    if labels:  # (the snapshot's module: not imported for a query without labels)
+        from ..capture.collect import parse_labels
+
+        wanted = parse_labels(labels)
+    if limit is not None and limit < 0:
+        raise UsageError(f"--limit {limit}: give a number of runs, 0 or more")
+    # No store is an error, as it is for `envcap ls` and `envcap fleet`: exit 2, not "no runs".
+    with open_store() as store:
+        getattr(store, "check_index", lambda: None)()  # a lost index is an error, not "no runs"
+        # `--limit 0` without a sort has always listed every run (the last 0 read as all).
+        found = find_runs(store, where=where, labels=wanted, sort=sort,
+                          limit=None if limit == 0 and not sort else limit, count=False)
+        chosen = found.views
+        if not chosen:
+            from ..store import runs as runs_store
+
+            anything = runs_store.count(store) > 0
+    if as_json:
+        echo(json.dumps(chosen, indent=2, ensure_ascii=False))
+        return 0
+    if not chosen:
+        echo("no runs match" if anything else "no runs")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from ..runs.describe import table_rows
+
+    header, rows = table_rows(chosen)
+    table = Table(box=None, header_style="bold")
+    # A run id is never cut (26 characters, whole, on one line); params and metrics are
+    # listed one a line, each line whole up to 60 characters, and the command wraps.
+    widest = {col: max((len(line) for row in rows for line in row[i].split("\n")), default=0)
+              for i, col in enumerate(header)}
+    for col in header:
+        table.add_column(col, no_wrap=col not in ("command", "params", "metrics"),
+                         min_width=widest[col] if col == "id" else min(widest[col], 60)
+                         if col in ("params", "metrics") else None,
+                         overflow="fold" if col in ("params", "metrics", "command") else "ellipsis")
+    for row in rows:
+        # Each cell terminal-safe, and never read as rich's markup.
+        table.add_row(*(Text(safe(c)) for c in row))
+    Console(width=max(160, Console().width)).print(table)
+    return 0
+
+
+# The options of `envcap runs` run here, each written as `--name VALUE` or `--name=VALUE`.
+_RUNS_REPEATED = {"--where": "where", "--label": "labels"}
+_RUNS_ONCE = {"--sort": "sort", "--limit": "limit", "--store": "store"}
+
+
+def _runs_options(argv: Sequence[str]) -> tuple[str | None, dict[str, Any]] | None:
+    """(``--store``, the keywords of :func:`list_runs`) for ``runs`` with none but its
+    query options, read as click reads them (an option's value is the next word, whatever
+    it looks like: ``--sort -metrics.loss``), ``--limit`` in digits; else None, and click
+    parses it (and says what is wrong)."""
+    import re
+
+    if not argv or argv[0] != "runs" or "--" in argv:
+        return None
+    found: dict[str, Any] = {"where": [], "labels": []}
+    once: dict[str, str] = {}
+    as_json = False
+    rest = list(argv[1:])
+    i = 0
+    while i < len(rest):
+        arg = rest[i]
+        if arg == "--json":
+            if as_json:
+                return None
+            as_json = True
+            i += 1
+            continue
+        name, eq, value = arg.partition("=")
+        if name not in _RUNS_REPEATED and name not in _RUNS_ONCE:
+            return None
+        if not eq:
+            if i + 1 >= len(rest):
+                return None
+            value = rest[i + 1]
+            i += 1
+        i += 1
+        if name in _RUNS_REPEATED:
+            found[_RUNS_REPEATED[name]].append(value)
+        elif name in once:
+            return None
+        else:
+            once[name] = value
+    limit = once.get("--limit")
+    if limit is not None and not re.fullmatch(r"[0-9]{1,9}", limit):
+        return None
+    options = {"as_json": as_json, "where": tuple(found["where"]), "labels": tuple(found["labels"]),
+               "sort": once.get("--sort"), "limit": int(limit) if limit is not None else None}
+    return once.get("--store"), options
 
 
 def _snapshot_flags(argv: Sequence[str]) -> tuple[bool, bool] | None:

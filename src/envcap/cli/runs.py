@@ -12,11 +12,8 @@ from typing import Any
 
 import click
 
-from ..core.errors import UsageError
-from .common import cell, echo, err, open_store
 from ..store.base import StoreBackend
-
-
+from .common import echo, err, open_store
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -117,55 +114,9 @@ def _attach_mlflow(store: StoreBackend, record: Any) -> None:
 @click.option("--limit", type=int, metavar="N", help="Show at most N runs (the newest, unless sorted).")
 def runs(as_json: bool, where: tuple[str, ...], labels: tuple[str, ...], sort: str | None, limit: int | None) -> None:
     """List recorded runs, oldest first."""
-    from ..runs.query import Condition, find_runs
-    from ..runs.describe import table_rows
+    from .quick import list_runs
 
-    for w in where:
-        Condition.parse(w)
-    wanted: dict[str, str] = {}
-    if labels:  # (the snapshot's module: not imported for a query without labels)
-        from ..capture.collect import parse_labels
-
-        wanted = parse_labels(labels)
-    if limit is not None and limit < 0:
-        raise UsageError(f"--limit {limit}: give a number of runs, 0 or more")
-    # No store is an error, as it is for `envcap ls` and `envcap fleet`: exit 2, not "no runs".
-    with open_store() as store:
-        getattr(store, "check_index", lambda: None)()  # a lost index is an error, not "no runs"
-        # `--limit 0` without a sort has always listed every run (the last 0 read as all).
-        found = find_runs(store, where=where, labels=wanted, sort=sort, limit=None if limit == 0 and not sort else limit,
-                           count=False)
-        chosen = found.views
-        anything = bool(chosen) or _any_runs(store)
-    if as_json:
-        click.echo(json.dumps(chosen, indent=2, ensure_ascii=False))
-        return
-    if not chosen:
-        click.echo("no runs match" if anything else "no runs")
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    header, rows = table_rows(chosen)
-    table = Table(box=None, header_style="bold")
-    # A run id is never cut (26 characters, whole, on one line); params and metrics are
-    # listed one a line, each line whole up to 60 characters, and the command wraps.
-    widest = {col: max((len(line) for row in rows for line in row[i].split("\n")), default=0)
-              for i, col in enumerate(header)}
-    for col in header:
-        table.add_column(col, no_wrap=col not in ("command", "params", "metrics"),
-                         min_width=widest[col] if col == "id" else min(widest[col], 60)
-                         if col in ("params", "metrics") else None,
-                         overflow="fold" if col in ("params", "metrics", "command") else "ellipsis")
-    for row in rows:
-        table.add_row(*(cell(c) for c in row))
-    Console(width=max(160, Console().width)).print(table)
-
-
-def _any_runs(store: StoreBackend) -> bool:
-    from ..store import runs as runs_store
-
-    return runs_store.count(store) > 0
+    list_runs(as_json=as_json, where=where, labels=labels, sort=sort, limit=limit, echo=click.echo)
 
 
 def _view(store: StoreBackend, ref: str) -> dict[str, Any]:
