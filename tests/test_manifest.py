@@ -96,3 +96,22 @@ def test_records_are_immutable() -> None:
         m.id = "x"  # type: ignore[misc]
     with pytest.raises(TypeError):
         m.sections["os"] = {}  # type: ignore[index]
+
+
+def test_a_manifest_behaves_as_a_frozen_record() -> None:
+    import copy
+
+    m = sample()
+    with pytest.raises(AttributeError):
+        del m.env_id
+    with pytest.raises(AttributeError):
+        m.extra = 1  # type: ignore[attr-defined]
+    twin = copy.copy(m)
+    assert twin == m and twin is not m and hash(twin) == hash(m) and {m, twin} == {m}
+    # Equal when every field is (observations and labels too), whatever was cached.
+    other = Manifest.create(dict(m.sections), {"software": ["os"], "platform": ["kernel"]},
+                            observed=dict(m.observed), unknowns=list(m.unknowns), labels={"cluster": "b"})
+    assert other.id == m.id and other != m
+    m.body_bytes(), m.current_env_id()
+    assert m == Manifest.from_json(m.to_json()) and m != "not a manifest"
+    assert repr(m).startswith(f"Manifest(id={m.id!r}, env_id=") and "_body" not in repr(m)

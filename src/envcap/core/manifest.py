@@ -169,6 +169,14 @@ class Manifest:
     def __repr__(self) -> str:
         return f"Manifest({', '.join(f'{f}={getattr(self, f)!r}' for f in self._FIELDS)})"
 
+    # copy.copy, as for a frozen dataclass with slots.
+    def __getstate__(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+
     @classmethod
     def create(
         cls,

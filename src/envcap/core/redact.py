@@ -86,8 +86,6 @@ _VALUE = re.compile(r"[^\s\"'`&;,(){}\[\]<>$%*\\]+")
 # the assignment expression off text that cannot hold a secret assignment.
 _HINT_WORDS = "pass|pw|pat|secret|token|key|auth|credential|private"
 _ASSIGNMENT_HINT = re.compile(f"(?i){_HINT_WORDS}")
-
-
 # The rest of a name from a point inside it, and an assignment's separator after a name.
 _NAME_REST = re.compile(r"[A-Za-z0-9_.\-]*")
 _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
