@@ -83,6 +83,21 @@ def test_a_worker_that_dies_is_replaced_once_then_the_fits_run_here(worker) -> N
     assert worker._child is None and worker.unavailable == "the fit worker ended"
 
 
+def test_a_worker_that_hangs_is_ended_and_replaced(worker, monkeypatch) -> None:
+    from envcap.ui import fitworker
+
+    columns, y = _columns(30)
+    expected = json.loads(json.dumps(fitworker.compute("h", columns, y, 0)))
+    assert worker.fit("h", columns, y, 0) == expected
+    monkeypatch.setattr(fitworker, "FIT_TIMEOUT", 1.0)
+    hung = worker._child.pid
+    os.kill(hung, signal.SIGSTOP)
+    started = time.monotonic()
+    assert worker.fit("h", columns, y, 0) == expected
+    assert worker._child.pid != hung and time.monotonic() - started < 60
+    assert not os.path.exists(f"/proc/{hung}")  # killed and reaped
+
+
 def test_an_estimate_that_cannot_be_made_is_the_same_error_from_the_worker(worker) -> None:
     from envcap.ui.importance import Column
 

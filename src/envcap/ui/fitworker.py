@@ -31,6 +31,8 @@ from typing import Any, Sequence
 from ..core.errors import UsageError
 
 _KINDS = ("fanova", "permutation", "h")
+IMPORT_TIMEOUT = 120.0  # seconds for the worker to import its libraries and say it is ready
+FIT_TIMEOUT = 600.0  # seconds for one estimate (5,000 runs, the most a page fits, take seconds)
 
 
 def _columns_out(columns: Sequence[Any]) -> list[dict[str, Any]]:
@@ -85,7 +87,14 @@ class FitWorker:
             self._child, self.unavailable = None, f"the fit worker could not be started: {exc}"
         self._ready = False
 
-    def _line(self) -> Any:
+    def _line(self, timeout: float) -> Any:
+        """The worker's next line; EOFError when it ended, or said nothing for ``timeout``
+        seconds (a worker that hangs is ended and replaced, never waited on for ever)."""
+        import select
+
+        ready, _, _ = select.select([self._child.stdout], [], [], timeout)
+        if not ready:
+            raise EOFError(f"the fit worker said nothing for {timeout:g} s")
         line = self._child.stdout.readline()
         if not line:
             raise EOFError("the fit worker ended")
@@ -94,7 +103,7 @@ class FitWorker:
     def _wait_ready(self) -> None:
         if self._ready:
             return
-        hello = self._line()
+        hello = self._line(IMPORT_TIMEOUT)
         if not hello.get("ready"):
             # Its libraries are missing: from now on the fits run here, which gives the
             # page the same error it gives without a worker.
@@ -115,8 +124,8 @@ class FitWorker:
                     request = {"kind": kind, "columns": _columns_out(columns), "y": list(y), "fits": fits}
                     self._child.stdin.write(json.dumps(request).encode() + b"\n")
                     self._child.stdin.flush()
-                    answer = self._line()
-                except (EOFError, OSError, ValueError):
+                    answer = self._line(FIT_TIMEOUT)
+                except (EOFError, OSError, ValueError):  # it ended, hung or said something else
                     self._stop()
                     if self._starts < 2:
                         self.start()
@@ -138,14 +147,10 @@ class FitWorker:
                 stream.close()
             except OSError:
                 pass
-        # It keeps nothing: ended at once, even in the middle of its imports (a server
-        # that could not start must not wait for them).
-        child.terminate()
-        try:
-            child.wait(timeout=5)
-        except Exception:  # noqa: BLE001 - it is killed below either way
-            child.kill()
-            child.wait()
+        # It keeps nothing: killed at once, even in the middle of its imports (a server
+        # that could not start must not wait for them) or stopped.
+        child.kill()
+        child.wait()
 
     def close(self) -> None:
         """End the worker."""
