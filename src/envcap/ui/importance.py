@@ -147,7 +147,11 @@ def log_spaced(values: Sequence[float]) -> bool:
     return abs(log - 0.5) < abs(linear - 0.5)
 
 
-def encode(views: Sequence[dict[str, Any]], metric: str) -> tuple[list[dict[str, Any]], list[Column], list[str]]:
+# The runs with the metric, their varying parameters as columns, the constant ones.
+Encoded = tuple[list[dict[str, Any]], list[Column], list[str]]
+
+
+def encode(views: Sequence[dict[str, Any]], metric: str) -> Encoded:
     """The runs with the metric, their varying parameters as columns, the constant ones."""
     runs = [v for v in views if is_number((v.get("metrics") or {}).get(metric))]
     params = [{p["name"]: p["value"] for p in v.get("params") or ()} for v in runs]
@@ -246,11 +250,11 @@ def _numpy() -> Any:
 
 
 def importance(views: Sequence[dict[str, Any]], metric: str, *, method: str = DEFAULT_METHOD,
-               fits: int = FITS) -> dict[str, Any]:
+               fits: int = FITS, encoded: Encoded | None = None) -> dict[str, Any]:
     """Each varying parameter's importance for the metric, most first, with its spread."""
     if method not in METHODS:
         raise UsageError(f"unknown importance method {method!r} (choose from {', '.join(METHODS)})")
-    runs, columns, constant = encode(views, metric)
+    runs, columns, constant = encoded or encode(views, metric)
     result: dict[str, Any] = {
         "metric": metric, "method": method, "estimator": METHODS[method], "fits": fits, "runs": len(runs),
         "params": [], "constant": constant, "absent": {c.name: c.absent for c in columns if c.absent},
@@ -337,10 +341,11 @@ def _permutation(columns: Sequence[Column], y: Sequence[float], fits: int) -> tu
 # -- interactions ------------------------------------------------------------------------
 
 
-def interactions(views: Sequence[dict[str, Any]], metric: str) -> dict[str, Any] | None:
+def interactions(views: Sequence[dict[str, Any]], metric: str, *,
+                 encoded: Encoded | None = None) -> dict[str, Any] | None:
     """Friedman's H of every pair of varying parameters, strongest first, and the
     two-dimensional partial dependence of the metric over the strongest pair."""
-    runs, columns, _ = encode(views, metric)
+    runs, columns, _ = encoded or encode(views, metric)
     if len(runs) < MIN_RUNS or len(columns) < 2:
         return None
     y = [float(v["metrics"][metric]) for v in runs]
@@ -454,8 +459,9 @@ def analyze(views: Sequence[dict[str, Any]], metric: str, *, figures: Sequence[d
     goal = goal or default_goal(metric)
     if goal not in GOALS:
         raise UsageError(f"goal must be max or min, not {goal!r}")
-    ranked = importance(views, metric, method=method)
-    pairs = interactions(views, metric) if ranked["params"] else None
+    encoded = encode(views, metric)
+    ranked = importance(views, metric, method=method, encoded=encoded)
+    pairs = interactions(views, metric, encoded=encoded) if ranked["params"] else None
     scatter: list[dict[str, Any]] = []
     front: list[str] = []
     if resource is not None and figures is not None:
