@@ -398,6 +398,8 @@ def test_diff_of_two_files_loads_no_store_and_no_sqlalchemy(h200: Manifest, tmp_
         assert module not in loaded, f"envcap diff A.json B.json imports {module}"
     # Nor click: two files alone on the command line are run before click is imported.
     assert "click" not in loaded, "envcap diff A.json B.json imports click"
+    # Nor inspect, which dataclasses imports (a tenth of the command's time).
+    assert "inspect" not in loaded, "envcap diff A.json B.json imports inspect"
     # A stored id does open the store: the same scan sees it.
     Store(tmp_path / "home").add(h200)
     assert {"sqlite3", "click"} <= modules_loaded_by(tmp_path, "diff", h200.id[7:19], a)

@@ -24,8 +24,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 from ..core import identity
 from ..core.manifest import LAYERS, SCHEMA_VERSION, Manifest, Unknown
@@ -43,8 +42,9 @@ SECTION_ORDER = (
 INSTALL_ONLY_FIELDS = frozenset({"installer", "requested"})
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
+# NamedTuples, not dataclasses: the dataclasses module imports inspect, which cost a diff
+# of two manifest files (a command of about a tenth of a second) a tenth of its time.
+class Rule(NamedTuple):
     """One entry of the numerically sensitive stack.
 
     ``packages`` matches package names (whole name, any case) in every package list of
@@ -92,8 +92,7 @@ _PATH_RULES = tuple(
 )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Change:
+class Change(NamedTuple):
     """One difference between manifest A and manifest B.
 
     ``path`` is where in the section (``""``: the whole section, present on one side
@@ -126,8 +125,7 @@ class Change:
         }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Side:
+class Side(NamedTuple):
     """Which manifest one side of a diff is, and what was observed when it was taken."""
 
     ref: str
@@ -152,8 +150,7 @@ class Side:
                 "hostname": self.hostname, "time": self.time, "unknowns": [u.to_dict() for u in self.unknowns]}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Diff:
+class Diff(NamedTuple):
     a: Side
     b: Side
     changes: tuple[Change, ...]
