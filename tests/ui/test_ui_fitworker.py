@@ -49,7 +49,7 @@ def worker(monkeypatch):
 
 
 def test_the_worker_answers_as_this_process_would(worker) -> None:
-    from envcap.ui.fitworker import compute
+    from envcap.ui.importance import compute
 
     columns, y = _columns()
     for kind, fits in (("fanova", 3), ("h", 0), ("permutation", 2)):
@@ -70,7 +70,7 @@ def test_no_secret_of_the_server_reaches_the_worker(worker) -> None:
 
 
 def test_a_worker_that_dies_is_replaced_once_then_the_fits_run_here(worker) -> None:
-    from envcap.ui.fitworker import compute
+    from envcap.ui.importance import compute
 
     columns, y = _columns(30)
     first = worker._child.pid
@@ -84,10 +84,10 @@ def test_a_worker_that_dies_is_replaced_once_then_the_fits_run_here(worker) -> N
 
 
 def test_a_worker_that_hangs_is_ended_and_replaced(worker, monkeypatch) -> None:
-    from envcap.ui import fitworker
+    from envcap.ui import fitworker, importance
 
     columns, y = _columns(30)
-    expected = json.loads(json.dumps(fitworker.compute("h", columns, y, 0)))
+    expected = json.loads(json.dumps(importance.compute("h", columns, y, 0)))
     assert worker.fit("h", columns, y, 0) == expected
     monkeypatch.setattr(fitworker, "FIT_TIMEOUT", 1.0)
     hung = worker._child.pid

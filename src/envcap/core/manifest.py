@@ -116,10 +116,10 @@ class Manifest:
     tenth of its time.
     """
 
-    __slots__ = ("id", "env_id", "platform_id", "sections", "layers", "observed", "unknowns", "labels",
-                 "schema_version", "_body", "_records", "_current_env_id")
+    # The fields compared and shown, then the kept bytes and caches.
     _FIELDS = ("id", "env_id", "platform_id", "sections", "layers", "observed", "unknowns", "labels",
                "schema_version")
+    __slots__ = (*_FIELDS, "_body", "_records", "_current_env_id")
 
     id: str
     env_id: str
@@ -301,18 +301,7 @@ class Manifest:
                     f"{source}: content does not match its {key} (recorded {data[key]}, "
                     f"content hashes to {getattr(ids, key)}); it was changed after it was written"
                 )
-        return cls(
-            id=ids.id,
-            env_id=ids.env_id,
-            platform_id=ids.platform_id,
-            sections=MappingProxyType(sections),
-            layers=MappingProxyType({k: tuple(sorted(v)) for k, v in layers.items()}),
-            observed=MappingProxyType(data["observed"]),
-            unknowns=tuple(unknowns),
-            labels=MappingProxyType(labels),
-            schema_version=data["schema_version"],
-            _body=ids.body,
-        )
+        return cls._loaded(data, sections, layers, unknowns, labels, ids=ids)
 
     @classmethod
     def from_stored(cls, data: Any, body: bytes, schema: Any, *, source: str = "manifest") -> Manifest:
@@ -337,17 +326,25 @@ class Manifest:
         for key in ("id", "env_id", "platform_id"):
             if not isinstance(data[key], str) or not data[key].startswith("sha256:"):
                 raise ManifestError(f"{source}: {key} is not an id")
+        return cls._loaded(data, sections, layers, unknowns, labels,
+                           ids=Ids(data["id"], data["env_id"], data["platform_id"], body))
+
+    @classmethod
+    def _loaded(cls, data: dict[str, Any], sections: dict[str, Any], layers: dict[str, Any], unknowns: list[Unknown],
+                labels: dict[str, Any], *, ids: Ids) -> Manifest:
+        """A manifest read from a document whose top level :func:`_envelope` checked,
+        with the ids (and the canonical bytes of ``id``) it was found to have."""
         return cls(
-            id=data["id"],
-            env_id=data["env_id"],
-            platform_id=data["platform_id"],
+            id=ids.id,
+            env_id=ids.env_id,
+            platform_id=ids.platform_id,
             sections=MappingProxyType(sections),
             layers=MappingProxyType({k: tuple(sorted(v)) for k, v in layers.items()}),
             observed=MappingProxyType(data["observed"]),
             unknowns=tuple(unknowns),
             labels=MappingProxyType(labels),
             schema_version=data["schema_version"],
-            _body=body,
+            _body=ids.body,
         )
 
     @classmethod

@@ -49,16 +49,6 @@ def _columns_in(data: Any) -> list[Any]:
             for d in data]
 
 
-def compute(kind: str, columns: Sequence[Any], y: Sequence[float], fits: int) -> Any:
-    """One estimate in this process, with the native thread pools at one thread."""
-    from . import importance
-
-    if kind == "h":
-        return importance._one_thread(importance._interactions, columns, y)
-    work = importance._fanova if kind == "fanova" else importance._permutation
-    return importance._one_thread(work, columns, y, fits)
-
-
 class FitWorker:
     """The server's handle on the worker process: one request at a time, restarted once
     if it dies; :meth:`fit` falls back to this process when it cannot be had."""
@@ -136,6 +126,8 @@ class FitWorker:
                 raise error(str(answer.get("message")))
             if self.unavailable is None:
                 self.unavailable = "the fit worker ended"
+        from .importance import compute
+
         return compute(kind, columns, y, fits)
 
     def _stop(self) -> None:
@@ -200,8 +192,8 @@ def main() -> int:
             kind = request["kind"]
             if kind not in _KINDS:
                 raise ValueError(f"unknown fit {kind!r}")
-            result = compute(kind, _columns_in(request["columns"]), [float(v) for v in request["y"]],
-                             int(request["fits"]))
+            result = importance.compute(kind, _columns_in(request["columns"]), [float(v) for v in request["y"]],
+                                        int(request["fits"]))
             say({"ok": result})
         except (RuntimeError, ValueError, UsageError, KeyError, TypeError) as exc:
             say({"error": type(exc).__name__, "message": str(exc)})

@@ -218,9 +218,14 @@ def _fit(kind: str, columns: Sequence[Column], y: Sequence[float], fits: int) ->
     """The estimate ``kind`` ("fanova", "permutation" or "h"), from the worker or made here."""
     if _worker is not None:
         return _worker.fit(kind, columns, y, fits)
-    from .fitworker import compute
-
     return compute(kind, columns, y, fits)
+
+
+def compute(kind: str, columns: Sequence[Column], y: Sequence[float], fits: int) -> Any:
+    """The estimate ``kind`` made in this process, the native thread pools at one thread."""
+    if kind == "h":
+        return _one_thread(_interactions, columns, y)
+    return _one_thread(_fanova if kind == "fanova" else _permutation, columns, y, fits)
 
 
 def _one_thread(work: Any, *args: Any) -> Any:
