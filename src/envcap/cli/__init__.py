@@ -2,8 +2,8 @@
 a call into the library. See :mod:`.main` for the group and its exit codes.
 
 ``main`` here is the entry point (the console script and ``python -m envcap``): a command
-line :mod:`.quick` answers without click (two manifest files to diff) is run there; any
-other goes to the click group, :data:`envcap.cli.main.main`.
+line :mod:`.quick` answers without click (two manifest files to diff, a plain snapshot, a
+query of runs) is run there; any other goes to the click group, :data:`envcap.cli.main.main`.
 """
 
 from __future__ import annotations

@@ -23,10 +23,3 @@ def err(text: str) -> None:
 
 def echo(text: Any, err: bool = False) -> None:
     click.echo(safe(text), err=err)
-
-
-def cell(text: Any) -> Any:
-    """A table cell that rich prints as it reads: terminal-safe, and never read as markup."""
-    from rich.text import Text
-
-    return Text(safe(text))

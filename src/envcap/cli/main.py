@@ -12,7 +12,8 @@ from typing import Any
 
 import click
 
-from .common import cell, echo, open_store, safe
+from .common import echo, open_store, safe
+from .quick import cell
 
 from ..core.errors import EnvcapError
 

@@ -186,7 +186,6 @@ def list_runs(*, as_json: bool, where: Sequence[str], labels: Sequence[str], sor
         return 0
     from rich.console import Console
     from rich.table import Table
-    from rich.text import Text
 
     from ..runs.describe import table_rows
 
@@ -202,8 +201,7 @@ def list_runs(*, as_json: bool, where: Sequence[str], labels: Sequence[str], sor
                          if col in ("params", "metrics") else None,
                          overflow="fold" if col in ("params", "metrics", "command") else "ellipsis")
     for row in rows:
-        # Each cell terminal-safe, and never read as rich's markup.
-        table.add_row(*(Text(safe(c)) for c in row))
+        table.add_row(*(cell(c) for c in row))
     Console(width=max(160, Console().width)).print(table)
     return 0
 
@@ -282,6 +280,13 @@ def _diff_files(argv: Sequence[str]) -> tuple[str, str, bool] | None:
     if not all(os.path.isfile(arg) for arg in rest):
         return None  # a stored id or a run: click's command opens the store
     return rest[0], rest[1], as_json
+
+
+def cell(text: Any) -> Any:
+    """A table cell that rich prints as it reads: terminal-safe, and never read as markup."""
+    from rich.text import Text
+
+    return Text(safe(text))
 
 
 def safe(text: Any) -> str:
